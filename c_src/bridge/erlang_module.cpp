@@ -1,0 +1,195 @@
+#include "bridge/erlang_module.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+#include "py/ref.hpp"
+
+namespace bridge {
+namespace {
+
+struct PidObject {
+    PyObject_HEAD
+    ErlNifPid pid;
+};
+
+struct TermObject {
+    PyObject_HEAD
+    PyObject* etf;  // bytes
+};
+
+ErlangTypes* state_of(PyObject* module) { return static_cast<ErlangTypes*>(PyModule_GetState(module)); }
+
+// --- erlang.Pid -------------------------------------------------------------
+
+PyObject* pid_richcompare(PyObject* a, PyObject* b, int op) {
+    if (Py_TYPE(a) != Py_TYPE(b) || (op != Py_EQ && op != Py_NE)) Py_RETURN_NOTIMPLEMENTED;
+    int cmp = enif_compare_pids(&reinterpret_cast<PidObject*>(a)->pid, &reinterpret_cast<PidObject*>(b)->pid);
+    return PyBool_FromLong((cmp == 0) == (op == Py_EQ));
+}
+
+Py_hash_t pid_hash(PyObject* self) {
+    // A local pid is an immediate term: its word identifies it.
+    Py_hash_t h = static_cast<Py_hash_t>(enif_hash(ERL_NIF_INTERNAL_HASH, reinterpret_cast<PidObject*>(self)->pid.pid, 0));
+    return h == -1 ? -2 : h;
+}
+
+PyObject* pid_repr(PyObject* self) {
+    char buf[64];
+    enif_snprintf(buf, sizeof buf, "<erlang.Pid %T>", reinterpret_cast<PidObject*>(self)->pid.pid);
+    return PyUnicode_FromString(buf);
+}
+
+void pid_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+PyType_Slot pid_slots[] = {
+    {Py_tp_richcompare, reinterpret_cast<void*>(&pid_richcompare)},
+    {Py_tp_hash, reinterpret_cast<void*>(&pid_hash)},
+    {Py_tp_repr, reinterpret_cast<void*>(&pid_repr)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(&pid_dealloc)},
+    {Py_tp_doc, const_cast<char*>("An Erlang process identifier. Converts back to the same pid.")},
+    {0, nullptr},
+};
+
+PyType_Spec pid_spec = {"erlang.Pid", sizeof(PidObject), 0,
+                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                        pid_slots};
+
+// --- erlang.Term ------------------------------------------------------------
+
+PyObject* term_richcompare(PyObject* a, PyObject* b, int op) {
+    if (Py_TYPE(a) != Py_TYPE(b) || (op != Py_EQ && op != Py_NE)) Py_RETURN_NOTIMPLEMENTED;
+    return PyObject_RichCompare(reinterpret_cast<TermObject*>(a)->etf, reinterpret_cast<TermObject*>(b)->etf, op);
+}
+
+Py_hash_t term_hash(PyObject* self) { return PyObject_Hash(reinterpret_cast<TermObject*>(self)->etf); }
+
+PyObject* term_repr(PyObject* self) {
+    return PyUnicode_FromFormat("<erlang.Term %zd bytes>", PyBytes_GET_SIZE(reinterpret_cast<TermObject*>(self)->etf));
+}
+
+int term_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(reinterpret_cast<TermObject*>(self)->etf);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+void term_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(reinterpret_cast<TermObject*>(self)->etf);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+PyType_Slot term_slots[] = {
+    {Py_tp_richcompare, reinterpret_cast<void*>(&term_richcompare)},
+    {Py_tp_hash, reinterpret_cast<void*>(&term_hash)},
+    {Py_tp_repr, reinterpret_cast<void*>(&term_repr)},
+    {Py_tp_traverse, reinterpret_cast<void*>(&term_traverse)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(&term_dealloc)},
+    {Py_tp_doc, const_cast<char*>("An Erlang term with no Python equivalent (reference, port, fun, remote pid).")},
+    {0, nullptr},
+};
+
+PyType_Spec term_spec = {"erlang.Term", sizeof(TermObject), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC |
+                             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                         term_slots};
+
+// --- the module -------------------------------------------------------------
+
+int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
+    PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
+    if (!type) return -1;
+    *slot = reinterpret_cast<PyTypeObject*>(type);
+    // PyModule_AddObjectRef keeps its own reference; the state keeps the one from FromSpec.
+    const char* dot = std::strrchr(spec->name, '.');
+    return PyModule_AddObjectRef(module, dot ? dot + 1 : spec->name, type);
+}
+
+int erlang_exec(PyObject* module) {
+    ErlangTypes* st = state_of(module);
+    if (add_type(module, &pid_spec, &st->pid) < 0) return -1;
+    if (add_type(module, &term_spec, &st->term) < 0) return -1;
+    return 0;
+}
+
+int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
+    ErlangTypes* st = state_of(module);
+    Py_VISIT(st->pid);
+    Py_VISIT(st->term);
+    return 0;
+}
+
+int erlang_clear(PyObject* module) {
+    ErlangTypes* st = state_of(module);
+    Py_CLEAR(st->pid);
+    Py_CLEAR(st->term);
+    return 0;
+}
+
+PyModuleDef_Slot erlang_slots[] = {
+    {Py_mod_exec, reinterpret_cast<void*>(&erlang_exec)},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, nullptr},
+};
+
+PyModuleDef erlang_def = {
+    PyModuleDef_HEAD_INIT,
+    "erlang",
+    "Access to the Erlang VM that embeds this interpreter.",
+    sizeof(ErlangTypes),
+    nullptr,
+    erlang_slots,
+    &erlang_traverse,
+    &erlang_clear,
+    nullptr,
+};
+
+}  // namespace
+
+PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
+
+const ErlangTypes* erlang_types_for_current_interpreter() {
+    py::Ref mod = py::Ref::steal(PyImport_ImportModule("erlang"));
+    if (!mod) return nullptr;
+    // sys.modules keeps the module (and so its state) alive for the interpreter's lifetime.
+    return state_of(mod.get());
+}
+
+PyObject* make_pid(const ErlangTypes& types, const ErlNifPid& pid) {
+    auto* obj = PyObject_New(PidObject, types.pid);
+    if (!obj) return nullptr;
+    obj->pid = pid;
+    return reinterpret_cast<PyObject*>(obj);
+}
+
+bool get_pid(const ErlangTypes& types, PyObject* obj, ErlNifPid* out) {
+    if (Py_TYPE(obj) != types.pid) return false;
+    *out = reinterpret_cast<PidObject*>(obj)->pid;
+    return true;
+}
+
+PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t size) {
+    PyObject* bytes = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(etf), static_cast<Py_ssize_t>(size));
+    if (!bytes) return nullptr;
+    auto* obj = PyObject_GC_New(TermObject, types.term);
+    if (!obj) { Py_DECREF(bytes); return nullptr; }
+    obj->etf = bytes;
+    PyObject_GC_Track(obj);
+    return reinterpret_cast<PyObject*>(obj);
+}
+
+PyObject* term_bytes(const ErlangTypes& types, PyObject* obj) {
+    if (Py_TYPE(obj) != types.term) return nullptr;
+    return reinterpret_cast<TermObject*>(obj)->etf;
+}
+
+}  // namespace bridge

@@ -1,0 +1,82 @@
+// A context: one OS thread that owns a Python thread state (on the main interpreter for
+// `worker` mode), a request queue, and the context's shared namespace.
+// Created and stopped from scheduler threads; Python is touched only on the worker thread.
+// The worker thread holds a reference to the context's resource until it exits, so the
+// context's memory outlives a worker stuck in Python.
+#pragma once
+
+#include <erl_nif.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+#include "context/namespace.hpp"
+#include "context/request_queue.hpp"
+#include "erl/env.hpp"
+#include "erl/resource.hpp"
+#include "py/interpreter.hpp"
+
+namespace bridge { struct ErlangTypes; }
+
+namespace context {
+
+enum class Mode { Worker, OwnGil };
+
+class Context {
+public:
+    explicit Context(Mode mode);
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    Mode mode() const { return mode_; }
+
+    // Scheduler thread, once, right after construction. Starts the worker thread, which keeps
+    // the resource alive while it runs. Returns false if the thread could not be created.
+    bool start();
+
+    // Any thread. False when the context is stopping or stopped.
+    bool submit(RequestPtr request) { return queue_.push(std::move(request)); }
+
+    // Any thread, non-blocking. The worker replies {error, context_stopped} to queued
+    // requests, releases its Python state and exits; then, if notify is set, it sends
+    // {py_context_exited, Tag} to notify.
+    void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
+    bool stopping() const { return queue_.closed(); }
+
+    // Resource `down` hook: the owning Erlang process died. Never blocks.
+    void on_owner_down() { queue_.close(); }
+
+private:
+    static void* thread_main(void* self);
+    void run();
+    bool attach_thread();
+    void detach_thread();
+    void serve();
+    void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
+    void notify_exit();
+
+    const Mode mode_;
+    RequestQueue queue_;
+    pthread_t thread_{};
+
+    // Worker-thread state (touched only by the worker thread after start()).
+    PyThreadState* tstate_ = nullptr;
+    py::InterpreterPtr interp_;
+    const bridge::ErlangTypes* types_ = nullptr;
+    Namespace shared_ns_{this};
+
+    std::mutex exit_mutex_;
+    bool notify_set_ = false;      // guarded by exit_mutex_
+    ErlNifPid notify_pid_{};       // guarded by exit_mutex_
+    erl::OwnedEnv notify_env_;     // guarded by exit_mutex_
+    ERL_NIF_TERM notify_tag_ = 0;  // guarded by exit_mutex_
+};
+
+using ContextResource = erl::Resource<Context>;
+
+// The main interpreter shared by every worker-mode context; set once at load.
+void set_main_interpreter(py::InterpreterPtr interp);
+
+}  // namespace context

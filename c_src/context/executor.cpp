@@ -1,0 +1,143 @@
+#include "context/executor.hpp"
+
+#include <Python.h>
+
+#include <cstring>
+
+#include "bridge/convert.hpp"
+#include "erl/atoms.hpp"
+#include "erl/terms.hpp"
+#include "py/error.hpp"
+#include "py/ref.hpp"
+
+namespace context {
+namespace {
+
+using py::Ref;
+
+struct Job {
+    const WorkerScope& scope;
+    Request& request;
+    ErlNifEnv* msg_env;
+    bridge::Converter cv;
+
+    PyObject* globals() {
+        Namespace* ns = request.ns() ? request.ns() : &scope.shared_ns;
+        return ns->globals(scope.interp);
+    }
+    Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
+    Ref name(int i) { return Ref::check(bridge::name_to_python(request.env(), request.arg[i])); }
+    ERL_NIF_TERM ok_value(PyObject* value) {
+        ERL_NIF_TERM term;
+        if (!bridge::to_erlang(cv, msg_env, value, &term)) throw py::ErrorPending();
+        return enif_make_tuple2(msg_env, erl::atoms().ok, term);
+    }
+};
+
+// Looks a module up in sys.modules before importing it (the common case is a cache hit).
+Ref import_module(PyObject* name) {
+    if (PyObject* mod = PyImport_GetModule(name)) return Ref::steal(mod);
+    if (PyErr_Occurred()) throw py::ErrorPending();
+    return Ref::check(PyImport_Import(name));
+}
+
+// Resolves "a.b.c" as successive attributes of base.
+Ref resolve_attribute_path(Ref base, PyObject* path) {
+    Ref parts = Ref::check(PyUnicode_Split(path, Ref::check(PyUnicode_FromString(".")).get(), -1));
+    Ref current = std::move(base);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(parts.get()); ++i)
+        current = Ref::check(PyObject_GetAttr(current.get(), PyList_GET_ITEM(parts.get(), i)));
+    return current;
+}
+
+Ref find_callable(Job& job) {
+    Ref module_name = job.name(0);
+    Ref function_name = job.name(1);
+    if (PyUnicode_CompareWithASCIIString(module_name.get(), "__main__") == 0) {
+        // '__main__' is the namespace the request runs in (per process or per context).
+        PyObject* globals = job.globals();
+        if (!globals) throw py::ErrorPending();
+        Ref parts = Ref::check(PyUnicode_Split(function_name.get(), Ref::check(PyUnicode_FromString(".")).get(), 1));
+        PyObject* head = PyList_GET_ITEM(parts.get(), 0);
+        PyObject* found = PyDict_GetItemWithError(globals, head);  // borrowed
+        if (!found) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", head);
+            throw py::ErrorPending();
+        }
+        if (PyList_GET_SIZE(parts.get()) == 1) return Ref::borrow(found);
+        return resolve_attribute_path(Ref::borrow(found), PyList_GET_ITEM(parts.get(), 1));
+    }
+    return resolve_attribute_path(import_module(module_name.get()), function_name.get());
+}
+
+ERL_NIF_TERM run_call(Job& job) {
+    Ref fn = find_callable(job);
+    Ref arg_list = job.arg_to_python(2);
+    Ref args = Ref::check(PySequence_Tuple(arg_list.get()));
+    Ref kwargs;
+    size_t nkw = 0;
+    if (enif_get_map_size(job.request.env(), job.request.arg[3], &nkw) && nkw > 0) kwargs = job.arg_to_python(3);
+    Ref result = Ref::check(PyObject_Call(fn.get(), args.get(), kwargs.get()));
+    return job.ok_value(result.get());
+}
+
+Ref compile_source(Job& job, int start, const char* filename) {
+    ErlNifBinary bin;
+    if (!enif_inspect_iolist_as_binary(job.request.env(), job.request.arg[0], &bin)) {
+        PyErr_SetString(PyExc_TypeError, "code must be a binary or an iolist");
+        throw py::ErrorPending();
+    }
+    if (std::memchr(bin.data, 0, bin.size)) {
+        PyErr_SetString(PyExc_SyntaxError, "source code cannot contain NUL bytes");
+        throw py::ErrorPending();
+    }
+    std::string source(reinterpret_cast<const char*>(bin.data), bin.size);
+    return Ref::check(Py_CompileString(source.c_str(), filename, start));
+}
+
+ERL_NIF_TERM run_eval(Job& job) {
+    Ref code = compile_source(job, Py_eval_input, "<eval>");
+    PyObject* globals = job.globals();
+    if (!globals) throw py::ErrorPending();
+    Ref locals;
+    size_t nlocals = 0;
+    if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0) locals = job.arg_to_python(1);
+    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, locals ? locals.get() : globals));
+    return job.ok_value(result.get());
+}
+
+ERL_NIF_TERM run_exec(Job& job) {
+    Ref code = compile_source(job, Py_file_input, "<exec>");
+    PyObject* globals = job.globals();
+    if (!globals) throw py::ErrorPending();
+    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, globals));
+    return erl::atoms().ok;
+}
+
+ERL_NIF_TERM python_error(ErlNifEnv* env, std::string* traceback) {
+    py::ExceptionInfo info = py::take_exception();
+    *traceback = std::move(info.traceback);
+    ERL_NIF_TERM reason = enif_make_tuple2(env, erl::make_code_name_atom(env, info.type_name),
+                                           erl::make_charlist_utf8(env, info.message));
+    return enif_make_tuple2(env, erl::atoms().error, reason);
+}
+
+}  // namespace
+
+ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_env, std::string* traceback) {
+    Job job{scope, request, msg_env, bridge::Converter{scope.types, scope.interp}};
+    try {
+        switch (request.kind()) {
+            case RequestKind::Call: return run_call(job);
+            case RequestKind::Eval: return run_eval(job);
+            case RequestKind::Exec: return run_exec(job);
+        }
+        PyErr_SetString(PyExc_SystemError, "unknown request kind");
+    } catch (const py::ErrorPending&) {
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    }
+    return python_error(msg_env, traceback);
+}
+
+}  // namespace context

@@ -1,0 +1,26 @@
+// Running one request on a context's worker thread and building its reply.
+// Precondition: on the context's worker thread, attached to scope.interp.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <string>
+
+#include "bridge/erlang_module.hpp"
+#include "context/namespace.hpp"
+#include "context/request.hpp"
+#include "py/interpreter.hpp"
+
+namespace context {
+
+struct WorkerScope {
+    const bridge::ErlangTypes& types;
+    const py::InterpreterPtr& interp;
+    Namespace& shared_ns;
+};
+
+// The reply payload, built in msg_env: {ok, Value} | ok | {error, Reason}. For a Python
+// exception Reason is {TypeName, Message} and *traceback receives the formatted traceback.
+ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_env, std::string* traceback);
+
+}  // namespace context

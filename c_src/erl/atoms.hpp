@@ -1,0 +1,36 @@
+// Atoms used by the NIF, created once when the library loads and read-only afterwards.
+#pragma once
+
+#include <erl_nif.h>
+
+namespace erl {
+
+struct Atoms {
+    ERL_NIF_TERM ok;
+    ERL_NIF_TERM error;
+    ERL_NIF_TERM true_;
+    ERL_NIF_TERM false_;
+    ERL_NIF_TERM none;
+    ERL_NIF_TERM undefined;
+    ERL_NIF_TERM nil;
+    ERL_NIF_TERM infinity;
+    ERL_NIF_TERM neg_infinity;
+    ERL_NIF_TERM nan;
+    ERL_NIF_TERM worker;
+    ERL_NIF_TERM owngil;
+    ERL_NIF_TERM replied;
+    ERL_NIF_TERM context_stopped;
+    ERL_NIF_TERM cancelled;
+    ERL_NIF_TERM py_context_exited;
+    ERL_NIF_TERM python_init_failed;
+    ERL_NIF_TERM invalid_mode;
+    ERL_NIF_TERM owngil_unsupported;
+};
+
+// Creates every atom; called from the NIF's load callback before anything else runs.
+void init_atoms(ErlNifEnv* env);
+
+// The table filled by init_atoms.
+const Atoms& atoms();
+
+}  // namespace erl

@@ -1,0 +1,136 @@
+// NIFs that create, use and stop contexts. They never wait for Python: they queue and return.
+#include "context/context.hpp"
+#include "context/request.hpp"
+#include "erl/atoms.hpp"
+#include "erl/nif_error.hpp"
+#include "nifs/nifs.hpp"
+
+namespace nifs {
+namespace {
+
+using context::Context;
+using context::ContextResource;
+using context::Namespace;
+using context::NamespaceResource;
+using context::Request;
+using context::RequestKind;
+using context::RequestResource;
+
+void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor*) {
+    // obj is the resource slot; the typed pointer sits inside it.
+    ContextResource::from_slot(obj)->on_owner_down();
+}
+
+Context* get_context(ErlNifEnv* env, ERL_NIF_TERM term) {
+    Context* ctx = ContextResource::get(env, term);
+    if (!ctx) throw erl::BadArg();
+    return ctx;
+}
+
+// `undefined` selects the context's shared namespace; otherwise a namespace of this context.
+erl::ResourcePtr<Namespace> get_namespace(ErlNifEnv* env, ERL_NIF_TERM term, const Context* ctx) {
+    if (term == erl::atoms().undefined) return {};
+    Namespace* ns = NamespaceResource::get(env, term);
+    if (!ns || ns->owner() != ctx) throw erl::BadArg();
+    return erl::ResourcePtr<Namespace>::share(ns);
+}
+
+bool is_name(ErlNifEnv* env, ERL_NIF_TERM t) { return enif_is_atom(env, t) || enif_is_binary(env, t) || enif_is_list(env, t); }
+bool is_code(ErlNifEnv* env, ERL_NIF_TERM t) { return enif_is_binary(env, t) || enif_is_list(env, t); }
+bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM t) {
+    unsigned len;
+    return enif_get_list_length(env, t, &len) != 0;
+}
+
+// Queues a request whose arguments are argv[3..3+nargs) and returns its handle.
+ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind, int nargs) {
+    Context* ctx = get_context(env, argv[0]);
+    auto ns = get_namespace(env, argv[1], ctx);
+    if (!enif_is_ref(env, argv[2])) throw erl::BadArg();
+    ErlNifPid caller;
+    if (!enif_self(env, &caller)) throw erl::BadArg();
+    auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
+    req->tag = req->copy(argv[2]);
+    for (int i = 0; i < nargs; ++i) req->arg[i] = req->copy(argv[3 + i]);
+    ERL_NIF_TERM handle = RequestResource::term(env, req.get());
+    if (!ctx->submit(std::move(req))) throw erl::ErrorResult(erl::atoms().context_stopped);
+    return handle;
+}
+
+}  // namespace
+
+bool open_context_resources(ErlNifEnv* env) {
+    return ContextResource::open(env, "py_context", &context_down) &&
+           NamespaceResource::open(env, "py_namespace") && RequestResource::open(env, "py_request");
+}
+
+// context_new(Mode) -> {ok, Ctx} | {error, Reason}. The calling process owns the context:
+// when it exits, the context stops.
+ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        const erl::Atoms& a = erl::atoms();
+        if (argv[0] != a.worker) throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
+        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(context::Mode::Worker));
+        ErlNifPid owner;
+        if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, nullptr) != 0)
+            throw erl::BadArg();
+        if (!ctx->start()) throw erl::ErrorResult(enif_make_atom(env, "thread_create_failed"));
+        return enif_make_tuple2(env, a.ok, ContextResource::term(env, ctx.get()));
+    });
+}
+
+// context_stop(Ctx, Tag) -> ok. The caller later receives {py_context_exited, Tag}.
+ERL_NIF_TERM context_stop(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Context* ctx = get_context(env, argv[0]);
+        ErlNifPid self;
+        if (!enif_self(env, &self)) throw erl::BadArg();
+        ctx->stop(&self, argv[1]);
+        return erl::atoms().ok;
+    });
+}
+
+// namespace_new(Ctx) -> Namespace: a fresh, empty namespace on that context.
+ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Context* ctx = get_context(env, argv[0]);
+        auto ns = erl::ResourcePtr<Namespace>::adopt(NamespaceResource::make(ctx));
+        return NamespaceResource::term(env, ns.get());
+    });
+}
+
+// submit_call(Ctx, Ns, Tag, Module, Function, Args, Kwargs) -> Request
+ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) || !enif_is_map(env, argv[6]))
+            throw erl::BadArg();
+        return submit(env, argv, RequestKind::Call, 4);
+    });
+}
+
+// submit_eval(Ctx, Ns, Tag, Code, Locals) -> Request
+ERL_NIF_TERM submit_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        if (!is_code(env, argv[3]) || !enif_is_map(env, argv[4])) throw erl::BadArg();
+        return submit(env, argv, RequestKind::Eval, 2);
+    });
+}
+
+// submit_exec(Ctx, Ns, Tag, Code) -> Request
+ERL_NIF_TERM submit_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        if (!is_code(env, argv[3])) throw erl::BadArg();
+        return submit(env, argv, RequestKind::Exec, 1);
+    });
+}
+
+// cancel(Request) -> ok | replied. `replied`: the reply is in (or about to reach) the mailbox.
+ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Request* req = RequestResource::get(env, argv[0]);
+        if (!req) throw erl::BadArg();
+        return req->cancel() == Request::CancelOutcome::Cancelled ? erl::atoms().ok : erl::atoms().replied;
+    });
+}
+
+}  // namespace nifs

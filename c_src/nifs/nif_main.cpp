@@ -1,0 +1,50 @@
+// The NIF library entry: load (atoms, resource types, CPython), the function table, and a
+// refusal to upgrade (extension modules cannot be re-initialised; see architecture notes).
+#include <erl_nif.h>
+
+#include <memory>
+#include <string>
+
+#include "bridge/erlang_module.hpp"
+#include "context/context.hpp"
+#include "erl/atoms.hpp"
+#include "nifs/nifs.hpp"
+#include "py/runtime.hpp"
+
+namespace {
+
+std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
+    ErlNifBinary bin;
+    if (enif_inspect_iolist_as_binary(env, info, &bin)) return std::string(reinterpret_cast<char*>(bin.data), bin.size);
+    return {};
+}
+
+int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
+    erl::init_atoms(env);
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env)) return 1;
+    std::string error;
+    if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
+        enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
+        return 2;
+    }
+    context::set_main_interpreter(std::make_shared<py::Interpreter>(py::main_interpreter()));
+    return 0;
+}
+
+int upgrade(ErlNifEnv*, void**, void**, ERL_NIF_TERM) { return 1; }
+
+ErlNifFunc nif_funcs[] = {
+    {"context_new", 1, nifs::context_new, 0},
+    {"context_stop", 2, nifs::context_stop, 0},
+    {"namespace_new", 1, nifs::namespace_new, 0},
+    {"submit_call", 7, nifs::submit_call, 0},
+    {"submit_eval", 5, nifs::submit_eval, 0},
+    {"submit_exec", 4, nifs::submit_exec, 0},
+    {"cancel", 1, nifs::cancel, 0},
+    {"python_version", 0, nifs::python_version, 0},
+    {"is_ref", 1, nifs::is_ref, 0},
+};
+
+}  // namespace
+
+ERL_NIF_INIT(py_nif, nif_funcs, load, nullptr, upgrade, nullptr)

@@ -1,0 +1,25 @@
+// Declarations of every NIF, grouped by area; the table lives in nif_main.cpp.
+#pragma once
+
+#include <erl_nif.h>
+
+namespace nifs {
+
+// context_nifs.cpp
+ERL_NIF_TERM context_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM context_stop(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM namespace_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM submit_call(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM submit_eval(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM submit_exec(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM cancel(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// info_nifs.cpp
+ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// Resource types owned by each area, opened at load.
+bool open_context_resources(ErlNifEnv* env);
+bool open_info_resources(ErlNifEnv* env);
+
+}  // namespace nifs

@@ -1,0 +1,61 @@
+// One Python interpreter as the NIF sees it: its state pointer and a queue of references to
+// drop. Any thread may push to the queue; only a thread attached to this interpreter drains it.
+#pragma once
+
+#include <Python.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace py {
+
+class Interpreter {
+public:
+    explicit Interpreter(PyInterpreterState* state) : state_(state) {}
+    Interpreter(const Interpreter&) = delete;
+    Interpreter& operator=(const Interpreter&) = delete;
+
+    PyInterpreterState* state() const { return state_; }
+    int64_t id() const { return PyInterpreterState_GetID(state_); }
+
+    // Any thread, never blocks on Python: the reference is dropped by the next drain. After
+    // the interpreter has been destroyed the pointer is forgotten (its memory went with it).
+    void defer_decref(PyObject* obj) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (dead_) return;
+        pending_.push_back(obj);
+        has_pending_.store(true, std::memory_order_release);
+    }
+
+    // Precondition: the calling thread is attached to this interpreter.
+    void drain() {
+        if (!has_pending_.load(std::memory_order_acquire)) return;
+        std::vector<PyObject*> batch;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            batch.swap(pending_);
+            has_pending_.store(false, std::memory_order_relaxed);
+        }
+        for (PyObject* obj : batch) Py_DECREF(obj);
+    }
+
+    // Called by the thread that destroys the interpreter, after it is gone.
+    void mark_dead() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        dead_ = true;
+        pending_.clear();
+    }
+
+private:
+    PyInterpreterState* state_;
+    std::mutex mutex_;
+    std::vector<PyObject*> pending_;
+    std::atomic<bool> has_pending_{false};
+    bool dead_ = false;
+};
+
+using InterpreterPtr = std::shared_ptr<Interpreter>;
+
+}  // namespace py

@@ -1,0 +1,80 @@
+#include "py/runtime.hpp"
+
+#include <dlfcn.h>
+
+#include "config.hpp"
+#include "py/ref.hpp"
+
+namespace py {
+namespace {
+
+PyInterpreterState* g_main_interp = nullptr;  // set once in start_runtime (load callback)
+
+bool set_config_string(PyConfig& config, wchar_t** field, const char* value, std::string& error) {
+    PyStatus st = PyConfig_SetBytesString(&config, field, value);
+    if (PyStatus_Exception(st)) {
+        error = st.err_msg ? st.err_msg : "PyConfig_SetBytesString failed";
+        return false;
+    }
+    return true;
+}
+
+bool add_to_sys_path(const std::string& dir) {
+    PyObject* path = PySys_GetObject("path");  // borrowed
+    if (!path) return false;
+    Ref entry = Ref::steal(PyUnicode_DecodeFSDefault(dir.c_str()));
+    if (!entry) return false;
+    int present = PySequence_Contains(path, entry.get());
+    if (present < 0) return false;
+    return present == 1 || PyList_Insert(path, 0, entry.get()) == 0;
+}
+
+}  // namespace
+
+bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error) {
+    if (g_main_interp) return true;
+    // The NIF library itself is loaded RTLD_LOCAL; promote libpython to the global namespace.
+    if (!dlopen(pyconfig::kLibpythonPath, RTLD_NOW | RTLD_GLOBAL)) {
+        const char* why = dlerror();
+        error = std::string("cannot load ") + pyconfig::kLibpythonPath + ": " + (why ? why : "?");
+        return false;
+    }
+    if (Py_IsInitialized()) {
+        error = "Python was already initialised in this OS process by someone else";
+        return false;
+    }
+    if (PyImport_AppendInittab("erlang", init_erlang) != 0) {
+        error = "cannot register the erlang module";
+        return false;
+    }
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0;  // the BEAM owns SIGINT/SIGCHLD
+    config.parse_argv = 0;
+    config.user_site_directory = 0;
+    bool ok = set_config_string(config, &config.program_name, pyconfig::kPythonExecutable, error);
+    if (ok) {
+        PyStatus st = Py_InitializeFromConfig(&config);
+        if (PyStatus_Exception(st)) {
+            error = st.err_msg ? st.err_msg : "Py_InitializeFromConfig failed";
+            ok = false;
+        }
+    }
+    PyConfig_Clear(&config);
+    if (!ok) return false;
+
+    if (!add_to_sys_path(priv_dir)) {
+        PyErr_Clear();
+        error = "cannot add priv dir to sys.path";
+    }
+    g_main_interp = PyInterpreterState_Main();
+    // This (scheduler) thread gives up the GIL for good; contexts attach their own thread states.
+    PyEval_SaveThread();
+    return error.empty();
+}
+
+PyInterpreterState* main_interpreter() { return g_main_interp; }
+
+const char* runtime_version() { return pyconfig::kPythonVersion; }
+
+}  // namespace py

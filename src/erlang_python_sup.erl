@@ -1,0 +1,21 @@
+%% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
+%% processes below) and supervises the context supervisor and the pool router, in that order.
+-module(erlang_python_sup).
+-behaviour(supervisor).
+
+-export([start_link/0, init/1]).
+
+%% @private
+-spec start_link() -> {ok, pid()} | ignore | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+%% @private
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init([]) ->
+    py_context:init_registry(),
+    Children = [
+        #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
+        #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000}
+    ],
+    {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

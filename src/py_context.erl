@@ -1,0 +1,110 @@
+%% @doc Contexts: each one is an OS thread that runs all Python code sent to it.
+%%
+%% A context is named by the pid of a small process that owns it (and is supervised under
+%% `py_context_sup'). Calls do not pass through that process: `py' finds the context's
+%% handle in a registry table and queues the request straight to the context's thread, which
+%% replies straight to the caller. The owning process only ties the context's lifetime to the
+%% process that asked for it: when the owner exits, or `stop/1' is called, the context stops.
+%%
+%% A context made with `new/1' has one namespace shared by every process that uses it.
+-module(py_context).
+-behaviour(gen_server).
+
+-export([new/1, stop/1]).
+-export([start_link/1, lookup/1, init_registry/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-export_type([context/0, mode/0]).
+
+-type context() :: pid().
+-type mode() :: worker.
+
+-define(REGISTRY, py_context_registry).
+-define(STOP_DEADLINE, 5000).
+
+-record(state, {ref :: py_nif:context_ref(), owner_mon :: reference() | undefined}).
+
+%% @doc Starts a new context owned by the calling process.
+%%
+%% Options: `mode' (`worker', the default). An unknown mode gives
+%% `{error, {invalid_mode, Mode}}'. The context stops when the calling process exits.
+-spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
+new(Opts) when is_map(Opts) ->
+    case maps:get(mode, Opts, worker) of
+        worker -> py_context_sup:start_context(#{mode => worker, owner => self(), kind => own});
+        Mode -> {error, {invalid_mode, Mode}}
+    end;
+new(_) ->
+    erlang:error(badarg).
+
+%% @doc Stops a context. Requests still queued get `{error, context_stopped}'. Waits up to
+%% 5 seconds for the context's thread to finish the Python code it is running; returns `ok'
+%% either way (a thread still in Python exits once that code returns).
+-spec stop(context()) -> ok.
+stop(Ctx) when is_pid(Ctx) ->
+    try gen_server:stop(Ctx, normal, ?STOP_DEADLINE + 1000)
+    catch exit:_ -> ok
+    end;
+stop(_) ->
+    erlang:error(badarg).
+
+%% @private
+-spec start_link(map()) -> {ok, pid()} | {error, term()}.
+start_link(Opts) ->
+    gen_server:start_link(?MODULE, Opts, []).
+
+%% @private
+%% Finds the NIF handle of a context and whether it belongs to the default pool.
+-spec lookup(pid()) -> {ok, py_nif:context_ref(), pool | own} | error.
+lookup(Ctx) ->
+    try ets:lookup_element(?REGISTRY, Ctx, 2) of
+        {Ref, Kind} -> {ok, Ref, Kind}
+    catch error:badarg -> error
+    end.
+
+%% @private
+%% Creates the registry table; called by erlang_python_sup, which owns it.
+-spec init_registry() -> ok.
+init_registry() ->
+    _ = ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
+    ok.
+
+%% @private
+init(#{mode := Mode, owner := Owner, kind := Kind}) ->
+    process_flag(trap_exit, true),
+    case py_nif:context_new(Mode) of
+        {ok, Ref} ->
+            true = ets:insert(?REGISTRY, {self(), {Ref, Kind}}),
+            Mon = case Owner of
+                      undefined -> undefined;
+                      _ -> erlang:monitor(process, Owner)
+                  end,
+            {ok, #state{ref = Ref, owner_mon = Mon}};
+        {error, Reason} ->
+            {stop, Reason}
+    end.
+
+%% @private
+handle_call(_Msg, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+%% @private
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
+    {stop, normal, State};
+handle_info({'EXIT', _, Reason}, State) ->
+    {stop, Reason, State};
+handle_info(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+terminate(_Reason, #state{ref = Ref}) ->
+    ets:delete(?REGISTRY, self()),
+    Tag = make_ref(),
+    ok = py_nif:context_stop(Ref, Tag),
+    receive {py_context_exited, Tag} -> ok
+    after ?STOP_DEADLINE -> ok
+    end.

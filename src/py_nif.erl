@@ -1,0 +1,61 @@
+%% @private
+%% @doc Stubs of the C++ NIF library (priv/py_nif.so). Use the py and py_context modules.
+-module(py_nif).
+
+-export([context_new/1, context_stop/2, namespace_new/1,
+         submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
+         python_version/0, is_ref/1]).
+
+-nifs([context_new/1, context_stop/2, namespace_new/1,
+       submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
+       python_version/0, is_ref/1]).
+
+-on_load(load/0).
+
+-type context_ref() :: reference().
+-type namespace_ref() :: reference().
+-type request_ref() :: reference().
+-export_type([context_ref/0, namespace_ref/0, request_ref/0]).
+
+-spec load() -> ok | {error, term()}.
+load() ->
+    Priv = priv_dir(),
+    erlang:load_nif(filename:join(Priv, "py_nif"), unicode:characters_to_binary(Priv)).
+
+priv_dir() ->
+    case code:priv_dir(erlang_python) of
+        {error, bad_name} ->
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+-spec context_new(atom()) -> {ok, context_ref()} | {error, term()}.
+context_new(_Mode) -> erlang:nif_error(nif_not_loaded).
+
+-spec context_stop(context_ref(), reference()) -> ok.
+context_stop(_Ctx, _Tag) -> erlang:nif_error(nif_not_loaded).
+
+-spec namespace_new(context_ref()) -> namespace_ref().
+namespace_new(_Ctx) -> erlang:nif_error(nif_not_loaded).
+
+-spec submit_call(context_ref(), namespace_ref() | undefined, reference(), term(), term(), list(), map()) ->
+    request_ref() | {error, context_stopped}.
+submit_call(_Ctx, _Ns, _Tag, _M, _F, _A, _Kw) -> erlang:nif_error(nif_not_loaded).
+
+-spec submit_eval(context_ref(), namespace_ref() | undefined, reference(), iodata(), map()) ->
+    request_ref() | {error, context_stopped}.
+submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals) -> erlang:nif_error(nif_not_loaded).
+
+-spec submit_exec(context_ref(), namespace_ref() | undefined, reference(), iodata()) ->
+    request_ref() | {error, context_stopped}.
+submit_exec(_Ctx, _Ns, _Tag, _Code) -> erlang:nif_error(nif_not_loaded).
+
+-spec cancel(request_ref()) -> ok | replied.
+cancel(_Req) -> erlang:nif_error(nif_not_loaded).
+
+-spec python_version() -> binary().
+python_version() -> erlang:nif_error(nif_not_loaded).
+
+-spec is_ref(term()) -> boolean().
+is_ref(_Term) -> erlang:nif_error(nif_not_loaded).
