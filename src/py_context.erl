@@ -17,32 +17,40 @@
 -export_type([context/0, mode/0]).
 
 -type context() :: pid().
--type mode() :: worker.
+-type mode() :: worker | owngil.
 
 -define(REGISTRY, py_context_registry).
 -define(STOP_DEADLINE, 5000).
 
--record(state, {ref :: py_nif:context_ref(), owner_mon :: reference() | undefined}).
+-record(state, {ref :: py_nif:context_ref(),
+                owner_mon :: reference() | undefined,
+                stopped = false :: boolean()}).
 
 %% @doc Starts a new context owned by the calling process.
 %%
-%% Options: `mode' (`worker', the default). An unknown mode gives
+%% Options: `mode': `worker' (the default: a thread on the main interpreter, sharing its GIL)
+%% or `owngil' (a subinterpreter with its own GIL, Python 3.13+; older Pythons give
+%% `{error, {owngil_unsupported, Version}}'). An unknown mode gives
 %% `{error, {invalid_mode, Mode}}'. The context stops when the calling process exits.
 -spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
     case maps:get(mode, Opts, worker) of
-        worker -> py_context_sup:start_context(#{mode => worker, owner => self(), kind => own});
-        Mode -> {error, {invalid_mode, Mode}}
+        Mode when Mode =:= worker; Mode =:= owngil ->
+            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
+        Mode ->
+            {error, {invalid_mode, Mode}}
     end;
 new(_) ->
     erlang:error(badarg).
 
 %% @doc Stops a context. Requests still queued get `{error, context_stopped}'. Waits up to
-%% 5 seconds for the context's thread to finish the Python code it is running; returns `ok'
-%% either way (a thread still in Python exits once that code returns).
--spec stop(context()) -> ok.
+%% 5 seconds for the context's thread to finish the Python code it is running and release
+%% its interpreter: `{error, timeout}' when it is still running then (it exits once that code
+%% returns), `{error, Reason}' when an owngil interpreter could not be ended (a Python thread
+%% it started never finished), `ok' otherwise, and also for a context that is already gone.
+-spec stop(context()) -> ok | {error, term()}.
 stop(Ctx) when is_pid(Ctx) ->
-    try gen_server:stop(Ctx, normal, ?STOP_DEADLINE + 1000)
+    try gen_server:call(Ctx, stop, infinity)
     catch exit:_ -> ok
     end;
 stop(_) ->
@@ -74,17 +82,51 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
     process_flag(trap_exit, true),
     case py_nif:context_new(Mode) of
         {ok, Ref} ->
-            true = ets:insert(?REGISTRY, {self(), {Ref, Kind}}),
-            Mon = case Owner of
-                      undefined -> undefined;
-                      _ -> erlang:monitor(process, Owner)
-                  end,
-            {ok, #state{ref = Ref, owner_mon = Mon}};
+            case started(Ref) of
+                ok ->
+                    true = ets:insert(?REGISTRY, {self(), {Ref, Kind}}),
+                    Mon = case Owner of
+                              undefined -> undefined;
+                              _ -> erlang:monitor(process, Owner)
+                          end,
+                    {ok, #state{ref = Ref, owner_mon = Mon}};
+                {error, Reason} ->
+                    {stop, Reason}
+            end;
         {error, Reason} ->
             {stop, Reason}
     end.
 
+%% Waits for the context's thread to be ready (an owngil interpreter takes a few ms to
+%% create), so that a context that cannot start is reported by new/1.
+started(Ref) ->
+    Tag = make_ref(),
+    Request = py_nif:submit_eval(Ref, undefined, Tag, <<"None">>, #{}),
+    receive
+        {Tag, {ok, none}} -> ok;
+        {Tag, _Failed} ->
+            case stop_thread(Ref) of
+                {error, Reason} -> {error, Reason};
+                ok -> {error, context_start_failed}
+            end
+    after ?STOP_DEADLINE ->
+        _ = py_nif:cancel(Request),
+        _ = stop_thread(Ref),
+        {error, context_start_timeout}
+    end.
+
+stop_thread(Ref) ->
+    Tag = make_ref(),
+    ok = py_nif:context_stop(Ref, Tag),
+    receive {py_context_exited, Tag, Status} -> Status
+    after ?STOP_DEADLINE -> {error, timeout}
+    end.
+
 %% @private
+handle_call(stop, _From, #state{ref = Ref} = State) ->
+    ets:delete(?REGISTRY, self()),
+    Status = stop_thread(Ref),
+    {stop, normal, Status, State#state{stopped = true}};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -101,10 +143,9 @@ handle_info(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+terminate(_Reason, #state{stopped = true}) ->
+    ok;
 terminate(_Reason, #state{ref = Ref}) ->
     ets:delete(?REGISTRY, self()),
-    Tag = make_ref(),
-    ok = py_nif:context_stop(Ref, Tag),
-    receive {py_context_exited, Tag} -> ok
-    after ?STOP_DEADLINE -> ok
-    end.
+    _ = stop_thread(Ref),
+    ok.

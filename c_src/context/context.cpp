@@ -9,6 +9,7 @@
 #include "context/executor.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/runtime.hpp"
 
 namespace context {
 namespace {
@@ -17,6 +18,8 @@ namespace {
 constexpr size_t kWorkerStackBytes = 8u << 20;
 // How long an idle worker spins before it sleeps (see docs/performance.md).
 constexpr std::chrono::microseconds kSpin{50};
+// How long stopping an owngil context waits for the Python threads it started.
+constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
 py::InterpreterPtr g_main_interp;  // set once at load
 
@@ -60,30 +63,91 @@ void* Context::thread_main(void* self) {
 }
 
 bool Context::attach_thread() {
-    // Worker mode: a thread state of our own on the main interpreter, kept for the thread's life.
-    interp_ = g_main_interp;
-    tstate_ = PyThreadState_New(interp_->state());
-    if (!tstate_) return false;
-    PyEval_RestoreThread(tstate_);
+    if (mode_ == Mode::OwnGil) {
+        if (!py::create_owngil_interpreter(owngil_, exit_error_)) return false;
+        tstate_ = owngil_.tstate;
+        interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
+        if (!py::prepare_current_interpreter()) PyErr_Clear();
+    } else {
+        // A thread state of our own on the main interpreter, kept for the thread's life.
+        interp_ = g_main_interp;
+        tstate_ = PyThreadState_New(interp_->state());
+        if (!tstate_) {
+            exit_error_ = "cannot create a thread state";
+            return false;
+        }
+        PyEval_RestoreThread(tstate_);
+    }
     types_ = bridge::erlang_types_for_current_interpreter();
     if (!types_) {
         PyErr_Clear();
-        PyThreadState_Clear(tstate_);
-        PyThreadState_DeleteCurrent();
-        tstate_ = nullptr;
+        exit_error_ = "cannot import the erlang module";
+        release_thread_state();
         return false;
     }
     PyEval_SaveThread();
     return true;
 }
 
+// Waits (GIL released while joining) for the non-daemon Python threads this interpreter
+// started. False when some are still running at the deadline.
+bool Context::join_python_threads() {
+    static const char* kJoin =
+        "def _join(deadline):\n"
+        "    import sys, time\n"
+        "    threading = sys.modules.get('threading')\n"
+        "    if threading is None:\n"
+        "        return 0\n"
+        "    skip = (threading.get_ident(), threading.main_thread().ident)\n"
+        "    end = time.monotonic() + deadline\n"
+        "    alive = [t for t in threading.enumerate() if t.ident not in skip and not t.daemon]\n"
+        "    for t in alive:\n"
+        "        t.join(max(0.0, end - time.monotonic()))\n"
+        "    return sum(1 for t in alive if t.is_alive())\n"
+        "_stuck = _join(_deadline)\n";
+    PyObject* ns = PyDict_New();
+    if (!ns) { PyErr_Clear(); return true; }
+    PyObject* deadline = PyFloat_FromDouble(std::chrono::duration<double>(kJoinDeadline).count());
+    if (deadline) PyDict_SetItemString(ns, "_deadline", deadline);
+    Py_XDECREF(deadline);
+    PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+    PyObject* r = PyRun_String(kJoin, Py_file_input, ns, ns);
+    long stuck = 0;
+    if (r) {
+        PyObject* n = PyDict_GetItemString(ns, "_stuck");
+        stuck = n ? PyLong_AsLong(n) : 0;
+        Py_DECREF(r);
+    }
+    PyErr_Clear();
+    Py_DECREF(ns);
+    if (stuck > 0) exit_error_ = std::to_string(stuck) + " Python thread(s) still running";
+    return stuck == 0;
+}
+
+// Precondition: attached with tstate_. Leaves nothing attached.
+void Context::release_thread_state() {
+    if (mode_ == Mode::OwnGil) {
+        py::end_owngil_interpreter(owngil_);
+        interp_->mark_dead();
+    } else {
+        PyThreadState_Clear(tstate_);
+        PyThreadState_DeleteCurrent();  // releases the GIL
+    }
+    tstate_ = nullptr;
+}
+
 void Context::detach_thread() {
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     interp_->drain();
-    PyThreadState_Clear(tstate_);
-    PyThreadState_DeleteCurrent();  // releases the GIL
-    tstate_ = nullptr;
+    if (mode_ == Mode::OwnGil && !join_python_threads()) {
+        // Py_EndInterpreter would wait for those threads forever: leave the interpreter
+        // running them and let this thread go (see docs/owngil.md).
+        PyEval_SaveThread();
+        tstate_ = nullptr;
+        return;
+    }
+    release_thread_state();
 }
 
 void Context::run() {
@@ -146,7 +210,10 @@ void Context::notify_exit() {
     std::lock_guard<std::mutex> lock(exit_mutex_);
     if (!notify_set_) return;
     ErlNifEnv* env = notify_env_.get();
-    erl::send_and_clear(env, notify_pid_, enif_make_tuple2(env, erl::atoms().py_context_exited, notify_tag_));
+    ERL_NIF_TERM status = exit_error_.empty()
+                              ? erl::atoms().ok
+                              : enif_make_tuple2(env, erl::atoms().error, erl::make_binary(env, exit_error_));
+    erl::send_and_clear(env, notify_pid_, enif_make_tuple3(env, erl::atoms().py_context_exited, notify_tag_, status));
     notify_set_ = false;
 }
 

@@ -1,5 +1,6 @@
-// A context: one OS thread that owns a Python thread state (on the main interpreter for
-// `worker` mode), a request queue, and the context's shared namespace.
+// A context: one OS thread that owns a Python thread state (on the main interpreter in
+// `worker` mode; on an OWN_GIL subinterpreter it creates and ends itself in `owngil` mode),
+// a request queue, and the context's shared namespace.
 // Created and stopped from scheduler threads; Python is touched only on the worker thread.
 // The worker thread holds a reference to the context's resource until it exits, so the
 // context's memory outlives a worker stuck in Python.
@@ -17,6 +18,7 @@
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
 #include "py/interpreter.hpp"
+#include "py/subinterpreter.hpp"
 
 namespace bridge { struct ErlangTypes; }
 
@@ -56,6 +58,8 @@ private:
     void serve();
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
+    bool join_python_threads();
+    void release_thread_state();
 
     const Mode mode_;
     RequestQueue queue_;
@@ -63,6 +67,8 @@ private:
 
     // Worker-thread state (touched only by the worker thread after start()).
     PyThreadState* tstate_ = nullptr;
+    py::OwnGilInterpreter owngil_;  // owngil mode only
+    std::string exit_error_;        // why the worker could not start or end cleanly
     py::InterpreterPtr interp_;
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{this};

@@ -3,7 +3,10 @@
 #include "context/request.hpp"
 #include "erl/atoms.hpp"
 #include "erl/nif_error.hpp"
+#include "erl/terms.hpp"
 #include "nifs/nifs.hpp"
+#include "py/runtime.hpp"
+#include "py/version.hpp"
 
 namespace nifs {
 namespace {
@@ -69,8 +72,17 @@ bool open_context_resources(ErlNifEnv* env) {
 ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         const erl::Atoms& a = erl::atoms();
-        if (argv[0] != a.worker) throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
-        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(context::Mode::Worker));
+        context::Mode mode;
+        if (argv[0] == a.worker) {
+            mode = context::Mode::Worker;
+        } else if (argv[0] == a.owngil) {
+            if (!py::kHasOwnGil)
+                throw erl::ErrorResult(enif_make_tuple2(env, a.owngil_unsupported, erl::make_binary(env, py::runtime_version())));
+            mode = context::Mode::OwnGil;
+        } else {
+            throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
+        }
+        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode));
         ErlNifPid owner;
         if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, nullptr) != 0)
             throw erl::BadArg();
@@ -79,7 +91,7 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
-// context_stop(Ctx, Tag) -> ok. The caller later receives {py_context_exited, Tag}.
+// context_stop(Ctx, Tag) -> ok. The caller later receives {py_context_exited, Tag, Status}.
 ERL_NIF_TERM context_stop(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = get_context(env, argv[0]);

@@ -9,6 +9,7 @@ namespace py {
 namespace {
 
 PyInterpreterState* g_main_interp = nullptr;  // set once in start_runtime (load callback)
+std::string g_priv_dir;                        // set once in start_runtime (load callback)
 
 bool set_config_string(PyConfig& config, wchar_t** field, const char* value, std::string& error) {
     PyStatus st = PyConfig_SetBytesString(&config, field, value);
@@ -63,7 +64,8 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
     PyConfig_Clear(&config);
     if (!ok) return false;
 
-    if (!add_to_sys_path(priv_dir)) {
+    g_priv_dir = priv_dir;
+    if (!prepare_current_interpreter()) {
         PyErr_Clear();
         error = "cannot add priv dir to sys.path";
     }
@@ -72,6 +74,8 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
     PyEval_SaveThread();
     return error.empty();
 }
+
+bool prepare_current_interpreter() { return g_priv_dir.empty() || add_to_sys_path(g_priv_dir); }
 
 PyInterpreterState* main_interpreter() { return g_main_interp; }
 

@@ -13,6 +13,10 @@ namespace py {
 // Precondition: called from the NIF load callback (one thread at a time).
 bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error);
 
+// Adds priv_dir to the current interpreter's sys.path. Precondition: attached. False with a
+// Python exception set on failure.
+bool prepare_current_interpreter();
+
 // The main interpreter; valid after start_runtime succeeded.
 PyInterpreterState* main_interpreter();
 
