@@ -30,6 +30,18 @@ bool add_to_sys_path(const std::string& dir) {
     return present == 1 || PyList_Insert(path, 0, entry.get()) == 0;
 }
 
+// Extension modules whose import in several OWN_GIL interpreters at once corrupts memory unless
+// the main interpreter imported them first (docs/owngil.md has the stress test behind this).
+//   _datetime: static types initialised concurrently (CPython gh-136421, gh-136423; 3.13.0).
+constexpr const char* kImportFirstInMain[] = {"_datetime"};
+
+void import_first_in_main() {
+    for (const char* name : kImportFirstInMain) {
+        Ref mod = Ref::steal(PyImport_ImportModule(name));
+        if (!mod) PyErr_Clear();  // not built on this Python: nothing to protect
+    }
+}
+
 }  // namespace
 
 bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error) {
@@ -69,6 +81,7 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
         PyErr_Clear();
         error = "cannot add priv dir to sys.path";
     }
+    import_first_in_main();
     g_main_interp = PyInterpreterState_Main();
     // This (scheduler) thread gives up the GIL for good; contexts attach their own thread states.
     PyEval_SaveThread();
