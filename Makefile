@@ -1,0 +1,48 @@
+# erlang_python: set-up, build, test, demo, bench.
+#   make demo    install what is missing (apt-get), build, run examples/basic_example
+#   make test    install what is missing, build, run every Common Test suite
+#   make bench   build and run the benchmark harness (figures for docs/performance.md)
+# Python: PYTHON_CONFIG=/path/to/python3.X-config picks one; otherwise see c_src/select_python.sh.
+
+SHELL := /bin/bash
+REBAR ?= rebar3
+PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-eunit \
+        erlang-tools erlang-edoc rebar3 cmake g++ make python3-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CT_OPTS ?=
+
+.PHONY: all deps build test test-py311 demo bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(REBAR) compile
+
+test: build
+	$(REBAR) ct $(CT_OPTS)
+
+# The same suites against Debian's Python 3.11 (OWN_GIL cases skip there), in a separate
+# build directory so the default build is left alone.
+test-py311: deps
+	rm -f priv/py_nif.so
+	PYTHON_CONFIG=/usr/bin/python3-config CMAKE_BUILD_DIR=_build/cmake-py311 $(REBAR) ct $(CT_OPTS); \
+	  rc=$$?; rm -f priv/py_nif.so; exit $$rc
+
+demo: build
+	escript examples/basic_example
+
+bench: build
+	erlc -o _build/default/lib/erlang_python/ebin bench/py_bench.erl
+	erl -noshell -pa _build/default/lib/erlang_python/ebin -eval 'py_bench:main(), halt().'
+
+clean:
+	$(REBAR) clean
+	rm -rf _build/cmake _build/cmake-py311 priv/py_nif.so
