@@ -3,10 +3,10 @@
 -module(py_nif).
 
 -export([context_new/1, context_stop/2, namespace_new/1,
-         submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
+         submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/1,
          python_version/0, is_ref/1]).
 
--nifs([context_new/1, context_stop/2, namespace_new/1,
+-nifs([submit_reset/3, context_new/1, context_stop/2, namespace_new/1,
        submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
        python_version/0, is_ref/1]).
 
@@ -50,6 +50,9 @@ submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals) -> erlang:nif_error(nif_not_loaded)
 -spec submit_exec(context_ref(), namespace_ref() | undefined, reference(), iodata()) ->
     request_ref() | {error, context_stopped}.
 submit_exec(_Ctx, _Ns, _Tag, _Code) -> erlang:nif_error(nif_not_loaded).
+
+-spec submit_reset(context_ref(), undefined, reference()) -> request_ref() | {error, context_stopped}.
+submit_reset(_Ctx, _Ns, _Tag) -> erlang:nif_error(nif_not_loaded).
 
 -spec cancel(request_ref()) -> ok | replied.
 cancel(_Req) -> erlang:nif_error(nif_not_loaded).

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "py/ref.hpp"
 
@@ -15,7 +16,9 @@ struct PidObject {
 
 struct TermObject {
     PyObject_HEAD
-    PyObject* etf;  // bytes
+    PyObject* etf;     // bytes: the external format, for equality and hashing
+    ErlNifEnv* env;    // owns `term`
+    ERL_NIF_TERM term; // the term itself, copied back out on conversion (see make_term)
 };
 
 ErlangTypes* state_of(PyObject* module) { return static_cast<ErlangTypes*>(PyModule_GetState(module)); }
@@ -81,7 +84,9 @@ int term_traverse(PyObject* self, visitproc visit, void* arg) {
 void term_dealloc(PyObject* self) {
     PyTypeObject* tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    Py_CLEAR(reinterpret_cast<TermObject*>(self)->etf);
+    auto* term = reinterpret_cast<TermObject*>(self);
+    Py_CLEAR(term->etf);
+    if (term->env) enif_free_env(std::exchange(term->env, nullptr));
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -177,19 +182,24 @@ bool get_pid(const ErlangTypes& types, PyObject* obj, ErlNifPid* out) {
     return true;
 }
 
-PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t size) {
+PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t size, ERL_NIF_TERM term) {
     PyObject* bytes = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(etf), static_cast<Py_ssize_t>(size));
     if (!bytes) return nullptr;
+    ErlNifEnv* env = enif_alloc_env();
+    if (!env) { Py_DECREF(bytes); return PyErr_NoMemory(); }
     auto* obj = PyObject_GC_New(TermObject, types.term);
-    if (!obj) { Py_DECREF(bytes); return nullptr; }
+    if (!obj) { Py_DECREF(bytes); enif_free_env(env); return nullptr; }
     obj->etf = bytes;
+    obj->env = env;
+    obj->term = enif_make_copy(env, term);
     PyObject_GC_Track(obj);
     return reinterpret_cast<PyObject*>(obj);
 }
 
-PyObject* term_bytes(const ErlangTypes& types, PyObject* obj) {
-    if (Py_TYPE(obj) != types.term) return nullptr;
-    return reinterpret_cast<TermObject*>(obj)->etf;
+bool get_term(const ErlangTypes& types, PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out) {
+    if (Py_TYPE(obj) != types.term) return false;
+    *out = enif_make_copy(env, reinterpret_cast<TermObject*>(obj)->term);
+    return true;
 }
 
 }  // namespace bridge

@@ -10,7 +10,7 @@ namespace bridge {
 // Per-interpreter state of the `erlang` module.
 struct ErlangTypes {
     PyTypeObject* pid = nullptr;   // erlang.Pid: a local process identifier
-    PyTypeObject* term = nullptr;  // erlang.Term: any other term, kept in external format
+    PyTypeObject* term = nullptr;  // erlang.Term: any other term (reference, port, fun, remote pid)
 };
 
 // PyInit function registered with PyImport_AppendInittab.
@@ -24,9 +24,12 @@ const ErlangTypes* erlang_types_for_current_interpreter();
 PyObject* make_pid(const ErlangTypes& types, const ErlNifPid& pid);
 bool get_pid(const ErlangTypes& types, PyObject* obj, ErlNifPid* out);
 
-// erlang.Term holds a term's external format (bytes). Precondition: attached.
-PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t size);
-// Borrowed bytes object of an erlang.Term, or nullptr when obj is not one.
-PyObject* term_bytes(const ErlangTypes& types, PyObject* obj);
+// erlang.Term holds a copy of a term (in an environment of its own) and its external format
+// etf (bytes, for equality and hashing). Precondition: attached.
+PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t size, ERL_NIF_TERM term);
+// When obj is an erlang.Term, copies its term into env and returns true. The term is copied,
+// never decoded from its external format: decoding a map of more than 128 keys off a scheduler
+// thread crashes OTP 25.1+ before the fix for erlang/otp#8208.
+bool get_term(const ErlangTypes& types, PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out);
 
 }  // namespace bridge

@@ -1,4 +1,5 @@
 // Python object -> Erlang term.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -112,6 +113,24 @@ bool tuple_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF
     return true;
 }
 
+// enif_make_map_from_arrays sorts the keys with erts_qsort, which on OTP 23.3.4.15+, 24.3.4.2+,
+// 25.1+ and 26 (before the fix for erlang/otp#8208) assumes a scheduler thread once there are
+// more than 128 keys, and crashes the VM on a context's thread. Past this many entries the map
+// is built by insertion instead.
+constexpr size_t kMaxMapFromArrays = 128;
+
+ERL_NIF_TERM map_from_pairs(ErlNifEnv* env, std::vector<ERL_NIF_TERM>& keys, std::vector<ERL_NIF_TERM>& values) {
+    size_t head = std::min(keys.size(), kMaxMapFromArrays);
+    ERL_NIF_TERM map;
+    if (!enif_make_map_from_arrays(env, keys.data(), values.data(), head, &map)) {
+        // Distinct Python keys became equal terms ('a' and b'a' are both <<"a">>): the last one wins.
+        map = enif_make_new_map(env);
+        for (size_t i = 0; i < head; ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
+    }
+    for (size_t i = head; i < keys.size(); ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
+    return map;
+}
+
 bool dict_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
     py::Ref items = py::Ref::steal(PyDict_Items(obj));  // snapshot
     if (!items) return false;
@@ -122,11 +141,7 @@ bool dict_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_
         if (!convert(cv, env, PyTuple_GET_ITEM(pair, 0), &keys[static_cast<size_t>(i)], depth + 1)) return false;
         if (!convert(cv, env, PyTuple_GET_ITEM(pair, 1), &values[static_cast<size_t>(i)], depth + 1)) return false;
     }
-    if (enif_make_map_from_arrays(env, keys.data(), values.data(), static_cast<size_t>(n), out)) return true;
-    // Distinct Python keys became equal terms ('a' and b'a' are both <<"a">>): the last one wins.
-    ERL_NIF_TERM map = enif_make_new_map(env);
-    for (size_t i = 0; i < keys.size(); ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
-    *out = map;
+    *out = map_from_pairs(env, keys, values);
     return true;
 }
 
@@ -149,14 +164,7 @@ bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* o
     if (PyDict_Check(obj)) return dict_to_erlang(cv, env, obj, out, depth);
     ErlNifPid pid;
     if (get_pid(cv.types, obj, &pid)) { *out = enif_make_pid(env, &pid); return true; }
-    if (PyObject* etf = term_bytes(cv.types, obj)) {
-        if (enif_binary_to_term(env, reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(etf)),
-                                static_cast<size_t>(PyBytes_GET_SIZE(etf)), out, ERL_NIF_BIN2TERM_SAFE) == 0) {
-            PyErr_SetString(PyExc_ValueError, "erlang.Term no longer decodes on this node");
-            return false;
-        }
-        return true;
-    }
+    if (get_term(cv.types, obj, env, out)) return true;
     return opaque_to_erlang(cv, env, obj, out);
 }
 

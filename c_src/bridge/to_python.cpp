@@ -112,7 +112,7 @@ PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TER
     }
     ErlNifBinary bin;
     if (!external_form(env, term, &bin)) return PyErr_NoMemory();
-    PyObject* result = make_term(cv.types, bin.data, bin.size);
+    PyObject* result = make_term(cv.types, bin.data, bin.size, term);
     enif_release_binary(&bin);
     return result;
 }

@@ -13,7 +13,7 @@
 
 namespace context {
 
-enum class RequestKind { Call, Eval, Exec };
+enum class RequestKind { Call, Eval, Exec, Reset };
 
 class Request {
 public:
@@ -29,7 +29,7 @@ public:
     ErlNifEnv* env() const { return env_.get(); }
 
     // Terms copied into env(): the reply tag and up to four arguments.
-    //   Call: module, function, args, kwargs.  Eval: code, locals.  Exec: code.
+    //   Call: module, function, args, kwargs.  Eval: code, locals.  Exec: code.  Reset: none.
     ERL_NIF_TERM tag = 0;
     ERL_NIF_TERM arg[4] = {0, 0, 0, 0};
     ERL_NIF_TERM copy(ERL_NIF_TERM t) { return env_.copy(t); }

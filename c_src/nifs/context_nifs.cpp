@@ -136,6 +136,11 @@ ERL_NIF_TERM submit_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
+// submit_reset(Ctx, undefined, Tag) -> Request
+ERL_NIF_TERM submit_reset(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] { return submit(env, argv, RequestKind::Reset, 0); });
+}
+
 // cancel(Request) -> ok | replied. `replied`: the reply is in (or about to reach) the mailbox.
 ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {

@@ -40,6 +40,7 @@ ErlNifFunc nif_funcs[] = {
     {"submit_call", 7, nifs::submit_call, 0},
     {"submit_eval", 5, nifs::submit_eval, 0},
     {"submit_exec", 4, nifs::submit_exec, 0},
+    {"submit_reset", 3, nifs::submit_reset, 0},
     {"cancel", 1, nifs::cancel, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
