@@ -2,8 +2,9 @@
 %%
 %% The pool starts with the application: `num_contexts' contexts (app env, default the number
 %% of schedulers). A process that calls without naming a context sticks to one pool context:
-%% the one it bound with `bind_context/1', or else the one picked by its scheduler at its first
-%% call. A pool context that dies is replaced.
+%% the one it bound with `bind_context/1', or else the one it was given at its first call.
+%% First calls are handed out round-robin, so processes spawned together (which start on the
+%% same scheduler) still spread over the whole pool. A pool context that dies is replaced.
 -module(py_context_router).
 -behaviour(gen_server).
 
@@ -13,6 +14,7 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(POOL_KEY, {?MODULE, pool}).
+-define(COUNTER_KEY, {?MODULE, counter}).
 -define(PICK_KEY, '$py_context_pick').
 -define(BOUND_KEY, '$py_context_bound').
 
@@ -67,7 +69,7 @@ pick() ->
     case get(?BOUND_KEY) of
         undefined ->
             case get(?PICK_KEY) of
-                undefined -> pick_by_scheduler();
+                undefined -> pick_next();
                 Picked -> Picked
             end;
         Bound ->
@@ -85,12 +87,13 @@ forget_pick() ->
     end,
     ok.
 
-pick_by_scheduler() ->
+pick_next() ->
     Pool = pool(),
     case tuple_size(Pool) of
         0 -> erlang:error({py_not_started, "the erlang_python application is not running"});
         N ->
-            Picked = element((erlang:system_info(scheduler_id) - 1) rem N + 1, Pool),
+            Turn = atomics:add_get(persistent_term:get(?COUNTER_KEY), 1, 1),
+            Picked = element(Turn rem N + 1, Pool),
             put(?PICK_KEY, Picked),
             Picked
     end.
@@ -114,6 +117,7 @@ init([]) ->
     case [R || {error, R} <- Slots] of
         [] ->
             Pool = list_to_tuple(Slots),
+            persistent_term:put(?COUNTER_KEY, atomics:new(1, [{signed, false}])),
             persistent_term:put(?POOL_KEY, Pool),
             {ok, #{mode => Mode, pool => Pool}};
         [Reason | _] ->
