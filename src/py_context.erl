@@ -104,7 +104,8 @@ init_registry() ->
 %% @private
 init(#{mode := Mode, owner := Owner, kind := Kind}) ->
     process_flag(trap_exit, true),
-    case py_nif:context_new(Mode) of
+    Priority = application:get_env(erlang_python, thread_priority, idle),
+    case py_nif:context_new(Mode, Priority) of
         {ok, Ref} ->
             case started(Ref) of
                 ok ->

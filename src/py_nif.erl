@@ -2,11 +2,11 @@
 %% @doc Stubs of the C++ NIF library (priv/py_nif.so). Use the py and py_context modules.
 -module(py_nif).
 
--export([context_new/1, context_stop/2, namespace_new/1,
+-export([context_new/2, context_stop/2, namespace_new/1,
          submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/1,
          python_version/0, is_ref/1]).
 
--nifs([submit_reset/3, context_new/1, context_stop/2, namespace_new/1,
+-nifs([submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
        python_version/0, is_ref/1]).
 
@@ -30,8 +30,8 @@ priv_dir() ->
             Dir
     end.
 
--spec context_new(atom()) -> {ok, context_ref()} | {error, term()}.
-context_new(_Mode) -> erlang:nif_error(nif_not_loaded).
+-spec context_new(atom(), normal | low | idle) -> {ok, context_ref()} | {error, term()}.
+context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).
 
 -spec context_stop(context_ref(), reference()) -> ok.
 context_stop(_Ctx, _Tag) -> erlang:nif_error(nif_not_loaded).

@@ -2,6 +2,10 @@
 
 #include <Python.h>
 
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <vector>
 
@@ -27,7 +31,26 @@ py::InterpreterPtr g_main_interp;  // set once at load
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
 
-Context::Context(Mode mode) : mode_(mode), queue_(kSpin) {}
+Context::Context(Mode mode, ThreadPriority priority) : mode_(mode), priority_(priority), queue_(kSpin) {}
+
+namespace {
+// Applies priority to the calling thread. Best effort: a refusal leaves the normal priority.
+void set_thread_priority(ThreadPriority priority) {
+    switch (priority) {
+        case ThreadPriority::Normal: return;
+        case ThreadPriority::Low: {
+            // On Linux a nice value set with the thread id applies to that thread only.
+            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+            return;
+        }
+        case ThreadPriority::Idle: {
+            sched_param param{};
+            (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
+            return;
+        }
+    }
+}
+}  // namespace
 
 bool Context::start() {
     pthread_attr_t attr;
@@ -57,6 +80,7 @@ void Context::stop(const ErlNifPid* notify, ERL_NIF_TERM tag) {
 
 void* Context::thread_main(void* self) {
     auto* ctx = static_cast<Context*>(self);
+    set_thread_priority(ctx->priority_);
     ctx->run();
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;

@@ -26,9 +26,14 @@ namespace context {
 
 enum class Mode { Worker, OwnGil };
 
+// The OS scheduling class of a context's thread. Against a busy thread of normal priority the
+// BEAM's schedulers wake late (p99 140 ms for `receive after 1` on this project's machine);
+// `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
+enum class ThreadPriority { Normal, Low, Idle };
+
 class Context {
 public:
-    explicit Context(Mode mode);
+    Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
 
@@ -62,6 +67,7 @@ private:
     void release_thread_state();
 
     const Mode mode_;
+    const ThreadPriority priority_;
     RequestQueue queue_;
     pthread_t thread_{};
 

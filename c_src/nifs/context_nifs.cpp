@@ -1,4 +1,6 @@
 // NIFs that create, use and stop contexts. They never wait for Python: they queue and return.
+#include <string_view>
+
 #include "context/context.hpp"
 #include "context/request.hpp"
 #include "erl/atoms.hpp"
@@ -60,6 +62,17 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     return handle;
 }
 
+context::ThreadPriority get_priority(ErlNifEnv* env, ERL_NIF_TERM term) {
+    char name[16];
+    if (enif_get_atom(env, term, name, sizeof name, ERL_NIF_LATIN1) > 0) {
+        std::string_view n(name);
+        if (n == "normal") return context::ThreadPriority::Normal;
+        if (n == "low") return context::ThreadPriority::Low;
+        if (n == "idle") return context::ThreadPriority::Idle;
+    }
+    throw erl::BadArg();
+}
+
 }  // namespace
 
 bool open_context_resources(ErlNifEnv* env) {
@@ -67,8 +80,8 @@ bool open_context_resources(ErlNifEnv* env) {
            NamespaceResource::open(env, "py_namespace") && RequestResource::open(env, "py_request");
 }
 
-// context_new(Mode) -> {ok, Ctx} | {error, Reason}. The calling process owns the context:
-// when it exits, the context stops.
+// context_new(Mode, Priority) -> {ok, Ctx} | {error, Reason}. The calling process owns the
+// context: when it exits, the context stops. Priority: normal | low | idle.
 ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         const erl::Atoms& a = erl::atoms();
@@ -82,7 +95,7 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         } else {
             throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
         }
-        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode));
+        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode, get_priority(env, argv[1])));
         ErlNifPid owner;
         if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, nullptr) != 0)
             throw erl::BadArg();

@@ -34,7 +34,7 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
 int upgrade(ErlNifEnv*, void**, void**, ERL_NIF_TERM) { return 1; }
 
 ErlNifFunc nif_funcs[] = {
-    {"context_new", 1, nifs::context_new, 0},
+    {"context_new", 2, nifs::context_new, 0},
     {"context_stop", 2, nifs::context_stop, 0},
     {"namespace_new", 1, nifs::namespace_new, 0},
     {"submit_call", 7, nifs::submit_call, 0},
