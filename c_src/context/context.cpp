@@ -103,7 +103,8 @@ bool Context::attach_thread() {
         PyEval_RestoreThread(tstate_);
     }
     types_ = bridge::erlang_types_for_current_interpreter();
-    if (!types_) {
+    code_cache_ = types_ ? PyDict_New() : nullptr;
+    if (!types_ || !code_cache_) {
         PyErr_Clear();
         exit_error_ = "cannot import the erlang module";
         release_thread_state();
@@ -163,6 +164,7 @@ void Context::release_thread_state() {
 void Context::detach_thread() {
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
+    Py_CLEAR(code_cache_);
     interp_->drain();
     if (mode_ == Mode::OwnGil && !join_python_threads()) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
@@ -190,7 +192,7 @@ void Context::run() {
 
 void Context::serve() {
     erl::OwnedEnv msg_env;
-    WorkerScope scope{*types_, interp_, shared_ns_};
+    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_};
     std::vector<RequestPtr> batch;
     std::string traceback;
     while (queue_.pop_all(batch)) {

@@ -78,6 +78,7 @@ private:
     py::InterpreterPtr interp_;
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{this};
+    PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
 
     std::mutex exit_mutex_;
     bool notify_set_ = false;      // guarded by exit_mutex_

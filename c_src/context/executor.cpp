@@ -13,6 +13,7 @@
 namespace context {
 namespace {
 
+using py::check_status;
 using py::Ref;
 
 struct Job {
@@ -81,6 +82,10 @@ ERL_NIF_TERM run_call(Job& job) {
     return job.ok_value(result.get());
 }
 
+// Compiled code is cached per context, keyed by the exact source: eval/exec of the same text
+// (the common case: a fixed expression with different locals) skips the compiler.
+constexpr Py_ssize_t kCodeCacheEntries = 512;
+
 Ref compile_source(Job& job, int start, const char* filename) {
     ErlNifBinary bin;
     if (!enif_inspect_iolist_as_binary(job.request.env(), job.request.arg[0], &bin)) {
@@ -91,8 +96,15 @@ Ref compile_source(Job& job, int start, const char* filename) {
         PyErr_SetString(PyExc_SyntaxError, "source code cannot contain NUL bytes");
         throw py::ErrorPending();
     }
+    PyObject* cache = job.scope.code_cache;
+    Ref key = Ref::check(Py_BuildValue("(iy#)", start, reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size)));
+    if (PyObject* code = PyDict_GetItemWithError(cache, key.get())) return Ref::borrow(code);
+    if (PyErr_Occurred()) throw py::ErrorPending();
     std::string source(reinterpret_cast<const char*>(bin.data), bin.size);
-    return Ref::check(Py_CompileString(source.c_str(), filename, start));
+    Ref code = Ref::check(Py_CompileString(source.c_str(), filename, start));
+    if (PyDict_GET_SIZE(cache) >= kCodeCacheEntries) PyDict_Clear(cache);
+    check_status(PyDict_SetItem(cache, key.get(), code.get()));
+    return code;
 }
 
 ERL_NIF_TERM run_eval(Job& job) {

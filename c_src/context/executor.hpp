@@ -17,6 +17,7 @@ struct WorkerScope {
     const bridge::ErlangTypes& types;
     const py::InterpreterPtr& interp;
     Namespace& shared_ns;
+    PyObject* code_cache;  // dict: (start symbol, source bytes) -> code object; bounded
 };
 
 // The reply payload, built in msg_env: {ok, Value} | ok | {error, Reason}. For a Python
