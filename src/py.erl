@@ -14,7 +14,8 @@
          eval/1, eval/2, eval/3,
          exec/1, exec/2,
          context/0, context/1,
-         execution_mode/0, version/0, is_ref/1, last_traceback/0]).
+         execution_mode/0, version/0, is_ref/1, last_traceback/0,
+         register_function/2, register_function/3, unregister_function/1]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -146,6 +147,32 @@ is_ref(Term) ->
 last_traceback() ->
     get(?TRACEBACK_KEY).
 
+%% --- callbacks ------------------------------------------------------------------------------
+
+%% @doc Makes `Fun' callable from Python as `erlang.call(Name, ...)', `erlang.Name(...)' or
+%% `from erlang import Name'. Fun receives the Python arguments as a list; its result is
+%% converted back. An exception in Fun raises `erlang.ErlangError(Class, Reason)' in Python.
+-spec register_function(atom() | binary(), fun((list()) -> term())) -> ok.
+register_function(Name, Fun) when (is_atom(Name) orelse is_binary(Name)), is_function(Fun, 1) ->
+    py_callback:register(Name, Fun);
+register_function(_, _) ->
+    erlang:error(badarg).
+
+%% @doc Like register_function/2, calling `Module:Function(Args)'.
+-spec register_function(atom() | binary(), module(), atom()) -> ok.
+register_function(Name, Module, Function)
+  when (is_atom(Name) orelse is_binary(Name)), is_atom(Module), is_atom(Function) ->
+    py_callback:register(Name, {Module, Function});
+register_function(_, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Removes a function registered with register_function/2,3.
+-spec unregister_function(atom() | binary()) -> ok.
+unregister_function(Name) when is_atom(Name); is_binary(Name) ->
+    py_callback:unregister(Name);
+unregister_function(_) ->
+    erlang:error(badarg).
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
@@ -184,27 +211,44 @@ run(Ref, Ns, Timeout, Submit) ->
     Tag = make_ref(),
     case Submit(Ref, Ns, Tag) of
         {error, _} = Error -> Error;
-        Request -> await(Tag, Request, Timeout)
+        Request -> await(Ref, Tag, Request, deadline(Timeout), 0)
     end.
 
-await(Tag, Request, Timeout) ->
+%% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
+%% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and
+%% nothing it sends later reaches the mailbox.
+await(Ref, Tag, Request, Deadline, Answered) ->
     receive
         {Tag, Result} -> Result;
         {Tag, Result, Traceback} ->
             put(?TRACEBACK_KEY, Traceback),
-            Result
-    after Timeout ->
-        case py_nif:cancel(Request) of
+            Result;
+        {py_callback, Tag, Id, Name, Args} ->
+            _ = py_nif:callback_reply(Ref, Id, py_callback:run(Name, Args)),
+            await(Ref, Tag, Request, Deadline, Id)
+    after remaining(Deadline) ->
+        case py_nif:cancel(Ref, Request) of
             ok -> ok;
             replied ->
                 %% The worker won the race: its reply is already on its way; take it out.
                 receive
                     {Tag, _} -> ok;
                     {Tag, _, _} -> ok
-                end
+                end;
+            {in_callback, Answered} ->
+                ok;
+            {in_callback, Id} ->
+                %% Callback Id was sent just before the cancel; take it out.
+                receive {py_callback, Tag, Id, _, _} -> ok end
         end,
         {error, timeout}
     end.
+
+deadline(infinity) -> infinity;
+deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

@@ -135,7 +135,7 @@ started(Ref) ->
                 ok -> {error, context_start_failed}
             end
     after ?STOP_DEADLINE ->
-        _ = py_nif:cancel(Request),
+        _ = py_nif:cancel(Ref, Request),
         _ = stop_thread(Ref),
         {error, context_start_timeout}
     end.

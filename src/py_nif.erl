@@ -3,11 +3,11 @@
 -module(py_nif).
 
 -export([context_new/2, context_stop/2, namespace_new/1,
-         submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/1,
+         submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          python_version/0, is_ref/1]).
 
--nifs([submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
-       submit_call/7, submit_eval/5, submit_exec/4, cancel/1,
+-nifs([callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
+       submit_call/7, submit_eval/5, submit_exec/4, cancel/2,
        python_version/0, is_ref/1]).
 
 -on_load(load/0).
@@ -54,8 +54,11 @@ submit_exec(_Ctx, _Ns, _Tag, _Code) -> erlang:nif_error(nif_not_loaded).
 -spec submit_reset(context_ref(), undefined, reference()) -> request_ref() | {error, context_stopped}.
 submit_reset(_Ctx, _Ns, _Tag) -> erlang:nif_error(nif_not_loaded).
 
--spec cancel(request_ref()) -> ok | replied.
-cancel(_Req) -> erlang:nif_error(nif_not_loaded).
+-spec cancel(context_ref(), request_ref()) -> ok | replied | {in_callback, non_neg_integer()}.
+cancel(_Ctx, _Req) -> erlang:nif_error(nif_not_loaded).
+
+-spec callback_reply(context_ref(), non_neg_integer(), term()) -> ok | {error, context_stopped}.
+callback_reply(_Ctx, _Id, _Result) -> erlang:nif_error(nif_not_loaded).
 
 -spec python_version() -> binary().
 python_version() -> erlang:nif_error(nif_not_loaded).

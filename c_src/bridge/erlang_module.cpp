@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "bridge/host.hpp"
 #include "py/ref.hpp"
 
 namespace bridge {
@@ -117,17 +118,77 @@ int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
     return PyModule_AddObjectRef(module, dot ? dot + 1 : spec->name, type);
 }
 
+// --- functions that reach Erlang through the context running this thread ----------------------
+
+thread_local Host* t_host = nullptr;  // see host.hpp
+
+Host* require_host() {
+    Host* host = t_host;
+    if (!host) PyErr_SetString(PyExc_RuntimeError, "not running in an erlang_python context thread");
+    return host;
+}
+
+PyObject* erlang_call(PyObject*, PyObject* args) {
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "erlang.call(name, *args): name must be a str");
+        return nullptr;
+    }
+    Host* host = require_host();
+    if (!host) return nullptr;
+    py::Ref rest = py::Ref::steal(PyTuple_GetSlice(args, 1, n));
+    return rest ? host->call_erlang(PyTuple_GET_ITEM(args, 0), rest.get()) : nullptr;
+}
+
+PyObject* erlang_send(PyObject*, PyObject* args) {
+    PyObject *pid = nullptr, *message = nullptr;
+    if (!PyArg_ParseTuple(args, "OO:send", &pid, &message)) return nullptr;
+    Host* host = require_host();
+    return host ? host->send(pid, message) : nullptr;
+}
+
+PyObject* erlang_self(PyObject*, PyObject*) {
+    Host* host = require_host();
+    return host ? host->self_pid() : nullptr;
+}
+
+// erlang.<name>(...) and `from erlang import name`: a registered Erlang function (PEP 562).
+PyObject* erlang_getattr(PyObject* module, PyObject* name) {
+    if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') {
+        PyErr_Format(PyExc_AttributeError, "module 'erlang' has no attribute %R", name);
+        return nullptr;
+    }
+    py::Ref call = py::Ref::steal(PyObject_GetAttrString(module, "call"));
+    py::Ref partial_mod = py::Ref::steal(call ? PyImport_ImportModule("functools") : nullptr);
+    py::Ref partial = py::Ref::steal(partial_mod ? PyObject_GetAttrString(partial_mod.get(), "partial") : nullptr);
+    return partial ? PyObject_CallFunctionObjArgs(partial.get(), call.get(), name, nullptr) : nullptr;
+}
+
+PyMethodDef erlang_methods[] = {
+    {"call", erlang_call, METH_VARARGS,
+     "call(name, *args): run the Erlang function registered as name and return its result."},
+    {"send", erlang_send, METH_VARARGS, "send(pid, term): send term to an Erlang process."},
+    {"self", erlang_self, METH_NOARGS, "self(): the pid of the Erlang process this call came from."},
+    {"__getattr__", erlang_getattr, METH_O, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 int erlang_exec(PyObject* module) {
     ErlangTypes* st = state_of(module);
     if (add_type(module, &pid_spec, &st->pid) < 0) return -1;
     if (add_type(module, &term_spec, &st->term) < 0) return -1;
-    return 0;
+    st->error = PyErr_NewExceptionWithDoc(
+        "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
+        PyExc_Exception, nullptr);
+    if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
+    return PyModule_AddFunctions(module, erlang_methods);
 }
 
 int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     ErlangTypes* st = state_of(module);
     Py_VISIT(st->pid);
     Py_VISIT(st->term);
+    Py_VISIT(st->error);
     return 0;
 }
 
@@ -135,6 +196,7 @@ int erlang_clear(PyObject* module) {
     ErlangTypes* st = state_of(module);
     Py_CLEAR(st->pid);
     Py_CLEAR(st->term);
+    Py_CLEAR(st->error);
     return 0;
 }
 
@@ -161,6 +223,9 @@ PyModuleDef erlang_def = {
 }  // namespace
 
 PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
+
+Host* current_host() { return t_host; }
+void set_current_host(Host* host) { t_host = host; }
 
 const ErlangTypes* erlang_types_for_current_interpreter() {
     py::Ref mod = py::Ref::steal(PyImport_ImportModule("erlang"));

@@ -11,6 +11,7 @@ namespace bridge {
 struct ErlangTypes {
     PyTypeObject* pid = nullptr;   // erlang.Pid: a local process identifier
     PyTypeObject* term = nullptr;  // erlang.Term: any other term (reference, port, fun, remote pid)
+    PyObject* error = nullptr;     // erlang.ErlangError: an Erlang exception raised in a callback
 };
 
 // PyInit function registered with PyImport_AppendInittab.

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "bridge/erlang_module.hpp"
+#include "bridge/convert.hpp"
 #include "context/executor.hpp"
+#include "py/ref.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
 #include "py/runtime.hpp"
@@ -193,35 +195,222 @@ void Context::run() {
 }
 
 void Context::serve() {
-    erl::OwnedEnv msg_env;
-    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_};
+    bridge::set_current_host(this);
     std::vector<RequestPtr> batch;
-    std::string traceback;
-    while (queue_.pop_all(batch)) {
+    erl::OwnedEnv stop_env;
+    while (next_batch(batch)) {
         if (queue_.closed()) {
-            reply_stopped(batch, msg_env.get());
+            reply_stopped(batch, stop_env.get());
             continue;
         }
         PyEval_RestoreThread(tstate_);
-        for (RequestPtr& req : batch) {
-            if (!req->try_start()) continue;  // cancelled while queued
-            traceback.clear();
-            ERL_NIF_TERM payload = execute(scope, *req, msg_env.get(), &traceback);
-            if (!req->try_reply()) {  // cancelled while running: drop the late result
-                enif_clear_env(msg_env.get());
-                continue;
-            }
-            ErlNifEnv* env = msg_env.get();
-            ERL_NIF_TERM tag = enif_make_copy(env, req->tag);
-            ERL_NIF_TERM msg = traceback.empty()
-                                   ? enif_make_tuple2(env, tag, payload)
-                                   : enif_make_tuple3(env, tag, payload, erl::make_binary(env, traceback));
-            erl::send_and_clear(env, req->caller(), msg);
-        }
+        for (RequestPtr& req : batch) handle(req);
         batch.clear();  // drops request references while attached (their terms are plain memory)
         interp_->drain();
         PyEval_SaveThread();
     }
+    bridge::set_current_host(nullptr);
+}
+
+// Requests left over by a nested wait come first, then the queue.
+bool Context::next_batch(std::vector<RequestPtr>& batch) {
+    if (!backlog_.empty()) {
+        batch.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
+        backlog_.clear();
+        return true;
+    }
+    return queue_.pop_all(batch);
+}
+
+// Precondition: attached. Runs one request and sends its reply.
+void Context::handle(RequestPtr& req) {
+    if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
+    if (!req->try_start()) return;                             // cancelled while queued
+    size_t depth = running_.size();
+    while (msg_envs_.size() <= depth) msg_envs_.push_back(std::make_unique<erl::OwnedEnv>());
+    ErlNifEnv* env = msg_envs_[depth]->get();
+    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_};
+    std::string traceback;
+    running_.push_back(req.get());
+    ERL_NIF_TERM payload = execute(scope, *req, env, &traceback);
+    running_.pop_back();
+    if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
+    if (!req->try_reply()) {  // cancelled while running: drop the late result
+        enif_clear_env(env);
+        return;
+    }
+    ERL_NIF_TERM tag = enif_make_copy(env, req->tag);
+    ERL_NIF_TERM msg = traceback.empty() ? enif_make_tuple2(env, tag, payload)
+                                         : enif_make_tuple3(env, tag, payload, erl::make_binary(env, traceback));
+    erl::send_and_clear(env, req->caller(), msg);
+}
+
+// --- callbacks: Python calling Erlang -----------------------------------------------------------
+
+PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
+    if (running_.empty()) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.call is only available while serving a request");
+        return nullptr;
+    }
+    Request& req = *running_.back();
+    bridge::Converter cv{*types_, interp_};
+    erl::OwnedEnv env;
+    ERL_NIF_TERM name_term, args_term;
+    py::Ref arg_list = py::Ref::steal(PySequence_List(args));
+    if (!arg_list || !bridge::to_erlang(cv, env.get(), name, &name_term) ||
+        !bridge::to_erlang(cv, env.get(), arg_list.get(), &args_term))
+        return nullptr;
+    uint64_t id = ++next_callback_id_;
+    ErlNifPid caller = req.caller();
+    PendingCallback pending{{}, id};
+    if (enif_monitor_process(nullptr, ContextResource::slot_of(this), &caller, &pending.mon) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
+        return nullptr;
+    }
+    {
+        std::lock_guard<std::mutex> lock(callbacks_mutex_);
+        pending_callbacks_.push_back(pending);
+    }
+    auto forget = [&] {
+        enif_demonitor_process(nullptr, ContextResource::slot_of(this), &pending.mon);
+        std::lock_guard<std::mutex> lock(callbacks_mutex_);
+        for (auto it = pending_callbacks_.begin(); it != pending_callbacks_.end(); ++it)
+            if (it->id == id) { pending_callbacks_.erase(it); break; }
+    };
+    if (!req.try_enter_callback(id)) {
+        forget();
+        PyErr_SetString(PyExc_TimeoutError, "the call was cancelled by its caller");
+        return nullptr;
+    }
+    ErlNifEnv* e = env.get();
+    ERL_NIF_TERM msg = enif_make_tuple5(e, enif_make_atom(e, "py_callback"), enif_make_copy(e, req.tag),
+                                        enif_make_uint64(e, id), name_term, args_term);
+    erl::send_and_clear(e, caller, msg);
+
+    RequestPtr reply = wait_callback_reply(id);
+    forget();
+    if (!req.try_leave_callback()) {
+        PyErr_SetString(PyExc_TimeoutError, "the call was cancelled by its caller");
+        return nullptr;
+    }
+    if (!reply) {
+        PyErr_SetString(PyExc_RuntimeError, "the context stopped while waiting for an Erlang callback");
+        return nullptr;
+    }
+    return callback_result(*reply);
+}
+
+// Precondition: attached. Serves other requests (nested ones included) until the reply to
+// callback `id` arrives; nullptr when the context stops first.
+RequestPtr Context::wait_callback_reply(uint64_t id) {
+    for (;;) {
+        auto early = early_replies_.find(id);
+        if (early != early_replies_.end()) {
+            RequestPtr reply = std::move(early->second);
+            early_replies_.erase(early);
+            return reply;
+        }
+        if (backlog_.empty()) {
+            std::vector<RequestPtr> batch;
+            PyEval_SaveThread();
+            bool more = queue_.pop_all(batch);
+            PyEval_RestoreThread(tstate_);
+            if (!more) return {};
+            for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
+        }
+        RequestPtr next = std::move(backlog_.front());
+        backlog_.pop_front();
+        if (next->kind() == RequestKind::CallbackReply) {
+            ErlNifUInt64 reply_id = 0;
+            enif_get_uint64(next->env(), next->arg[0], &reply_id);
+            if (reply_id == id) return next;
+            early_replies_[reply_id] = std::move(next);
+            continue;
+        }
+        if (queue_.closed()) {
+            std::vector<RequestPtr> one;
+            one.push_back(std::move(next));
+            erl::OwnedEnv env;
+            reply_stopped(one, env.get());
+            continue;
+        }
+        handle(next);
+    }
+}
+
+// Precondition: attached. {ok, V} -> V; {error, {Class, Reason}} -> erlang.ErlangError;
+// unknown_function -> NameError; anything else (an abort) -> RuntimeError.
+PyObject* Context::callback_result(Request& reply) {
+    ErlNifEnv* env = reply.env();
+    ERL_NIF_TERM result = reply.arg[1];
+    int arity = 0;
+    const ERL_NIF_TERM* parts = nullptr;
+    bridge::Converter cv{*types_, interp_};
+    if (enif_get_tuple(env, result, &arity, &parts) && arity == 2 && parts[0] == erl::atoms().ok)
+        return bridge::to_python(cv, env, parts[1]);
+    const ERL_NIF_TERM* detail = nullptr;
+    if (arity == 2 && parts[0] == erl::atoms().error && enif_get_tuple(env, parts[1], &arity, &detail) && arity == 2) {
+        py::Ref cls = py::Ref::steal(bridge::to_python(cv, env, detail[0]));
+        py::Ref reason = py::Ref::steal(cls ? bridge::to_python(cv, env, detail[1]) : nullptr);
+        if (!reason) return nullptr;
+        PyErr_SetObject(types_->error, py::Ref::steal(PyTuple_Pack(2, cls.get(), reason.get())).get());
+        return nullptr;
+    }
+    if (enif_is_atom(env, result) && enif_is_identical(result, enif_make_atom(env, "unknown_function"))) {
+        PyErr_SetString(PyExc_NameError, "no Erlang function is registered under that name (py:register_function/2)");
+        return nullptr;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the Erlang process that was to run this callback exited");
+    return nullptr;
+}
+
+PyObject* Context::send(PyObject* pid, PyObject* message) {
+    ErlNifPid to;
+    if (!bridge::get_pid(*types_, pid, &to)) {
+        PyErr_SetString(PyExc_TypeError, "erlang.send(pid, term): pid must be an erlang.Pid");
+        return nullptr;
+    }
+    erl::OwnedEnv env;
+    ERL_NIF_TERM term;
+    bridge::Converter cv{*types_, interp_};
+    if (!bridge::to_erlang(cv, env.get(), message, &term)) return nullptr;
+    erl::send_and_clear(env.get(), to, term);  // a dead receiver is not an error, as in Erlang
+    Py_RETURN_NONE;
+}
+
+PyObject* Context::self_pid() {
+    if (running_.empty()) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.self is only available while serving a request");
+        return nullptr;
+    }
+    return bridge::make_pid(*types_, running_.back()->caller());
+}
+
+bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
+    ErlNifPid nobody{};
+    auto reply = RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
+    reply->arg[0] = enif_make_uint64(reply->env(), id);
+    reply->arg[1] = reply->copy(result);
+    return queue_.push(std::move(reply));
+}
+
+void Context::push_callback_abort(uint64_t id) {
+    erl::OwnedEnv env;
+    push_callback_reply(id, enif_make_atom(env.get(), "aborted"));
+}
+
+void Context::on_down(const ErlNifMonitor* mon) {
+    if (enif_compare_monitors(mon, &owner_mon_) == 0) {
+        queue_.close();
+        return;
+    }
+    uint64_t id = 0;
+    {
+        std::lock_guard<std::mutex> lock(callbacks_mutex_);
+        for (const PendingCallback& p : pending_callbacks_)
+            if (enif_compare_monitors(mon, &p.mon) == 0) { id = p.id; break; }
+    }
+    if (id) push_callback_abort(id);
 }
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {

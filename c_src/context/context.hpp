@@ -10,9 +10,14 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
+#include "bridge/host.hpp"
 #include "context/namespace.hpp"
 #include "context/request_queue.hpp"
 #include "erl/env.hpp"
@@ -31,7 +36,7 @@ enum class Mode { Worker, OwnGil };
 // `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
 enum class ThreadPriority { Normal, Low, Idle };
 
-class Context {
+class Context final : public bridge::Host {
 public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
@@ -52,8 +57,23 @@ public:
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
     bool stopping() const { return queue_.closed(); }
 
-    // Resource `down` hook: the owning Erlang process died. Never blocks.
-    void on_owner_down() { queue_.close(); }
+    // Scheduler thread, once, before start(): the owner's monitor (see on_down).
+    void set_owner_monitor(const ErlNifMonitor& mon) { owner_mon_ = mon; }
+
+    // Resource `down` hook, any thread, never blocks: the owner died (the context stops) or a
+    // process that was to run a callback died (the callback is answered with an abort).
+    void on_down(const ErlNifMonitor* mon);
+
+    // Any thread: delivers the result of callback `id` ({ok, V} | {error, {Class, Reason}} |
+    // unknown_function) to the worker waiting for it. False when the context has stopped.
+    bool push_callback_reply(uint64_t id, ERL_NIF_TERM result);
+    // Any thread: tells the worker waiting for callback `id` that no answer will come.
+    void push_callback_abort(uint64_t id);
+
+    // bridge::Host: what the `erlang` Python module asks of the context running this thread.
+    PyObject* call_erlang(PyObject* name, PyObject* args) override;
+    PyObject* send(PyObject* pid, PyObject* message) override;
+    PyObject* self_pid() override;
 
 private:
     static void* thread_main(void* self);
@@ -61,6 +81,10 @@ private:
     bool attach_thread();
     void detach_thread();
     void serve();
+    bool next_batch(std::vector<RequestPtr>& batch);
+    void handle(RequestPtr& request);
+    RequestPtr wait_callback_reply(uint64_t id);
+    PyObject* callback_result(Request& reply);
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
     bool join_python_threads();
@@ -79,6 +103,19 @@ private:
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{this};
     PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
+
+    // Worker-thread state of nested requests: a request that waits for an Erlang callback
+    // serves the queue meanwhile (re-entrant calls run on top of it).
+    std::vector<Request*> running_;                          // innermost last
+    std::deque<RequestPtr> backlog_;                         // taken from the queue, not yet run
+    std::unordered_map<uint64_t, RequestPtr> early_replies_; // replies for outer callbacks
+    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;   // one reply env per nesting depth
+    uint64_t next_callback_id_ = 0;
+
+    ErlNifMonitor owner_mon_{};
+    std::mutex callbacks_mutex_;
+    struct PendingCallback { ErlNifMonitor mon; uint64_t id; };
+    std::vector<PendingCallback> pending_callbacks_;  // guarded by callbacks_mutex_
 
     std::mutex exit_mutex_;
     bool notify_set_ = false;      // guarded by exit_mutex_

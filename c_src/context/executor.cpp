@@ -154,6 +154,7 @@ ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_
             case RequestKind::Eval: return run_eval(job);
             case RequestKind::Exec: return run_exec(job);
             case RequestKind::Reset: return run_reset(job);
+            case RequestKind::CallbackReply: break;  // consumed by Context::wait_callback_reply
         }
         PyErr_SetString(PyExc_SystemError, "unknown request kind");
     } catch (const py::ErrorPending&) {

@@ -6,6 +6,7 @@
 #include <erl_nif.h>
 
 #include <atomic>
+#include <cstdint>
 
 #include "context/namespace.hpp"
 #include "erl/env.hpp"
@@ -13,12 +14,14 @@
 
 namespace context {
 
-enum class RequestKind { Call, Eval, Exec, Reset };
+enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
 
 class Request {
 public:
-    enum class State : int { Pending, Running, Replied, Cancelled };
-    enum class CancelOutcome { Cancelled, AlreadyReplied };
+    enum class State : int { Pending, Running, InCallback, Replied, Cancelled };
+    // CancelledInCallback: the caller also has one {py_callback, ...} message to flush, and the
+    // worker waits for a callback reply that will not come (the canceller must send an abort).
+    enum class CancelOutcome { Cancelled, CancelledInCallback, AlreadyReplied };
 
     Request(RequestKind kind, const ErlNifPid& caller, erl::ResourcePtr<Namespace> ns)
         : kind_(kind), caller_(caller), ns_(std::move(ns)) {}
@@ -30,6 +33,7 @@ public:
 
     // Terms copied into env(): the reply tag and up to four arguments.
     //   Call: module, function, args, kwargs.  Eval: code, locals.  Exec: code.  Reset: none.
+    //   CallbackReply: callback id, result ({ok, V} | {error, {Class, Reason}} | atom).
     ERL_NIF_TERM tag = 0;
     ERL_NIF_TERM arg[4] = {0, 0, 0, 0};
     ERL_NIF_TERM copy(ERL_NIF_TERM t) { return env_.copy(t); }
@@ -38,11 +42,22 @@ public:
     bool try_start() { return transition(State::Pending, State::Running); }
     // Worker: claims the right to reply. False when the caller cancelled meanwhile.
     bool try_reply() { return transition(State::Running, State::Replied); }
+    // Worker: about to send callback `id` to the caller. False when the caller cancelled.
+    bool try_enter_callback(uint64_t id) {
+        callback_id_.store(id, std::memory_order_relaxed);
+        return transition(State::Running, State::InCallback);
+    }
+    // Worker: the callback's reply arrived. False when the caller cancelled meanwhile.
+    bool try_leave_callback() { return transition(State::InCallback, State::Running); }
+    uint64_t callback_id() const { return callback_id_.load(std::memory_order_relaxed); }
+
     // Caller: gives up. AlreadyReplied means the reply is (or is about to be) in its mailbox.
     CancelOutcome cancel() {
         int s = state_.load(std::memory_order_acquire);
-        while (s == int(State::Pending) || s == int(State::Running)) {
-            if (state_.compare_exchange_weak(s, int(State::Cancelled), std::memory_order_acq_rel)) return CancelOutcome::Cancelled;
+        while (s == int(State::Pending) || s == int(State::Running) || s == int(State::InCallback)) {
+            int from = s;
+            if (state_.compare_exchange_weak(s, int(State::Cancelled), std::memory_order_acq_rel))
+                return from == int(State::InCallback) ? CancelOutcome::CancelledInCallback : CancelOutcome::Cancelled;
         }
         return s == int(State::Replied) ? CancelOutcome::AlreadyReplied : CancelOutcome::Cancelled;
     }
@@ -59,6 +74,7 @@ private:
     erl::ResourcePtr<Namespace> ns_;
     erl::OwnedEnv env_;
     std::atomic<int> state_{int(State::Pending)};
+    std::atomic<uint64_t> callback_id_{0};
 };
 
 using RequestResource = erl::Resource<Request>;

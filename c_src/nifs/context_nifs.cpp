@@ -21,9 +21,9 @@ using context::Request;
 using context::RequestKind;
 using context::RequestResource;
 
-void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor*) {
+void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor* mon) {
     // obj is the resource slot; the typed pointer sits inside it.
-    ContextResource::from_slot(obj)->on_owner_down();
+    ContextResource::from_slot(obj)->on_down(mon);
 }
 
 Context* get_context(ErlNifEnv* env, ERL_NIF_TERM term) {
@@ -97,8 +97,10 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         }
         auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode, get_priority(env, argv[1])));
         ErlNifPid owner;
-        if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, nullptr) != 0)
+        ErlNifMonitor owner_mon;
+        if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, &owner_mon) != 0)
             throw erl::BadArg();
+        ctx->set_owner_monitor(owner_mon);
         if (!ctx->start()) throw erl::ErrorResult(enif_make_atom(env, "thread_create_failed"));
         return enif_make_tuple2(env, a.ok, ContextResource::term(env, ctx.get()));
     });
@@ -154,12 +156,35 @@ ERL_NIF_TERM submit_reset(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] { return submit(env, argv, RequestKind::Reset, 0); });
 }
 
-// cancel(Request) -> ok | replied. `replied`: the reply is in (or about to reach) the mailbox.
+// cancel(Ctx, Request) -> ok | replied | {in_callback, Id}. `replied`: the reply is in (or
+// about to reach) the caller's mailbox. {in_callback, Id}: callback Id was sent to the caller
+// (who may have answered it already).
 ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
-        Request* req = RequestResource::get(env, argv[0]);
+        Context* ctx = get_context(env, argv[0]);
+        Request* req = RequestResource::get(env, argv[1]);
         if (!req) throw erl::BadArg();
-        return req->cancel() == Request::CancelOutcome::Cancelled ? erl::atoms().ok : erl::atoms().replied;
+        switch (req->cancel()) {
+            case Request::CancelOutcome::Cancelled: return erl::atoms().ok;
+            case Request::CancelOutcome::AlreadyReplied: return erl::atoms().replied;
+            case Request::CancelOutcome::CancelledInCallback: {
+                uint64_t id = req->callback_id();
+                ctx->push_callback_abort(id);
+                return enif_make_tuple2(env, enif_make_atom(env, "in_callback"), enif_make_uint64(env, id));
+            }
+        }
+        throw erl::BadArg();
+    });
+}
+
+// callback_reply(Ctx, Id, Result) -> ok | {error, context_stopped}: the answer to callback Id.
+ERL_NIF_TERM callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Context* ctx = get_context(env, argv[0]);
+        ErlNifUInt64 id;
+        if (!enif_get_uint64(env, argv[1], &id)) throw erl::BadArg();
+        if (!ctx->push_callback_reply(id, argv[2])) throw erl::ErrorResult(erl::atoms().context_stopped);
+        return erl::atoms().ok;
     });
 }
 

@@ -41,7 +41,8 @@ ErlNifFunc nif_funcs[] = {
     {"submit_eval", 5, nifs::submit_eval, 0},
     {"submit_exec", 4, nifs::submit_exec, 0},
     {"submit_reset", 3, nifs::submit_reset, 0},
-    {"cancel", 1, nifs::cancel, 0},
+    {"cancel", 2, nifs::cancel, 0},
+    {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
 };

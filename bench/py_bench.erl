@@ -1,0 +1,555 @@
+%% @doc Benchmark harness for erlang_python: `make bench'.
+%%
+%% Every row runs a warm-up and then R rounds (default 5); the table shows, for each row, the
+%% median of the per-round figures and their spread (min..max). The table is printed at the end
+%% and also written as Markdown to bench/results/latest.md.
+%%
+%% Environment:
+%%   BENCH_QUICK=1    one round and smaller counts (CI smoke run)
+%%   BENCH_ROUNDS=N   number of rounds (default 5; 1 with BENCH_QUICK=1)
+-module(py_bench).
+
+-export([main/0, child/1]).
+
+-define(RESULTS_FILE, "bench/results/latest.md").
+-define(MIB, 1048576).
+-define(PROBE_ROUND_MS, 12000).
+
+-record(cfg, {
+    quick :: boolean(),
+    rounds :: pos_integer(),
+    round_ns :: pos_integer(),      % duration of one round of a throughput row
+    nif_ops :: pos_integer(),       % empty NIF calls per round
+    conc_procs :: pos_integer(),    % processes in the concurrent row
+    list_len :: pos_integer(),
+    map_keys :: pos_integer(),
+    idle_ms :: pos_integer(),       % idle CPU window per round
+    probes :: pos_integer(),        % sleeps per round in the wake-up row
+    extra_ctxs :: pos_integer()     % contexts per round in the memory row
+}).
+
+%% One table row: Id, label, unit, per-round figures, note.
+-record(row, {id :: string(), label :: string(), unit :: string(),
+              figures = [] :: [number()], note = "" :: string(), error = undefined :: term()}).
+
+%% --- entry point ----------------------------------------------------------------------------
+
+main() ->
+    _ = io:setopts(standard_io, [{encoding, unicode}]),
+    try run() of
+        ok -> ok
+    catch Class:Reason:Stack ->
+        io:format(standard_error, "bench failed: ~p:~p~n~p~n", [Class, Reason, Stack]),
+        halt(1)
+    end.
+
+run() ->
+    Cfg = config(),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Header = header(Cfg),
+    io:format("~ts~n", [Header]),
+    T0 = now_ns(),
+    Rows = lists:append([
+        step("empty NIF call", fun() -> bench_nif(Cfg) end),
+        step("sequential py:call", fun() -> bench_seq_call(Cfg) end),
+        step("concurrent py:call", fun() -> bench_concurrent(Cfg) end),
+        step("sequential py:eval", fun() -> bench_eval(Cfg) end),
+        step("1 MiB binaries", fun() -> bench_binaries(Cfg) end),
+        step("integer list", fun() -> bench_list(Cfg) end),
+        step("binary-key map", fun() -> isolated(map, Cfg) end),
+        step("idle CPU", fun() -> bench_idle(Cfg) end),
+        step("wake-up latency", fun() -> bench_wakeup(Cfg) end),
+        step("context memory", fun() -> bench_ctx_mem(Cfg) end),
+        step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end)
+    ]),
+    Secs = (now_ns() - T0) / 1.0e9,
+    Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
+    Text = text_table(Rows),
+    io:format("~n~ts~n~ts~n~ts~n", [Header, Text, Footer]),
+    write_markdown(Header, Rows, Footer),
+    io:format("Markdown written to ~s~n", [?RESULTS_FILE]),
+    ok.
+
+config() ->
+    Quick = os:getenv("BENCH_QUICK") =:= "1",
+    Rounds = case os:getenv("BENCH_ROUNDS") of
+                 false -> case Quick of true -> 1; false -> 5 end;
+                 S -> max(1, list_to_integer(S))
+             end,
+    case Quick of
+        false ->
+            #cfg{quick = false, rounds = Rounds, round_ns = 1000000000, nif_ops = 2000000,
+                 conc_procs = 8, list_len = 100000, map_keys = 10000, idle_ms = 3000,
+                 probes = 2000, extra_ctxs = 20};
+        true ->
+            #cfg{quick = true, rounds = Rounds, round_ns = 200000000, nif_ops = 200000,
+                 conc_procs = 8, list_len = 100000, map_keys = 10000, idle_ms = 1000,
+                 probes = 300, extra_ctxs = 5}
+    end.
+
+%% Runs one group of rows; a crash becomes an error row so the rest of the table still prints.
+step(Name, Fun) ->
+    io:format("running: ~ts ...~n", [Name]),
+    T0 = now_ns(),
+    Rows = try Fun()
+           catch Class:Reason:Stack ->
+               io:format(standard_error, "  ~ts failed: ~p:~p~n  ~p~n", [Name, Class, Reason, Stack]),
+               [#row{id = "-", label = Name, unit = "-", error = {Class, Reason}}]
+           end,
+    io:format("  done in ~.1f s~n", [(now_ns() - T0) / 1.0e9]),
+    Rows.
+
+header(#cfg{rounds = R, quick = Quick}) ->
+    {{Y, Mo, D}, {H, Mi, S}} = calendar:universal_time(),
+    Date = io_lib:format("~4..0w-~2..0w-~2..0wT~2..0w:~2..0w:~2..0wZ", [Y, Mo, D, H, Mi, S]),
+    io_lib:format("erlang_python bench ~s | Python ~ts | OTP ~s (erts ~s) | schedulers ~w (online ~w) | "
+                  "~w round(s)~s | commit ~s",
+                  [Date, py:version(), erlang:system_info(otp_release), erlang:system_info(version),
+                   erlang:system_info(schedulers), erlang:system_info(schedulers_online), R,
+                   case Quick of true -> " BENCH_QUICK"; false -> "" end, git_commit()]).
+
+git_commit() ->
+    case string:trim(os:cmd("git rev-parse --short HEAD 2>/dev/null")) of
+        "" -> "unknown";
+        Rev ->
+            case string:trim(os:cmd("git status --porcelain --untracked-files=no 2>/dev/null")) of
+                "" -> Rev;
+                _ -> Rev ++ "+dirty"
+            end
+    end.
+
+%% --- rows --------------------------------------------------------------------------------
+
+%% Warm-up, then R rounds of Fun(); returns the list of round figures.
+rounds(#cfg{rounds = R}, Fun) ->
+    _ = Fun(),
+    [Fun() || _ <- lists:seq(1, R)].
+
+%% 1. Baseline: an empty NIF call, loop overhead included.
+bench_nif(Cfg = #cfg{nif_ops = N}) ->
+    Figures = rounds(Cfg, fun() ->
+        T0 = now_ns(),
+        nif_loop(N),
+        (now_ns() - T0) / N
+    end),
+    put(nif_ns, median(Figures)),
+    [#row{id = "1", label = "empty NIF call py_nif:is_ref(0) (baseline)", unit = "ns/op",
+          figures = Figures, note = "loop overhead included"}].
+
+nif_loop(0) -> ok;
+nif_loop(N) -> false = py_nif:is_ref(0), nif_loop(N - 1).
+
+%% 2. Sequential py:call from one process.
+bench_seq_call(Cfg = #cfg{round_ns = Dur}) ->
+    check({ok, 3.0}, py:call(math, sqrt, [9])),
+    Rates = rounds(Cfg, fun() ->
+        rate(timed(fun(I) -> {ok, _} = py:call(math, sqrt, [I]) end, 100, Dur))
+    end),
+    Us = [1.0e6 / R || R <- Rates],
+    Rows = [#row{id = "2a", label = "sequential py:call(math, sqrt, [X]), 1 process", unit = "calls/s",
+                 figures = Rates},
+            #row{id = "2b", label = "  same, time per call", unit = "µs/call", figures = Us}],
+    case get(nif_ns) of
+        NifNs when is_number(NifNs), NifNs > 0 ->
+            Rows ++ [#row{id = "2c", label = "  same, ratio to the empty NIF call", unit = "x",
+                          figures = [U * 1000 / NifNs || U <- Us],
+                          note = "per-round µs/call ÷ median NIF ns/op"}];
+        _ -> Rows
+    end.
+
+%% 3. N processes calling concurrently through the default pool.
+bench_concurrent(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
+    Parent = self(),
+    Pids = [spawn_link(fun() -> conc_worker(Parent) end) || _ <- lists:seq(1, NProcs)],
+    Ctxs = [receive {ready, P, Ctx} -> Ctx after 30000 -> error(worker_not_ready) end || P <- Pids],
+    try
+        Rates = rounds(Cfg, fun() ->
+            T0 = now_ns(),
+            Deadline = T0 + Dur,
+            [P ! {go, Deadline} || P <- Pids],
+            Done = [receive {done, P, N, TEnd} -> {N, TEnd} after 60000 -> error(worker_timeout) end
+                    || P <- Pids],
+            Total = lists:sum([N || {N, _} <- Done]),
+            Total * 1.0e9 / (lists:max([T || {_, T} <- Done]) - T0)
+        end),
+        Used = length(lists:usort(Ctxs)),
+        [#row{id = "3", label = io_lib:format("~w processes, py:call(math, sqrt, [X]), default pool", [NProcs]),
+              unit = "calls/s total", figures = Rates,
+              note = io_lib:format("processes spread over ~w of ~w pool contexts",
+                                   [Used, py_context_router:num_contexts()])}]
+    after
+        [P ! stop || P <- Pids]
+    end.
+
+conc_worker(Parent) ->
+    [{ok, _} = py:call(math, sqrt, [I]) || I <- lists:seq(1, 100)],
+    Parent ! {ready, self(), py:context()},
+    conc_wait(Parent).
+
+conc_wait(Parent) ->
+    receive
+        {go, Deadline} ->
+            N = run_until(fun(I) -> {ok, _} = py:call(math, sqrt, [I]) end, 20, Deadline, 0),
+            Parent ! {done, self(), N, now_ns()},
+            conc_wait(Parent);
+        stop ->
+            ok
+    end.
+
+run_until(Fun, Batch, Deadline, N) ->
+    repeat(Fun, Batch),
+    case now_ns() >= Deadline of
+        true -> N + Batch;
+        false -> run_until(Fun, Batch, Deadline, N + Batch)
+    end.
+
+%% 4. Sequential py:eval with a local variable.
+bench_eval(Cfg = #cfg{round_ns = Dur}) ->
+    check({ok, 42}, py:eval(<<"x + 1">>, #{x => 41})),
+    Rates = rounds(Cfg, fun() ->
+        rate(timed(fun(I) -> {ok, _} = py:eval(<<"x + 1">>, #{x => I}) end, 100, Dur))
+    end),
+    [#row{id = "4", label = "sequential py:eval(<<\"x + 1\">>, #{x => N})", unit = "calls/s", figures = Rates}].
+
+%% 5. 1 MiB binaries through an identity function, UTF-8 text (-> str) and non-UTF-8 (-> bytes).
+bench_binaries(Cfg = #cfg{round_ns = Dur}) ->
+    ok = py:exec(<<"def ident(x): return x">>),
+    Text = binary:copy(<<"The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFG\n">>, ?MIB div 64),
+    ?MIB = byte_size(Text),
+    Bytes = binary:copy(<<255>>, ?MIB),
+    check({ok, Text}, ident(Text)),
+    check({ok, Bytes}, ident(Bytes)),
+    check({ok, true}, py:eval(<<"isinstance(x, str)">>, #{x => Text})),
+    check({ok, true}, py:eval(<<"isinstance(x, bytes)">>, #{x => Bytes})),
+    Mbs = fun(Bin) ->
+        rounds(Cfg, fun() ->
+            {N, Ns} = timed(fun(_) -> {ok, _} = ident(Bin) end, 1, Dur),
+            byte_size(Bin) / 1.0e6 / (Ns / N / 1.0e9)
+        end)
+    end,
+    Note = "MB/s = 1 MiB payload / round-trip time (1 MB = 10^6 B)",
+    [#row{id = "5a", label = "1 MiB UTF-8 (ASCII) binary -> str -> binary", unit = "MB/s",
+          figures = Mbs(Text), note = Note},
+     #row{id = "5b", label = "1 MiB non-UTF-8 binary (byte 255) -> bytes -> binary", unit = "MB/s",
+          figures = Mbs(Bytes), note = Note}].
+
+ident(X) ->
+    py:call('__main__', ident, [X]).
+
+%% 6. A list of integers, round trip.
+bench_list(Cfg = #cfg{list_len = Len, round_ns = Dur}) ->
+    ok = py:exec(<<"def ident(x): return x">>),
+    L = lists:seq(1, Len),
+    check({ok, L}, ident(L)),
+    Ms = rounds(Cfg, fun() -> ms_per_op(timed(fun(_) -> {ok, _} = ident(L) end, 1, Dur)) end),
+    [#row{id = "6", label = io_lib:format("list of ~s integers, round trip", [group(Len)]), unit = "ms",
+          figures = Ms}].
+
+%% 7. A map with binary keys, round trip; and Erlang -> Python only. Run in a child VM
+%% (see isolated/2): converting a large dict back to a map has crashed the VM (SIGSEGV).
+bench_map(Cfg = #cfg{map_keys = NKeys, round_ns = Dur}) ->
+    ok = py:exec(<<"def ident(x): return x">>),
+    M = maps:from_list([{<<"key_", (integer_to_binary(I))/binary>>, I} || I <- lists:seq(1, NKeys)]),
+    check({ok, NKeys}, py:eval(<<"len(m)">>, #{m => M})),
+    OneWay = rounds(Cfg, fun() ->
+        ms_per_op(timed(fun(_) -> {ok, NKeys} = py:eval(<<"len(m)">>, #{m => M}) end, 1, Dur))
+    end),
+    Keys = group(NKeys),
+    Row7b = #row{id = "7b", label = io_lib:format("  same map, Erlang -> Python only (eval len(m))", []),
+                 unit = "ms", figures = OneWay},
+    emit_partial([Row7b]),
+    check({ok, M}, ident(M)),
+    Ms = rounds(Cfg, fun() -> ms_per_op(timed(fun(_) -> {ok, _} = ident(M) end, 1, Dur)) end),
+    [#row{id = "7a", label = io_lib:format("map of ~s binary keys (integer values), round trip", [Keys]),
+          unit = "ms", figures = Ms},
+     Row7b].
+
+%% 8. CPU time of this OS process while the default pool is idle.
+bench_idle(Cfg = #cfg{idle_ms = Window}) ->
+    NCtx = py_context_router:num_contexts(),
+    NCtx > 0 orelse error(pool_not_running),
+    erlang:garbage_collect(),
+    Tck = clk_tck(),
+    Pcts = rounds(Cfg, fun() ->
+        {C0, T0} = {proc_cpu_ticks(), now_ns()},
+        timer:sleep(Window),
+        {C1, T1} = {proc_cpu_ticks(), now_ns()},
+        100 * ((C1 - C0) / Tck) / ((T1 - T0) / 1.0e9)
+    end),
+    [#row{id = "8", label = io_lib:format("idle CPU, default pool (~w contexts) started, no calls", [NCtx]),
+          unit = "% of 1 core", figures = Pcts,
+          note = io_lib:format("utime+stime over ~.1f s; resolution ~.2f%",
+                               [Window / 1000, 100 / Tck / (Window / 1000)])}].
+
+%% 9. Timer wake-up latency of an Erlang process while 2 contexts run CPU-bound Python.
+bench_wakeup(Cfg = #cfg{probes = NProbes}) ->
+    Unloaded = probe(min(NProbes, 500)),
+    {ok, C1} = py_context:new(#{mode => worker}),
+    {ok, C2} = py_context:new(#{mode => worker}),
+    Parent = self(),
+    Burners = [spawn_link(fun() -> burn(Parent, C, 0) end) || C <- [C1, C2]],
+    try
+        timer:sleep(300),
+        T0 = now_ns(),
+        %% Short warm-up; each round stops early after ?PROBE_ROUND_MS so the row fits the budget.
+        _ = probe(min(NProbes, 200), now_ns() + ?PROBE_ROUND_MS * 1000000),
+        Samples = [probe(NProbes, now_ns() + ?PROBE_ROUND_MS * 1000000) || _ <- lists:seq(1, Cfg#cfg.rounds)],
+        Secs = (now_ns() - T0) / 1.0e9,
+        [B ! stop || B <- Burners],
+        Evals = [receive {burned, B, N} -> N after 30000 -> error(burner_timeout) end || B <- Burners],
+        %% The warm-up round is in the time but not in the rounds; evals/s is approximate.
+        Note = io_lib:format("probe: receive after 1 ms, ~w..~w sleeps/round (~w max, ~w s cap); background ~w evals/s per context; "
+                             "unloaded p50/p99 ~.2f/~.2f ms",
+                             [lists:min([length(S) || S <- Samples]), lists:max([length(S) || S <- Samples]),
+                              NProbes, ?PROBE_ROUND_MS div 1000, round(lists:sum(Evals) / 2 / Secs),
+                              percentile(Unloaded, 50), percentile(Unloaded, 99)]),
+        [#row{id = "9a", label = "wake-up latency p50, 2 contexts busy in Python", unit = "ms",
+              figures = [percentile(S, 50) || S <- Samples], note = Note},
+         #row{id = "9b", label = "wake-up latency p99, 2 contexts busy in Python", unit = "ms",
+              figures = [percentile(S, 99) || S <- Samples]}]
+    after
+        [B ! stop || B <- Burners],
+        ok = py_context:stop(C1),
+        ok = py_context:stop(C2)
+    end.
+
+burn(Parent, Ctx, N) ->
+    {ok, _} = py:eval(Ctx, <<"sum(range(3000000))">>),
+    receive
+        stop -> Parent ! {burned, self(), N + 1}
+    after 0 ->
+        burn(Parent, Ctx, N + 1)
+    end.
+
+%% Actual durations (ms) of up to NProbes sleeps of 1 ms, stopping at Deadline (ns).
+probe(NProbes) -> probe(NProbes, infinity).
+
+probe(0, _Deadline) -> [];
+probe(N, Deadline) ->
+    T0 = erlang:monotonic_time(microsecond),
+    receive after 1 -> ok end,
+    T1 = erlang:monotonic_time(microsecond),
+    Sample = (T1 - T0) / 1000,
+    case Deadline =/= infinity andalso T1 * 1000 >= Deadline of
+        true -> [Sample];
+        false -> [Sample | probe(N - 1, Deadline)]
+    end.
+
+%% 10. RSS per extra worker context.
+bench_ctx_mem(Cfg = #cfg{extra_ctxs = N}) ->
+    Results = rounds(Cfg, fun() ->
+        erlang:garbage_collect(),
+        timer:sleep(200),
+        {Rss0, Vm0} = {proc_status_kb("VmRSS"), proc_status_kb("VmSize")},
+        Ctxs = [begin {ok, C} = py_context:new(#{mode => worker}), C end || _ <- lists:seq(1, N)],
+        [{ok, _} = py:call(C, math, sqrt, [2]) || C <- Ctxs],
+        {Rss1, Vm1} = {proc_status_kb("VmRSS"), proc_status_kb("VmSize")},
+        [ok = py_context:stop(C) || C <- Ctxs],
+        {(Rss1 - Rss0) / N, (Vm1 - Vm0) / N}
+    end),
+    [#row{id = "10", label = io_lib:format("RSS per extra worker context (~w created, 1 call each)", [N]),
+          unit = "KB/context", figures = [R || {R, _} <- Results],
+          note = io_lib:format("VmSize grows ~w KB/context (8 MiB stack reserved); "
+                               "contexts are stopped after each round", [round(median([V || {_, V} <- Results]))])}].
+
+%% 11-12. K contexts (K = online schedulers) each running the same CPU-bound pure-Python loop
+%% at once, against one context running it alone: throughput ratio, per mode. Also the RSS an
+%% owngil context costs.
+bench_parallel(Cfg) ->
+    K = erlang:system_info(schedulers_online),
+    Modes = case py_context:new(#{mode => owngil}) of
+                {ok, Probe} -> ok = py_context:stop(Probe), [owngil, worker];
+                {error, _} -> [worker]
+            end,
+    lists:append([parallel_rows(Cfg, Mode, K) || Mode <- Modes]).
+
+parallel_rows(Cfg, Mode, K) ->
+    Rss0 = proc_status_kb("VmRSS"),
+    Ctxs = [begin {ok, C} = py_context:new(#{mode => Mode}), C end || _ <- lists:seq(1, K)],
+    Loop = <<"sum(i * i for i in range(300000))">>,
+    Reps = case Cfg#cfg.quick of true -> 2; false -> 6 end,
+    Work = fun(C) -> [{ok, _} = py:eval(C, Loop) || _ <- lists:seq(1, Reps)] end,
+    [Work(C) || C <- Ctxs],
+    RssPer = (proc_status_kb("VmRSS") - Rss0) / K,
+    Ratios = rounds(Cfg, fun() ->
+        T0 = now_ns(),
+        Work(hd(Ctxs)),
+        One = now_ns() - T0,
+        Self = self(),
+        T1 = now_ns(),
+        Pids = [spawn_link(fun() -> Work(C), Self ! {parallel_done, self()} end) || C <- Ctxs],
+        [receive {parallel_done, P} -> ok end || P <- Pids],
+        All = now_ns() - T1,
+        K * One / All
+    end),
+    [ok = py_context:stop(C) || C <- Ctxs],
+    Id = case Mode of owngil -> "11"; worker -> "12" end,
+    Rows = [#row{id = Id, label = io_lib:format("~w ~w contexts, CPU-bound Python, throughput vs 1", [K, Mode]),
+                 unit = "x", figures = Ratios,
+                 note = io_lib:format("each context evals ~s ~w times; limit ~w on ~w cores",
+                                      [Loop, Reps, K, K])}],
+    case Mode of
+        owngil ->
+            Rows ++ [#row{id = "13", label = "RSS per owngil context (created, CPU loop run)",
+                          unit = "KB/context", figures = [RssPer],
+                          note = "one measurement: first owngil contexts of the run"}];
+        worker ->
+            Rows
+    end.
+
+%% --- rows run in a child VM ------------------------------------------------------------------
+
+%% Runs a row group in a separate `erl' so that a crash of the VM (a NIF bug) costs one row,
+%% not the whole run. The child prints its rows as Erlang terms; rows it finished before dying
+%% are kept.
+isolated(Name, _Cfg) ->
+    Ebins = lists:usort([filename:dirname(code:which(?MODULE)), filename:dirname(code:which(py))]),
+    Cmd = lists:flatten(["erl -noshell", [[" -pa ", D] || D <- Ebins],
+                         " -eval 'py_bench:child(", atom_to_list(Name), "), halt().' 2>&1; echo \"BENCH_EXIT $?\""]),
+    Out = os:cmd(Cmd),
+    Lines = string:split(Out, "\n", all),
+    Rows = lists:append([parse_term(string:prefix(L, "BENCH_ROWS ")) || L <- Lines,
+                         string:prefix(L, "BENCH_ROWS ") =/= nomatch]),
+    Exit = lists:last([string:trim(string:prefix(L, "BENCH_EXIT ")) || L <- Lines,
+                       string:prefix(L, "BENCH_EXIT ") =/= nomatch]),
+    case Exit of
+        "0" -> last_rows(Rows);
+        Code ->
+            Why = case Code of
+                      "139" -> "child VM died of SIGSEGV (exit 139)";
+                      _ -> "child VM exited with status " ++ Code
+                  end,
+            io:format(standard_error, "  ~s~n  child output (tail): ~ts~n",
+                      [Why, lists:join("\n  ", lists:nthtail(max(0, length(Lines) - 8), Lines))]),
+            Partial = last_rows(Rows),
+            [#row{id = "7a", label = "map round trip", unit = "ms", error = Why} | Partial]
+    end.
+
+parse_term(Text) ->
+    {ok, Tokens, _} = erl_scan:string(Text),
+    {ok, Term} = erl_parse:parse_term(Tokens),
+    [Term].
+
+%% The child prints partial rows first and the full list last; keep the last report.
+last_rows([]) -> [];
+last_rows(Reports) -> lists:last(Reports).
+
+emit_partial(Rows) ->
+    case get(bench_child) of
+        true -> io:format("BENCH_ROWS ~0p.~n", [[flat_row(R) || R <- Rows]]);
+        _ -> ok
+    end.
+
+flat_row(R = #row{label = L, note = N}) -> R#row{label = lists:flatten(L), note = lists:flatten(N)}.
+
+%% @private Entry point of the child VM.
+child(map) ->
+    put(bench_child, true),
+    Cfg = config(),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Rows = bench_map(Cfg),
+    io:format("BENCH_ROWS ~0p.~n", [[flat_row(R) || R <- Rows]]).
+
+%% --- measuring --------------------------------------------------------------------------------
+
+now_ns() -> erlang:monotonic_time(nanosecond).
+
+%% Calls Fun(I) in batches of Batch until Dur ns have elapsed: {Ops, ElapsedNs}.
+timed(Fun, Batch, Dur) ->
+    T0 = now_ns(),
+    N = run_until(Fun, Batch, T0 + Dur, 0),
+    {N, now_ns() - T0}.
+
+repeat(_Fun, 0) -> ok;
+repeat(Fun, K) -> Fun(K), repeat(Fun, K - 1).
+
+rate({N, Ns}) -> N * 1.0e9 / Ns.
+ms_per_op({N, Ns}) -> Ns / N / 1.0e6.
+
+check(Expected, Expected) -> ok;
+check(Expected, Got) -> error({unexpected_result, Expected, Got}).
+
+clk_tck() ->
+    case string:to_integer(string:trim(os:cmd("getconf CLK_TCK"))) of
+        {T, _} when is_integer(T), T > 0 -> T;
+        _ -> 100
+    end.
+
+%% utime + stime of this OS process, in clock ticks.
+proc_cpu_ticks() ->
+    {ok, Stat} = file:read_file("/proc/self/stat"),
+    %% The command name (field 2) is in parentheses and may contain spaces: split after it.
+    [_, Rest] = binary:split(Stat, <<") ">>, [trim_all]),
+    Fields = binary:split(Rest, <<" ">>, [global]),
+    %% Rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)).
+
+proc_status_kb(Key) ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    KeyB = list_to_binary(Key ++ ":"),
+    [Line] = [L || L <- binary:split(Status, <<"\n">>, [global]), binary:longest_common_prefix([L, KeyB]) =:= byte_size(KeyB)],
+    [_, Value | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
+    binary_to_integer(Value).
+
+median(Xs) -> percentile(Xs, 50).
+
+percentile([], _) -> 0;
+percentile(Xs, P) ->
+    Sorted = lists:sort(Xs),
+    N = length(Sorted),
+    lists:nth(max(1, min(N, ceil(P * N / 100))), Sorted).
+
+%% --- output ------------------------------------------------------------------------------------
+
+row_cells(#row{id = Id, label = Label, unit = Unit, figures = Fs, note = Note, error = undefined}) ->
+    Spread = case Fs of
+                 [_] -> "-";
+                 _ -> fmt(lists:min(Fs)) ++ ".." ++ fmt(lists:max(Fs))
+             end,
+    [Id, lists:flatten(Label), Unit, fmt(median(Fs)), Spread, lists:flatten(Note)];
+row_cells(#row{id = Id, label = Label, error = Err}) ->
+    [Id, lists:flatten(Label), "-", "error", "-", lists:flatten(io_lib:format("~0p", [Err]))].
+
+-define(COLUMNS, ["#", "Benchmark", "Unit", "Median", "Min..Max", "Note"]).
+
+text_table(Rows) ->
+    Cells = [?COLUMNS | [row_cells(R) || R <- Rows]],
+    Widths = [lists:max([string:length(lists:nth(I, C)) || C <- Cells]) || I <- lists:seq(1, length(?COLUMNS))],
+    Align = [left, left, left, right, right, left],
+    Line = fun(C) ->
+        Parts = [pad(Text, W, A) || {Text, W, A} <- lists:zip3(C, Widths, Align)],
+        string:trim(lists:join("  ", Parts), trailing)
+    end,
+    Sep = lists:join("  ", [lists:duplicate(W, $-) || W <- Widths]),
+    [H | Body] = Cells,
+    lists:join("\n", [Line(H), Sep | [Line(C) || C <- Body]]).
+
+pad(Text, W, left) -> string:pad(Text, W, trailing);
+pad(Text, W, right) -> string:pad(Text, W, leading).
+
+write_markdown(Header, Rows, Footer) ->
+    Esc = fun(S) -> string:replace(S, "|", "\\|", all) end,
+    Line = fun(C) -> ["| ", lists:join(" | ", [Esc(X) || X <- C]), " |\n"] end,
+    Md = ["# erlang_python benchmark results\n\n", Header, "\n\n",
+          "Median of the per-round figures, spread = min..max over rounds (after one warm-up round).\n\n",
+          Line(?COLUMNS), "|---|---|---|---:|---:|---|\n", [Line(row_cells(R)) || R <- Rows],
+          "\n", Footer, "\n"],
+    ok = filelib:ensure_dir(?RESULTS_FILE),
+    ok = file:write_file(?RESULTS_FILE, unicode:characters_to_binary(Md)).
+
+%% Numbers: thousands grouped above 1000, otherwise 3 significant digits or so.
+fmt(X) when is_integer(X) -> group(X);
+fmt(X) when X >= 1000 -> group(round(X));
+fmt(X) when X >= 100 -> float_to_list(X * 1.0, [{decimals, 1}]);
+fmt(X) when X >= 10 -> float_to_list(X * 1.0, [{decimals, 2}]);
+fmt(X) -> float_to_list(X * 1.0, [{decimals, 3}]).
+
+group(N) when N < 0 -> "-" ++ group(-N);
+group(N) ->
+    S = integer_to_list(N),
+    Lead = length(S) rem 3,
+    {H, T} = lists:split(Lead, S),
+    lists:flatten(lists:join(",", [H || H =/= ""] ++ chunks3(T))).
+
+chunks3([]) -> [];
+chunks3([A, B, C | T]) -> [[A, B, C] | chunks3(T)].
