@@ -15,6 +15,7 @@ start_link() ->
 init([]) ->
     py_context:init_registry(),
     py_callback:init_table(),
+    py_state:init_table(),
     Children = [
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000}

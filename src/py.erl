@@ -15,7 +15,10 @@
          exec/1, exec/2,
          context/0, context/1,
          execution_mode/0, version/0, is_ref/1, last_traceback/0,
-         register_function/2, register_function/3, unregister_function/1]).
+         register_function/2, register_function/3, unregister_function/1,
+         state_store/2, state_fetch/1, state_remove/1, state_keys/0, state_clear/0,
+         state_incr/1, state_incr/2, state_decr/1, state_decr/2,
+         getattr/2, call_method/3, call_method/4, to_term/1]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -26,8 +29,6 @@
 -type call_opts() :: #{kwargs => map(), timeout => timeout_ms()}.
 
 -define(DEFAULT_TIMEOUT, 30000).
--define(TRACEBACK_KEY, '$py_last_traceback').
--define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
 
 %% --- call ---------------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ is_ref(Term) ->
 %% @doc The formatted traceback of the last Python exception this process received, if any.
 -spec last_traceback() -> binary() | undefined.
 last_traceback() ->
-    get(?TRACEBACK_KEY).
+    py_request:last_traceback().
 
 %% --- callbacks ------------------------------------------------------------------------------
 
@@ -173,82 +174,108 @@ unregister_function(Name) when is_atom(Name); is_binary(Name) ->
 unregister_function(_) ->
     erlang:error(badarg).
 
+%% --- shared state ---------------------------------------------------------------------------
+
+%% @doc Stores Value under Key in the state shared by every context of the node (Python:
+%% `erlang.state_get(key)'). Atom keys are stored as binaries, matching Python's str keys.
+-spec state_store(term(), term()) -> ok.
+state_store(Key, Value) -> py_state:store(Key, Value).
+
+%% @doc The value stored under Key.
+-spec state_fetch(term()) -> {ok, term()} | {error, not_found}.
+state_fetch(Key) -> py_state:fetch(Key).
+
+%% @doc Removes Key.
+-spec state_remove(term()) -> ok.
+state_remove(Key) -> py_state:remove(Key).
+
+%% @doc Every key of the shared state.
+-spec state_keys() -> [term()].
+state_keys() -> py_state:keys().
+
+%% @doc Removes every key.
+-spec state_clear() -> ok.
+state_clear() -> py_state:clear().
+
+%% @doc Atomically adds 1 to the counter Key (created at 0) and returns the new value.
+-spec state_incr(term()) -> integer().
+state_incr(Key) -> py_state:incr(Key, 1).
+
+%% @doc Atomically adds N to the counter Key and returns the new value.
+-spec state_incr(term(), integer()) -> integer().
+state_incr(Key, N) when is_integer(N) -> py_state:incr(Key, N);
+state_incr(_, _) -> erlang:error(badarg).
+
+%% @doc Atomically subtracts 1 from the counter Key and returns the new value.
+-spec state_decr(term()) -> integer().
+state_decr(Key) -> py_state:incr(Key, -1).
+
+%% @doc Atomically subtracts N from the counter Key and returns the new value.
+-spec state_decr(term(), integer()) -> integer().
+state_decr(Key, N) when is_integer(N) -> py_state:incr(Key, -N);
+state_decr(_, _) -> erlang:error(badarg).
+
+%% --- opaque object references -------------------------------------------------------------
+
+%% @doc `getattr(Obj, Name)' on the object behind an opaque reference, run by a context of the
+%% object's own interpreter.
+-spec getattr(reference(), atom() | binary()) -> py_result().
+getattr(Obj, Name) ->
+    on_object(Obj, fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, builtins, getattr, [Obj, Name], #{}) end).
+
+%% @doc `Obj.Method(*Args)'.
+-spec call_method(reference(), atom() | binary(), list()) -> py_result().
+call_method(Obj, Method, Args) ->
+    call_method(Obj, Method, Args, #{}).
+
+%% @doc `Obj.Method(*Args, **Kwargs)'.
+-spec call_method(reference(), atom() | binary(), list(), map()) -> py_result().
+call_method(Obj, Method, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
+    on_object(Obj, fun(Ref, Ns, Tag) ->
+                           py_nif:submit_call(Ref, Ns, Tag, erlang, '_call_method', [Obj, Method | Args], Kwargs)
+                   end);
+call_method(_, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Converts the object behind a reference explicitly: a mapping becomes a map, any other
+%% iterable (set, generator, range, dict view, ...) a list; other objects give a TypeError.
+-spec to_term(reference()) -> py_result().
+to_term(Obj) ->
+    on_object(Obj, fun(Ref, Ns, Tag) ->
+                           py_nif:submit_eval(Ref, Ns, Tag,
+                                              <<"dict(o) if isinstance(o, __import__('collections.abc').abc.Mapping)"
+                                                " else list(o)">>, #{o => Obj})
+                   end).
+
+on_object(Obj, Submit) ->
+    is_ref(Obj) orelse erlang:error(badarg),
+    case py_nif:object_owner(Obj) of
+        main -> on_pool(?DEFAULT_TIMEOUT, Submit);
+        {context, Ref} -> py_request:run(Ref, undefined, ?DEFAULT_TIMEOUT, Submit);
+        gone -> {error, interpreter_gone}
+    end.
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
 %% that stopped since it was picked is replaced once.
 on_pool(Timeout, Submit) ->
     {Ctx, Ref} = py_context_router:pick(),
-    case run(Ref, namespace(Ctx, Ref), Timeout, Submit) of
+    case py_request:run(Ref, py_request:namespace(Ctx, Ref), Timeout, Submit) of
         {error, context_stopped} ->
             py_context_router:forget_pick(),
             {Ctx1, Ref1} = py_context_router:pick(),
-            run(Ref1, namespace(Ctx1, Ref1), Timeout, Submit);
+            py_request:run(Ref1, py_request:namespace(Ctx1, Ref1), Timeout, Submit);
         Result ->
             Result
     end.
 
 on_context(Ctx, Timeout, Submit) ->
     case py_context:lookup(Ctx) of
-        {ok, Ref, own} -> run(Ref, undefined, Timeout, Submit);
-        {ok, Ref, pool} -> run(Ref, namespace(Ctx, Ref), Timeout, Submit);
+        {ok, Ref, own} -> py_request:run(Ref, undefined, Timeout, Submit);
+        {ok, Ref, pool} -> py_request:run(Ref, py_request:namespace(Ctx, Ref), Timeout, Submit);
         error -> {error, context_not_found}
     end.
-
-%% The calling process's own namespace on a context, created at first use; it goes away with
-%% the process (the process dictionary holds the only reference).
-namespace(Ctx, Ref) ->
-    case get(?NS_KEY(Ctx)) of
-        undefined ->
-            Ns = py_nif:namespace_new(Ref),
-            put(?NS_KEY(Ctx), Ns),
-            Ns;
-        Ns ->
-            Ns
-    end.
-
-run(Ref, Ns, Timeout, Submit) ->
-    Tag = make_ref(),
-    case Submit(Ref, Ns, Tag) of
-        {error, _} = Error -> Error;
-        Request -> await(Ref, Tag, Request, deadline(Timeout), 0)
-    end.
-
-%% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
-%% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and
-%% nothing it sends later reaches the mailbox.
-await(Ref, Tag, Request, Deadline, Answered) ->
-    receive
-        {Tag, Result} -> Result;
-        {Tag, Result, Traceback} ->
-            put(?TRACEBACK_KEY, Traceback),
-            Result;
-        {py_callback, Tag, Id, Name, Args} ->
-            _ = py_nif:callback_reply(Ref, Id, py_callback:run(Name, Args)),
-            await(Ref, Tag, Request, Deadline, Id)
-    after remaining(Deadline) ->
-        case py_nif:cancel(Ref, Request) of
-            ok -> ok;
-            replied ->
-                %% The worker won the race: its reply is already on its way; take it out.
-                receive
-                    {Tag, _} -> ok;
-                    {Tag, _, _} -> ok
-                end;
-            {in_callback, Answered} ->
-                ok;
-            {in_callback, Id} ->
-                %% Callback Id was sent just before the cancel; take it out.
-                receive {py_callback, Tag, Id, _, _} -> ok end
-        end,
-        {error, timeout}
-    end.
-
-deadline(infinity) -> infinity;
-deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

@@ -10,7 +10,7 @@
 -module(py_context).
 -behaviour(gen_server).
 
--export([new/1, stop/1, reset/1]).
+-export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
 -export([start_link/1, lookup/1, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -78,6 +78,48 @@ reset(Ctx) when is_pid(Ctx) ->
             {error, context_not_found}
     end;
 reset(_) ->
+    erlang:error(badarg).
+
+%% @doc A new, empty namespace on context Ctx, for the `call/7', `eval/5' and `exec/3'
+%% variants: it lets one process keep several independent sets of globals on one context, owngil
+%% contexts included. It is freed when the last copy of the returned term is garbage collected.
+-spec create_local_env(context()) -> {ok, reference()} | {error, term()}.
+create_local_env(Ctx) when is_pid(Ctx) ->
+    case lookup(Ctx) of
+        {ok, Ref, _Kind} -> {ok, py_request:new_namespace(Ref)};
+        error -> {error, context_not_found}
+    end;
+create_local_env(_) ->
+    erlang:error(badarg).
+
+%% @doc `py:call' on context Ctx in the namespace Env made by create_local_env/1.
+-spec call(context(), py:py_module(), py:py_func(), list(), map(), py:timeout_ms(), reference()) ->
+    py:py_result().
+call(Ctx, Module, Function, Args, Kwargs, Timeout, Env) when is_list(Args), is_map(Kwargs) ->
+    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) ->
+                                        py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs)
+                                end);
+call(_, _, _, _, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc `py:eval' on context Ctx in the namespace Env.
+-spec eval(context(), iodata(), map(), py:timeout_ms(), reference()) -> py:py_result().
+eval(Ctx, Code, Locals, Timeout, Env) when is_map(Locals) ->
+    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals) end);
+eval(_, _, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc `py:exec' on context Ctx in the namespace Env.
+-spec exec(context(), iodata(), reference()) -> ok | {error, term()}.
+exec(Ctx, Code, Env) ->
+    with_env(Ctx, Env, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Code) end).
+
+with_env(Ctx, Env, Timeout, Submit) when is_pid(Ctx), is_reference(Env) ->
+    case lookup(Ctx) of
+        {ok, Ref, _Kind} -> py_request:run(Ref, Env, Timeout, Submit);
+        error -> {error, context_not_found}
+    end;
+with_env(_, _, _, _) ->
     erlang:error(badarg).
 
 %% @private

@@ -4,9 +4,9 @@
 
 -export([context_new/2, context_stop/2, namespace_new/1,
          submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         python_version/0, is_ref/1]).
+         python_version/0, is_ref/1, object_owner/1]).
 
--nifs([callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
+-nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/7, submit_eval/5, submit_exec/4, cancel/2,
        python_version/0, is_ref/1]).
 
@@ -62,6 +62,9 @@ callback_reply(_Ctx, _Id, _Result) -> erlang:nif_error(nif_not_loaded).
 
 -spec python_version() -> binary().
 python_version() -> erlang:nif_error(nif_not_loaded).
+
+-spec object_owner(reference()) -> main | {context, context_ref()} | gone.
+object_owner(_Ref) -> erlang:nif_error(nif_not_loaded).
 
 -spec is_ref(term()) -> boolean().
 is_ref(_Term) -> erlang:nif_error(nif_not_loaded).

@@ -164,7 +164,21 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     return partial ? PyObject_CallFunctionObjArgs(partial.get(), call.get(), name, nullptr) : nullptr;
 }
 
+// _call_method(obj, name, *args, **kwargs): obj.name(*args, **kwargs), for py:call_method.
+PyObject* erlang_call_method(PyObject*, PyObject* args, PyObject* kwargs) {
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 2) {
+        PyErr_SetString(PyExc_TypeError, "_call_method(obj, name, *args, **kwargs)");
+        return nullptr;
+    }
+    py::Ref method = py::Ref::steal(PyObject_GetAttr(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1)));
+    py::Ref rest = py::Ref::steal(method ? PyTuple_GetSlice(args, 2, n) : nullptr);
+    return rest ? PyObject_Call(method.get(), rest.get(), kwargs) : nullptr;
+}
+
 PyMethodDef erlang_methods[] = {
+    {"_call_method", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&erlang_call_method)),
+     METH_VARARGS | METH_KEYWORDS, nullptr},
     {"call", erlang_call, METH_VARARGS,
      "call(name, *args): run the Erlang function registered as name and return its result."},
     {"send", erlang_send, METH_VARARGS, "send(pid, term): send term to an Erlang process."},
@@ -172,6 +186,40 @@ PyMethodDef erlang_methods[] = {
     {"__getattr__", erlang_getattr, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
+
+// Python-level helpers of the module: the node-wide shared state, kept in an ETS table and
+// reached through the internal callback '$py_state' (src/py_state.erl).
+constexpr const char* kPythonHelpers = R"PY(
+def state_set(key, value):
+    """Store value under key in the state shared by every context of the node."""
+    call('$py_state', 'set', key, value)
+
+def state_get(key, default=None):
+    """The value stored under key, or default."""
+    return call('$py_state', 'get', key, default)
+
+def state_delete(key):
+    """Remove key from the shared state."""
+    call('$py_state', 'delete', key)
+
+def state_keys():
+    """Every key of the shared state."""
+    return call('$py_state', 'keys')
+
+def state_incr(key, n=1):
+    """Atomically add n to the integer counter key (created at 0); return the new value."""
+    return call('$py_state', 'incr', key, n)
+
+def state_decr(key, n=1):
+    """Atomically subtract n from the counter key; return the new value."""
+    return call('$py_state', 'incr', key, -n)
+)PY";
+
+int add_python_helpers(PyObject* module) {
+    PyObject* dict = PyModule_GetDict(module);  // borrowed
+    py::Ref done = py::Ref::steal(PyRun_String(kPythonHelpers, Py_file_input, dict, dict));
+    return done ? 0 : -1;
+}
 
 int erlang_exec(PyObject* module) {
     ErlangTypes* st = state_of(module);
@@ -181,7 +229,8 @@ int erlang_exec(PyObject* module) {
         "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
         PyExc_Exception, nullptr);
     if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
-    return PyModule_AddFunctions(module, erlang_methods);
+    if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
+    return add_python_helpers(module);
 }
 
 int erlang_traverse(PyObject* module, visitproc visit, void* arg) {

@@ -31,9 +31,22 @@ constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
 py::InterpreterPtr g_main_interp;  // set once at load
 
+// owngil interpreter -> the context that owns it, while it lives.
+std::mutex g_owners_mutex;
+std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_owners_mutex
+
 }  // namespace
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
+const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
+
+Context* keep_owner_of(const py::Interpreter* interp) {
+    std::lock_guard<std::mutex> lock(g_owners_mutex);
+    auto it = g_owners.find(interp);
+    if (it == g_owners.end()) return nullptr;
+    ContextResource::keep(it->second);
+    return it->second;
+}
 
 Context::Context(Mode mode, ThreadPriority priority) : mode_(mode), priority_(priority), queue_(kSpin) {}
 
@@ -95,6 +108,8 @@ bool Context::attach_thread() {
         if (!py::create_owngil_interpreter(owngil_, exit_error_)) return false;
         tstate_ = owngil_.tstate;
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
+        std::lock_guard<std::mutex> lock(g_owners_mutex);
+        g_owners[interp_.get()] = this;
         if (!py::prepare_current_interpreter()) PyErr_Clear();
     } else {
         // A thread state of our own on the main interpreter, kept for the thread's life.
@@ -156,6 +171,10 @@ bool Context::join_python_threads() {
 // Precondition: attached with tstate_. Leaves nothing attached.
 void Context::release_thread_state() {
     if (mode_ == Mode::OwnGil) {
+        {
+            std::lock_guard<std::mutex> lock(g_owners_mutex);
+            g_owners.erase(interp_.get());
+        }
         py::end_owngil_interpreter(owngil_);
         interp_->mark_dead();
     } else {
@@ -166,6 +185,10 @@ void Context::release_thread_state() {
 }
 
 void Context::detach_thread() {
+    if (mode_ == Mode::OwnGil) {
+        std::lock_guard<std::mutex> lock(g_owners_mutex);
+        g_owners.erase(interp_.get());
+    }
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);

@@ -128,5 +128,10 @@ using ContextResource = erl::Resource<Context>;
 
 // The main interpreter shared by every worker-mode context; set once at load.
 void set_main_interpreter(py::InterpreterPtr interp);
+const py::Interpreter* main_interpreter_handle();
+
+// The context that owns an owngil interpreter, with a reference the caller must release, or
+// nullptr when that interpreter has ended (or is the main one). Any thread.
+Context* keep_owner_of(const py::Interpreter* interp);
 
 }  // namespace context

@@ -1,5 +1,7 @@
 // NIFs that describe the runtime and classify terms.
 #include "bridge/object_ref.hpp"
+#include "context/context.hpp"
+#include "erl/nif_error.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
 #include "nifs/nifs.hpp"
@@ -12,6 +14,20 @@ bool open_info_resources(ErlNifEnv* env) { return bridge::ObjectRefResource::ope
 // python_version() -> <<"3.13.0">>: the Python this library was built against and runs.
 ERL_NIF_TERM python_version(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
     return erl::make_binary(env, py::runtime_version());
+}
+
+// object_owner(Ref) -> main | {context, Ctx} | gone: where the object of an opaque reference
+// lives: the main interpreter (any worker context), an owngil context, or an ended interpreter.
+ERL_NIF_TERM object_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        bridge::ObjectRef* ref = bridge::ObjectRefResource::get(env, argv[0]);
+        if (!ref) throw erl::BadArg();
+        if (&ref->interpreter() == context::main_interpreter_handle()) return enif_make_atom(env, "main");
+        context::Context* owner = context::keep_owner_of(&ref->interpreter());
+        if (!owner) return enif_make_atom(env, "gone");
+        auto held = erl::ResourcePtr<context::Context>::adopt(owner);
+        return enif_make_tuple2(env, enif_make_atom(env, "context"), context::ContextResource::term(env, owner));
+    });
 }
 
 // is_ref(Term) -> boolean(): whether Term is an opaque reference to a Python object.

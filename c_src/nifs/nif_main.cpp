@@ -45,6 +45,7 @@ ErlNifFunc nif_funcs[] = {
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
+    {"object_owner", 1, nifs::object_owner, 0},
 };
 
 }  // namespace

@@ -19,6 +19,7 @@ ERL_NIF_TERM callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 // info_nifs.cpp
 ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM object_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
