@@ -250,9 +250,19 @@ to_term(Obj) ->
 on_object(Obj, Submit) ->
     is_ref(Obj) orelse erlang:error(badarg),
     case py_nif:object_owner(Obj) of
-        main -> on_pool(?DEFAULT_TIMEOUT, Submit);
+        main -> on_main_interpreter(execution_mode(), Submit);
         {context, Ref} -> py_request:run(Ref, undefined, ?DEFAULT_TIMEOUT, Submit);
         gone -> {error, interpreter_gone}
+    end.
+
+%% An object of the main interpreter runs on the caller's pool context when the pool is in
+%% worker mode; with an owngil pool, on any worker context (only those run the main interpreter).
+on_main_interpreter(worker, Submit) ->
+    on_pool(?DEFAULT_TIMEOUT, Submit);
+on_main_interpreter(owngil, Submit) ->
+    case py_context:any_worker() of
+        {ok, Ref} -> py_request:run(Ref, undefined, ?DEFAULT_TIMEOUT, Submit);
+        error -> {error, no_worker_context}
     end.
 
 %% --- internals --------------------------------------------------------------------------------

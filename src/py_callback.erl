@@ -10,6 +10,7 @@
 -export([init_table/0, register/2, unregister/1, run/2]).
 
 -define(TABLE, py_callbacks).
+-define(REASON_CHARS, 2000).
 
 -type callback() :: fun((list()) -> term()) | {module(), atom()}.
 -type result() :: {ok, term()} | {error, {atom(), binary()}} | unknown_function.
@@ -37,11 +38,16 @@ run(Name, Args) ->
     case lookup(Name) of
         {ok, Callback} ->
             try {ok, apply_callback(Callback, Args)}
-            catch Class:Reason -> {error, {Class, unicode:characters_to_binary(io_lib:format("~0tp", [Reason]))}}
+            catch Class:Reason -> {error, {Class, format_reason(Reason)}}
             end;
         error ->
             unknown_function
     end.
+
+%% Bounded: in a chain of nested callbacks each level's reason quotes the level below it, so
+%% unbounded formatting grows exponentially with the depth (escapes double at every level).
+format_reason(Reason) ->
+    unicode:characters_to_binary(io_lib:format("~0tp", [Reason], [{chars_limit, ?REASON_CHARS}])).
 
 apply_callback(Fun, Args) when is_function(Fun, 1) -> Fun(Args);
 apply_callback({M, F}, Args) -> M:F(Args).

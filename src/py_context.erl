@@ -11,7 +11,7 @@
 -behaviour(gen_server).
 
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
--export([start_link/1, lookup/1, init_registry/0]).
+-export([start_link/1, lookup/1, any_worker/0, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([context/0, mode/0]).
@@ -132,8 +132,17 @@ start_link(Opts) ->
 -spec lookup(pid()) -> {ok, py_nif:context_ref(), pool | own} | error.
 lookup(Ctx) ->
     try ets:lookup_element(?REGISTRY, Ctx, 2) of
-        {Ref, Kind} -> {ok, Ref, Kind}
+        {Ref, Kind, _Mode} -> {ok, Ref, Kind}
     catch error:badarg -> error
+    end.
+
+%% @private
+%% The NIF handle of some running worker-mode context (they all share the main interpreter).
+-spec any_worker() -> {ok, py_nif:context_ref()} | error.
+any_worker() ->
+    case ets:select(?REGISTRY, [{{'_', {'$1', '_', worker}}, [], ['$1']}], 1) of
+        {[Ref], _} -> {ok, Ref};
+        '$end_of_table' -> error
     end.
 
 %% @private
@@ -151,7 +160,7 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
         {ok, Ref} ->
             case started(Ref) of
                 ok ->
-                    true = ets:insert(?REGISTRY, {self(), {Ref, Kind}}),
+                    true = ets:insert(?REGISTRY, {self(), {Ref, Kind, Mode}}),
                     Mon = case Owner of
                               undefined -> undefined;
                               _ -> erlang:monitor(process, Owner)

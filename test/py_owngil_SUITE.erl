@@ -8,7 +8,8 @@
 -export([api_works/1, errors_and_timeouts/1, conversion/1, foreign_reference/1,
          isolation_between_contexts/1, isolation_from_main/1, thread_affinity/1,
          parallel_with_worker/1, sixteen_at_once/1, unsupported_extension/1,
-         import_stress/1, stuck_thread_destroy/1, churn_rss/1, owner_exit_stops/1]).
+         import_stress/1, stuck_thread_destroy/1, churn_rss/1, owner_exit_stops/1,
+         reset_reuses/1, owngil_pool/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -18,7 +19,7 @@ groups() ->
     [{api, [], [api_works, errors_and_timeouts, conversion, foreign_reference, thread_affinity]},
      {isolation, [], [isolation_between_contexts, isolation_from_main, unsupported_extension]},
      {lifecycle, [], [parallel_with_worker, sixteen_at_once, owner_exit_stops,
-                      stuck_thread_destroy, import_stress, churn_rss]}].
+                      stuck_thread_destroy, import_stress, churn_rss, reset_reuses, owngil_pool]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -214,6 +215,48 @@ churn_rss(_Config) ->
     ct:pal("owngil churn: ~p cycles (create, import json, stop): RSS ~p -> ~p KB, ~.1f KB/cycle",
            [Cycles, Before, After, PerCycle]),
     {comment, io_lib:format("~.1f KB/cycle", [PerCycle])}.
+
+reset_reuses(_Config) ->
+    Ctx = new(),
+    Cycle = fun() ->
+                    ok = py:exec(Ctx, <<"import json\nx = json.dumps(list(range(1000)))">>),
+                    ok = py_context:reset(Ctx)
+            end,
+    [Cycle() || _ <- lists:seq(1, 20)],
+    Before = rss_kb(),
+    [Cycle() || _ <- lists:seq(1, 500)],
+    PerCycle = (rss_kb() - Before) / 500,
+    {error, {'NameError', _}} = py:eval(Ctx, <<"x">>),
+    {ok, true} = py:eval(Ctx, <<"'json' in __import__('sys').modules">>),
+    ct:pal("owngil reuse with py_context:reset/1: ~.1f KB/cycle over 500 cycles", [PerCycle]),
+    ok = py_context:stop(Ctx),
+    {comment, io_lib:format("~.1f KB/cycle", [PerCycle])}.
+
+%% context_mode => owngil makes the default pool owngil: pool contexts do not share modules.
+owngil_pool(_Config) ->
+    ok = application:stop(erlang_python),
+    ok = application:set_env(erlang_python, context_mode, owngil),
+    ok = application:set_env(erlang_python, num_contexts, 2),
+    try
+        {ok, _} = application:ensure_all_started(erlang_python),
+        owngil = py:execution_mode(),
+        [C1, C2 | _] = py_context_router:contexts(),
+        ok = py:exec(C1, <<"import sys\nsys.pool_marker = 1">>),
+        {ok, true} = py:eval(C1, <<"hasattr(__import__('sys'), 'pool_marker')">>),
+        {ok, false} = py:eval(C2, <<"hasattr(__import__('sys'), 'pool_marker')">>),
+        {ok, 4.0} = py:call(math, sqrt, [16]),
+        %% A main-interpreter object (from a worker context) is served by a worker context,
+        %% not by the owngil pool.
+        {ok, W} = py_context:new(#{mode => worker}),
+        {ok, Obj} = py:eval(W, <<"type('K', (), {'v': 5})()">>),
+        {ok, 5} = py:getattr(Obj, v),
+        ok = py_context:stop(W)
+    after
+        application:stop(erlang_python),
+        application:unset_env(erlang_python, context_mode),
+        application:unset_env(erlang_python, num_contexts),
+        {ok, _} = application:ensure_all_started(erlang_python)
+    end.
 
 rss_kb() ->
     {ok, Status} = file:read_file("/proc/self/status"),

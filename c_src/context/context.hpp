@@ -84,7 +84,9 @@ private:
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
     RequestPtr wait_callback_reply(uint64_t id);
-    PyObject* callback_result(Request& reply);
+    bool is_reentrant(const Request& request) const;
+    bool refill_backlog();
+    PyObject* callback_result(Request& reply, PyObject* name);
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
     bool join_python_threads();
