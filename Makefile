@@ -11,7 +11,7 @@ PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper e
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
 
-.PHONY: all deps build test test-py311 demo bench clean
+.PHONY: all deps build test test-py311 test-asan demo bench clean
 
 all: build
 
@@ -35,6 +35,17 @@ test-py311: deps
 	rm -f priv/py_nif.so
 	PYTHON_CONFIG=/usr/bin/python3-config CMAKE_BUILD_DIR=_build/cmake-py311 $(REBAR) ct $(CT_OPTS); \
 	  rc=$$?; rm -f priv/py_nif.so; exit $$rc
+
+# Every suite against a NIF built with ASan + UBSan, the runtimes preloaded into the BEAM.
+# PYTHONMALLOC=malloc lets ASan see Python's allocations; leak checking is off (CPython keeps
+# its arenas and interned strings for the life of the process).
+ASAN_ENV = CMAKE_BUILD_DIR=_build/cmake-asan CMAKE_BUILD_TYPE=Debug CMAKE_EXTRA_ARGS=-DPY_SANITIZE=ON
+test-asan: deps
+	rm -f priv/py_nif.so
+	$(ASAN_ENV) sh c_src/build.sh
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
+	  $(ASAN_ENV) $(REBAR) ct $(CT_OPTS); rc=$$?; rm -f priv/py_nif.so; exit $$rc
 
 demo: build
 	escript examples/basic_example
