@@ -311,7 +311,7 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
         return nullptr;
     }
     ErlNifEnv* e = env.get();
-    ERL_NIF_TERM msg = enif_make_tuple5(e, enif_make_atom(e, "py_callback"), enif_make_copy(e, req.tag),
+    ERL_NIF_TERM msg = enif_make_tuple5(e, erl::atoms().py_callback, enif_make_copy(e, req.tag),
                                         enif_make_uint64(e, id), name_term, args_term);
     erl::send_and_clear(e, caller, msg);
 
@@ -405,7 +405,7 @@ PyObject* Context::callback_result(Request& reply, PyObject* name) {
         PyErr_SetObject(types_->error, py::Ref::steal(PyTuple_Pack(2, cls.get(), reason.get())).get());
         return nullptr;
     }
-    if (enif_is_atom(env, result) && enif_is_identical(result, enif_make_atom(env, "unknown_function"))) {
+    if (result == erl::atoms().unknown_function) {
         PyErr_Format(PyExc_NameError, "no Erlang function is registered as %R (py:register_function/2)", name);
         return nullptr;
     }
@@ -443,10 +443,7 @@ bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
     return queue_.push(std::move(reply));
 }
 
-void Context::push_callback_abort(uint64_t id) {
-    erl::OwnedEnv env;
-    push_callback_reply(id, enif_make_atom(env.get(), "aborted"));
-}
+void Context::push_callback_abort(uint64_t id) { push_callback_reply(id, erl::atoms().aborted); }
 
 void Context::on_down(const ErlNifMonitor* mon) {
     if (enif_compare_monitors(mon, &owner_mon_) == 0) {

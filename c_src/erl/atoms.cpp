@@ -21,11 +21,22 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.owngil = a("owngil");
     g_atoms.replied = a("replied");
     g_atoms.context_stopped = a("context_stopped");
-    g_atoms.cancelled = a("cancelled");
     g_atoms.py_context_exited = a("py_context_exited");
-    g_atoms.python_init_failed = a("python_init_failed");
     g_atoms.invalid_mode = a("invalid_mode");
     g_atoms.owngil_unsupported = a("owngil_unsupported");
+    g_atoms.thread_create_failed = a("thread_create_failed");
+    g_atoms.out_of_memory = a("out_of_memory");
+    g_atoms.internal_error = a("internal_error");
+    g_atoms.normal = a("normal");
+    g_atoms.low = a("low");
+    g_atoms.idle = a("idle");
+    g_atoms.py_callback = a("py_callback");
+    g_atoms.unknown_function = a("unknown_function");
+    g_atoms.aborted = a("aborted");
+    g_atoms.in_callback = a("in_callback");
+    g_atoms.main = a("main");
+    g_atoms.context = a("context");
+    g_atoms.gone = a("gone");
 }
 
 const Atoms& atoms() { return g_atoms; }

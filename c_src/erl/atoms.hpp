@@ -20,11 +20,25 @@ struct Atoms {
     ERL_NIF_TERM owngil;
     ERL_NIF_TERM replied;
     ERL_NIF_TERM context_stopped;
-    ERL_NIF_TERM cancelled;
     ERL_NIF_TERM py_context_exited;
-    ERL_NIF_TERM python_init_failed;
     ERL_NIF_TERM invalid_mode;
     ERL_NIF_TERM owngil_unsupported;
+    ERL_NIF_TERM thread_create_failed;
+    ERL_NIF_TERM out_of_memory;
+    ERL_NIF_TERM internal_error;
+    // thread priorities
+    ERL_NIF_TERM normal;
+    ERL_NIF_TERM low;
+    ERL_NIF_TERM idle;
+    // callbacks
+    ERL_NIF_TERM py_callback;
+    ERL_NIF_TERM unknown_function;
+    ERL_NIF_TERM aborted;
+    ERL_NIF_TERM in_callback;
+    // object owners
+    ERL_NIF_TERM main;
+    ERL_NIF_TERM context;
+    ERL_NIF_TERM gone;
 };
 
 // Creates every atom; called from the NIF's load callback before anything else runs.

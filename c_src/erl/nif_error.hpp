@@ -32,9 +32,9 @@ ERL_NIF_TERM guarded(ErlNifEnv* env, Body&& body) {
     } catch (const ErrorResult& e) {
         return enif_make_tuple2(env, atoms().error, e.reason);
     } catch (const std::bad_alloc&) {
-        return enif_make_tuple2(env, atoms().error, enif_make_atom(env, "out_of_memory"));
+        return enif_make_tuple2(env, atoms().error, atoms().out_of_memory);
     } catch (...) {
-        return enif_make_tuple2(env, atoms().error, enif_make_atom(env, "internal_error"));
+        return enif_make_tuple2(env, atoms().error, atoms().internal_error);
     }
 }
 

@@ -1,6 +1,4 @@
 // NIFs that create, use and stop contexts. They never wait for Python: they queue and return.
-#include <string_view>
-
 #include "context/context.hpp"
 #include "context/request.hpp"
 #include "erl/atoms.hpp"
@@ -62,14 +60,11 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     return handle;
 }
 
-context::ThreadPriority get_priority(ErlNifEnv* env, ERL_NIF_TERM term) {
-    char name[16];
-    if (enif_get_atom(env, term, name, sizeof name, ERL_NIF_LATIN1) > 0) {
-        std::string_view n(name);
-        if (n == "normal") return context::ThreadPriority::Normal;
-        if (n == "low") return context::ThreadPriority::Low;
-        if (n == "idle") return context::ThreadPriority::Idle;
-    }
+context::ThreadPriority get_priority(ERL_NIF_TERM term) {
+    const erl::Atoms& a = erl::atoms();
+    if (term == a.normal) return context::ThreadPriority::Normal;
+    if (term == a.low) return context::ThreadPriority::Low;
+    if (term == a.idle) return context::ThreadPriority::Idle;
     throw erl::BadArg();
 }
 
@@ -95,13 +90,13 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         } else {
             throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
         }
-        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode, get_priority(env, argv[1])));
+        auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode, get_priority(argv[1])));
         ErlNifPid owner;
         ErlNifMonitor owner_mon;
         if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, &owner_mon) != 0)
             throw erl::BadArg();
         ctx->set_owner_monitor(owner_mon);
-        if (!ctx->start()) throw erl::ErrorResult(enif_make_atom(env, "thread_create_failed"));
+        if (!ctx->start()) throw erl::ErrorResult(erl::atoms().thread_create_failed);
         return enif_make_tuple2(env, a.ok, ContextResource::term(env, ctx.get()));
     });
 }
@@ -170,7 +165,7 @@ ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
             case Request::CancelOutcome::CancelledInCallback: {
                 uint64_t id = req->callback_id();
                 ctx->push_callback_abort(id);
-                return enif_make_tuple2(env, enif_make_atom(env, "in_callback"), enif_make_uint64(env, id));
+                return enif_make_tuple2(env, erl::atoms().in_callback, enif_make_uint64(env, id));
             }
         }
         throw erl::BadArg();

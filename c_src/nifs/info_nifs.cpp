@@ -22,11 +22,11 @@ ERL_NIF_TERM object_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         bridge::ObjectRef* ref = bridge::ObjectRefResource::get(env, argv[0]);
         if (!ref) throw erl::BadArg();
-        if (&ref->interpreter() == context::main_interpreter_handle()) return enif_make_atom(env, "main");
+        if (&ref->interpreter() == context::main_interpreter_handle()) return erl::atoms().main;
         context::Context* owner = context::keep_owner_of(&ref->interpreter());
-        if (!owner) return enif_make_atom(env, "gone");
+        if (!owner) return erl::atoms().gone;
         auto held = erl::ResourcePtr<context::Context>::adopt(owner);
-        return enif_make_tuple2(env, enif_make_atom(env, "context"), context::ContextResource::term(env, owner));
+        return enif_make_tuple2(env, erl::atoms().context, context::ContextResource::term(env, owner));
     });
 }
 
