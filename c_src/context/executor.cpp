@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include <cstring>
+#include <utility>
 
 #include "bridge/convert.hpp"
 #include "erl/atoms.hpp"
@@ -42,12 +43,25 @@ Ref import_module(PyObject* name) {
     return Ref::check(PyImport_Import(name));
 }
 
+// "a.b.c" -> {"a", "b.c"}; a name without a dot -> {name, null}. Most names have no dot, and
+// for them nothing is allocated.
+std::pair<Ref, Ref> split_first(PyObject* path) {
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t dot = PyUnicode_FindChar(path, '.', 0, len, 1);
+    if (dot == -2) throw py::ErrorPending();
+    if (dot == -1) return {Ref::borrow(path), Ref()};
+    return {Ref::check(PyUnicode_Substring(path, 0, dot)), Ref::check(PyUnicode_Substring(path, dot + 1, len))};
+}
+
 // Resolves "a.b.c" as successive attributes of base.
 Ref resolve_attribute_path(Ref base, PyObject* path) {
-    Ref parts = Ref::check(PyUnicode_Split(path, Ref::check(PyUnicode_FromString(".")).get(), -1));
     Ref current = std::move(base);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(parts.get()); ++i)
-        current = Ref::check(PyObject_GetAttr(current.get(), PyList_GET_ITEM(parts.get(), i)));
+    Ref rest = Ref::borrow(path);
+    while (rest) {
+        auto [head, tail] = split_first(rest.get());
+        current = Ref::check(PyObject_GetAttr(current.get(), head.get()));
+        rest = std::move(tail);
+    }
     return current;
 }
 
@@ -58,15 +72,13 @@ Ref find_callable(Job& job) {
         // '__main__' is the namespace the request runs in (per process or per context).
         PyObject* globals = job.globals();
         if (!globals) throw py::ErrorPending();
-        Ref parts = Ref::check(PyUnicode_Split(function_name.get(), Ref::check(PyUnicode_FromString(".")).get(), 1));
-        PyObject* head = PyList_GET_ITEM(parts.get(), 0);
-        PyObject* found = PyDict_GetItemWithError(globals, head);  // borrowed
+        auto [head, rest] = split_first(function_name.get());
+        PyObject* found = PyDict_GetItemWithError(globals, head.get());  // borrowed
         if (!found) {
-            if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", head);
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", head.get());
             throw py::ErrorPending();
         }
-        if (PyList_GET_SIZE(parts.get()) == 1) return Ref::borrow(found);
-        return resolve_attribute_path(Ref::borrow(found), PyList_GET_ITEM(parts.get(), 1));
+        return rest ? resolve_attribute_path(Ref::borrow(found), rest.get()) : Ref::borrow(found);
     }
     return resolve_attribute_path(import_module(module_name.get()), function_name.get());
 }
@@ -100,8 +112,8 @@ Ref compile_source(Job& job, int start, const char* filename) {
     Ref key = Ref::check(Py_BuildValue("(iy#)", start, reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size)));
     if (PyObject* code = PyDict_GetItemWithError(cache, key.get())) return Ref::borrow(code);
     if (PyErr_Occurred()) throw py::ErrorPending();
-    std::string source(reinterpret_cast<const char*>(bin.data), bin.size);
-    Ref code = Ref::check(Py_CompileString(source.c_str(), filename, start));
+    // The key's bytes object is a NUL-terminated copy of the source: compile from it.
+    Ref code = Ref::check(Py_CompileString(PyBytes_AS_STRING(PyTuple_GET_ITEM(key.get(), 1)), filename, start));
     if (PyDict_GET_SIZE(cache) >= kCodeCacheEntries) PyDict_Clear(cache);
     check_status(PyDict_SetItem(cache, key.get(), code.get()));
     return code;
