@@ -176,10 +176,7 @@ bool Context::join_python_threads() {
 // Precondition: attached with tstate_. Leaves nothing attached.
 void Context::release_thread_state() {
     if (mode_ == Mode::OwnGil) {
-        {
-            std::lock_guard<std::mutex> lock(g_owners_mutex);
-            g_owners.erase(interp_.get());
-        }
+        forget_owngil_owner();
         py::end_owngil_interpreter(owngil_);
         interp_->mark_dead();
     } else {
@@ -189,11 +186,13 @@ void Context::release_thread_state() {
     tstate_ = nullptr;
 }
 
+// Object references of this interpreter no longer find this context (keep_owner_of).
+void Context::forget_owngil_owner() {
+    std::lock_guard<std::mutex> lock(g_owners_mutex);
+    g_owners.erase(interp_.get());
+}
+
 void Context::detach_thread() {
-    if (mode_ == Mode::OwnGil) {
-        std::lock_guard<std::mutex> lock(g_owners_mutex);
-        g_owners.erase(interp_.get());
-    }
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
@@ -201,6 +200,7 @@ void Context::detach_thread() {
     if (mode_ == Mode::OwnGil && !join_python_threads()) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
         // running them and let this thread go (see docs/owngil.md).
+        forget_owngil_owner();
         PyEval_SaveThread();
         tstate_ = nullptr;
         return;

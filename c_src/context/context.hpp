@@ -91,6 +91,7 @@ private:
     void notify_exit();
     bool join_python_threads();
     void release_thread_state();
+    void forget_owngil_owner();
 
     const Mode mode_;
     const ThreadPriority priority_;
