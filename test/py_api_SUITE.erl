@@ -3,9 +3,7 @@
 -module(py_api_SUITE).
 
 -export([suite/0, all/0, groups/0,
-         init_per_suite/1, end_per_suite/1,
-         init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+         init_per_suite/1, end_per_suite/1]).
 
 -export([call_atoms/1, call_binaries/1, call_strings/1, call_mixed_name_types/1,
          call_kwargs/1, call_kwargs_with_context/1, call_with_timeout/1,
@@ -70,10 +68,6 @@ init_per_suite(Config) ->
 end_per_suite(_Config) ->
     ok = application:stop(erlang_python).
 
-init_per_group(_Group, Config) -> Config.
-end_per_group(_Group, _Config) -> ok.
-init_per_testcase(_Case, Config) -> Config.
-end_per_testcase(_Case, _Config) -> ok.
 
 %% --- call --------------------------------------------------------------------------------
 

@@ -4,9 +4,7 @@
 -module(py_context_SUITE).
 
 -export([suite/0, all/0, groups/0,
-         init_per_suite/1, end_per_suite/1,
-         init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+         init_per_suite/1, end_per_suite/1]).
 
 -export([new_worker/1, new_default_mode/1, new_invalid_mode/1,
          stop_then_call/1, stop_twice/1, stop_pool_context_is_replaced/1,
@@ -48,10 +46,6 @@ init_per_suite(Config) ->
 end_per_suite(_Config) ->
     ok = application:stop(erlang_python).
 
-init_per_group(_Group, Config) -> Config.
-end_per_group(_Group, _Config) -> ok.
-init_per_testcase(_Case, Config) -> Config.
-end_per_testcase(_Case, _Config) -> ok.
 
 %% --- lifecycle ---------------------------------------------------------------------------
 
