@@ -62,35 +62,15 @@ stop(_) ->
 %% about 2 MB inside CPython; see docs/owngil.md). Per-process namespaces of pool contexts are
 %% not affected.
 -spec reset(context()) -> ok | {error, term()}.
-reset(Ctx) when is_pid(Ctx) ->
-    case lookup(Ctx) of
-        {ok, Ref, _Kind} ->
-            Tag = make_ref(),
-            case py_nif:submit_reset(Ref, undefined, Tag) of
-                {error, _} = Error -> Error;
-                _Request ->
-                    receive
-                        {Tag, Result} -> Result;
-                        {Tag, Result, _Traceback} -> Result
-                    end
-            end;
-        error ->
-            {error, context_not_found}
-    end;
-reset(_) ->
-    erlang:error(badarg).
+reset(Ctx) ->
+    on_ref(Ctx, fun(Ref) -> py_request:run(Ref, undefined, infinity, fun py_nif:submit_reset/3) end).
 
 %% @doc A new, empty namespace on context Ctx, for the `call/7', `eval/5' and `exec/3'
 %% variants: it lets one process keep several independent sets of globals on one context, owngil
 %% contexts included. It is freed when the last copy of the returned term is garbage collected.
 -spec create_local_env(context()) -> {ok, reference()} | {error, term()}.
-create_local_env(Ctx) when is_pid(Ctx) ->
-    case lookup(Ctx) of
-        {ok, Ref, _Kind} -> {ok, py_request:new_namespace(Ref)};
-        error -> {error, context_not_found}
-    end;
-create_local_env(_) ->
-    erlang:error(badarg).
+create_local_env(Ctx) ->
+    on_ref(Ctx, fun(Ref) -> {ok, py_request:new_namespace(Ref)} end).
 
 %% @doc `py:call' on context Ctx in the namespace Env made by create_local_env/1.
 -spec call(context(), py:py_module(), py:py_func(), list(), map(), py:timeout_ms(), reference()) ->
@@ -114,12 +94,18 @@ eval(_, _, _, _, _) ->
 exec(Ctx, Code, Env) ->
     with_env(Ctx, Env, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Code) end).
 
-with_env(Ctx, Env, Timeout, Submit) when is_pid(Ctx), is_reference(Env) ->
+with_env(Ctx, Env, Timeout, Submit) when is_reference(Env) ->
+    on_ref(Ctx, fun(Ref) -> py_request:run(Ref, Env, Timeout, Submit) end);
+with_env(_, _, _, _) ->
+    erlang:error(badarg).
+
+%% Fun(Ref) with the NIF handle of context Ctx; {error, context_not_found} when it is gone.
+on_ref(Ctx, Fun) when is_pid(Ctx) ->
     case lookup(Ctx) of
-        {ok, Ref, _Kind} -> py_request:run(Ref, Env, Timeout, Submit);
+        {ok, Ref, _Kind} -> Fun(Ref);
         error -> {error, context_not_found}
     end;
-with_env(_, _, _, _) ->
+on_ref(_, _) ->
     erlang:error(badarg).
 
 %% @private
