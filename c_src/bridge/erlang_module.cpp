@@ -273,7 +273,6 @@ PyModuleDef erlang_def = {
 
 PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
 
-Host* current_host() { return t_host; }
 void set_current_host(Host* host) { t_host = host; }
 
 const ErlangTypes* erlang_types_for_current_interpreter() {

@@ -19,8 +19,7 @@ protected:
     ~Host() = default;
 };
 
-// The host of the calling thread, or nullptr on a thread no context owns.
-Host* current_host();
+// Registers the host of the calling thread (nullptr: none).
 void set_current_host(Host* host);
 
 }  // namespace bridge

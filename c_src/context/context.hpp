@@ -42,8 +42,6 @@ public:
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
 
-    Mode mode() const { return mode_; }
-
     // Scheduler thread, once, right after construction. Starts the worker thread, which keeps
     // the resource alive while it runs. Returns false if the thread could not be created.
     bool start();
@@ -52,10 +50,10 @@ public:
     bool submit(RequestPtr request) { return queue_.push(std::move(request)); }
 
     // Any thread, non-blocking. The worker replies {error, context_stopped} to queued
-    // requests, releases its Python state and exits; then, if notify is set, it sends
-    // {py_context_exited, Tag} to notify.
+    // requests, releases its Python state (ending its interpreter in owngil mode) and exits;
+    // then, if notify is set, it sends {py_context_exited, Tag, Status} to notify, Status being
+    // ok or {error, Reason}.
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
-    bool stopping() const { return queue_.closed(); }
 
     // Scheduler thread, once, before start(): the owner's monitor (see on_down).
     void set_owner_monitor(const ErlNifMonitor& mon) { owner_mon_ = mon; }

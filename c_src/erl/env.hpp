@@ -18,7 +18,6 @@ public:
 
     ErlNifEnv* get() const { return env_; }
     ERL_NIF_TERM copy(ERL_NIF_TERM t) const { return enif_make_copy(env_, t); }
-    void clear() { enif_clear_env(env_); }
 
 private:
     ErlNifEnv* env_;

@@ -56,7 +56,6 @@ public:
         return reinterpret_cast<char*>(obj) - offsetof(Slot, storage);
     }
     static T* from_slot(void* mem) { return reinterpret_cast<T*>(&static_cast<Slot*>(mem)->storage); }
-    static ErlNifResourceType* type() { return type_; }
 
 private:
     struct Slot {

@@ -18,7 +18,6 @@ public:
     Interpreter& operator=(const Interpreter&) = delete;
 
     PyInterpreterState* state() const { return state_; }
-    int64_t id() const { return PyInterpreterState_GetID(state_); }
 
     // Any thread, never blocks on Python: the reference is dropped by the next drain. After
     // the interpreter has been destroyed the pointer is forgotten (its memory went with it).
