@@ -50,9 +50,11 @@ test-asan: deps
 demo: build
 	escript examples/basic_example
 
+# The harness is compiled beside the application, not into its ebin (dialyzer reads that).
 bench: build
-	erlc -o _build/default/lib/erlang_python/ebin bench/py_bench.erl
-	erl -noshell -pa _build/default/lib/erlang_python/ebin -eval 'py_bench:main(), halt().'
+	mkdir -p _build/bench
+	erlc -o _build/bench bench/py_bench.erl
+	erl -noshell -pa _build/default/lib/erlang_python/ebin -pa _build/bench -eval 'py_bench:main(), halt().'
 
 clean:
 	$(REBAR) clean
