@@ -60,7 +60,8 @@ run() ->
         step("idle CPU", fun() -> bench_idle(Cfg) end),
         step("wake-up latency", fun() -> bench_wakeup(Cfg) end),
         step("context memory", fun() -> bench_ctx_mem(Cfg) end),
-        step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end)
+        step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end),
+        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -396,6 +397,30 @@ parallel_rows(Cfg, Mode, K) ->
         worker ->
             Rows
     end.
+
+%% 12. Event loop throughput: the same asyncio code on ErlangEventLoop and on the stock loop,
+%% in a context of its own (bench/loop_bench.py).
+bench_loop(Cfg = #cfg{quick = Quick}) ->
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
+    {Timers, Echoes} = case Quick of true -> {2000, 500}; false -> {20000, 5000} end,
+    Rate = fun(Fun, Args) ->
+        rounds(Cfg, fun() -> {ok, R} = py:call(Ctx, loop_bench, Fun, Args), R end)
+    end,
+    TimersErl = Rate(timers, [erlang, Timers]),
+    TimersStock = Rate(timers, [stock, Timers]),
+    EchoErl = Rate(echo, [erlang, Echoes, 64]),
+    EchoStock = Rate(echo, [stock, Echoes, 64]),
+    ok = py_context:stop(Ctx),
+    Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
+    [#row{id = "12a", label = "timer chain (call_later(0)), ErlangEventLoop", unit = "timers/s",
+          figures = TimersErl, note = Ratio(TimersErl, TimersStock)},
+     #row{id = "12b", label = "timer chain (call_later(0)), stock asyncio loop", unit = "timers/s",
+          figures = TimersStock},
+     #row{id = "12c", label = "TCP echo round trip (64 B, loopback), ErlangEventLoop", unit = "round trips/s",
+          figures = EchoErl, note = Ratio(EchoErl, EchoStock)},
+     #row{id = "12d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
+          figures = EchoStock}].
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 

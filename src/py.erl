@@ -18,7 +18,11 @@
          register_function/2, register_function/3, unregister_function/1,
          state_store/2, state_fetch/1, state_remove/1, state_keys/0, state_clear/0,
          state_incr/1, state_incr/2, state_decr/1, state_decr/2,
-         getattr/2, call_method/3, call_method/4, to_term/1]).
+         getattr/2, call_method/3, call_method/4, to_term/1,
+         async_call/3, async_call/4, async_await/1, async_await/2, async_gather/1, async_gather/2,
+         spawn_call/3, spawn_call/4, await/1, await/2, cast/3, cast/4,
+         stream/3, stream/4, stream_eval/1, stream_eval/2, stream_start/3, stream_start/4, stream_cancel/1,
+         default_timeout/0]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -29,6 +33,11 @@
 -type call_opts() :: #{kwargs => map(), timeout => timeout_ms()}.
 
 -define(DEFAULT_TIMEOUT, 30000).
+
+%% @doc The timeout of calls that take none: 30000 ms.
+-spec default_timeout() -> timeout_ms().
+default_timeout() ->
+    ?DEFAULT_TIMEOUT.
 
 %% --- call ---------------------------------------------------------------------------------
 
@@ -58,14 +67,14 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     check_map(Kwargs),
     check_timeout(Timeout),
     on_context(Ctx, Timeout, fun(Ref, Ns, Tag) ->
-                                    py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs)
+                                    py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                             end);
 call(Module, Function, Args, Kwargs, Timeout) ->
     check_call(Module, Function, Args),
     check_map(Kwargs),
     check_timeout(Timeout),
     on_pool(Timeout, fun(Ref, Ns, Tag) ->
-                             py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs)
+                             py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                      end).
 
 %% --- eval ---------------------------------------------------------------------------------
@@ -90,12 +99,12 @@ eval(Code, Locals) ->
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
     Src = source(Code),
     check_map(Locals),
-    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals) end);
+    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end);
 eval(Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
-    on_pool(Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals) end).
+    on_pool(Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
 
 %% --- exec ---------------------------------------------------------------------------------
 
@@ -221,7 +230,7 @@ state_decr(_, _) -> erlang:error(badarg).
 %% object's own interpreter.
 -spec getattr(reference(), atom() | binary()) -> py_result().
 getattr(Obj, Name) ->
-    on_object(Obj, fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, builtins, getattr, [Obj, Name], #{}) end).
+    on_object(Obj, fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, builtins, getattr, [Obj, Name], #{}, plain) end).
 
 %% @doc `Obj.Method(*Args)'.
 -spec call_method(reference(), atom() | binary(), list()) -> py_result().
@@ -232,7 +241,7 @@ call_method(Obj, Method, Args) ->
 -spec call_method(reference(), atom() | binary(), list(), map()) -> py_result().
 call_method(Obj, Method, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
     on_object(Obj, fun(Ref, Ns, Tag) ->
-                           py_nif:submit_call(Ref, Ns, Tag, erlang, '_call_method', [Obj, Method | Args], Kwargs)
+                           py_nif:submit_call(Ref, Ns, Tag, erlang, '_call_method', [Obj, Method | Args], Kwargs, plain)
                    end);
 call_method(_, _, _, _) ->
     erlang:error(badarg).
@@ -244,7 +253,7 @@ to_term(Obj) ->
     on_object(Obj, fun(Ref, Ns, Tag) ->
                            py_nif:submit_eval(Ref, Ns, Tag,
                                               <<"dict(o) if isinstance(o, __import__('collections.abc').abc.Mapping)"
-                                                " else list(o)">>, #{o => Obj})
+                                                " else list(o)">>, #{o => Obj}, plain)
                    end).
 
 on_object(Obj, Submit) ->
@@ -265,27 +274,156 @@ on_main_interpreter(owngil, Submit) ->
         error -> {error, no_worker_context}
     end.
 
+
+%% --- asynchronous calls, cast and streams -----------------------------------------------------
+
+%% @doc Starts `Module.Function(*Args)' on the calling process's pool context and returns at
+%% once. A coroutine function's coroutine runs as a task on that context's event loop (so many
+%% of them run concurrently); any other function's result is the result. Collect it, in the
+%% same process, with {@link async_await/1}.
+-spec async_call(py_module(), py_func(), list()) -> reference().
+async_call(Module, Function, Args) ->
+    async_call(Module, Function, Args, #{}).
+
+%% @doc {@link async_call/3} with keyword arguments.
+-spec async_call(py_module(), py_func(), list(), map()) -> reference().
+async_call(Module, Function, Args, Kwargs) ->
+    check_call(Module, Function, Args),
+    check_map(Kwargs),
+    py_async:start(pool, Module, Function, Args, Kwargs, async).
+
+%% @doc The result of {@link async_call/3}: `{ok, Value}' or `{error, Reason}' (timeout 30 s).
+-spec async_await(reference()) -> py_result().
+async_await(Ref) ->
+    async_await(Ref, ?DEFAULT_TIMEOUT).
+
+%% @doc The result of {@link async_call/3}, waiting at most Timeout ms: after `{error, timeout}'
+%% the call's late result never reaches the mailbox. badarg for a reference this process did not
+%% get from an asynchronous call, or already awaited.
+-spec async_await(reference(), timeout_ms()) -> py_result().
+async_await(Ref, Timeout) when is_reference(Ref) ->
+    check_timeout(Timeout),
+    py_async:await(Ref, Timeout);
+async_await(_, _) ->
+    erlang:error(badarg).
+
+%% @doc Runs the calls concurrently (coroutines as tasks of one event loop) and returns
+%% `{ok, [Result1, ...]}' in their order, or the first error (timeout 30 s in all).
+-spec async_gather([{py_module(), py_func(), list()}]) -> py_result().
+async_gather(Calls) ->
+    async_gather(Calls, ?DEFAULT_TIMEOUT).
+
+%% @doc {@link async_gather/1} with a timeout for the whole gather.
+-spec async_gather([{py_module(), py_func(), list()}], timeout_ms()) -> py_result().
+async_gather(Calls, Timeout) when is_list(Calls) ->
+    check_timeout(Timeout),
+    lists:foreach(fun({M, F, A}) -> check_call(M, F, A);
+                     (_) -> erlang:error(badarg)
+                  end, Calls),
+    py_async:gather(pool, Calls, Timeout);
+async_gather(_, _) ->
+    erlang:error(badarg).
+
+%% @doc Starts `Module.Function(*Args)' (a plain function or a coroutine function) and returns
+%% at once; {@link await/1} collects the result.
+-spec spawn_call(py_module(), py_func(), list()) -> reference().
+spawn_call(Module, Function, Args) ->
+    async_call(Module, Function, Args, #{}).
+
+%% @doc {@link spawn_call/3} with keyword arguments.
+-spec spawn_call(py_module(), py_func(), list(), map()) -> reference().
+spawn_call(Module, Function, Args, Kwargs) ->
+    async_call(Module, Function, Args, Kwargs).
+
+%% @doc The result of {@link spawn_call/3} (timeout 30 s).
+-spec await(reference()) -> py_result().
+await(Ref) ->
+    async_await(Ref, ?DEFAULT_TIMEOUT).
+
+%% @doc The result of {@link spawn_call/3}, waiting at most Timeout ms.
+-spec await(reference(), timeout_ms()) -> py_result().
+await(Ref, Timeout) ->
+    async_await(Ref, Timeout).
+
+%% @doc Runs `Module.Function(*Args)' (a coroutine function's coroutine to its end) and
+%% ignores the result.
+-spec cast(py_module(), py_func(), list()) -> ok.
+cast(Module, Function, Args) ->
+    cast(Module, Function, Args, #{}).
+
+%% @doc {@link cast/3} with keyword arguments.
+-spec cast(py_module(), py_func(), list(), map()) -> ok.
+cast(Module, Function, Args, Kwargs) ->
+    check_call(Module, Function, Args),
+    check_map(Kwargs),
+    py_async:cast(pool, Module, Function, Args, Kwargs).
+
+%% @doc Calls a function that returns a generator, an async generator or any iterable and
+%% returns `{ok, Items}'.
+-spec stream(py_module(), py_func(), list()) -> py_result().
+stream(Module, Function, Args) ->
+    stream(Module, Function, Args, #{}).
+
+%% @doc {@link stream/3} with keyword arguments.
+-spec stream(py_module(), py_func(), list(), map()) -> py_result().
+stream(Module, Function, Args, Kwargs) ->
+    check_call(Module, Function, Args),
+    check_map(Kwargs),
+    py_async:stream(pool, Module, Function, Args, Kwargs).
+
+%% @doc Evaluates an expression that gives a generator (or iterable) and returns
+%% `{ok, Items}': `{ok, [0,1,4,9,16]} = py:stream_eval(<<"(x**2 for x in range(5))">>)'.
+-spec stream_eval(iodata()) -> py_result().
+stream_eval(Code) ->
+    stream_eval(Code, #{}).
+
+%% @doc {@link stream_eval/1} with local variables.
+-spec stream_eval(iodata(), map()) -> py_result().
+stream_eval(Code, Locals) ->
+    Src = source(Code),
+    check_map(Locals),
+    py_async:stream_eval(pool, Src, Locals).
+
+%% @doc Starts a stream: the items of the generator or async generator that
+%% `Module.Function(*Args)' returns are sent to the calling process as they are produced, as
+%% `{py_stream, Ref, {data, Item}}', then `{py_stream, Ref, done}' or
+%% `{py_stream, Ref, {error, Reason}}'.
+-spec stream_start(py_module(), py_func(), list()) -> {ok, reference()} | {error, term()}.
+stream_start(Module, Function, Args) ->
+    stream_start(Module, Function, Args, #{}).
+
+%% @doc {@link stream_start/3} with options: `owner' (the local process that receives the
+%% messages) and `kwargs'.
+-spec stream_start(py_module(), py_func(), list(), #{owner => pid(), kwargs => map()}) ->
+    {ok, reference()} | {error, term()}.
+stream_start(Module, Function, Args, Opts) when is_map(Opts) ->
+    check_call(Module, Function, Args),
+    py_async:stream_start(pool, Module, Function, Args, Opts);
+stream_start(_, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Stops a stream this process started. No message of it arrives after this returns.
+-spec stream_cancel(reference()) -> ok.
+stream_cancel(Ref) when is_reference(Ref) ->
+    py_async:stream_cancel(Ref);
+stream_cancel(_) ->
+    erlang:error(badarg).
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
 %% that stopped since it was picked is replaced once.
 on_pool(Timeout, Submit) ->
-    {Ctx, Ref} = py_context_router:pick(),
-    case py_request:run(Ref, py_request:namespace(Ctx, Ref), Timeout, Submit) of
+    case py_request:run_on(pool, Timeout, Submit) of
         {error, context_stopped} ->
             py_context_router:forget_pick(),
-            {Ctx1, Ref1} = py_context_router:pick(),
-            py_request:run(Ref1, py_request:namespace(Ctx1, Ref1), Timeout, Submit);
+            py_request:run_on(pool, Timeout, Submit);
         Result ->
             Result
     end.
 
 on_context(Ctx, Timeout, Submit) ->
-    case py_context:lookup(Ctx) of
-        {ok, Ref, own} -> py_request:run(Ref, undefined, Timeout, Submit);
-        {ok, Ref, pool} -> py_request:run(Ref, py_request:namespace(Ctx, Ref), Timeout, Submit);
-        error -> {error, context_not_found}
-    end.
+    py_request:run_on(Ctx, Timeout, Submit).
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

@@ -77,7 +77,7 @@ create_local_env(Ctx) ->
     py:py_result().
 call(Ctx, Module, Function, Args, Kwargs, Timeout, Env) when is_list(Args), is_map(Kwargs) ->
     with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) ->
-                                        py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs)
+                                        py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                                 end);
 call(_, _, _, _, _, _, _) ->
     erlang:error(badarg).
@@ -85,7 +85,7 @@ call(_, _, _, _, _, _, _) ->
 %% @doc `py:eval' on context Ctx in the namespace Env.
 -spec eval(context(), iodata(), map(), py:timeout_ms(), reference()) -> py:py_result().
 eval(Ctx, Code, Locals, Timeout, Env) when is_map(Locals) ->
-    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals) end);
+    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, plain) end);
 eval(_, _, _, _, _) ->
     erlang:error(badarg).
 
@@ -163,7 +163,7 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
 %% create), so that a context that cannot start is reported by new/1.
 started(Ref) ->
     Tag = make_ref(),
-    Request = py_nif:submit_eval(Ref, undefined, Tag, <<"None">>, #{}),
+    Request = py_nif:submit_eval(Ref, undefined, Tag, <<"None">>, #{}, plain),
     receive
         {Tag, {ok, none}} -> ok;
         {Tag, _Failed} ->
@@ -197,6 +197,10 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+handle_info({select, Watch, _, Mode}, State) ->
+    %% Readiness of a descriptor an event loop on this context waits for (enif_select).
+    _ = py_nif:fd_ready(Watch, Mode),
+    {noreply, State};
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
     {stop, normal, State};
 handle_info({'EXIT', _, Reason}, State) ->

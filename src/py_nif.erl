@@ -3,11 +3,11 @@
 -module(py_nif).
 
 -export([context_new/2, context_stop/2, namespace_new/1,
-         submit_call/7, submit_eval/5, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         python_version/0, is_ref/1, object_owner/1]).
+         submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
+         fd_ready/2, request_finished/1, python_version/0, is_ref/1, object_owner/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
-       submit_call/7, submit_eval/5, submit_exec/4, cancel/2,
+       submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1,
        python_version/0, is_ref/1]).
 
 -on_load(load/0).
@@ -15,7 +15,8 @@
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
 -type request_ref() :: reference().
--export_type([context_ref/0, namespace_ref/0, request_ref/0]).
+-type result_mode() :: plain | async | stream | {stream_start, pid()}.
+-export_type([context_ref/0, namespace_ref/0, request_ref/0, result_mode/0]).
 
 -spec load() -> ok | {error, term()}.
 load() ->
@@ -39,13 +40,23 @@ context_stop(_Ctx, _Tag) -> erlang:nif_error(nif_not_loaded).
 -spec namespace_new(context_ref()) -> namespace_ref().
 namespace_new(_Ctx) -> erlang:nif_error(nif_not_loaded).
 
--spec submit_call(context_ref(), namespace_ref() | undefined, reference(), term(), term(), list(), map()) ->
+-spec submit_call(context_ref(), namespace_ref() | undefined, reference(), term(), term(), list(), map(),
+                  result_mode()) ->
     request_ref() | {error, context_stopped}.
-submit_call(_Ctx, _Ns, _Tag, _M, _F, _A, _Kw) -> erlang:nif_error(nif_not_loaded).
+submit_call(_Ctx, _Ns, _Tag, _M, _F, _A, _Kw, _Mode) -> erlang:nif_error(nif_not_loaded).
 
--spec submit_eval(context_ref(), namespace_ref() | undefined, reference(), iodata(), map()) ->
+-spec submit_eval(context_ref(), namespace_ref() | undefined, reference(), iodata(), map(), result_mode()) ->
     request_ref() | {error, context_stopped}.
-submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals) -> erlang:nif_error(nif_not_loaded).
+submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_loaded).
+
+%% Whether a request has replied or was cancelled.
+-spec request_finished(request_ref()) -> boolean().
+request_finished(_Request) -> erlang:nif_error(nif_not_loaded).
+
+%% A readiness notification of enif_select ({select, Watch, _, Mode}) for the event loop that
+%% registered Watch.
+-spec fd_ready(reference(), ready_input | ready_output) -> ok.
+fd_ready(_Watch, _Mode) -> erlang:nif_error(nif_not_loaded).
 
 -spec submit_exec(context_ref(), namespace_ref() | undefined, reference(), iodata()) ->
     request_ref() | {error, context_stopped}.

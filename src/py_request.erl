@@ -4,7 +4,9 @@
 %% Also the per-process namespaces that pool calls run in.
 -module(py_request).
 
--export([run/4, namespace/2, new_namespace/1, last_traceback/0]).
+-export([run/4, start/3, start_on/2, resolve/1, run_on/3, wait/2, tag/1, cancel/1, finished/1,
+         namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
+-export_type([pending/0]).
 
 -define(TRACEBACK_KEY, '$py_last_traceback').
 -define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
@@ -12,15 +14,65 @@
 -type submit() :: fun((py_nif:context_ref(), py_nif:namespace_ref() | undefined, reference()) ->
                           py_nif:request_ref() | {error, term()}).
 
+%% A request on its way: the context, the reply tag, the request's handle.
+-opaque pending() :: {py_nif:context_ref(), reference(), py_nif:request_ref()}.
+
 %% Submits a request to context Ref (in namespace Ns, or the context's shared one for
 %% `undefined') and waits for its result for at most Timeout ms.
 -spec run(py_nif:context_ref(), py_nif:namespace_ref() | undefined, py:timeout_ms(), submit()) -> term().
 run(Ref, Ns, Timeout, Submit) ->
+    case start(Ref, Ns, Submit) of
+        {error, _} = Error -> Error;
+        Pending -> wait(Pending, Timeout)
+    end.
+
+%% Submits a request without waiting; wait/2 (in the same process) collects its result.
+-spec start(py_nif:context_ref(), py_nif:namespace_ref() | undefined, submit()) -> pending() | {error, term()}.
+start(Ref, Ns, Submit) ->
     Tag = make_ref(),
     case Submit(Ref, Ns, Tag) of
         {error, _} = Error -> Error;
-        Request -> await(Ref, Tag, Request, deadline(Timeout), 0)
+        Request -> {Ref, Tag, Request}
     end.
+
+%% Starts a request on the default pool (the calling process's context, in its own namespace)
+%% or on context Ctx (in its shared namespace, or the caller's own for a pool context).
+-spec start_on(pool | pid(), submit()) -> pending() | {error, term()}.
+start_on(Target, Submit) ->
+    case resolve(Target) of
+        {ok, Ref, Ns} -> start(Ref, Ns, Submit);
+        {error, _} = Error -> Error
+    end.
+
+%% The context handle and namespace a call on Target uses from the calling process.
+-spec resolve(pool | pid()) ->
+    {ok, py_nif:context_ref(), py_nif:namespace_ref() | undefined} | {error, context_not_found}.
+resolve(pool) ->
+    {Ctx, Ref} = py_context_router:pick(),
+    {ok, Ref, namespace(Ctx, Ref)};
+resolve(Ctx) when is_pid(Ctx) ->
+    case py_context:lookup(Ctx) of
+        {ok, Ref, own} -> {ok, Ref, undefined};
+        {ok, Ref, pool} -> {ok, Ref, namespace(Ctx, Ref)};
+        error -> {error, context_not_found}
+    end.
+
+%% start_on/2, then wait/2.
+-spec run_on(pool | pid(), py:timeout_ms(), submit()) -> term().
+run_on(Target, Timeout, Submit) ->
+    case start_on(Target, Submit) of
+        {error, _} = Error -> Error;
+        Pending -> wait(Pending, Timeout)
+    end.
+
+%% The tag the reply of a started request carries.
+-spec tag(pending()) -> reference().
+tag({_, Tag, _}) -> Tag.
+
+%% Waits for the result of a started request for at most Timeout ms (then cancels it).
+-spec wait(pending(), py:timeout_ms()) -> term().
+wait({Ref, Tag, Request}, Timeout) ->
+    await(Ref, Tag, Request, deadline(Timeout), 0).
 
 %% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
 %% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and
@@ -52,9 +104,24 @@ await(Ref, Tag, Request, Deadline, Answered) ->
         {error, timeout}
     end.
 
+%% Cancels a started request that makes no Erlang callbacks (a stream): nothing it sends after
+%% this returns reaches a mailbox.
+-spec cancel(pending()) -> ok.
+cancel({Ref, _, Request}) ->
+    _ = py_nif:cancel(Ref, Request),
+    ok.
+
+%% Whether a started request has replied or been cancelled.
+-spec finished(pending()) -> boolean().
+finished({_, _, Request}) ->
+    py_nif:request_finished(Request).
+
+%% The monotonic time (ms) Timeout from now, and the time left until such a deadline.
+-spec deadline(py:timeout_ms()) -> integer() | infinity.
 deadline(infinity) -> infinity;
 deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
 
+-spec remaining(integer() | infinity) -> py:timeout_ms().
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 

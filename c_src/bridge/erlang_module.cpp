@@ -4,7 +4,9 @@
 #include <cstring>
 #include <utility>
 
+#include "aio/poller_object.hpp"
 #include "bridge/host.hpp"
+#include "context/reply.hpp"
 #include "py/ref.hpp"
 
 namespace bridge {
@@ -122,12 +124,6 @@ int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
 
 thread_local Host* t_host = nullptr;  // see host.hpp
 
-Host* require_host() {
-    Host* host = t_host;
-    if (!host) PyErr_SetString(PyExc_RuntimeError, "not running in an erlang_python context thread");
-    return host;
-}
-
 PyObject* erlang_call(PyObject*, PyObject* args) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
@@ -157,6 +153,11 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') {
         PyErr_Format(PyExc_AttributeError, "module 'erlang' has no attribute %R", name);
         return nullptr;
+    }
+    if (PyUnicode_CompareWithASCIIString(name, "ErlangEventLoop") == 0 ||
+        PyUnicode_CompareWithASCIIString(name, "ErlangEventLoopPolicy") == 0) {
+        py::Ref loop_module = py::Ref::steal(PyImport_ImportModule("_erlang_loop"));
+        return loop_module ? PyObject_GetAttr(loop_module.get(), name) : nullptr;
     }
     py::Ref call = py::Ref::steal(PyObject_GetAttrString(module, "call"));
     py::Ref partial_mod = py::Ref::steal(call ? PyImport_ImportModule("functools") : nullptr);
@@ -190,6 +191,27 @@ PyMethodDef erlang_methods[] = {
 // Python-level helpers of the module: the node-wide shared state, kept in an ETS table and
 // reached through the internal callback '$py_state' (src/py_state.erl).
 constexpr const char* kPythonHelpers = R"PY(
+def new_event_loop():
+    """A new ErlangEventLoop: an asyncio loop whose I/O readiness and timers the BEAM drives."""
+    import _erlang_loop
+    return _erlang_loop.new_event_loop()
+
+def run(main, *, debug=None):
+    """Run the coroutine main on a new ErlangEventLoop and return its result, like asyncio.run."""
+    import _erlang_loop
+    return _erlang_loop.run(main, debug=debug)
+
+def install(silent=False):
+    """Legacy: make asyncio's global policy create ErlangEventLoops (deprecated, see docs/asyncio.md)."""
+    import _erlang_loop
+    return _erlang_loop.install(silent=silent)
+
+def sleep(seconds):
+    """In a coroutine: `await erlang.sleep(s)` suspends only the task. Elsewhere: sleeps the
+    context's thread (no BEAM scheduler is held)."""
+    import _erlang_loop
+    return _erlang_loop.sleep(seconds)
+
 def state_set(key, value):
     """Store value under key in the state shared by every context of the node."""
     call('$py_state', 'set', key, value)
@@ -229,6 +251,8 @@ int erlang_exec(PyObject* module) {
         "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
         PyExc_Exception, nullptr);
     if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
+    if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
+    if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }
@@ -238,6 +262,8 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->pid);
     Py_VISIT(st->term);
     Py_VISIT(st->error);
+    Py_VISIT(st->reply);
+    Py_VISIT(st->poller);
     return 0;
 }
 
@@ -246,6 +272,8 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->pid);
     Py_CLEAR(st->term);
     Py_CLEAR(st->error);
+    Py_CLEAR(st->reply);
+    Py_CLEAR(st->poller);
     return 0;
 }
 
@@ -274,6 +302,12 @@ PyModuleDef erlang_def = {
 PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
 
 void set_current_host(Host* host) { t_host = host; }
+
+Host* require_host() {
+    Host* host = t_host;
+    if (!host) PyErr_SetString(PyExc_RuntimeError, "not running in an erlang_python context thread");
+    return host;
+}
 
 const ErlangTypes* erlang_types_for_current_interpreter() {
     py::Ref mod = py::Ref::steal(PyImport_ImportModule("erlang"));

@@ -12,6 +12,8 @@ struct ErlangTypes {
     PyTypeObject* pid = nullptr;   // erlang.Pid: a local process identifier
     PyTypeObject* term = nullptr;  // erlang.Term: any other term (reference, port, fun, remote pid)
     PyObject* error = nullptr;     // erlang.ErlangError: an Erlang exception raised in a callback
+    PyTypeObject* reply = nullptr;   // erlang._Reply (context/reply.hpp)
+    PyTypeObject* poller = nullptr;  // erlang._Poller (aio/poller_object.hpp)
 };
 
 // PyInit function registered with PyImport_AppendInittab.

@@ -6,12 +6,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
 #include "bridge/erlang_module.hpp"
 #include "bridge/convert.hpp"
 #include "context/executor.hpp"
+#include "context/reply.hpp"
 #include "py/ref.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
@@ -147,6 +149,9 @@ bool Context::join_python_threads() {
         "    threading = sys.modules.get('threading')\n"
         "    if threading is None:\n"
         "        return 0\n"
+        "    info = getattr(threading, '_thread_local_info', None)\n"
+        "    if info is not None and hasattr(info, '_track_dummy_thread_ref'):\n"
+        "        del info._track_dummy_thread_ref  # while threading still works (3.13)\n"
         "    skip = (threading.get_ident(), threading.main_thread().ident)\n"
         "    end = time.monotonic() + deadline\n"
         "    alive = [t for t in threading.enumerate() if t.ident not in skip and not t.daemon]\n"
@@ -231,23 +236,33 @@ void Context::serve() {
             reply_stopped(batch, stop_env.get());
             continue;
         }
+        if (batch.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
         PyEval_RestoreThread(tstate_);
         for (RequestPtr& req : batch) handle(req);
         batch.clear();  // drops request references while attached (their terms are plain memory)
+        run_due_hosted_steps();
         interp_->drain();
+        PyEval_SaveThread();
+    }
+    if (hosted_loop_) {
+        PyEval_RestoreThread(tstate_);
+        shutdown_hosted_loop();
         PyEval_SaveThread();
     }
     bridge::set_current_host(nullptr);
 }
 
-// Requests left over by a nested wait come first, then the queue.
+// Requests left over by a nested wait come first, then the queue. With a hosted loop, the
+// wait ends when its next timer is due (at once when it has work now).
 bool Context::next_batch(std::vector<RequestPtr>& batch) {
     if (!backlog_.empty()) {
         batch.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
         backlog_.clear();
         return true;
     }
-    return queue_.pop_all(batch);
+    auto deadline = RequestQueue::Clock::time_point::max();
+    if (hosted_loop_) deadline = hosted_due() ? RequestQueue::Clock::time_point::min() : hosted_deadline_;
+    return queue_.pop_all(batch, deadline);
 }
 
 // Precondition: attached. Runs one request and sends its reply.
@@ -260,27 +275,31 @@ void Context::handle(RequestPtr& req) {
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_};
     std::string traceback;
     running_.push_back(req.get());
-    ERL_NIF_TERM payload = execute(scope, *req, env, &traceback);
+    ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
     running_.pop_back();
     if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
+    if (payload == kDeferredReply) return;      // a Python object replies later
     if (!req->try_reply()) {  // cancelled while running: drop the late result
         enif_clear_env(env);
         return;
     }
-    ERL_NIF_TERM tag = enif_make_copy(env, req->tag);
-    ERL_NIF_TERM msg = traceback.empty() ? enif_make_tuple2(env, tag, payload)
-                                         : enif_make_tuple3(env, tag, payload, erl::make_binary(env, traceback));
-    erl::send_and_clear(env, req->caller(), msg);
+    send_final_reply(*req, env, payload, traceback);
 }
 
 // --- callbacks: Python calling Erlang -----------------------------------------------------------
 
 PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
-    if (running_.empty()) {
-        PyErr_SetString(PyExc_RuntimeError, "erlang.call is only available while serving a request");
+    if (running_.empty() || !running_.back()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "erlang.call is only available while serving a request (not in a task of the context's "
+                        "event loop: use erlang.send)");
         return nullptr;
     }
     Request& req = *running_.back();
+    if (req.mode() == ResultMode::StreamStart) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.call is not available in a stream started with py:stream_start");
+        return nullptr;
+    }
     bridge::Converter cv{*types_, interp_};
     erl::OwnedEnv env;
     ERL_NIF_TERM name_term, args_term;
@@ -328,33 +347,33 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     return callback_result(*reply, name);
 }
 
-// Precondition: attached. Serves other requests (nested ones included) until the reply to
-// callback `id` arrives; nullptr when the context stops first.
-RequestPtr Context::wait_callback_reply(uint64_t id) {
+// Precondition: attached. Serves other requests (nested ones included) and steps the hosted
+// loop until done() holds, the deadline passes or the context stops.
+template <class Done>
+Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_point deadline) {
     for (;;) {
-        auto early = early_replies_.find(id);
-        if (early != early_replies_.end()) {
-            RequestPtr reply = std::move(early->second);
-            early_replies_.erase(early);
-            return reply;
+        if (done()) return WaitEnd::Done;
+        if (hosted_due()) {
+            step_hosted();
+            continue;
         }
-        if (backlog_.empty() && !refill_backlog()) return {};
         auto eligible = backlog_.begin();
-        if (running_.size() >= kMaxUnrelatedNesting) {
+        if (running_.size() >= kMaxUnrelatedNesting)
             while (eligible != backlog_.end() && (*eligible)->kind() != RequestKind::CallbackReply &&
                    !is_reentrant(**eligible))
                 ++eligible;
-            if (eligible == backlog_.end()) {  // nothing to do now: wait for more
-                if (!refill_backlog()) return {};
-                continue;
-            }
+        if (eligible == backlog_.end()) {  // nothing to do now: wait for more
+            if (RequestQueue::Clock::now() >= deadline) return WaitEnd::TimedOut;
+            auto until = deadline;
+            if (hosted_loop_ && !in_hosted_step_) until = std::min(until, hosted_deadline_);
+            if (!refill_backlog(until)) return WaitEnd::Stopped;
+            continue;
         }
         RequestPtr next = std::move(*eligible);
         backlog_.erase(eligible);
         if (next->kind() == RequestKind::CallbackReply) {
             ErlNifUInt64 reply_id = 0;
             enif_get_uint64(next->env(), next->arg[0], &reply_id);
-            if (reply_id == id) return next;
             early_replies_[reply_id] = std::move(next);
             continue;
         }
@@ -369,12 +388,24 @@ RequestPtr Context::wait_callback_reply(uint64_t id) {
     }
 }
 
-// Precondition: attached. Waits (detached) for more requests and appends them to the backlog.
-// False when the context is stopping and its queue is empty.
-bool Context::refill_backlog() {
+// Precondition: attached. Serves other requests until the reply to callback `id` arrives;
+// nullptr when the context stops first.
+RequestPtr Context::wait_callback_reply(uint64_t id) {
+    if (serve_nested([&] { return early_replies_.count(id) != 0; }, RequestQueue::Clock::time_point::max()) !=
+        WaitEnd::Done)
+        return {};
+    auto it = early_replies_.find(id);
+    RequestPtr reply = std::move(it->second);
+    early_replies_.erase(it);
+    return reply;
+}
+
+// Precondition: attached. Waits (detached) for more requests, a wake-up or the deadline, and
+// appends what arrived to the backlog. False when the context is stopping and its queue is empty.
+bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
     PyEval_SaveThread();
-    bool more = queue_.pop_all(batch);
+    bool more = queue_.pop_all(batch, deadline);
     PyEval_RestoreThread(tstate_);
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
     return more;
@@ -383,7 +414,7 @@ bool Context::refill_backlog() {
 // A request from a process that is running a callback for one of the waiting requests.
 bool Context::is_reentrant(const Request& request) const {
     for (const Request* waiting : running_)
-        if (enif_compare_pids(&waiting->caller(), &request.caller()) == 0) return true;
+        if (waiting && enif_compare_pids(&waiting->caller(), &request.caller()) == 0) return true;
     return false;
 }
 
@@ -428,11 +459,89 @@ PyObject* Context::send(PyObject* pid, PyObject* message) {
 }
 
 PyObject* Context::self_pid() {
-    if (running_.empty()) {
+    if (running_.empty() || !running_.back()) {
         PyErr_SetString(PyExc_RuntimeError, "erlang.self is only available while serving a request");
         return nullptr;
     }
     return bridge::make_pid(*types_, running_.back()->caller());
+}
+
+// --- the event loop support ------------------------------------------------------------------
+
+aio::PollerPtr Context::make_poller() {
+    try {
+        return aio::PollerPtr::adopt(aio::PollerResource::make(this, owner_pid_));
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+        return {};
+    }
+}
+
+bool Context::wait_poller(aio::Poller& poller, double timeout) {
+    auto deadline = RequestQueue::Clock::time_point::max();
+    if (timeout >= 0)
+        deadline = RequestQueue::Clock::now() +
+                   std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(timeout));
+    if (serve_nested([&] { return poller.has_ready(); }, deadline) == WaitEnd::Stopped) {
+        PyErr_SetString(PyExc_RuntimeError, "the context is stopping");
+        return false;
+    }
+    return true;
+}
+
+void Context::set_hosted_loop(PyObject* loop, aio::Poller* poller) {
+    Py_XINCREF(loop);
+    PyObject* old = std::exchange(hosted_loop_, loop);
+    hosted_poller_ = loop ? aio::PollerPtr::share(poller) : aio::PollerPtr();
+    hosted_deadline_ = RequestQueue::Clock::time_point::min();  // step it at once
+    Py_XDECREF(old);
+}
+
+bool Context::hosted_due() const {
+    if (!hosted_loop_ || in_hosted_step_) return false;
+    return hosted_poller_->has_ready() || hosted_poller_->step_requested() ||
+           RequestQueue::Clock::now() >= hosted_deadline_;
+}
+
+// Precondition: attached, hosted_loop_ set. Runs one iteration of the hosted loop; it returns
+// when its next step is due: None (only on I/O or new work), or a loop.time() value.
+void Context::step_hosted() {
+    hosted_poller_->take_step_request();
+    in_hosted_step_ = true;
+    running_.push_back(nullptr);
+    py::Ref loop = py::Ref::borrow(hosted_loop_);  // the step may drop the context's reference
+    py::Ref next = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_step", nullptr));
+    running_.pop_back();
+    in_hosted_step_ = false;
+    hosted_deadline_ = RequestQueue::Clock::time_point::max();
+    if (!next) {
+        PyErr_WriteUnraisable(loop.get());
+        return;
+    }
+    if (next.get() == Py_None) return;
+    double when = PyFloat_AsDouble(next.get());
+    if (when == -1.0 && PyErr_Occurred()) {
+        PyErr_WriteUnraisable(loop.get());
+        return;
+    }
+    // loop.time() is time.monotonic(), the clock steady_clock reads on Linux.
+    hosted_deadline_ = RequestQueue::Clock::time_point(
+        std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(when)));
+}
+
+// Precondition: attached. A few steps at most, so that a loop that always has work ready
+// cannot starve the queue: the next wait returns at once while the loop is still due.
+void Context::run_due_hosted_steps() {
+    for (int i = 0; i < 8 && hosted_due(); ++i) step_hosted();
+}
+
+// Precondition: attached. Cancels the hosted loop's tasks (their callers get an error reply)
+// and closes it; the context is stopping.
+void Context::shutdown_hosted_loop() {
+    py::Ref loop = py::Ref::borrow(hosted_loop_);
+    py::Ref done = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_shutdown", nullptr));
+    if (!done) PyErr_WriteUnraisable(loop.get());
+    set_hosted_loop(nullptr, nullptr);
 }
 
 bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "aio/poller.hpp"
 #include "bridge/host.hpp"
 #include "context/namespace.hpp"
 #include "context/request_queue.hpp"
@@ -56,7 +57,10 @@ public:
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
 
     // Scheduler thread, once, before start(): the owner's monitor (see on_down).
-    void set_owner_monitor(const ErlNifMonitor& mon) { owner_mon_ = mon; }
+    void set_owner(const ErlNifPid& pid, const ErlNifMonitor& mon) {
+        owner_pid_ = pid;
+        owner_mon_ = mon;
+    }
 
     // Resource `down` hook, any thread, never blocks: the owner died (the context stops) or a
     // process that was to run a callback died (the callback is answered with an abort).
@@ -68,10 +72,16 @@ public:
     // Any thread: tells the worker waiting for callback `id` that no answer will come.
     void push_callback_abort(uint64_t id);
 
+    // Any thread: makes the worker look at event-loop readiness (see aio::Poller).
+    void wake() { queue_.wake(); }
+
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
     PyObject* send(PyObject* pid, PyObject* message) override;
     PyObject* self_pid() override;
+    aio::PollerPtr make_poller() override;
+    bool wait_poller(aio::Poller& poller, double timeout) override;
+    void set_hosted_loop(PyObject* loop, aio::Poller* poller) override;
 
 private:
     static void* thread_main(void* self);
@@ -81,9 +91,16 @@ private:
     void serve();
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
+    enum class WaitEnd { Done, TimedOut, Stopped };
+    template <class Done>
+    WaitEnd serve_nested(Done done, RequestQueue::Clock::time_point deadline);
     RequestPtr wait_callback_reply(uint64_t id);
     bool is_reentrant(const Request& request) const;
-    bool refill_backlog();
+    bool refill_backlog(RequestQueue::Clock::time_point deadline);
+    bool hosted_due() const;
+    void step_hosted();
+    void run_due_hosted_steps();
+    void shutdown_hosted_loop();
     PyObject* callback_result(Request& reply, PyObject* name);
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
@@ -113,7 +130,17 @@ private:
     std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;   // one reply env per nesting depth
     uint64_t next_callback_id_ = 0;
 
+    // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
+    // ErlangEventLoop stepped by serve() when one of its descriptors is ready, its next timer
+    // is due or new work was scheduled on it. While a step runs, running_ holds a nullptr
+    // (no request to call back for).
+    PyObject* hosted_loop_ = nullptr;
+    aio::PollerPtr hosted_poller_;
+    RequestQueue::Clock::time_point hosted_deadline_ = RequestQueue::Clock::time_point::max();
+    bool in_hosted_step_ = false;
+
     ErlNifMonitor owner_mon_{};
+    ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
     std::mutex callbacks_mutex_;
     struct PendingCallback { ErlNifMonitor mon; uint64_t id; };
     std::vector<PendingCallback> pending_callbacks_;  // guarded by callbacks_mutex_

@@ -1,5 +1,7 @@
 #include "context/executor.hpp"
 
+#include "context/reply.hpp"
+
 #include <Python.h>
 
 #include <cstring>
@@ -19,6 +21,7 @@ using py::Ref;
 
 struct Job {
     const WorkerScope& scope;
+    const RequestPtr& request_ptr;
     Request& request;
     ErlNifEnv* msg_env;
     bridge::Converter cv;
@@ -83,6 +86,22 @@ Ref find_callable(Job& job) {
     return resolve_attribute_path(import_module(module_name.get()), function_name.get());
 }
 
+// Plain results are converted at once. For the other modes priv/_erlang_async.py decides:
+// dispatch(mode, result, reply) returns the value to reply with now, or `reply` itself when it
+// will reply later (a task on the context's event loop).
+ERL_NIF_TERM finish_result(Job& job, PyObject* result) {
+    ResultMode mode = job.request.mode();
+    if (mode == ResultMode::Plain) return job.ok_value(result);
+    Ref module = import_module(Ref::check(PyUnicode_FromString("_erlang_async")).get());
+    Ref reply = Ref::check(make_reply(job.scope.types, job.scope.interp, job.request_ptr));
+    Ref value = Ref::check(PyObject_CallMethod(module.get(), "dispatch", "iOO", static_cast<int>(mode), result, reply.get()));
+    if (value.get() == reply.get()) {
+        mark_deferred(reply.get());
+        return kDeferredReply;
+    }
+    return job.ok_value(value.get());
+}
+
 ERL_NIF_TERM run_call(Job& job) {
     Ref fn = find_callable(job);
     Ref arg_list = job.arg_to_python(2);
@@ -91,7 +110,7 @@ ERL_NIF_TERM run_call(Job& job) {
     size_t nkw = 0;
     if (enif_get_map_size(job.request.env(), job.request.arg[3], &nkw) && nkw > 0) kwargs = job.arg_to_python(3);
     Ref result = Ref::check(PyObject_Call(fn.get(), args.get(), kwargs.get()));
-    return job.ok_value(result.get());
+    return finish_result(job, result.get());
 }
 
 // Compiled code is cached per context, keyed by the exact source: eval/exec of the same text
@@ -127,7 +146,7 @@ ERL_NIF_TERM run_eval(Job& job) {
     size_t nlocals = 0;
     if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0) locals = job.arg_to_python(1);
     Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, locals ? locals.get() : globals));
-    return job.ok_value(result.get());
+    return finish_result(job, result.get());
 }
 
 ERL_NIF_TERM run_exec(Job& job) {
@@ -148,18 +167,11 @@ ERL_NIF_TERM run_reset(Job& job) {
     return erl::atoms().ok;
 }
 
-ERL_NIF_TERM python_error(ErlNifEnv* env, std::string* traceback) {
-    py::ExceptionInfo info = py::take_exception();
-    *traceback = std::move(info.traceback);
-    ERL_NIF_TERM reason = enif_make_tuple2(env, erl::make_code_name_atom(env, info.type_name),
-                                           erl::make_charlist_utf8(env, info.message));
-    return enif_make_tuple2(env, erl::atoms().error, reason);
-}
-
 }  // namespace
 
-ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_env, std::string* traceback) {
-    Job job{scope, request, msg_env, bridge::Converter{scope.types, scope.interp}};
+ERL_NIF_TERM execute(const WorkerScope& scope, const RequestPtr& request_ptr, ErlNifEnv* msg_env, std::string* traceback) {
+    Request& request = *request_ptr;
+    Job job{scope, request_ptr, request, msg_env, bridge::Converter{scope.types, scope.interp}};
     try {
         switch (request.kind()) {
             case RequestKind::Call: return run_call(job);
@@ -173,7 +185,7 @@ ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
     }
-    return python_error(msg_env, traceback);
+    return take_python_error(msg_env, traceback);
 }
 
 }  // namespace context

@@ -22,6 +22,7 @@ struct WorkerScope {
 
 // The reply payload, built in msg_env: {ok, Value} | ok | {error, Reason}. For a Python
 // exception Reason is {TypeName, Message} and *traceback receives the formatted traceback.
-ERL_NIF_TERM execute(const WorkerScope& scope, Request& request, ErlNifEnv* msg_env, std::string* traceback);
+// kDeferredReply (context/reply.hpp): a Python object will send the reply later.
+ERL_NIF_TERM execute(const WorkerScope& scope, const RequestPtr& request, ErlNifEnv* msg_env, std::string* traceback);
 
 }  // namespace context

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <thread>
 
 #include "context/namespace.hpp"
 #include "erl/env.hpp"
@@ -16,18 +17,31 @@ namespace context {
 
 enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
 
+// What a Call or Eval does with the object its Python code returns.
+//   Plain: converts it and replies. Async: an awaitable runs as a task on the context's event
+//   loop and the reply follows when it finishes (any other value is replied at once). Stream:
+//   a generator or async generator is collected into a list. StreamStart: each item is sent
+//   to reply_to() as {py_stream, Tag, {data, V}} as it is produced, then done or {error, R}.
+enum class ResultMode { Plain, Async, Stream, StreamStart };
+
 class Request {
 public:
-    enum class State : int { Pending, Running, InCallback, Replied, Cancelled };
+    // Sending: a StreamStart chunk is being sent (the canceller waits for it to be in the mailbox).
+    enum class State : int { Pending, Running, InCallback, Sending, Replied, Cancelled };
     // CancelledInCallback: the caller also has one {py_callback, ...} message to flush, and the
     // worker waits for a callback reply that will not come (the canceller must send an abort).
     enum class CancelOutcome { Cancelled, CancelledInCallback, AlreadyReplied };
 
     Request(RequestKind kind, const ErlNifPid& caller, erl::ResourcePtr<Namespace> ns)
-        : kind_(kind), caller_(caller), ns_(std::move(ns)) {}
+        : kind_(kind), caller_(caller), reply_to_(caller), ns_(std::move(ns)) {}
 
     RequestKind kind() const { return kind_; }
     const ErlNifPid& caller() const { return caller_; }
+    // Where StreamStart items go (the caller unless set before the request is queued).
+    const ErlNifPid& reply_to() const { return reply_to_; }
+    void set_reply_to(const ErlNifPid& pid) { reply_to_ = pid; }
+    ResultMode mode() const { return mode_; }
+    void set_mode(ResultMode mode) { mode_ = mode; }
     Namespace* ns() const { return ns_.get(); }
     ErlNifEnv* env() const { return env_.get(); }
 
@@ -50,11 +64,19 @@ public:
     // Worker: the callback's reply arrived. False when the caller cancelled meanwhile.
     bool try_leave_callback() { return transition(State::InCallback, State::Running); }
     uint64_t callback_id() const { return callback_id_.load(std::memory_order_relaxed); }
+    // Worker: brackets the sending of one stream item. False when the caller cancelled.
+    bool try_begin_chunk() { return transition(State::Running, State::Sending); }
+    void end_chunk() { transition(State::Sending, State::Running); }
 
     // Caller: gives up. AlreadyReplied means the reply is (or is about to be) in its mailbox.
     CancelOutcome cancel() {
         int s = state_.load(std::memory_order_acquire);
-        while (s == int(State::Pending) || s == int(State::Running) || s == int(State::InCallback)) {
+        for (;;) {  // a chunk being sent reaches the mailbox before the cancel takes effect
+            while (s == int(State::Sending)) {
+                std::this_thread::yield();
+                s = state_.load(std::memory_order_acquire);
+            }
+            if (s != int(State::Pending) && s != int(State::Running) && s != int(State::InCallback)) break;
             int from = s;
             if (state_.compare_exchange_weak(s, int(State::Cancelled), std::memory_order_acq_rel))
                 return from == int(State::InCallback) ? CancelOutcome::CancelledInCallback : CancelOutcome::Cancelled;
@@ -62,6 +84,10 @@ public:
         return s == int(State::Replied) ? CancelOutcome::AlreadyReplied : CancelOutcome::Cancelled;
     }
     bool cancelled() const { return state_.load(std::memory_order_acquire) == int(State::Cancelled); }
+    bool finished() const {
+        int s = state_.load(std::memory_order_acquire);
+        return s == int(State::Replied) || s == int(State::Cancelled);
+    }
 
 private:
     bool transition(State from, State to) {
@@ -71,6 +97,8 @@ private:
 
     RequestKind kind_;
     ErlNifPid caller_;
+    ErlNifPid reply_to_;
+    ResultMode mode_ = ResultMode::Plain;
     erl::ResourcePtr<Namespace> ns_;
     erl::OwnedEnv env_;
     std::atomic<int> state_{int(State::Pending)};

@@ -1,5 +1,7 @@
 #include "context/request_queue.hpp"
 
+#include <algorithm>
+
 namespace context {
 namespace {
 
@@ -26,25 +28,42 @@ bool RequestQueue::push(RequestPtr request) {
     return true;
 }
 
-bool RequestQueue::spin_until_work() const {
-    auto deadline = std::chrono::steady_clock::now() + spin_;
+bool RequestQueue::spin_until_work(Clock::time_point deadline) const {
+    deadline = std::min(deadline, Clock::now() + spin_);
     for (unsigned i = 0;; ++i) {
-        if (has_items_.load(std::memory_order_acquire) || closed_.load(std::memory_order_acquire)) return true;
+        if (has_work()) return true;
         cpu_relax();
-        if ((i & 63) == 0 && std::chrono::steady_clock::now() >= deadline) return false;
+        if ((i & 63) == 0 && Clock::now() >= deadline) return false;
     }
 }
 
-bool RequestQueue::pop_all(std::vector<RequestPtr>& out) {
-    spin_until_work();
+bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
+    spin_until_work(deadline);
     std::unique_lock<std::mutex> lock(mutex_);
     sleeping_ = true;
-    wake_.wait(lock, [this] { return !items_.empty() || closed_.load(std::memory_order_relaxed); });
+    auto ready = [this] {
+        return !items_.empty() || woken_.load(std::memory_order_relaxed) || closed_.load(std::memory_order_relaxed);
+    };
+    if (deadline == Clock::time_point::max())
+        wake_.wait(lock, ready);
+    else
+        wake_.wait_until(lock, deadline, ready);
     sleeping_ = false;
+    woken_.store(false, std::memory_order_relaxed);
     out.swap(items_);
     items_.clear();
     has_items_.store(false, std::memory_order_relaxed);
     return !out.empty() || !closed_.load(std::memory_order_relaxed);
+}
+
+void RequestQueue::wake() {
+    bool notify = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        woken_.store(true, std::memory_order_release);
+        notify = sleeping_;
+    }
+    if (notify) wake_.notify_one();
 }
 
 void RequestQueue::close() {

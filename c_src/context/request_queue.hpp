@@ -21,9 +21,16 @@ public:
     // Any thread. False (and the request is not queued) once the queue is closed.
     bool push(RequestPtr request);
 
-    // Worker thread only. Waits until work arrives or the queue closes, then moves every
-    // queued request into out. Returns false when the queue is closed and empty.
-    bool pop_all(std::vector<RequestPtr>& out);
+    using Clock = std::chrono::steady_clock;
+
+    // Worker thread only. Waits until work arrives, the queue closes, wake() is called or the
+    // deadline passes, then moves every queued request into out (possibly none). Returns false
+    // when the queue is closed and empty.
+    bool pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline = Clock::time_point::max());
+
+    // Any thread: makes the worker's current (or next) pop_all return, so that it looks at
+    // events that are not requests (ready file descriptors of an event loop).
+    void wake();
 
     // Any thread, never blocks for long: refuses further pushes and wakes the worker, which
     // still receives the requests queued before the close.
@@ -31,7 +38,11 @@ public:
     bool closed() const { return closed_.load(std::memory_order_acquire); }
 
 private:
-    bool spin_until_work() const;
+    bool spin_until_work(Clock::time_point deadline) const;
+    bool has_work() const {
+        return has_items_.load(std::memory_order_acquire) || woken_.load(std::memory_order_acquire) ||
+               closed_.load(std::memory_order_acquire);
+    }
 
     const std::chrono::nanoseconds spin_;
     std::mutex mutex_;
@@ -39,6 +50,7 @@ private:
     std::vector<RequestPtr> items_;      // guarded by mutex_
     bool sleeping_ = false;              // guarded by mutex_
     std::atomic<bool> has_items_{false};
+    std::atomic<bool> woken_{false};
     std::atomic<bool> closed_{false};
 };
 

@@ -34,6 +34,16 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.unknown_function = a("unknown_function");
     g_atoms.aborted = a("aborted");
     g_atoms.in_callback = a("in_callback");
+    g_atoms.py_stream = a("py_stream");
+    g_atoms.data = a("data");
+    g_atoms.done = a("done");
+    g_atoms.cancelled = a("cancelled");
+    g_atoms.plain = a("plain");
+    g_atoms.async = a("async");
+    g_atoms.stream = a("stream");
+    g_atoms.stream_start = a("stream_start");
+    g_atoms.ready_input = a("ready_input");
+    g_atoms.ready_output = a("ready_output");
     g_atoms.main = a("main");
     g_atoms.context = a("context");
     g_atoms.gone = a("gone");

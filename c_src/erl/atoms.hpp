@@ -35,6 +35,17 @@ struct Atoms {
     ERL_NIF_TERM unknown_function;
     ERL_NIF_TERM aborted;
     ERL_NIF_TERM in_callback;
+    // results that come later (asyncio, streams) and event-loop readiness
+    ERL_NIF_TERM py_stream;
+    ERL_NIF_TERM data;
+    ERL_NIF_TERM done;
+    ERL_NIF_TERM cancelled;
+    ERL_NIF_TERM plain;
+    ERL_NIF_TERM async;
+    ERL_NIF_TERM stream;
+    ERL_NIF_TERM stream_start;
+    ERL_NIF_TERM ready_input;
+    ERL_NIF_TERM ready_output;
     // object owners
     ERL_NIF_TERM main;
     ERL_NIF_TERM context;

@@ -15,12 +15,15 @@ namespace erl {
 template <class T>
 class Resource {
 public:
-    // Registers the resource type; called once from the load callback.
-    static bool open(ErlNifEnv* env, const char* name, ErlNifResourceDown* down = nullptr) {
+    // Registers the resource type; called once from the load callback. `stop` is the
+    // enif_select stop callback, `down` the monitor callback.
+    static bool open(ErlNifEnv* env, const char* name, ErlNifResourceDown* down = nullptr,
+                     ErlNifResourceStop* stop = nullptr) {
         ErlNifResourceTypeInit init{};
         init.dtor = &destroy;
+        init.stop = stop;
         init.down = down;
-        init.members = down ? 3 : 1;
+        init.members = down ? 3 : stop ? 2 : 1;
         type_ = enif_open_resource_type_x(env, name, &init, ERL_NIF_RT_CREATE, nullptr);
         return type_ != nullptr;
     }

@@ -45,8 +45,28 @@ bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM t) {
     return enif_get_list_length(env, t, &len) != 0;
 }
 
-// Queues a request whose arguments are argv[3..3+nargs) and returns its handle.
-ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind, int nargs) {
+// plain | async | stream | {stream_start, Pid}: what the request does with its result.
+void set_result_mode(ErlNifEnv* env, ERL_NIF_TERM opt, Request& req) {
+    const erl::Atoms& a = erl::atoms();
+    int arity = 0;
+    const ERL_NIF_TERM* parts = nullptr;
+    ErlNifPid pid;
+    if (opt == a.plain) req.set_mode(context::ResultMode::Plain);
+    else if (opt == a.async) req.set_mode(context::ResultMode::Async);
+    else if (opt == a.stream) req.set_mode(context::ResultMode::Stream);
+    else if (enif_get_tuple(env, opt, &arity, &parts) && arity == 2 && parts[0] == a.stream_start &&
+             enif_get_local_pid(env, parts[1], &pid)) {
+        req.set_mode(context::ResultMode::StreamStart);
+        req.set_reply_to(pid);
+    } else {
+        throw erl::BadArg();
+    }
+}
+
+// Queues a request whose arguments are argv[3..3+nargs) (and, when given, whose result mode is
+// *mode) and returns its handle.
+ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind, int nargs,
+                    const ERL_NIF_TERM* mode = nullptr) {
     Context* ctx = get_context(env, argv[0]);
     auto ns = get_namespace(env, argv[1], ctx);
     if (!enif_is_ref(env, argv[2])) throw erl::BadArg();
@@ -54,6 +74,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     if (!enif_self(env, &caller)) throw erl::BadArg();
     auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
     req->tag = req->copy(argv[2]);
+    if (mode) set_result_mode(env, *mode, *req);
     for (int i = 0; i < nargs; ++i) req->arg[i] = req->copy(argv[3 + i]);
     ERL_NIF_TERM handle = RequestResource::term(env, req.get());
     if (!ctx->submit(std::move(req))) throw erl::ErrorResult(erl::atoms().context_stopped);
@@ -95,7 +116,7 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         ErlNifMonitor owner_mon;
         if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, &owner_mon) != 0)
             throw erl::BadArg();
-        ctx->set_owner_monitor(owner_mon);
+        ctx->set_owner(owner, owner_mon);
         if (!ctx->start()) throw erl::ErrorResult(erl::atoms().thread_create_failed);
         return enif_make_tuple2(env, a.ok, ContextResource::term(env, ctx.get()));
     });
@@ -121,20 +142,21 @@ ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
-// submit_call(Ctx, Ns, Tag, Module, Function, Args, Kwargs) -> Request
+// submit_call(Ctx, Ns, Tag, Module, Function, Args, Kwargs, Mode) -> Request
+// Mode: plain | async | stream | {stream_start, Pid} (context/request.hpp, ResultMode).
 ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) || !enif_is_map(env, argv[6]))
             throw erl::BadArg();
-        return submit(env, argv, RequestKind::Call, 4);
+        return submit(env, argv, RequestKind::Call, 4, &argv[7]);
     });
 }
 
-// submit_eval(Ctx, Ns, Tag, Code, Locals) -> Request
+// submit_eval(Ctx, Ns, Tag, Code, Locals, Mode) -> Request
 ERL_NIF_TERM submit_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         if (!is_code(env, argv[3]) || !enif_is_map(env, argv[4])) throw erl::BadArg();
-        return submit(env, argv, RequestKind::Eval, 2);
+        return submit(env, argv, RequestKind::Eval, 2, &argv[5]);
     });
 }
 
@@ -181,6 +203,17 @@ ERL_NIF_TERM callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         if (!ctx->push_callback_reply(id, argv[2])) throw erl::ErrorResult(erl::atoms().context_stopped);
         return erl::atoms().ok;
     });
+}
+
+}  // namespace nifs
+
+namespace nifs {
+
+// request_finished(Request) -> boolean(): whether it has replied or was cancelled.
+ERL_NIF_TERM request_finished(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    Request* req = RequestResource::get(env, argv[0]);
+    if (!req) return enif_make_badarg(env);
+    return req->finished() ? erl::atoms().true_ : erl::atoms().false_;
 }
 
 }  // namespace nifs

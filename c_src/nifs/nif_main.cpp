@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "aio/poller.hpp"
 #include "bridge/erlang_module.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
@@ -21,7 +22,7 @@ std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
     std::string error;
     if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
         enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
@@ -37,11 +38,13 @@ ErlNifFunc nif_funcs[] = {
     {"context_new", 2, nifs::context_new, 0},
     {"context_stop", 2, nifs::context_stop, 0},
     {"namespace_new", 1, nifs::namespace_new, 0},
-    {"submit_call", 7, nifs::submit_call, 0},
-    {"submit_eval", 5, nifs::submit_eval, 0},
+    {"submit_call", 8, nifs::submit_call, 0},
+    {"submit_eval", 6, nifs::submit_eval, 0},
     {"submit_exec", 4, nifs::submit_exec, 0},
     {"submit_reset", 3, nifs::submit_reset, 0},
     {"cancel", 2, nifs::cancel, 0},
+    {"fd_ready", 2, nifs::fd_ready, 0},
+    {"request_finished", 1, nifs::request_finished, 0},
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},

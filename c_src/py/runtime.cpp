@@ -1,6 +1,7 @@
 #include "py/runtime.hpp"
 
 #include <dlfcn.h>
+#include <signal.h>
 
 #include "config.hpp"
 #include "py/ref.hpp"
@@ -42,6 +43,21 @@ void import_first_in_main() {
     }
 }
 
+// The BEAM ignores SIGCHLD, which makes the kernel reap every child at once: Python's
+// subprocess then reports exit status 0 for any child and asyncio's watchers 255. The BEAM
+// starts its own external programs through its forker process (erl_child_setup), so the
+// default disposition only lets Python (subprocess, asyncio) read the status of what it
+// started. Skipped if someone installed a handler.
+void let_python_reap_its_children() {
+    struct sigaction current {};
+    if (sigaction(SIGCHLD, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        (void)sigaction(SIGCHLD, &dfl, nullptr);
+    }
+}
+
 }  // namespace
 
 bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error) {
@@ -75,6 +91,7 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
     }
     PyConfig_Clear(&config);
     if (!ok) return false;
+    let_python_reap_its_children();
 
     g_priv_dir = priv_dir;
     if (!prepare_current_interpreter()) {

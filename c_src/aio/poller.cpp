@@ -1,0 +1,150 @@
+#include "aio/poller.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "context/context.hpp"
+#include "erl/atoms.hpp"
+
+namespace aio {
+namespace {
+
+// enif_select's stop callback: the BEAM no longer polls the dup, so it may be closed.
+void watch_stop(ErlNifEnv*, void* obj, ErlNifEvent event, int) {
+    FdWatch* w = FdWatchResource::from_slot(obj);
+    if (w->dup_fd == event) w->dup_fd = -1;
+    ::close(event);
+}
+
+}  // namespace
+
+bool open_resources(ErlNifEnv* env) {
+    return PollerResource::open(env, "py_poller") && FdWatchResource::open(env, "py_fd_watch", nullptr, &watch_stop);
+}
+
+FdWatch::~FdWatch() {
+    if (dup_fd >= 0) ::close(dup_fd);  // never handed to enif_select
+}
+
+Poller::Poller(context::Context* ctx, const ErlNifPid& notify)
+    : ctx_(ctx), ctx_ref_(erl::ResourcePtr<context::Context>::share(ctx)), notify_(notify) {}
+
+Poller::~Poller() { remove_all(); }
+
+int Poller::select(FdWatch* w, int flags) {
+    return enif_select(nullptr, w->dup_fd, static_cast<ErlNifSelectFlags>(flags), FdWatchResource::slot_of(w),
+                       &notify_, erl::atoms().undefined);
+}
+
+int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self) {
+    if (watches_.count(fd)) return EEXIST;
+    int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return errno;
+    FdWatchPtr w;
+    try {
+        w = FdWatchPtr::adopt(FdWatchResource::make(std::move(self), fd, dup_fd));
+    } catch (...) {
+        ::close(dup_fd);
+        return ENOMEM;
+    }
+    watches_.emplace(fd, w);
+    return modify(fd, events);
+}
+
+int Poller::modify(int fd, int events) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return ENOENT;
+    FdWatch* w = it->second.get();
+    w->wanted = events & (kRead | kWrite);
+    int unwanted = w->armed & ~w->wanted;
+    if (unwanted) {
+        // A notification already on its way is dropped by take_ready (not wanted any more).
+        (void)select(w, ERL_NIF_SELECT_CANCEL | unwanted);
+        w->armed &= ~unwanted;
+    }
+    if ((w->wanted & ~w->armed) && !w->queued_for_arming) {
+        w->queued_for_arming = true;
+        to_arm_.push_back(it->second);
+    }
+    return 0;
+}
+
+int Poller::remove(int fd) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return ENOENT;
+    FdWatchPtr w = std::move(it->second);
+    watches_.erase(it);
+    w->stopped.store(true, std::memory_order_release);
+    w->wanted = 0;
+    if (w->dup_fd >= 0) (void)select(w.get(), ERL_NIF_SELECT_STOP);  // the stop callback closes the dup
+    return 0;
+}
+
+void Poller::remove_all() {
+    std::vector<int> fds;
+    fds.reserve(watches_.size());
+    for (auto& [fd, w] : watches_) fds.push_back(fd);
+    for (int fd : fds) remove(fd);
+    to_arm_.clear();
+    std::lock_guard<std::mutex> lock(ready_mutex_);
+    ready_.clear();
+    has_ready_.store(false, std::memory_order_release);
+}
+
+void Poller::arm_pending() {
+    for (FdWatchPtr& w : to_arm_) {
+        w->queued_for_arming = false;
+        int modes = w->wanted & ~w->armed;
+        if (w->stopped.load(std::memory_order_relaxed) || !modes) continue;
+        int rc = select(w.get(), modes);
+        if (rc < 0) {
+            // The BEAM refused the descriptor (closed, or not pollable): report it ready so
+            // that the loop's own read or write sees the error, as poll() would.
+            on_ready(w.get(), modes);
+            continue;
+        }
+        w->armed |= modes;
+    }
+    to_arm_.clear();
+}
+
+std::vector<std::pair<int, int>> Poller::take_ready() {
+    std::vector<std::pair<FdWatchPtr, int>> events;
+    {
+        std::lock_guard<std::mutex> lock(ready_mutex_);
+        events.swap(ready_);
+        has_ready_.store(false, std::memory_order_release);
+    }
+    std::vector<std::pair<int, int>> out;
+    out.reserve(events.size());
+    for (auto& [w, mode] : events) {
+        auto it = watches_.find(w->fd);
+        if (it == watches_.end() || it->second.get() != w.get()) continue;  // unregistered since
+        w->armed &= ~mode;
+        int mask = mode & w->wanted;
+        if (!mask) continue;
+        bool merged = false;
+        for (auto& [fd, m] : out)
+            if (fd == w->fd) { m |= mask; merged = true; break; }
+        if (!merged) out.emplace_back(w->fd, mask);
+        if (!w->queued_for_arming) {
+            w->queued_for_arming = true;
+            to_arm_.push_back(w);
+        }
+    }
+    return out;
+}
+
+void Poller::on_ready(FdWatch* w, int mode) {
+    if (w->stopped.load(std::memory_order_acquire)) return;
+    {
+        std::lock_guard<std::mutex> lock(ready_mutex_);
+        ready_.emplace_back(FdWatchPtr::share(w), mode);
+        has_ready_.store(true, std::memory_order_release);
+    }
+    ctx_->wake();
+}
+
+}  // namespace aio

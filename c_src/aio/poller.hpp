@@ -1,0 +1,106 @@
+// File-descriptor readiness for an event loop, driven by the BEAM's own poller (enif_select).
+//
+// A Poller belongs to one selector of one event loop on one context. Its registrations are
+// made on the context's thread; enif_select notifies the context's owner process
+// ({select, Watch, undefined, ready_input | ready_output}), which hands the event back with
+// the fd_ready NIF (any scheduler thread): the Poller queues it and wakes the context.
+//
+// Each registration watches a dup() of the caller's descriptor, so the loop may close its own
+// descriptor at any time (asyncio closes sockets right after unregistering them): the dup is
+// closed by the resource's stop callback, once the BEAM no longer polls it. enif_select is
+// one-shot, so a mode that fired is armed again before the loop next waits.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "erl/resource.hpp"
+
+namespace context { class Context; }
+
+namespace aio {
+
+class Poller;
+
+// Readiness bits, the same values as Python's selectors.EVENT_READ / EVENT_WRITE.
+inline constexpr int kRead = 1;
+inline constexpr int kWrite = 2;
+
+// One registered descriptor. Fields other than `stopped` belong to the context's thread.
+struct FdWatch {
+    FdWatch(erl::ResourcePtr<Poller> owner, int fd, int dup_fd) : poller(std::move(owner)), fd(fd), dup_fd(dup_fd) {}
+    FdWatch(const FdWatch&) = delete;
+    FdWatch& operator=(const FdWatch&) = delete;
+    ~FdWatch();
+
+    erl::ResourcePtr<Poller> poller;
+    const int fd;      // the loop's descriptor number (the selector's key)
+    int dup_fd;        // what enif_select watches; closed by the stop callback
+    int wanted = 0;    // modes the loop wants
+    int armed = 0;     // modes handed to enif_select that have not fired yet
+    bool queued_for_arming = false;
+    std::atomic<bool> stopped{false};  // unregistered: late notifications are dropped
+};
+
+using FdWatchResource = erl::Resource<FdWatch>;
+using FdWatchPtr = erl::ResourcePtr<FdWatch>;
+
+class Poller {
+public:
+    // Precondition: on ctx's thread. notify: the process enif_select sends readiness to.
+    Poller(context::Context* ctx, const ErlNifPid& notify);
+    Poller(const Poller&) = delete;
+    Poller& operator=(const Poller&) = delete;
+    ~Poller();
+
+    // Context thread. Return 0 or an errno value (EEXIST, ENOENT, EBADF...).
+    int add(int fd, int events, erl::ResourcePtr<Poller> self);
+    int modify(int fd, int events);
+    int remove(int fd);
+    // Context thread: stops watching every descriptor (the selector is closing).
+    void remove_all();
+
+    // Context thread: hands the modes waiting to be armed to enif_select.
+    void arm_pending();
+    // Context thread: takes the events that arrived, as (fd, mask) pairs, and queues the
+    // modes that fired for re-arming.
+    std::vector<std::pair<int, int>> take_ready();
+    bool has_ready() const { return has_ready_.load(std::memory_order_acquire); }
+
+    // Any thread: a notification for watch w (from the fd_ready NIF).
+    void on_ready(FdWatch* w, int mode);
+
+    // Context thread: the hosted loop has work (see Context::hosted_due).
+    void request_step() { step_requested_.store(true, std::memory_order_release); }
+    bool take_step_request() { return step_requested_.exchange(false, std::memory_order_acq_rel); }
+    bool step_requested() const { return step_requested_.load(std::memory_order_acquire); }
+
+    context::Context& context() const { return *ctx_; }
+
+private:
+    int select(FdWatch* w, int flags);
+
+    context::Context* ctx_;  // kept alive by ctx_ref_
+    erl::ResourcePtr<context::Context> ctx_ref_;
+    ErlNifPid notify_;
+    std::unordered_map<int, FdWatchPtr> watches_;  // context thread
+    std::vector<FdWatchPtr> to_arm_;               // context thread
+
+    mutable std::mutex ready_mutex_;
+    std::vector<std::pair<FdWatchPtr, int>> ready_;  // guarded by ready_mutex_
+    std::atomic<bool> has_ready_{false};
+    std::atomic<bool> step_requested_{false};
+};
+
+using PollerResource = erl::Resource<Poller>;
+using PollerPtr = erl::ResourcePtr<Poller>;
+
+// Resource types, opened at load.
+bool open_resources(ErlNifEnv* env);
+
+}  // namespace aio

@@ -1,0 +1,205 @@
+#include "aio/poller_object.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <new>
+
+#include "aio/poller.hpp"
+#include "bridge/host.hpp"
+#include "py/ref.hpp"
+
+namespace aio {
+namespace {
+
+struct PollerObject {
+    PyObject_HEAD
+    PollerPtr* poller;     // heap-allocated: PyObject memory is not constructed; null once closed
+    bridge::Host* host;    // the context whose thread made it
+};
+
+PollerObject* as_poller(PyObject* self) { return reinterpret_cast<PollerObject*>(self); }
+
+// The poller, when called on its own context's thread and not closed; else nullptr with an error.
+Poller* usable(PyObject* self) {
+    PollerObject* p = as_poller(self);
+    bridge::Host* host = bridge::require_host();
+    if (!host) return nullptr;
+    if (host != p->host) {
+        PyErr_SetString(PyExc_RuntimeError, "an ErlangEventLoop is used only on the context thread that made it");
+        return nullptr;
+    }
+    if (!p->poller) {
+        PyErr_SetString(PyExc_ValueError, "the poller is closed");
+        return nullptr;
+    }
+    return p->poller->get();
+}
+
+PyObject* errno_error(int err, int fd) {
+    if (err == EEXIST) return PyErr_Format(PyExc_KeyError, "%d is already registered", fd);
+    if (err == ENOENT) return PyErr_Format(PyExc_KeyError, "%d is not registered", fd);
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+PyObject* poller_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    if (!PyArg_ParseTuple(args, ":_Poller") || (kwargs && PyDict_GET_SIZE(kwargs))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_Poller() takes no arguments");
+        return nullptr;
+    }
+    bridge::Host* host = bridge::require_host();
+    if (!host) return nullptr;
+    PollerPtr made = host->make_poller();
+    if (!made) return nullptr;
+    auto* self = reinterpret_cast<PollerObject*>(type->tp_alloc(type, 0));
+    if (!self) return nullptr;
+    self->host = host;
+    self->poller = new (std::nothrow) PollerPtr(std::move(made));
+    if (!self->poller) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return reinterpret_cast<PyObject*>(self);
+}
+
+void close_poller(PollerObject* p) {
+    if (!p->poller) return;
+    (*p->poller)->remove_all();
+    delete p->poller;
+    p->poller = nullptr;
+}
+
+void poller_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    close_poller(as_poller(self));
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+// register(fd, events)
+PyObject* poller_register(PyObject* self, PyObject* args) {
+    int fd = -1, events = 0;
+    if (!PyArg_ParseTuple(args, "ii:register", &fd, &events)) return nullptr;
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    int err = p->add(fd, events, *as_poller(self)->poller);
+    if (err) return errno_error(err, fd);
+    p->arm_pending();
+    Py_RETURN_NONE;
+}
+
+// modify(fd, events)
+PyObject* poller_modify(PyObject* self, PyObject* args) {
+    int fd = -1, events = 0;
+    if (!PyArg_ParseTuple(args, "ii:modify", &fd, &events)) return nullptr;
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    int err = p->modify(fd, events);
+    if (err) return errno_error(err, fd);
+    p->arm_pending();
+    Py_RETURN_NONE;
+}
+
+// unregister(fd)
+PyObject* poller_unregister(PyObject* self, PyObject* arg) {
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred()) return nullptr;
+    if (value < 0 || value > INT_MAX) return PyErr_Format(PyExc_KeyError, "%ld is not registered", value);
+    int fd = static_cast<int>(value);
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    int err = p->remove(fd);
+    if (err) return errno_error(err, fd);
+    Py_RETURN_NONE;
+}
+
+PyObject* ready_list(Poller* p) {
+    auto events = p->take_ready();
+    py::Ref list = py::Ref::steal(PyList_New(static_cast<Py_ssize_t>(events.size())));
+    if (!list) return nullptr;
+    for (size_t i = 0; i < events.size(); ++i) {
+        PyObject* pair = Py_BuildValue("(ii)", events[i].first, events[i].second);
+        if (!pair) return nullptr;
+        PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), pair);
+    }
+    return list.release();
+}
+
+// wait(timeout) -> [(fd, events)]: blocks (serving the context's other work) until a
+// descriptor is ready or timeout seconds pass; None waits without limit.
+PyObject* poller_wait(PyObject* self, PyObject* arg) {
+    double timeout = -1;
+    if (arg != Py_None) {
+        timeout = PyFloat_AsDouble(arg);
+        if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
+        if (timeout < 0) timeout = 0;
+    }
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    p->arm_pending();
+    if (!p->has_ready() && timeout != 0 && !as_poller(self)->host->wait_poller(*p, timeout)) return nullptr;
+    return ready_list(p);
+}
+
+// poll() -> [(fd, events)]: what is ready now, without waiting.
+PyObject* poller_poll(PyObject* self, PyObject*) {
+    Poller* p = usable(self);
+    return p ? ready_list(p) : nullptr;
+}
+
+// arm(): hands the modes that fired back to the BEAM (the loop has consumed them).
+PyObject* poller_arm(PyObject* self, PyObject*) {
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    p->arm_pending();
+    Py_RETURN_NONE;
+}
+
+// request_step(): the hosted loop has new work (a callback or timer scheduled outside a step).
+PyObject* poller_request_step(PyObject* self, PyObject*) {
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    p->request_step();
+    Py_RETURN_NONE;
+}
+
+// host(loop | None): the context steps loop between requests from now on (None: no more).
+PyObject* poller_host(PyObject* self, PyObject* loop) {
+    Poller* p = usable(self);
+    if (!p) return nullptr;
+    as_poller(self)->host->set_hosted_loop(loop == Py_None ? nullptr : loop, loop == Py_None ? nullptr : p);
+    Py_RETURN_NONE;
+}
+
+PyObject* poller_close(PyObject* self, PyObject*) {
+    close_poller(as_poller(self));
+    Py_RETURN_NONE;
+}
+
+PyMethodDef poller_methods[] = {
+    {"register", poller_register, METH_VARARGS, nullptr},
+    {"modify", poller_modify, METH_VARARGS, nullptr},
+    {"unregister", poller_unregister, METH_O, nullptr},
+    {"wait", poller_wait, METH_O, nullptr},
+    {"poll", poller_poll, METH_NOARGS, nullptr},
+    {"arm", poller_arm, METH_NOARGS, nullptr},
+    {"request_step", poller_request_step, METH_NOARGS, nullptr},
+    {"host", poller_host, METH_O, nullptr},
+    {"close", poller_close, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot poller_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(&poller_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(&poller_dealloc)},
+    {Py_tp_methods, poller_methods},
+    {Py_tp_doc, const_cast<char*>("Descriptor readiness from the BEAM's poller (enif_select), for ErlangEventLoop.")},
+    {0, nullptr},
+};
+
+}  // namespace
+
+PyType_Spec poller_type_spec = {"erlang._Poller", sizeof(PollerObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, poller_slots};
+
+}  // namespace aio

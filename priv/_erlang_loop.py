@@ -1,0 +1,228 @@
+"""ErlangEventLoop: asyncio's own selector event loop, with the BEAM as its poller.
+
+The loop is asyncio's SelectorEventLoop (transports, servers, sock_*, subprocesses, executors
+are asyncio's code); only the selector differs. ErlangSelector registers descriptors with the
+BEAM's poller (enif_select): readiness reaches the context's thread as an event, and while the
+loop waits the context's thread sleeps, or serves the context's other requests. So an idle loop
+costs no thread of its own and no CPU.
+
+A loop runs in one of two ways:
+  * owned: erlang.run(main()), asyncio.Runner(loop_factory=erlang.new_event_loop) or
+    loop.run_until_complete() inside a request; select() waits for the next event;
+  * hosted: the context's own loop (py:async_call, py_event_loop); the context steps it
+    between requests whenever a descriptor is ready, a timer is due or work was scheduled.
+
+Used only on the thread of the context that created the loop (like any asyncio loop, whose
+thread-safe entry point is call_soon_threadsafe).
+"""
+
+import asyncio
+import selectors
+import sys
+import threading
+import time
+import warnings
+from asyncio import events
+
+import erlang
+
+__all__ = ["ErlangEventLoop", "ErlangEventLoopPolicy", "new_event_loop", "run", "install", "sleep"]
+
+# The running Python's version, read by install(); a module attribute so that tests can check
+# the behaviour of other versions.
+_VERSION = sys.version_info[:2]
+
+_ENTRY_POINTS = "erlang.run(main()) or asyncio.Runner(loop_factory=erlang.new_event_loop)"
+
+
+class ErlangSelector(selectors._BaseSelectorImpl):
+    """A selectors.BaseSelector whose readiness comes from the BEAM (erlang._Poller)."""
+
+    def __init__(self):
+        super().__init__()
+        self._poller = erlang._Poller()
+        self._hosted = False
+
+    def register(self, fileobj, events, data=None):
+        key = super().register(fileobj, events, data)
+        try:
+            self._poller.register(key.fd, events)
+        except BaseException:
+            super().unregister(fileobj)
+            raise
+        return key
+
+    def unregister(self, fileobj):
+        key = super().unregister(fileobj)
+        try:
+            self._poller.unregister(key.fd)
+        except (KeyError, ValueError, RuntimeError):
+            pass  # closed already, or an unclosed loop collected on another thread: close() stops it
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if events != key.events:
+            if not events or events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE):
+                raise ValueError(f"Invalid events: {events!r}")
+            self._poller.modify(key.fd, events)
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[key.fd] = key
+        elif data != key.data:
+            key = key._replace(data=data)
+            self._fd_to_key[key.fd] = key
+        return key
+
+    def select(self, timeout=None):
+        if self._hosted:
+            ready = self._poller.poll()
+        elif timeout is not None and timeout <= 0:
+            ready = self._poller.wait(0)
+        else:
+            ready = self._wait(timeout)
+        fd_to_key = self._fd_to_key
+        out = []
+        for fd, mask in ready:
+            key = fd_to_key.get(fd)
+            if key is not None:
+                out.append((key, mask & key.events))
+        return out
+
+    def _wait(self, timeout):
+        # The context serves its other requests while this loop waits; they must not see this
+        # loop as the thread's running loop (their own asyncio.run() would refuse to start).
+        running = events._get_running_loop()
+        hooks = sys.get_asyncgen_hooks()
+        events._set_running_loop(None)
+        sys.set_asyncgen_hooks(None, None)
+        try:
+            return self._poller.wait(timeout)
+        finally:
+            events._set_running_loop(running)
+            sys.set_asyncgen_hooks(*hooks)
+
+    def close(self):
+        super().close()
+        self._poller.close()
+
+
+class ErlangEventLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
+
+    def __init__(self):
+        super().__init__(ErlangSelector())
+        self._erlang_hosted = False
+        self._erlang_in_step = False
+
+    # --- hosted mode: the context steps the loop between requests --------------------------
+
+    def _erlang_host(self):
+        """Hand the loop to the context of this thread, which steps it from now on."""
+        self._erlang_hosted = True
+        self._selector._hosted = True
+        self._thread_id = threading.get_ident()
+        self._selector._poller.host(self)
+
+    def _erlang_step(self):
+        """One iteration; returns when the next one is due: None (on I/O or new work only),
+        0.0 (at once) or a loop.time() value."""
+        previous = events._get_running_loop()
+        hooks = sys.get_asyncgen_hooks()
+        events._set_running_loop(self)
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook)
+        self._erlang_in_step = True
+        try:
+            self._run_once()
+        finally:
+            self._erlang_in_step = False
+            events._set_running_loop(previous)
+            sys.set_asyncgen_hooks(*hooks)
+            if self._selector is not None:  # None once the loop is closed
+                self._selector._poller.arm()
+        if self._ready:
+            return 0.0
+        if self._scheduled:
+            return self._scheduled[0]._when
+        return None
+
+    def _erlang_shutdown(self, timeout=1.0):
+        """Cancel every task (their callers get an error reply), give them timeout seconds to
+        finish, and close the loop."""
+        tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        deadline = time.monotonic() + timeout
+        while (self._ready or any(not t.done() for t in tasks)) and time.monotonic() < deadline:
+            self._erlang_step()  # until the tasks' done callbacks (their replies) have run
+        self._selector._poller.host(None)
+        self._erlang_hosted = False
+        self._selector._hosted = False
+        self._thread_id = None
+        self.close()
+
+    def _call_soon(self, callback, args, context):
+        handle = super()._call_soon(callback, args, context)
+        if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
+            self._selector._poller.request_step()
+        return handle
+
+    def call_at(self, when, callback, *args, context=None):
+        handle = super().call_at(when, callback, *args, context=context)
+        if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
+            self._selector._poller.request_step()
+        return handle
+
+    def run_forever(self):
+        if self._erlang_hosted:
+            raise RuntimeError("this loop is driven by its context: add tasks with create_task()")
+        return super().run_forever()
+
+
+class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """Creates ErlangEventLoops on context threads (stock loops on other threads)."""
+
+    def new_event_loop(self):
+        try:
+            return ErlangEventLoop()
+        except RuntimeError:
+            return super().new_event_loop()
+
+
+def new_event_loop():
+    """A new ErlangEventLoop (only on a context's thread)."""
+    return ErlangEventLoop()
+
+
+def run(main, *, debug=None):
+    """Run the coroutine main on a new ErlangEventLoop and return its result."""
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+def install(silent=False):
+    """Legacy: set asyncio's global policy so that asyncio.run() uses ErlangEventLoop.
+
+    Python 3.12 and 3.13 deprecate global policies: a DeprecationWarning is emitted unless
+    silent is true. Python 3.14+ refuses: use the entry points that work everywhere.
+    """
+    if _VERSION >= (3, 14):
+        raise RuntimeError(f"erlang.install() is not available on Python 3.14+: use {_ENTRY_POINTS}")
+    if _VERSION >= (3, 12) and not silent:
+        warnings.warn(f"erlang.install() sets asyncio's global event loop policy, which Python "
+                      f"{_VERSION[0]}.{_VERSION[1]} deprecates: use {_ENTRY_POINTS}",
+                      DeprecationWarning, stacklevel=3)
+    asyncio.set_event_loop_policy(ErlangEventLoopPolicy())
+
+
+def sleep(seconds):
+    """An awaitable that suspends only the current task when an event loop runs on this
+    thread; otherwise sleeps this thread (a context thread: no BEAM scheduler waits)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        time.sleep(seconds)
+        return None
+    return asyncio.sleep(seconds)

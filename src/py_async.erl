@@ -1,0 +1,143 @@
+%% @private
+%% @doc Requests whose result comes later: the asynchronous calls (`py:async_call/3',
+%% `py:spawn_call/3', `py_event_loop:create_task/3'), gather, cast and the streams.
+%%
+%% A started call is remembered in the calling process's dictionary under the reference it
+%% returned, until it is awaited; its result is the reply of the request (the Python side
+%% replies when the coroutine's task finishes, see priv/_erlang_async.py), so a timeout cancels
+%% the request and no late reply reaches the mailbox.
+-module(py_async).
+
+-export([start/6, await/2, gather/3, cast/5, stream/5, stream_eval/3, stream_start/5, stream_cancel/1]).
+
+-define(CALL_KEY(Tag), {'$py_async', Tag}).
+-define(STREAM_KEY(Tag), {'$py_stream', Tag}).
+%% Streams started by one process that are remembered (for stream_cancel/1) before finished
+%% ones are forgotten.
+-define(STREAM_PRUNE_AT, 64).
+
+-type target() :: pool | py_context:context().
+
+%% Starts Module.Function(*Args, **Kwargs) with result mode Mode on Target; returns the
+%% reference await/2 takes. A failure to start is kept and returned by await/2.
+-spec start(target(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) -> reference().
+start(Target, Module, Function, Args, Kwargs, Mode) ->
+    Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, Mode) end,
+    case start_with_retry(Target, Submit) of
+        {error, _} = Error ->
+            Tag = make_ref(),
+            put(?CALL_KEY(Tag), {failed, Error}),
+            Tag;
+        Pending ->
+            Tag = py_request:tag(Pending),
+            put(?CALL_KEY(Tag), Pending),
+            Tag
+    end.
+
+%% A pool context that stopped is replaced: try once more.
+start_with_retry(pool, Submit) ->
+    case py_request:start_on(pool, Submit) of
+        {error, context_stopped} ->
+            py_context_router:forget_pick(),
+            py_request:start_on(pool, Submit);
+        Pending ->
+            Pending
+    end;
+start_with_retry(Ctx, Submit) ->
+    py_request:start_on(Ctx, Submit).
+
+%% The result of a call started by this process. badarg for a reference this process did not
+%% get from start/6 (or already awaited).
+-spec await(reference(), py:timeout_ms()) -> py:py_result().
+await(Tag, Timeout) ->
+    case erase(?CALL_KEY(Tag)) of
+        undefined -> erlang:error(badarg);
+        {failed, Error} -> Error;
+        Pending -> py_request:wait(Pending, Timeout)
+    end.
+
+%% Starts every call, then waits for all of them (within one Timeout): `{ok, Results}' in the
+%% order of Calls, or the first error.
+-spec gather(target(), [{py:py_module(), py:py_func(), list()}], py:timeout_ms()) -> py:py_result().
+gather(Target, Calls, Timeout) ->
+    Tags = [start(Target, M, F, A, #{}, async) || {M, F, A} <- Calls],
+    Deadline = py_request:deadline(Timeout),
+    Results = [await(Tag, py_request:remaining(Deadline)) || Tag <- Tags],
+    case [E || {error, _} = E <- Results] of
+        [] -> {ok, [V || {ok, V} <- Results]};
+        [Error | _] -> Error
+    end.
+
+%% Runs the call, in the calling process's namespace, from a new process that waits for the
+%% result and drops it (so no reply reaches the caller).
+-spec cast(target(), py:py_module(), py:py_func(), list(), map()) -> ok.
+cast(Target, Module, Function, Args, Kwargs) ->
+    Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, async) end,
+    case py_request:resolve(Target) of
+        {ok, Ref, Ns} ->
+            _ = spawn(fun() -> py_request:run(Ref, Ns, infinity, Submit) end),
+            ok;
+        {error, _} ->
+            ok
+    end.
+
+%% Collects a generator or async generator: `{ok, Items}'.
+-spec stream(target(), py:py_module(), py:py_func(), list(), map()) -> py:py_result().
+stream(Target, Module, Function, Args, Kwargs) ->
+    await(start(Target, Module, Function, Args, Kwargs, stream), py:default_timeout()).
+
+%% Evaluates Code and collects the generator it gives: `{ok, Items}'.
+-spec stream_eval(target(), binary(), map()) -> py:py_result().
+stream_eval(Target, Code, Locals) ->
+    py_request:run_on(Target, py:default_timeout(),
+                      fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, stream) end).
+
+%% Starts sending the items of a generator (or async generator) to Owner as
+%% `{py_stream, Ref, {data, Item}}', then `{py_stream, Ref, done}' or
+%% `{py_stream, Ref, {error, Reason}}'.
+-spec stream_start(target(), py:py_module(), py:py_func(), list(), #{owner => pid(), kwargs => map()}) ->
+    {ok, reference()} | {error, term()}.
+stream_start(Target, Module, Function, Args, Opts) ->
+    Owner = maps:get(owner, Opts, self()),
+    Kwargs = maps:get(kwargs, Opts, #{}),
+    is_pid(Owner) andalso node(Owner) =:= node() andalso is_map(Kwargs) orelse erlang:error(badarg),
+    prune_streams(),
+    Submit = fun(Ref, Ns, Tag) ->
+                     py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, {stream_start, Owner})
+             end,
+    case start_with_retry(Target, Submit) of
+        {error, _} = Error ->
+            Error;
+        Pending ->
+            Tag = py_request:tag(Pending),
+            put(?STREAM_KEY(Tag), Pending),
+            {ok, Tag}
+    end.
+
+%% Stops a stream this process started: no message of it arrives after this returns (those
+%% already sent are taken out of the mailbox when this process is the owner).
+-spec stream_cancel(reference()) -> ok.
+stream_cancel(Tag) ->
+    case erase(?STREAM_KEY(Tag)) of
+        undefined ->
+            ok;
+        Pending ->
+            _ = py_request:cancel(Pending),
+            flush_stream(Tag)
+    end.
+
+flush_stream(Tag) ->
+    receive
+        {py_stream, Tag, _} -> flush_stream(Tag)
+    after 0 ->
+        ok
+    end.
+
+%% Forgets the streams that have finished, once a process has many remembered.
+prune_streams() ->
+    Keys = [K || {?STREAM_KEY(_) = K, _} <- get()],
+    case length(Keys) >= ?STREAM_PRUNE_AT of
+        true -> [erase(K) || K <- Keys, py_request:finished(get(K))];
+        false -> ok
+    end,
+    ok.

@@ -1,0 +1,299 @@
+%% @doc The Erlang side of asyncio and streams: py:async_call/await/gather, spawn_call/await,
+%% cast, stream/stream_eval/stream_start/stream_cancel, and py_event_loop, in worker and owngil
+%% contexts; timeouts and cancellations leave no message behind.
+-module(py_async_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2]).
+-export([async_call_coroutine/1, async_call_plain/1, async_errors/1, async_await_timeout/1,
+         async_await_misuse/1, gather_concurrent/1, gather_error/1, thousand_async_calls/1,
+         spawn_call_await/1, cast_fire_and_forget/1,
+         stream_generator/1, stream_async_generator/1, stream_eval/1, stream_errors/1,
+         stream_start_sync/1, stream_start_async_incremental/1, stream_start_error/1,
+         stream_start_owner/1, stream_cancel_async/1, stream_cancel_sync/1,
+         stream_start_no_callbacks/1,
+         event_loop_lifecycle/1, event_loop_stop_cancels/1, context_stop_answers_tasks/1,
+         owngil_async/1]).
+
+suite() -> [{timetrap, {minutes, 3}}].
+
+all() -> [{group, async}, {group, streams}, {group, event_loop}].
+
+groups() ->
+    [{async, [], [async_call_coroutine, async_call_plain, async_errors, async_await_timeout,
+                  async_await_misuse, gather_concurrent, gather_error, thousand_async_calls,
+                  spawn_call_await, cast_fire_and_forget]},
+     {streams, [], [stream_generator, stream_async_generator, stream_eval, stream_errors,
+                    stream_start_sync, stream_start_async_incremental, stream_start_error,
+                    stream_start_owner, stream_cancel_async, stream_cancel_sync,
+                    stream_start_no_callbacks]},
+     {event_loop, [], [event_loop_lifecycle, event_loop_stop_cancels, context_stop_answers_tasks,
+                       owngil_async]}].
+
+-define(DEFS, <<"
+import asyncio, itertools, time, erlang
+async def slow(x, delay=0.1):
+    await asyncio.sleep(delay)
+    return x
+async def fail(msg):
+    await asyncio.sleep(0.01)
+    raise ValueError(msg)
+def plain(x):
+    return x * 2
+def squares(n):
+    for i in range(n):
+        yield i * i
+async def ticks(n, delay):
+    for i in range(n):
+        await asyncio.sleep(delay)
+        yield i
+def broken(n):
+    for i in range(n):
+        yield i
+    raise RuntimeError('generator broke')
+async def forever_async():
+    for i in itertools.count():
+        await asyncio.sleep(0.001)
+        yield i
+def forever_sync():
+    for i in itertools.count():
+        time.sleep(0.001)
+        yield i
+def tell(pid, x):
+    erlang.send(pid, x)
+def calls_back():
+    yield erlang.call('anything')
+">>).
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Config.
+
+end_per_suite(_Config) ->
+    application:stop(erlang_python).
+
+%% Every case defines the helpers in its own process's namespace.
+init_per_testcase(_Case, Config) ->
+    ok = py:exec(?DEFS),
+    Config.
+
+mailbox_empty() ->
+    receive Msg -> ct:fail({unexpected_message, Msg}) after 0 -> ok end.
+
+elapsed(Fun) ->
+    T0 = erlang:monotonic_time(millisecond),
+    Result = Fun(),
+    {erlang:monotonic_time(millisecond) - T0, Result}.
+
+%% --- async ----------------------------------------------------------------------------------
+
+async_call_coroutine(_Config) ->
+    Ref = py:async_call('__main__', slow, [<<"done">>]),
+    true = is_reference(Ref),
+    {ok, <<"done">>} = py:async_await(Ref),
+    Ref2 = py:async_call('__main__', slow, [7], #{delay => 0.01}),
+    {ok, 7} = py:async_await(Ref2, 5000),
+    {ok, 3} = py:async_await(py:async_call(asyncio, sleep, [0.01, 3])),
+    mailbox_empty().
+
+async_call_plain(_Config) ->
+    {ok, 42} = py:async_await(py:async_call('__main__', plain, [21])),
+    {ok, 4.0} = py:async_await(py:async_call(math, sqrt, [16])),
+    ok.
+
+async_errors(_Config) ->
+    {error, {'ValueError', "no luck"}} = py:async_await(py:async_call('__main__', fail, [<<"no luck">>])),
+    {error, {'ModuleNotFoundError', _}} = py:async_await(py:async_call(no_such_module_xyz, f, [])),
+    {error, {'TypeError', _}} = py:async_await(py:async_call('__main__', plain, [])),
+    {ok, 2} = py:async_await(py:async_call('__main__', plain, [1])),
+    ok.
+
+%% A timeout returns {error, timeout} and the late result never reaches the mailbox.
+async_await_timeout(_Config) ->
+    Ref = py:async_call('__main__', slow, [late, 0.2]),
+    {error, timeout} = py:async_await(Ref, 20),
+    timer:sleep(300),
+    mailbox_empty(),
+    {ok, 1} = py:async_await(py:async_call('__main__', slow, [1, 0.01])).
+
+async_await_misuse(_Config) ->
+    {'EXIT', {badarg, _}} = (catch py:async_await(make_ref())),
+    {'EXIT', {badarg, _}} = (catch py:async_await(not_a_ref)),
+    Ref = py:async_call('__main__', plain, [1]),
+    {ok, 2} = py:async_await(Ref),
+    {'EXIT', {badarg, _}} = (catch py:async_await(Ref)),
+    {'EXIT', {badarg, _}} = (catch py:async_call(1, 2, 3)),
+    ok.
+
+%% Three coroutines that each sleep 100 ms finish in about 100 ms.
+gather_concurrent(_Config) ->
+    Calls = [{'__main__', slow, [N]} || N <- [1, 2, 3]],
+    {Ms, {ok, [1, 2, 3]}} = elapsed(fun() -> py:async_gather(Calls) end),
+    ct:pal("3 x 100 ms coroutines gathered in ~p ms", [Ms]),
+    true = Ms >= 95 andalso Ms < 250,
+    {ok, []} = py:async_gather([]),
+    mailbox_empty().
+
+gather_error(_Config) ->
+    {error, {'ValueError', "second"}} =
+        py:async_gather([{'__main__', slow, [1, 0.01]}, {'__main__', fail, [<<"second">>]}, {math, sqrt, [4]}]),
+    {error, timeout} = py:async_gather([{'__main__', slow, [1, 0.5]}], 20),
+    timer:sleep(600),
+    mailbox_empty().
+
+thousand_async_calls(_Config) ->
+    Refs = [py:async_call('__main__', slow, [N, 0.05]) || N <- lists:seq(1, 1000)],
+    {Ms, Results} = elapsed(fun() -> [py:async_await(R) || R <- Refs] end),
+    ct:pal("1,000 concurrent coroutines (50 ms each) collected in ~p ms", [Ms]),
+    Results = [{ok, N} || N <- lists:seq(1, 1000)],
+    ok.
+
+spawn_call_await(_Config) ->
+    Ref = py:spawn_call('__main__', plain, [5]),
+    {ok, 10} = py:await(Ref),
+    {ok, 6} = py:await(py:spawn_call('__main__', plain, [], #{x => 3}), 5000),
+    {ok, <<"x">>} = py:await(py:spawn_call('__main__', slow, [x, 0.01])),
+    ok.
+
+cast_fire_and_forget(_Config) ->
+    ok = py:cast('__main__', tell, [self(), <<"plain cast">>]),
+    receive <<"plain cast">> -> ok after 5000 -> ct:fail(no_cast) end,
+    ok = py:cast(asyncio, sleep, [0.01]),
+    ok = py:cast(no_such_module_xyz, f, []),
+    timer:sleep(50),
+    mailbox_empty().
+
+%% --- streams ----------------------------------------------------------------------------------
+
+stream_generator(_Config) ->
+    {ok, [0, 1, 4, 9, 16]} = py:stream('__main__', squares, [5]),
+    {ok, [0, 1]} = py:stream('__main__', squares, [], #{n => 2}),
+    {ok, [1, 2, 3]} = py:stream(builtins, iter, [[1, 2, 3]]),
+    {ok, []} = py:stream('__main__', squares, [0]).
+
+stream_async_generator(_Config) ->
+    {ok, [0, 1, 2]} = py:stream('__main__', ticks, [3, 0.01]).
+
+stream_eval(_Config) ->
+    {ok, [0, 1, 4, 9, 16]} = py:stream_eval(<<"(x**2 for x in range(5))">>),
+    {ok, [3, 4]} = py:stream_eval(<<"map(lambda x, n=n: x + n, range(2))">>, #{n => 3}),
+    {ok, [<<"a">>, <<"b">>]} = py:stream_eval(<<"iter(['a', 'b'])">>).
+
+stream_errors(_Config) ->
+    {error, {'TypeError', _}} = py:stream(math, sqrt, [4]),
+    {error, {'RuntimeError', "generator broke"}} = py:stream('__main__', broken, [3]),
+    {error, {'SyntaxError', _}} = py:stream_eval(<<"(x for">>),
+    {'EXIT', {badarg, _}} = (catch py:stream_eval(42)),
+    ok.
+
+stream_start_sync(_Config) ->
+    {ok, Ref} = py:stream_start('__main__', squares, [4]),
+    [{data, 0}, {data, 1}, {data, 4}, {data, 9}, done] = collect(Ref),
+    mailbox_empty().
+
+%% Items of an async generator arrive while it is still producing.
+stream_start_async_incremental(_Config) ->
+    T0 = erlang:monotonic_time(millisecond),
+    {ok, Ref} = py:stream_start('__main__', ticks, [5, 0.05]),
+    receive {py_stream, Ref, {data, 0}} -> ok after 5000 -> ct:fail(no_first_item) end,
+    First = erlang:monotonic_time(millisecond) - T0,
+    [{data, 1}, {data, 2}, {data, 3}, {data, 4}, done] = collect(Ref),
+    Total = erlang:monotonic_time(millisecond) - T0,
+    ct:pal("first item after ~p ms, all 5 after ~p ms", [First, Total]),
+    true = First < Total - 100,
+    mailbox_empty().
+
+stream_start_error(_Config) ->
+    {ok, Ref} = py:stream_start('__main__', broken, [2]),
+    [{data, 0}, {data, 1}, {error, {'RuntimeError', "generator broke"}}] = collect(Ref),
+    {ok, Ref2} = py:stream_start(no_such_module_xyz, f, []),
+    [{error, {'ModuleNotFoundError', _}}] = collect(Ref2),
+    mailbox_empty().
+
+stream_start_owner(_Config) ->
+    Self = self(),
+    Owner = spawn_link(fun() -> receive {go, Ref} -> Self ! {got, collect(Ref)} end end),
+    {ok, Ref} = py:stream_start('__main__', squares, [3], #{owner => Owner}),
+    Owner ! {go, Ref},
+    receive {got, Items} -> [{data, 0}, {data, 1}, {data, 4}, done] = Items after 5000 -> ct:fail(owner) end,
+    mailbox_empty().
+
+%% After stream_cancel/1 returns no item of the stream arrives, and the context is usable.
+stream_cancel_async(_Config) ->
+    {ok, Ref} = py:stream_start('__main__', forever_async, []),
+    receive {py_stream, Ref, {data, _}} -> ok after 5000 -> ct:fail(no_item) end,
+    ok = py:stream_cancel(Ref),
+    timer:sleep(100),
+    mailbox_empty(),
+    {ok, 2} = py:call('__main__', plain, [1]).
+
+stream_cancel_sync(_Config) ->
+    {ok, Ref} = py:stream_start('__main__', forever_sync, []),
+    receive {py_stream, Ref, {data, 3}} -> ok after 5000 -> ct:fail(no_item) end,
+    ok = py:stream_cancel(Ref),
+    timer:sleep(100),
+    mailbox_empty(),
+    {ok, 2} = py:call('__main__', plain, [1]),
+    ok = py:stream_cancel(Ref).
+
+stream_start_no_callbacks(_Config) ->
+    {ok, Ref} = py:stream_start('__main__', calls_back, []),
+    [{error, {'RuntimeError', Msg}}] = collect(Ref),
+    true = string:find(Msg, "stream_start") =/= nomatch,
+    ok.
+
+collect(Ref) ->
+    receive
+        {py_stream, Ref, done} -> [done];
+        {py_stream, Ref, {error, _} = E} -> [E];
+        {py_stream, Ref, Item} -> [Item | collect(Ref)]
+    after 5000 ->
+        [timeout]
+    end.
+
+%% --- py_event_loop -------------------------------------------------------------------------------
+
+event_loop_lifecycle(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py_event_loop:start(Ctx),
+    ok = py_event_loop:start(Ctx),
+    {ok, 3} = py_event_loop:run(Ctx, asyncio, sleep, [0.01, 3]),
+    {ok, 4} = py_event_loop:run(Ctx, asyncio, sleep, [0.01], #{kwargs => #{result => 4}, timeout => 5000}),
+    Ref = py_event_loop:create_task(Ctx, asyncio, sleep, [0.01, done]),
+    {ok, <<"done">>} = py_event_loop:await(Ref),
+    ok = py_event_loop:spawn_task(Ctx, asyncio, sleep, [0.01]),
+    ok = py_event_loop:stop(Ctx),
+    %% a later task starts a new loop
+    {ok, 5} = py_event_loop:run(Ctx, asyncio, sleep, [0, 5]),
+    ok = py_context:stop(Ctx),
+    mailbox_empty().
+
+event_loop_stop_cancels(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    Ref = py_event_loop:create_task(Ctx, asyncio, sleep, [10]),
+    timer:sleep(50),
+    ok = py_event_loop:stop(Ctx),
+    {error, {'CancelledError', _}} = py_event_loop:await(Ref, 5000),
+    ok = py_context:stop(Ctx).
+
+%% Stopping a context answers the callers of its pending tasks.
+context_stop_answers_tasks(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    Refs = [py_event_loop:create_task(Ctx, asyncio, sleep, [10]) || _ <- lists:seq(1, 5)],
+    timer:sleep(50),
+    ok = py_context:stop(Ctx),
+    [{error, _} = py_event_loop:await(R, 5000) || R <- Refs],
+    mailbox_empty().
+
+owngil_async(_Config) ->
+    case py_context:new(#{mode => owngil}) of
+        {error, {owngil_unsupported, Version}} ->
+            {skip, "OWN_GIL contexts need Python 3.13+; this build uses " ++ binary_to_list(Version)};
+        {ok, Ctx} ->
+            Refs = [py_event_loop:create_task(Ctx, asyncio, sleep, [0.1, N]) || N <- lists:seq(1, 3)],
+            {Ms, Results} = elapsed(fun() -> [py_event_loop:await(R) || R <- Refs] end),
+            [{ok, 1}, {ok, 2}, {ok, 3}] = Results,
+            true = Ms < 250,
+            ok = py_context:stop(Ctx)
+    end.
