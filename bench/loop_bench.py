@@ -1,5 +1,5 @@
 """Event loop throughput for `make bench`: the same asyncio code on ErlangEventLoop and on
-asyncio's stock loop, in one run (bench/py_bench.erl, rows 12)."""
+asyncio's stock loop, in one run (bench/py_bench.erl, rows 14)."""
 
 import asyncio
 import time

@@ -398,7 +398,7 @@ parallel_rows(Cfg, Mode, K) ->
             Rows
     end.
 
-%% 12. Event loop throughput: the same asyncio code on ErlangEventLoop and on the stock loop,
+%% 14. Event loop throughput: the same asyncio code on ErlangEventLoop and on the stock loop,
 %% in a context of its own (bench/loop_bench.py).
 bench_loop(Cfg = #cfg{quick = Quick}) ->
     {ok, Ctx} = py_context:new(#{}),
@@ -413,13 +413,13 @@ bench_loop(Cfg = #cfg{quick = Quick}) ->
     EchoStock = Rate(echo, [stock, Echoes, 64]),
     ok = py_context:stop(Ctx),
     Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
-    [#row{id = "12a", label = "timer chain (call_later(0)), ErlangEventLoop", unit = "timers/s",
+    [#row{id = "14a", label = "timer chain (call_later(0)), ErlangEventLoop", unit = "timers/s",
           figures = TimersErl, note = Ratio(TimersErl, TimersStock)},
-     #row{id = "12b", label = "timer chain (call_later(0)), stock asyncio loop", unit = "timers/s",
+     #row{id = "14b", label = "timer chain (call_later(0)), stock asyncio loop", unit = "timers/s",
           figures = TimersStock},
-     #row{id = "12c", label = "TCP echo round trip (64 B, loopback), ErlangEventLoop", unit = "round trips/s",
+     #row{id = "14c", label = "TCP echo round trip (64 B, loopback), ErlangEventLoop", unit = "round trips/s",
           figures = EchoErl, note = Ratio(EchoErl, EchoStock)},
-     #row{id = "12d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
+     #row{id = "14d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
           figures = EchoStock}].
 
 %% --- rows run in a child VM ------------------------------------------------------------------
