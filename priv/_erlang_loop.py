@@ -165,15 +165,19 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
 
     def _call_soon(self, callback, args, context):
         handle = super()._call_soon(callback, args, context)
-        if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
-            self._selector._poller.request_step()
+        self._erlang_request_step()
         return handle
 
     def call_at(self, when, callback, *args, context=None):
         handle = super().call_at(when, callback, *args, context=context)
+        self._erlang_request_step()
+        return handle
+
+    def _erlang_request_step(self):
+        """Work scheduled outside a step, on the context's thread: ask the context for a step
+        (other threads go through call_soon_threadsafe's self-pipe, a ready descriptor)."""
         if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
             self._selector._poller.request_step()
-        return handle
 
     def run_forever(self):
         if self._erlang_hosted:

@@ -30,10 +30,7 @@ start() ->
 %% @doc Starts the event loop of context Ctx (nothing to do when it runs already).
 -spec start(target()) -> ok | {error, term()}.
 start(Ctx) when is_pid(Ctx) ->
-    case py:call(Ctx, '_erlang_async', context_loop, []) of
-        {ok, _Loop} -> ok;
-        {error, _} = Error -> Error
-    end;
+    on_loop(Ctx, context_loop);
 start(_) ->
     erlang:error(badarg).
 
@@ -46,10 +43,7 @@ stop() ->
 %% new one).
 -spec stop(target()) -> ok | {error, term()}.
 stop(Ctx) when is_pid(Ctx) ->
-    case py:call(Ctx, '_erlang_async', stop_context_loop, []) of
-        {ok, _} -> ok;
-        {error, _} = Error -> Error
-    end;
+    on_loop(Ctx, stop_context_loop);
 stop(_) ->
     erlang:error(badarg).
 
@@ -114,3 +108,10 @@ spawn_task(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), is_list(Args),
     py_async:cast(Ctx, Module, Function, Args, Kwargs);
 spawn_task(_, _, _, _, _) ->
     erlang:error(badarg).
+
+%% Runs a function of priv/_erlang_async.py that manages the context's loop.
+on_loop(Ctx, Function) ->
+    case py:call(Ctx, '_erlang_async', Function, []) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end.

@@ -21,10 +21,7 @@
 %% `undefined') and waits for its result for at most Timeout ms.
 -spec run(py_nif:context_ref(), py_nif:namespace_ref() | undefined, py:timeout_ms(), submit()) -> term().
 run(Ref, Ns, Timeout, Submit) ->
-    case start(Ref, Ns, Submit) of
-        {error, _} = Error -> Error;
-        Pending -> wait(Pending, Timeout)
-    end.
+    wait_started(start(Ref, Ns, Submit), Timeout).
 
 %% Submits a request without waiting; wait/2 (in the same process) collects its result.
 -spec start(py_nif:context_ref(), py_nif:namespace_ref() | undefined, submit()) -> pending() | {error, term()}.
@@ -60,10 +57,10 @@ resolve(Ctx) when is_pid(Ctx) ->
 %% start_on/2, then wait/2.
 -spec run_on(pool | pid(), py:timeout_ms(), submit()) -> term().
 run_on(Target, Timeout, Submit) ->
-    case start_on(Target, Submit) of
-        {error, _} = Error -> Error;
-        Pending -> wait(Pending, Timeout)
-    end.
+    wait_started(start_on(Target, Submit), Timeout).
+
+wait_started({error, _} = Error, _Timeout) -> Error;
+wait_started(Pending, Timeout) -> wait(Pending, Timeout).
 
 %% The tag the reply of a started request carries.
 -spec tag(pending()) -> reference().

@@ -80,8 +80,6 @@ public:
     bool take_step_request() { return step_requested_.exchange(false, std::memory_order_acq_rel); }
     bool step_requested() const { return step_requested_.load(std::memory_order_acquire); }
 
-    context::Context& context() const { return *ctx_; }
-
 private:
     int select(FdWatch* w, int flags);
 

@@ -148,14 +148,25 @@ PyObject* erlang_self(PyObject*, PyObject*) {
     return host ? host->self_pid() : nullptr;
 }
 
-// erlang.<name>(...) and `from erlang import name`: a registered Erlang function (PEP 562).
+// The asyncio entry points, defined in priv/_erlang_loop.py and imported at first use (so that
+// importing erlang does not import asyncio).
+constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep", "ErlangEventLoop",
+                                      "ErlangEventLoopPolicy"};
+
+bool is_loop_name(PyObject* name) {
+    for (const char* loop_name : kLoopNames)
+        if (PyUnicode_CompareWithASCIIString(name, loop_name) == 0) return true;
+    return false;
+}
+
+// erlang.<name>(...) and `from erlang import name` (PEP 562): an asyncio entry point
+// (kLoopNames), else a registered Erlang function.
 PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') {
         PyErr_Format(PyExc_AttributeError, "module 'erlang' has no attribute %R", name);
         return nullptr;
     }
-    if (PyUnicode_CompareWithASCIIString(name, "ErlangEventLoop") == 0 ||
-        PyUnicode_CompareWithASCIIString(name, "ErlangEventLoopPolicy") == 0) {
+    if (is_loop_name(name)) {
         py::Ref loop_module = py::Ref::steal(PyImport_ImportModule("_erlang_loop"));
         return loop_module ? PyObject_GetAttr(loop_module.get(), name) : nullptr;
     }
@@ -191,27 +202,6 @@ PyMethodDef erlang_methods[] = {
 // Python-level helpers of the module: the node-wide shared state, kept in an ETS table and
 // reached through the internal callback '$py_state' (src/py_state.erl).
 constexpr const char* kPythonHelpers = R"PY(
-def new_event_loop():
-    """A new ErlangEventLoop: an asyncio loop whose I/O readiness and timers the BEAM drives."""
-    import _erlang_loop
-    return _erlang_loop.new_event_loop()
-
-def run(main, *, debug=None):
-    """Run the coroutine main on a new ErlangEventLoop and return its result, like asyncio.run."""
-    import _erlang_loop
-    return _erlang_loop.run(main, debug=debug)
-
-def install(silent=False):
-    """Legacy: make asyncio's global policy create ErlangEventLoops (deprecated, see docs/asyncio.md)."""
-    import _erlang_loop
-    return _erlang_loop.install(silent=silent)
-
-def sleep(seconds):
-    """In a coroutine: `await erlang.sleep(s)` suspends only the task. Elsewhere: sleeps the
-    context's thread (no BEAM scheduler is held)."""
-    import _erlang_loop
-    return _erlang_loop.sleep(seconds)
-
 def state_set(key, value):
     """Store value under key in the state shared by every context of the node."""
     call('$py_state', 'set', key, value)

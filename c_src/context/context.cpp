@@ -477,11 +477,15 @@ aio::PollerPtr Context::make_poller() {
     }
 }
 
+namespace {
+RequestQueue::Clock::duration from_seconds(double seconds) {
+    return std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(seconds));
+}
+}  // namespace
+
 bool Context::wait_poller(aio::Poller& poller, double timeout) {
     auto deadline = RequestQueue::Clock::time_point::max();
-    if (timeout >= 0)
-        deadline = RequestQueue::Clock::now() +
-                   std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(timeout));
+    if (timeout >= 0) deadline = RequestQueue::Clock::now() + from_seconds(timeout);
     if (serve_nested([&] { return poller.has_ready(); }, deadline) == WaitEnd::Stopped) {
         PyErr_SetString(PyExc_RuntimeError, "the context is stopping");
         return false;
@@ -525,8 +529,7 @@ void Context::step_hosted() {
         return;
     }
     // loop.time() is time.monotonic(), the clock steady_clock reads on Linux.
-    hosted_deadline_ = RequestQueue::Clock::time_point(
-        std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(when)));
+    hosted_deadline_ = RequestQueue::Clock::time_point(from_seconds(when));
 }
 
 // Precondition: attached. A few steps at most, so that a loop that always has work ready

@@ -1,16 +1,13 @@
 #include "context/executor.hpp"
 
-#include "context/reply.hpp"
-
 #include <Python.h>
 
 #include <cstring>
 #include <utility>
 
 #include "bridge/convert.hpp"
+#include "context/reply.hpp"
 #include "erl/atoms.hpp"
-#include "erl/terms.hpp"
-#include "py/error.hpp"
 #include "py/ref.hpp"
 
 namespace context {
