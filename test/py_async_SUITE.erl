@@ -13,7 +13,7 @@
          stream_start_sync/1, stream_start_async_incremental/1, stream_start_error/1,
          stream_start_owner/1, stream_cancel_async/1, stream_cancel_sync/1,
          stream_start_no_callbacks/1,
-         event_loop_lifecycle/1, event_loop_stop_cancels/1, context_stop_answers_tasks/1,
+         event_loop_lifecycle/1, event_loop_default_context/1, event_loop_stop_cancels/1, context_stop_answers_tasks/1,
          owngil_async/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
@@ -28,7 +28,7 @@ groups() ->
                     stream_start_sync, stream_start_async_incremental, stream_start_error,
                     stream_start_owner, stream_cancel_async, stream_cancel_sync,
                     stream_start_no_callbacks]},
-     {event_loop, [], [event_loop_lifecycle, event_loop_stop_cancels, context_stop_answers_tasks,
+     {event_loop, [], [event_loop_lifecycle, event_loop_default_context, event_loop_stop_cancels, context_stop_answers_tasks,
                        owngil_async]}].
 
 -define(DEFS, <<"
@@ -124,7 +124,11 @@ async_await_misuse(_Config) ->
     {ok, 2} = py:async_await(Ref),
     {'EXIT', {badarg, _}} = (catch py:async_await(Ref)),
     {'EXIT', {badarg, _}} = (catch py:async_call(1, 2, 3)),
-    ok.
+    {'EXIT', {badarg, _}} = (catch py:stream_start(builtins, iter, [[1]], #{owner => not_a_pid})),
+    {'EXIT', {badarg, _}} = (catch py_event_loop:create_task(not_a_pid, asyncio, sleep, [0])),
+    {'EXIT', {badarg, _}} = (catch py:async_gather([not_a_call])),
+    30000 = py:default_timeout(),
+    {ok, 2} = py:async_await(py:async_call('__main__', plain, [1])).
 
 %% Three coroutines that each sleep 100 ms finish in about 100 ms.
 gather_concurrent(_Config) ->
@@ -267,6 +271,16 @@ event_loop_lifecycle(_Config) ->
     %% a later task starts a new loop
     {ok, 5} = py_event_loop:run(Ctx, asyncio, sleep, [0, 5]),
     ok = py_context:stop(Ctx),
+    mailbox_empty().
+
+%% The forms without a context use the calling process's pool context.
+event_loop_default_context(_Config) ->
+    ok = py_event_loop:start(),
+    {ok, 1} = py_event_loop:run(asyncio, sleep, [0.01, 1]),
+    {ok, 2} = py_event_loop:await(py_event_loop:create_task(asyncio, sleep, [0.01, 2]), 5000),
+    ok = py_event_loop:spawn_task('__main__', tell, [self(), <<"spawned">>]),
+    receive <<"spawned">> -> ok after 5000 -> ct:fail(no_spawned_task) end,
+    ok = py_event_loop:stop(),
     mailbox_empty().
 
 event_loop_stop_cancels(_Config) ->
