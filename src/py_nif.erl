@@ -4,10 +4,10 @@
 
 -export([context_new/2, context_stop/2, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         fd_ready/2, request_finished/1, python_version/0, is_ref/1, object_owner/1]).
+         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
-       submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1,
+       submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1]).
 
 -on_load(load/0).
@@ -52,6 +52,15 @@ submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_
 %% Whether a request has replied or was cancelled.
 -spec request_finished(request_ref()) -> boolean().
 request_finished(_Request) -> erlang:nif_error(nif_not_loaded).
+
+%% The final reply of a request if its worker stored it for the polling caller, else `pending'.
+%% From the first call on the reply is stored instead of sent, until stop_polling/1.
+-spec poll_reply(request_ref()) -> tuple() | pending | wait.
+poll_reply(_Request) -> erlang:nif_error(nif_not_loaded).
+
+%% Ends polling: the stored reply, or `pending' when it will come as a message.
+-spec stop_polling(request_ref()) -> tuple() | pending.
+stop_polling(_Request) -> erlang:nif_error(nif_not_loaded).
 
 %% A readiness notification of enif_select ({select, Watch, _, Mode}) for the event loop that
 %% registered Watch.

@@ -8,6 +8,9 @@
          namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
 -export_type([pending/0]).
 
+-ifndef(POLLS).
+-define(POLLS, 100).
+-endif.
 -define(TRACEBACK_KEY, '$py_last_traceback').
 -define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
 
@@ -69,7 +72,23 @@ tag({_, Tag, _}) -> Tag.
 %% Waits for the result of a started request for at most Timeout ms (then cancels it).
 -spec wait(pending(), py:timeout_ms()) -> term().
 wait({Ref, Tag, Request}, Timeout) ->
-    await(Ref, Tag, Request, deadline(Timeout), 0).
+    poll(Ref, Tag, Request, deadline(Timeout), ?POLLS).
+
+poll(Ref, Tag, Request, Deadline, N) ->
+    case py_nif:poll_reply(Request) of
+        pending when N > 0 -> poll(Ref, Tag, Request, Deadline, N - 1);
+        Polled when Polled =:= pending; Polled =:= wait ->
+            case py_nif:stop_polling(Request) of
+                pending -> await(Ref, Tag, Request, Deadline, 0);
+                Reply -> unwrap(Tag, Reply)
+            end;
+        Reply -> unwrap(Tag, Reply)
+    end.
+
+unwrap(Tag, {Tag, Result}) -> Result;
+unwrap(Tag, {Tag, Result, Traceback}) ->
+    put(?TRACEBACK_KEY, Traceback),
+    Result.
 
 %% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
 %% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and

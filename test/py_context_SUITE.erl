@@ -15,6 +15,8 @@
          thread_affinity/1, thread_differs_between_contexts/1,
          owner_death_stops_context/1, owner_death_other_user_gets_error/1,
          pool_call_timeout/1, context_call_timeout/1, timeout_zero_or_reply/1,
+         timeout_races_slow_replies/1, polled_replies/1, sent_replies_busy_context/1,
+         polled_error_keeps_traceback/1,
          concurrent_callers_pool/1, concurrent_callers_one_context/1,
          queued_request_on_stop/1, killed_caller/1, killed_callers_repeatedly/1]).
 
@@ -22,7 +24,7 @@ suite() -> [{timetrap, {seconds, 60}}].
 
 all() ->
     [{group, lifecycle}, {group, namespaces}, {group, threads}, {group, owner},
-     {group, timeouts}, {group, concurrency}, {group, stopping}].
+     {group, timeouts}, {group, reply_paths}, {group, concurrency}, {group, stopping}].
 
 groups() ->
     [{lifecycle, [parallel],
@@ -33,7 +35,9 @@ groups() ->
        pool_namespace_per_process_same_context, pool_namespace_dies_with_process]},
      {threads, [parallel], [thread_affinity, thread_differs_between_contexts]},
      {owner, [parallel], [owner_death_stops_context, owner_death_other_user_gets_error]},
-     {timeouts, [], [pool_call_timeout, context_call_timeout, timeout_zero_or_reply]},
+     {timeouts, [], [pool_call_timeout, context_call_timeout, timeout_zero_or_reply,
+                     timeout_races_slow_replies]},
+     {reply_paths, [], [polled_replies, sent_replies_busy_context, polled_error_keeps_traceback]},
      {concurrency, [], [concurrent_callers_pool, concurrent_callers_one_context]},
      {stopping, [],
       [queued_request_on_stop, killed_caller, killed_callers_repeatedly,
@@ -270,8 +274,68 @@ timeout_zero_or_reply(_Config) ->
     {ok, 3} = py:call(Ctx, operator, add, [1, 2]),
     ok = py_context:stop(Ctx).
 
+%% Replies that take 0-3 ms against timeouts of 0-3 ms: each call gets its result or
+%% {error, timeout}, never a stray message, whichever way the reply travels (polled or sent).
+timeout_races_slow_replies(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, <<"import time\ndef slow(i, s):\n    time.sleep(s)\n    return i">>),
+    flush(),
+    Outcomes = [case py:call(Ctx, '__main__', slow, [I, (I rem 4) / 1000], #{timeout => I rem 3}) of
+                    {ok, I} -> ok;
+                    {error, timeout} -> timeout;
+                    Other -> ct:fail({unexpected, I, Other})
+                end || I <- lists:seq(1, 400)],
+    timer:sleep(100),
+    {messages, []} = process_info(self(), messages),
+    {ok, 7} = py:call(Ctx, '__main__', slow, [7, 0]),
+    ct:pal("~w replied, ~w timed out", [length([ok || ok <- Outcomes]), length([t || timeout <- Outcomes])]),
+    ok = py_context:stop(Ctx).
+
 flush() ->
     receive _ -> flush() after 0 -> ok end.
+
+%% --- reply paths -------------------------------------------------------------------------
+%% A caller whose request reaches an idle, spinning worker polls for the reply (no message);
+%% one whose request waits behind others receives it as a message. Both give the same results.
+
+polled_replies(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    flush(),
+    [{ok, X} = py:call(Ctx, operator, add, [X, 0]) || X <- lists:seq(1, 5000)],
+    [{ok, X} = py:eval(Ctx, <<"x">>, #{x => X}) || X <- lists:seq(1, 1000)],
+    {messages, []} = process_info(self(), messages),
+    ok = py_context:stop(Ctx).
+
+sent_replies_busy_context(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    Self = self(),
+    Busy = spawn_link(fun() -> busy_loop(Ctx, Self) end),
+    receive {busy, Busy} -> ok end,
+    [{ok, X} = py:call(Ctx, operator, add, [X, 0]) || X <- lists:seq(1, 300)],
+    Busy ! stop,
+    receive {stopped, Busy} -> ok end,
+    {messages, []} = process_info(self(), messages),
+    ok = py_context:stop(Ctx).
+
+busy_loop(Ctx, Parent) ->
+    {ok, _} = py:call(Ctx, time, sleep, [0.0005]),
+    Parent ! {busy, self()},
+    busy_loop_until_stop(Ctx, Parent).
+
+busy_loop_until_stop(Ctx, Parent) ->
+    receive stop -> Parent ! {stopped, self()}
+    after 0 ->
+        {ok, _} = py:call(Ctx, time, sleep, [0.0005]),
+        busy_loop_until_stop(Ctx, Parent)
+    end.
+
+polled_error_keeps_traceback(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    [{error, {'ZeroDivisionError', _}} = py:call(Ctx, operator, truediv, [1, 0]) || _ <- lists:seq(1, 100)],
+    Tb = py:last_traceback(),
+    true = is_binary(Tb) andalso binary:match(Tb, <<"ZeroDivisionError">>) =/= nomatch,
+    {ok, 2.0} = py:call(Ctx, operator, truediv, [4, 2]),
+    ok = py_context:stop(Ctx).
 
 %% --- concurrency -------------------------------------------------------------------------
 

@@ -104,6 +104,8 @@ void Context::stop(const ErlNifPid* notify, ERL_NIF_TERM tag) {
 
 void* Context::thread_main(void* self) {
     auto* ctx = static_cast<Context*>(self);
+    // A name of its own in top, perf and gdb (a new thread inherits its creator's: "1_scheduler").
+    pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
     set_thread_priority(ctx->priority_);
     ctx->run();
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
@@ -201,6 +203,7 @@ void Context::detach_thread() {
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
+    names_.clear();
     interp_->drain();
     if (mode_ == Mode::OwnGil && !join_python_threads()) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
@@ -272,7 +275,7 @@ void Context::handle(RequestPtr& req) {
     size_t depth = running_.size();
     while (msg_envs_.size() <= depth) msg_envs_.push_back(std::make_unique<erl::OwnedEnv>());
     ErlNifEnv* env = msg_envs_[depth]->get();
-    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_};
+    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
     running_.push_back(req.get());
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
@@ -283,7 +286,8 @@ void Context::handle(RequestPtr& req) {
         enif_clear_env(env);
         return;
     }
-    send_final_reply(*req, env, payload, traceback);
+    send_final_reply(*req, msg_envs_[depth], payload, traceback);
+    if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // it went with the reply
 }
 
 // --- callbacks: Python calling Erlang -----------------------------------------------------------
@@ -552,7 +556,7 @@ bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
     auto reply = RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
     reply->arg[0] = enif_make_uint64(reply->env(), id);
     reply->arg[1] = reply->copy(result);
-    return queue_.push(std::move(reply));
+    return queue_.push(std::move(reply)) != RequestQueue::Pushed::Refused;
 }
 
 void Context::push_callback_abort(uint64_t id) { push_callback_reply(id, erl::atoms().aborted); }

@@ -19,6 +19,7 @@
 
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
+#include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/request_queue.hpp"
 #include "erl/env.hpp"
@@ -48,7 +49,7 @@ public:
     bool start();
 
     // Any thread. False when the context is stopping or stopped.
-    bool submit(RequestPtr request) { return queue_.push(std::move(request)); }
+    RequestQueue::Pushed submit(RequestPtr request) { return queue_.push(std::move(request)); }
 
     // Any thread, non-blocking. The worker replies {error, context_stopped} to queued
     // requests, releases its Python state (ending its interpreter in owngil mode) and exits;
@@ -121,6 +122,7 @@ private:
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{this};
     PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
+    NameCache names_;                 // see WorkerScope::names
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).

@@ -28,7 +28,7 @@ struct Job {
         return ns->globals(scope.interp);
     }
     Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
-    Ref name(int i) { return Ref::check(bridge::name_to_python(request.env(), request.arg[i])); }
+    Ref name(int i) { return Ref::check(scope.names.get(request.env(), request.arg[i])); }
     ERL_NIF_TERM ok_value(PyObject* value) {
         ERL_NIF_TERM term;
         if (!bridge::to_erlang(cv, msg_env, value, &term)) throw py::ErrorPending();

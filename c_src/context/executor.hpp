@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bridge/erlang_module.hpp"
+#include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/request.hpp"
 #include "py/interpreter.hpp"
@@ -18,6 +19,7 @@ struct WorkerScope {
     const py::InterpreterPtr& interp;
     Namespace& shared_ns;
     PyObject* code_cache;  // dict: (start symbol, source bytes) -> code object; bounded
+    NameCache& names;      // module and function names of calls
 };
 
 // The reply payload, built in msg_env: {ok, Value} | ok | {error, Reason}. For a Python

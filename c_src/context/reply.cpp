@@ -20,8 +20,10 @@ ERL_NIF_TERM take_python_error(ErlNifEnv* env, std::string* traceback) {
     return enif_make_tuple2(env, erl::atoms().error, reason);
 }
 
-void send_final_reply(Request& req, ErlNifEnv* env, ERL_NIF_TERM payload, const std::string& traceback) {
+void send_final_reply(Request& req, std::unique_ptr<erl::OwnedEnv>& owned, ERL_NIF_TERM payload,
+                      const std::string& traceback) {
     const erl::Atoms& a = erl::atoms();
+    ErlNifEnv* env = owned->get();
     ERL_NIF_TERM tag = enif_make_copy(env, req.tag);
     if (req.mode() == ResultMode::StreamStart) {
         int arity = 0;
@@ -33,6 +35,7 @@ void send_final_reply(Request& req, ErlNifEnv* env, ERL_NIF_TERM payload, const 
     }
     ERL_NIF_TERM msg = traceback.empty() ? enif_make_tuple2(env, tag, payload)
                                          : enif_make_tuple3(env, tag, payload, erl::make_binary(env, traceback));
+    if (req.reply_slot().offer(owned, msg)) return;
     erl::send_and_clear(env, req.caller(), msg);
 }
 
@@ -53,10 +56,10 @@ ReplyObject* as_reply(PyObject* self) { return reinterpret_cast<ReplyObject*>(se
 template <class Build>
 PyObject* finish(ReplyObject* self, Build build) {
     if (!self->req->try_reply()) Py_RETURN_FALSE;
-    erl::OwnedEnv env;
+    auto env = std::make_unique<erl::OwnedEnv>();
     std::string traceback;
-    ERL_NIF_TERM payload = build(env.get(), &traceback);
-    send_final_reply(*self->req, env.get(), payload, traceback);
+    ERL_NIF_TERM payload = build(env->get(), &traceback);
+    send_final_reply(*self->req, env, payload, traceback);
     Py_RETURN_TRUE;
 }
 
@@ -113,9 +116,9 @@ void reply_dealloc(PyObject* self) {
     PyTypeObject* tp = Py_TYPE(self);
     if (r->req) {
         if (r->deferred && r->req->try_reply()) {  // dropped before it replied
-            erl::OwnedEnv env;
-            ERL_NIF_TERM payload = enif_make_tuple2(env.get(), erl::atoms().error, erl::atoms().cancelled);
-            send_final_reply(*r->req, env.get(), payload, {});
+            auto env = std::make_unique<erl::OwnedEnv>();
+            ERL_NIF_TERM payload = enif_make_tuple2(env->get(), erl::atoms().error, erl::atoms().cancelled);
+            send_final_reply(*r->req, env, payload, {});
         }
         RequestResource::release(r->req);
     }

@@ -6,10 +6,12 @@
 #include <Python.h>
 #include <erl_nif.h>
 
+#include <memory>
 #include <string>
 
 #include "bridge/erlang_module.hpp"
 #include "context/request.hpp"
+#include "erl/env.hpp"
 #include "py/interpreter.hpp"
 
 namespace context {
@@ -21,11 +23,13 @@ inline constexpr ERL_NIF_TERM kDeferredReply = 0;
 // formatted traceback goes to *traceback.
 ERL_NIF_TERM take_python_error(ErlNifEnv* env, std::string* traceback);
 
-// Sends the final message for payload ({ok, V} | ok | {error, R}), built in env, and clears env:
-// {Tag, Payload} or {Tag, Payload, Traceback} to the caller; for StreamStart requests
-// {py_stream, Tag, done} or {py_stream, Tag, {error, R}} to reply_to(). Precondition: the
-// caller won req.try_reply().
-void send_final_reply(Request& req, ErlNifEnv* env, ERL_NIF_TERM payload, const std::string& traceback);
+// Delivers the final message for payload ({ok, V} | ok | {error, R}), built in *env:
+// {Tag, Payload} or {Tag, Payload, Traceback} to the caller, stored in the request's reply slot
+// (taking *env, which is then null) when the caller polls for it, else sent (and *env cleared);
+// for StreamStart requests {py_stream, Tag, done} or {py_stream, Tag, {error, R}} is sent to
+// reply_to(). Precondition: the caller won req.try_reply().
+void send_final_reply(Request& req, std::unique_ptr<erl::OwnedEnv>& env, ERL_NIF_TERM payload,
+                      const std::string& traceback);
 
 // A new erlang._Reply for req (the type comes from types). The executor marks it deferred when
 // the Python hook hands it back: from then on, if it is dropped without replying, the caller

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "context/namespace.hpp"
+#include "context/reply_slot.hpp"
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
 
@@ -51,6 +52,13 @@ public:
     ERL_NIF_TERM tag = 0;
     ERL_NIF_TERM arg[4] = {0, 0, 0, 0};
     ERL_NIF_TERM copy(ERL_NIF_TERM t) { return env_.copy(t); }
+
+    // Where the final reply waits when the caller polls for it (py_request:wait).
+    ReplySlot& reply_slot() { return reply_slot_; }
+    // Caller only, after queuing: whether the worker was idle and awake, so that polling for
+    // the reply is worth a few microseconds.
+    bool reply_soon() const { return reply_soon_; }
+    void set_reply_soon(bool soon) { reply_soon_ = soon; }
 
     // Worker: claims the request. False when the caller cancelled it first.
     bool try_start() { return transition(State::Pending, State::Running); }
@@ -103,6 +111,11 @@ private:
     erl::OwnedEnv env_;
     std::atomic<int> state_{int(State::Pending)};
     std::atomic<uint64_t> callback_id_{0};
+    ReplySlot reply_slot_;
+
+    friend class RequestQueue;
+    Request* queue_next_ = nullptr;  // the link while queued (written by the pusher)
+    bool reply_soon_ = false;        // the calling process's alone
 };
 
 using RequestResource = erl::Resource<Request>;

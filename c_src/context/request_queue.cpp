@@ -15,63 +15,88 @@ inline void cpu_relax() {
 
 }  // namespace
 
-bool RequestQueue::push(RequestPtr request) {
-    bool wake = false;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (closed_.load(std::memory_order_relaxed)) return false;
-        items_.push_back(std::move(request));
-        has_items_.store(true, std::memory_order_release);
-        wake = sleeping_;
-    }
-    if (wake) wake_.notify_one();
-    return true;
+// Sequentially consistent operations on head_, woken_ and sleeping_ order a push against the
+// worker going to sleep: either the pusher sees sleeping_ set and wakes the worker (under the
+// mutex, so not before it waits), or the worker's check after setting sleeping_ sees the push.
+
+RequestQueue::~RequestQueue() {
+    std::vector<RequestPtr> left;
+    take_all(left);  // their references go with `left`
 }
 
-bool RequestQueue::spin_until_work(Clock::time_point deadline) const {
+RequestQueue::Pushed RequestQueue::push(RequestPtr request) {
+    Request* node = request.get();
+    uintptr_t head = head_.load();
+    do {
+        if (head & kClosed) return Pushed::Refused;
+        node->queue_next_ = reinterpret_cast<Request*>(head);
+    } while (!head_.compare_exchange_weak(head, reinterpret_cast<uintptr_t>(node)));
+    request.release();  // the list holds the reference now
+    if (sleeping_.load()) {
+        wake_sleeper();
+        return Pushed::Queued;
+    }
+    return head == 0 && spinning_.load(std::memory_order_relaxed) ? Pushed::ToSpinner : Pushed::Queued;
+}
+
+void RequestQueue::wake() {
+    woken_.store(true);
+    if (sleeping_.load()) wake_sleeper();
+}
+
+void RequestQueue::close() {
+    head_.fetch_or(kClosed);
+    wake_sleeper();
+}
+
+void RequestQueue::wake_sleeper() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_.notify_one();
+}
+
+bool RequestQueue::spin_until_work(Clock::time_point deadline) {
     deadline = std::min(deadline, Clock::now() + spin_);
-    for (unsigned i = 0;; ++i) {
-        if (has_work()) return true;
+    spinning_.store(true, std::memory_order_relaxed);
+    bool found = false;
+    for (unsigned i = 0; !found; ++i) {
+        found = has_work();
         cpu_relax();
-        if ((i & 63) == 0 && Clock::now() >= deadline) return false;
+        if ((i & 63) == 0 && Clock::now() >= deadline) break;
     }
+    spinning_.store(false, std::memory_order_relaxed);
+    return found;
 }
 
-bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
-    spin_until_work(deadline);
+void RequestQueue::sleep_until_work(Clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
-    sleeping_ = true;
-    auto ready = [this] {
-        return !items_.empty() || woken_.load(std::memory_order_relaxed) || closed_.load(std::memory_order_relaxed);
-    };
+    sleeping_.store(true);
+    auto ready = [this] { return has_work(); };
     if (deadline == Clock::time_point::max())
         wake_.wait(lock, ready);
     else
         wake_.wait_until(lock, deadline, ready);
-    sleeping_ = false;
-    woken_.store(false, std::memory_order_relaxed);
-    out.swap(items_);
-    items_.clear();
-    has_items_.store(false, std::memory_order_relaxed);
-    return !out.empty() || !closed_.load(std::memory_order_relaxed);
+    sleeping_.store(false);
 }
 
-void RequestQueue::wake() {
-    bool notify = false;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        woken_.store(true, std::memory_order_release);
-        notify = sleeping_;
+void RequestQueue::take_all(std::vector<RequestPtr>& out) {
+    uintptr_t head = head_.load();
+    while (!head_.compare_exchange_weak(head, head & kClosed)) {
     }
-    if (notify) wake_.notify_one();
+    size_t first = out.size();
+    for (auto* node = reinterpret_cast<Request*>(head & ~kClosed); node;) {
+        Request* next = node->queue_next_;
+        node->queue_next_ = nullptr;
+        out.push_back(RequestPtr::adopt(node));
+        node = next;
+    }
+    std::reverse(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());  // pushed last, listed first
 }
 
-void RequestQueue::close() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        closed_.store(true, std::memory_order_release);
-    }
-    wake_.notify_all();
+bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
+    if (!spin_until_work(deadline) && Clock::now() < deadline) sleep_until_work(deadline);
+    woken_.store(false);
+    take_all(out);
+    return !out.empty() || !closed();
 }
 
 }  // namespace context

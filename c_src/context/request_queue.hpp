@@ -1,12 +1,14 @@
 // The queue between calling processes (producers, on scheduler threads) and one context's
-// worker thread (the only consumer). Producers never block on the worker: push takes a short
-// mutex and signals only when the worker sleeps. The worker spins for a bounded time before
-// sleeping, because a sequential caller's next request usually arrives within microseconds.
+// worker thread (the only consumer). Pushing never blocks and takes no lock: a request is
+// linked onto an atomic list; the worker takes the whole list at once. The worker spins for a
+// bounded time before sleeping, because a sequential caller's next request usually arrives
+// within microseconds; only a push that finds it asleep takes the mutex, to wake it.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -17,15 +19,20 @@ namespace context {
 class RequestQueue {
 public:
     explicit RequestQueue(std::chrono::nanoseconds spin) : spin_(spin) {}
+    RequestQueue(const RequestQueue&) = delete;
+    RequestQueue& operator=(const RequestQueue&) = delete;
+    ~RequestQueue();
 
-    // Any thread. False (and the request is not queued) once the queue is closed.
-    bool push(RequestPtr request);
+    // Any thread. Refused once the queue is closed (the request is not queued). ToSpinner: the
+    // queue was empty and the worker awake and idle, so the request starts within microseconds.
+    enum class Pushed { Refused, Queued, ToSpinner };
+    Pushed push(RequestPtr request);
 
     using Clock = std::chrono::steady_clock;
 
     // Worker thread only. Waits until work arrives, the queue closes, wake() is called or the
-    // deadline passes, then moves every queued request into out (possibly none). Returns false
-    // when the queue is closed and empty.
+    // deadline passes, then moves every queued request into out (possibly none), oldest first.
+    // Returns false when the queue is closed and empty.
     bool pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline = Clock::time_point::max());
 
     // Any thread: makes the worker's current (or next) pop_all return, so that it looks at
@@ -35,23 +42,26 @@ public:
     // Any thread, never blocks for long: refuses further pushes and wakes the worker, which
     // still receives the requests queued before the close.
     void close();
-    bool closed() const { return closed_.load(std::memory_order_acquire); }
+    bool closed() const { return head_.load(std::memory_order_acquire) & kClosed; }
 
 private:
-    bool spin_until_work(Clock::time_point deadline) const;
-    bool has_work() const {
-        return has_items_.load(std::memory_order_acquire) || woken_.load(std::memory_order_acquire) ||
-               closed_.load(std::memory_order_acquire);
-    }
+    // head_ holds the most recently pushed request (each link holds one reference), with bit 0
+    // set once the queue is closed.
+    static constexpr uintptr_t kClosed = 1;
+
+    bool has_work() const { return head_.load() != 0 || woken_.load(); }
+    bool spin_until_work(Clock::time_point deadline);
+    void sleep_until_work(Clock::time_point deadline);
+    void take_all(std::vector<RequestPtr>& out);
+    void wake_sleeper();
 
     const std::chrono::nanoseconds spin_;
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::vector<RequestPtr> items_;      // guarded by mutex_
-    bool sleeping_ = false;              // guarded by mutex_
-    std::atomic<bool> has_items_{false};
+    std::atomic<uintptr_t> head_{0};
     std::atomic<bool> woken_{false};
-    std::atomic<bool> closed_{false};
+    std::atomic<bool> sleeping_{false};
+    std::atomic<bool> spinning_{false};
+    std::mutex mutex_;  // only for sleeping and waking
+    std::condition_variable wake_;
 };
 
 }  // namespace context

@@ -20,6 +20,8 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.worker = a("worker");
     g_atoms.owngil = a("owngil");
     g_atoms.replied = a("replied");
+    g_atoms.pending = a("pending");
+    g_atoms.wait = a("wait");
     g_atoms.context_stopped = a("context_stopped");
     g_atoms.py_context_exited = a("py_context_exited");
     g_atoms.invalid_mode = a("invalid_mode");

@@ -19,6 +19,8 @@ struct Atoms {
     ERL_NIF_TERM worker;
     ERL_NIF_TERM owngil;
     ERL_NIF_TERM replied;
+    ERL_NIF_TERM pending;
+    ERL_NIF_TERM wait;
     ERL_NIF_TERM context_stopped;
     ERL_NIF_TERM py_context_exited;
     ERL_NIF_TERM invalid_mode;

@@ -92,6 +92,8 @@ public:
     ~ResourcePtr() { if (obj_) Resource<T>::release(obj_); }
 
     T* get() const { return obj_; }
+    // Gives the reference up to the caller (adopt() takes it back).
+    T* release() { return std::exchange(obj_, nullptr); }
     T* operator->() const { return obj_; }
     T& operator*() const { return *obj_; }
     explicit operator bool() const { return obj_ != nullptr; }

@@ -73,11 +73,20 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     ErlNifPid caller;
     if (!enif_self(env, &caller)) throw erl::BadArg();
     auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
-    req->tag = req->copy(argv[2]);
     if (mode) set_result_mode(env, *mode, *req);
-    for (int i = 0; i < nargs; ++i) req->arg[i] = req->copy(argv[3 + i]);
-    ERL_NIF_TERM handle = RequestResource::term(env, req.get());
-    if (!ctx->submit(std::move(req))) throw erl::ErrorResult(erl::atoms().context_stopped);
+    // One copy of {Tag, Args...} into the request's environment (one allocation, not 1 + nargs).
+    const ERL_NIF_TERM* copied = nullptr;
+    int arity = 0;
+    if (!enif_get_tuple(req->env(), req->copy(enif_make_tuple_from_array(env, &argv[2], unsigned(nargs) + 1)), &arity, &copied))
+        throw erl::BadArg();
+    req->tag = copied[0];
+    for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
+    Request* r = req.get();
+    ERL_NIF_TERM handle = RequestResource::term(env, r);
+    context::RequestQueue::Pushed pushed = ctx->submit(std::move(req));
+    if (pushed == context::RequestQueue::Pushed::Refused) throw erl::ErrorResult(erl::atoms().context_stopped);
+    // Only the calling process reads the hint (the handle keeps the request alive).
+    r->set_reply_soon(pushed == context::RequestQueue::Pushed::ToSpinner);
     return handle;
 }
 
@@ -214,6 +223,28 @@ ERL_NIF_TERM request_finished(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     Request* req = RequestResource::get(env, argv[0]);
     if (!req) return enif_make_badarg(env);
     return req->finished() ? erl::atoms().true_ : erl::atoms().false_;
+}
+
+// poll_reply(Request) -> Message | pending | wait: the final reply if the worker stored it for
+// this (polling) caller; `wait` when polling is not worth it (the worker was busy or asleep when
+// the request was queued). From the first `pending` on, the worker stores the reply instead of
+// sending it, until stop_polling/1.
+ERL_NIF_TERM poll_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    Request* req = RequestResource::get(env, argv[0]);
+    if (!req) return enif_make_badarg(env);
+    if (!req->reply_soon()) return erl::atoms().wait;
+    req->reply_slot().start_polling();
+    ERL_NIF_TERM msg = req->reply_slot().take(env);
+    return msg ? msg : erl::atoms().pending;
+}
+
+// stop_polling(Request) -> Message | pending: the stored reply, or `pending` when the reply
+// will come as a message (it is sent, not stored, from now on).
+ERL_NIF_TERM stop_polling(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    Request* req = RequestResource::get(env, argv[0]);
+    if (!req) return enif_make_badarg(env);
+    ERL_NIF_TERM msg = req->reply_slot().give_up(env);
+    return msg ? msg : erl::atoms().pending;
 }
 
 }  // namespace nifs

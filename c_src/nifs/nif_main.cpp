@@ -45,6 +45,8 @@ ErlNifFunc nif_funcs[] = {
     {"cancel", 2, nifs::cancel, 0},
     {"fd_ready", 2, nifs::fd_ready, 0},
     {"request_finished", 1, nifs::request_finished, 0},
+    {"poll_reply", 1, nifs::poll_reply, 0},
+    {"stop_polling", 1, nifs::stop_polling, 0},
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
