@@ -8,9 +8,10 @@
          namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
 -export_type([pending/0]).
 
--ifndef(POLLS).
+%% How many times a caller polls for the reply of a request that went to an idle, spinning
+%% worker before it waits in `receive' (each poll is one NIF call: ~100 polls cover the
+%% microseconds a short call takes; a longer call then costs the caller that much CPU once).
 -define(POLLS, 100).
--endif.
 -define(TRACEBACK_KEY, '$py_last_traceback').
 -define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
 
@@ -74,6 +75,9 @@ tag({_, Tag, _}) -> Tag.
 wait({Ref, Tag, Request}, Timeout) ->
     poll(Ref, Tag, Request, deadline(Timeout), ?POLLS).
 
+%% Polls for a reply the worker stores in the request (no message, no scheduler wake-up) while
+%% that is worth it, then falls back to await/5; stop_polling/1 decides atomically which way
+%% the reply comes, so it comes exactly once.
 poll(Ref, Tag, Request, Deadline, N) ->
     case py_nif:poll_reply(Request) of
         pending when N > 0 -> poll(Ref, Tag, Request, Deadline, N - 1);
