@@ -53,8 +53,10 @@ submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_
 -spec request_finished(request_ref()) -> boolean().
 request_finished(_Request) -> erlang:nif_error(nif_not_loaded).
 
-%% The final reply of a request if its worker stored it for the polling caller, else `pending'.
-%% From the first call on the reply is stored instead of sent, until stop_polling/1.
+%% The final reply of a request if its worker stored it for the polling caller, else `pending';
+%% `wait' when polling is not worth it (the request did not go to an idle, spinning worker: its
+%% reply comes as a message). After a `pending' the reply is stored instead of sent, until
+%% stop_polling/1.
 -spec poll_reply(request_ref()) -> tuple() | pending | wait.
 poll_reply(_Request) -> erlang:nif_error(nif_not_loaded).
 

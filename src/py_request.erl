@@ -81,14 +81,18 @@ wait({Ref, Tag, Request}, Timeout) ->
 poll(Ref, Tag, Request, Deadline, N) ->
     case py_nif:poll_reply(Request) of
         pending when N > 0 -> poll(Ref, Tag, Request, Deadline, N - 1);
-        Polled when Polled =:= pending; Polled =:= wait ->
+        pending ->
             case py_nif:stop_polling(Request) of
                 pending -> await(Ref, Tag, Request, Deadline, 0);
                 Reply -> unwrap(Tag, Reply)
             end;
+        wait ->
+            %% Not polled for: the worker sends the reply.
+            await(Ref, Tag, Request, Deadline, 0);
         Reply -> unwrap(Tag, Reply)
     end.
 
+%% The result of a final reply message; a traceback it carries is kept for last_traceback/0.
 unwrap(Tag, {Tag, Result}) -> Result;
 unwrap(Tag, {Tag, Result, Traceback}) ->
     put(?TRACEBACK_KEY, Traceback),
@@ -99,10 +103,8 @@ unwrap(Tag, {Tag, Result, Traceback}) ->
 %% nothing it sends later reaches the mailbox.
 await(Ref, Tag, Request, Deadline, Answered) ->
     receive
-        {Tag, Result} -> Result;
-        {Tag, Result, Traceback} ->
-            put(?TRACEBACK_KEY, Traceback),
-            Result;
+        {Tag, _} = Reply -> unwrap(Tag, Reply);
+        {Tag, _, _} = Reply -> unwrap(Tag, Reply);
         {py_callback, Tag, Id, Name, Args} ->
             _ = py_nif:callback_reply(Ref, Id, py_callback:run(Name, Args)),
             await(Ref, Tag, Request, Deadline, Id)

@@ -15,8 +15,7 @@ namespace context {
 
 class ReplySlot {
 public:
-    // Caller: starts polling (only before the first give_up). False once the reply is stored
-    // or the caller gave up.
+    // Caller: starts polling; does nothing once polling started or the caller gave up.
     void start_polling() {
         int s = state_.load(std::memory_order_relaxed);
         if (s == int(State::Off)) state_.compare_exchange_strong(s, int(State::Polling), std::memory_order_acq_rel);

@@ -58,8 +58,8 @@ bool RequestQueue::spin_until_work(Clock::time_point deadline) {
     deadline = std::min(deadline, Clock::now() + spin_);
     spinning_.store(true, std::memory_order_relaxed);
     bool found = false;
-    for (unsigned i = 0; !found; ++i) {
-        found = has_work();
+    for (unsigned i = 0;; ++i) {
+        if ((found = has_work())) break;
         cpu_relax();
         if ((i & 63) == 0 && Clock::now() >= deadline) break;
     }
