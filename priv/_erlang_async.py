@@ -65,11 +65,14 @@ def dispatch(mode, result, reply):
 
 
 def _start(awaitable, reply):
-    task = asyncio.ensure_future(awaitable, loop=context_loop())
+    loop = context_loop()
+    task = asyncio.ensure_future(awaitable, loop=loop)
+    loop._erlang_replies[task] = reply  # cancelled when its caller gives up
     task.add_done_callback(functools.partial(_task_done, reply))
 
 
 def _task_done(reply, task):
+    task.get_loop()._erlang_replies.pop(task, None)
     if task.cancelled():
         reply.error(asyncio.CancelledError("the task was cancelled"))
     elif task.exception() is not None:

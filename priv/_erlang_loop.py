@@ -116,6 +116,7 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         super().__init__(ErlangSelector())
         self._erlang_hosted = False
         self._erlang_in_step = False
+        self._erlang_replies = {}  # task -> the erlang._Reply its result goes to
 
     # --- hosted mode: the context steps the loop between requests --------------------------
 
@@ -147,6 +148,12 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         if self._scheduled:
             return self._scheduled[0]._when
         return None
+
+    def _erlang_cancel_abandoned(self):
+        """Cancel the tasks whose callers gave up (timed out, exited, cancelled the stream)."""
+        for task, reply in list(self._erlang_replies.items()):
+            if reply.cancelled:
+                task.cancel()
 
     def _erlang_shutdown(self, timeout=1.0):
         """Cancel every task (their callers get an error reply), give them timeout seconds to

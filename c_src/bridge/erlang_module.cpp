@@ -241,6 +241,12 @@ int erlang_exec(PyObject* module) {
         "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
         PyExc_Exception, nullptr);
     if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
+    // A BaseException, like KeyboardInterrupt: `except Exception` does not swallow it.
+    st->interrupted = PyErr_NewExceptionWithDoc(
+        "erlang.Interrupted",
+        "Raised in the Python code of a call whose caller timed out or exited (context/interrupter.hpp).",
+        PyExc_BaseException, nullptr);
+    if (!st->interrupted || PyModule_AddObjectRef(module, "Interrupted", st->interrupted) < 0) return -1;
     if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
     if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
@@ -252,6 +258,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->pid);
     Py_VISIT(st->term);
     Py_VISIT(st->error);
+    Py_VISIT(st->interrupted);
     Py_VISIT(st->reply);
     Py_VISIT(st->poller);
     return 0;
@@ -262,6 +269,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->pid);
     Py_CLEAR(st->term);
     Py_CLEAR(st->error);
+    Py_CLEAR(st->interrupted);
     Py_CLEAR(st->reply);
     Py_CLEAR(st->poller);
     return 0;

@@ -12,6 +12,7 @@ struct ErlangTypes {
     PyTypeObject* pid = nullptr;   // erlang.Pid: a local process identifier
     PyTypeObject* term = nullptr;  // erlang.Term: any other term (reference, port, fun, remote pid)
     PyObject* error = nullptr;     // erlang.ErlangError: an Erlang exception raised in a callback
+    PyObject* interrupted = nullptr;  // erlang.Interrupted: raised in code whose caller gave up
     PyTypeObject* reply = nullptr;   // erlang._Reply (context/reply.hpp)
     PyTypeObject* poller = nullptr;  // erlang._Poller (aio/poller_object.hpp)
 };

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_set>
 #include <vector>
 
 #include "bridge/erlang_module.hpp"
 #include "bridge/convert.hpp"
 #include "context/executor.hpp"
 #include "context/reply.hpp"
+#include "context/request_handle.hpp"
 #include "py/ref.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
@@ -38,6 +40,10 @@ constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
 py::InterpreterPtr g_main_interp;  // set once at load
 
+// Contexts whose worker thread runs (each holds a reference to its context meanwhile).
+std::mutex g_running_mutex;
+std::unordered_set<Context*> g_running;  // guarded by g_running_mutex
+
 // owngil interpreter -> the context that owns it, while it lives.
 std::mutex g_owners_mutex;
 std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_owners_mutex
@@ -46,6 +52,13 @@ std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
 const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
+
+Context* keep_if_running(Context* ctx) {
+    std::lock_guard<std::mutex> lock(g_running_mutex);
+    if (!g_running.count(ctx)) return nullptr;
+    ContextResource::keep(ctx);
+    return ctx;
+}
 
 Context* keep_owner_of(const py::Interpreter* interp) {
     std::lock_guard<std::mutex> lock(g_owners_mutex);
@@ -82,10 +95,18 @@ bool Context::start() {
     pthread_attr_setstacksize(&attr, kWorkerStackBytes);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     ContextResource::keep(this);  // released by the worker thread when it exits
+    {
+        std::lock_guard<std::mutex> lock(g_running_mutex);
+        g_running.insert(this);
+    }
     int rc = pthread_create(&thread_, &attr, &Context::thread_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         queue_.close();
+        {
+            std::lock_guard<std::mutex> lock(g_running_mutex);
+            g_running.erase(this);
+        }
         ContextResource::release(this);
         return false;
     }
@@ -108,7 +129,34 @@ void* Context::thread_main(void* self) {
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
     set_thread_priority(ctx->priority_);
     ctx->run();
+    {
+        std::lock_guard<std::mutex> lock(g_running_mutex);
+        g_running.erase(ctx);
+    }
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
+    return nullptr;
+}
+
+void Context::interrupt(RequestPtr req) {
+    if (!interrupter_.add(std::move(req))) return;
+    ContextResource::keep(this);  // released by the interrupter thread when it exits
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, &Context::interrupter_main, this);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        interrupter_.thread_failed();
+        ContextResource::release(this);
+    }
+}
+
+void* Context::interrupter_main(void* self) {
+    auto* ctx = static_cast<Context*>(self);
+    pthread_setname_np(pthread_self(), "py_interrupt");
+    ctx->interrupter_.run();
+    ContextResource::release(ctx);
     return nullptr;
 }
 
@@ -138,6 +186,7 @@ bool Context::attach_thread() {
         release_thread_state();
         return false;
     }
+    interrupter_.bind(tstate_, PyThread_get_thread_ident(), types_->interrupted);
     PyEval_SaveThread();
     return true;
 }
@@ -200,6 +249,7 @@ void Context::forget_owngil_owner() {
 }
 
 void Context::detach_thread() {
+    interrupter_.close();  // before the interpreter can end: the interrupter attaches to it
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
@@ -271,15 +321,20 @@ bool Context::next_batch(std::vector<RequestPtr>& batch) {
 // Precondition: attached. Runs one request and sends its reply.
 void Context::handle(RequestPtr& req) {
     if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
-    if (!req->try_start()) return;                             // cancelled while queued
     size_t depth = running_.size();
+    push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
+    if (!req->try_start()) {  // cancelled while queued
+        pop_running();
+        return;
+    }
     while (msg_envs_.size() <= depth) msg_envs_.push_back(std::make_unique<erl::OwnedEnv>());
     ErlNifEnv* env = msg_envs_[depth]->get();
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
-    running_.push_back(req.get());
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
-    running_.pop_back();
+    pop_running();
+    req->mark_ended();
+    interrupter_.settle(*req);
     if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
     if (payload == kDeferredReply) return;      // a Python object replies later
     if (!req->try_reply()) {  // cancelled while running: drop the late result
@@ -288,6 +343,23 @@ void Context::handle(RequestPtr& req) {
     }
     send_final_reply(*req, msg_envs_[depth], payload, traceback);
     if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // it went with the reply
+}
+
+// Precondition: attached. The request whose code runs now on this thread (nullptr: a step of
+// the hosted loop), innermost last; the interrupter reads the innermost.
+void Context::push_running(Request* req) {
+    running_.push_back(req);
+    interrupter_.set_running(req);
+}
+
+void Context::pop_running() {
+    running_.pop_back();
+    interrupter_.set_running(running_.empty() ? nullptr : running_.back());
+}
+
+// Whether the request whose code runs now was cancelled (its interrupt is on its way).
+bool Context::running_cancelled() const {
+    return !running_.empty() && running_.back() && running_.back()->cancelled();
 }
 
 // --- callbacks: Python calling Erlang -----------------------------------------------------------
@@ -490,7 +562,8 @@ RequestQueue::Clock::duration from_seconds(double seconds) {
 bool Context::wait_poller(aio::Poller& poller, double timeout) {
     auto deadline = RequestQueue::Clock::time_point::max();
     if (timeout >= 0) deadline = RequestQueue::Clock::now() + from_seconds(timeout);
-    if (serve_nested([&] { return poller.has_ready(); }, deadline) == WaitEnd::Stopped) {
+    // A cancelled request's code goes back to Python at once, where its interrupt surfaces.
+    if (serve_nested([&] { return poller.has_ready() || running_cancelled(); }, deadline) == WaitEnd::Stopped) {
         PyErr_SetString(PyExc_RuntimeError, "the context is stopping");
         return false;
     }
@@ -508,6 +581,7 @@ void Context::set_hosted_loop(PyObject* loop, aio::Poller* poller) {
 bool Context::hosted_due() const {
     if (!hosted_loop_ || in_hosted_step_) return false;
     return hosted_poller_->has_ready() || hosted_poller_->step_requested() ||
+           tasks_abandoned_.load(std::memory_order_acquire) ||
            RequestQueue::Clock::now() >= hosted_deadline_;
 }
 
@@ -516,10 +590,14 @@ bool Context::hosted_due() const {
 void Context::step_hosted() {
     hosted_poller_->take_step_request();
     in_hosted_step_ = true;
-    running_.push_back(nullptr);
+    push_running(nullptr);
     py::Ref loop = py::Ref::borrow(hosted_loop_);  // the step may drop the context's reference
+    if (tasks_abandoned_.exchange(false, std::memory_order_acq_rel)) {
+        py::Ref done = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_cancel_abandoned", nullptr));
+        if (!done) PyErr_WriteUnraisable(loop.get());
+    }
     py::Ref next = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_step", nullptr));
-    running_.pop_back();
+    pop_running();
     in_hosted_step_ = false;
     hosted_deadline_ = RequestQueue::Clock::time_point::max();
     if (!next) {
@@ -577,7 +655,9 @@ void Context::on_down(const ErlNifMonitor* mon) {
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
     for (RequestPtr& req : batch) {
-        if (!req->try_start() || !req->try_reply()) continue;
+        if (!req->try_start()) continue;
+        req->mark_ended();
+        if (!req->try_reply()) continue;
         ERL_NIF_TERM msg = enif_make_tuple2(env, enif_make_copy(env, req->tag),
                                             enif_make_tuple2(env, erl::atoms().error, erl::atoms().context_stopped));
         erl::send_and_clear(env, req->caller(), msg);
@@ -594,6 +674,30 @@ void Context::notify_exit() {
                               : enif_make_tuple2(env, erl::atoms().error, erl::make_binary(env, exit_error_));
     erl::send_and_clear(env, notify_pid_, enif_make_tuple3(env, erl::atoms().py_context_exited, notify_tag_, status));
     notify_set_ = false;
+}
+
+}  // namespace context
+
+namespace context {
+
+RequestHandle::~RequestHandle() {
+    if (!req_ || req_->finished()) return;
+    Context* ctx = keep_if_running(req_->context());
+    if (!ctx) {
+        req_->cancel();  // nothing runs it any more
+        return;
+    }
+    cancel_request(*ctx, req_);
+    ContextResource::release(ctx);
+}
+
+Request::CancelOutcome cancel_request(Context& ctx, const RequestPtr& req) {
+    Request::CancelOutcome outcome = req->cancel();
+    if (outcome == Request::CancelOutcome::CancelledRunning) {
+        if (req->mode() != ResultMode::Plain) ctx.cancel_abandoned_tasks();  // its result may come from a task
+        if (!req->ended()) ctx.interrupt(req);
+    } else if (outcome == Request::CancelOutcome::CancelledInCallback) ctx.push_callback_abort(req->callback_id());
+    return outcome;
 }
 
 }  // namespace context

@@ -19,6 +19,7 @@
 
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
+#include "context/interrupter.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/request_queue.hpp"
@@ -76,6 +77,16 @@ public:
     // Any thread: makes the worker look at event-loop readiness (see aio::Poller).
     void wake() { queue_.wake(); }
 
+    // Any thread, never blocks: req was cancelled while its code ran; stop that code (see
+    // context/interrupter.hpp).
+    void interrupt(RequestPtr req);
+    // Any thread, never blocks: a request whose result a task of the hosted loop produces was
+    // cancelled; the next step cancels such tasks.
+    void cancel_abandoned_tasks() {
+        tasks_abandoned_.store(true, std::memory_order_release);
+        queue_.wake();
+    }
+
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
     PyObject* send(PyObject* pid, PyObject* message) override;
@@ -86,6 +97,7 @@ public:
 
 private:
     static void* thread_main(void* self);
+    static void* interrupter_main(void* self);
     void run();
     bool attach_thread();
     void detach_thread();
@@ -103,6 +115,9 @@ private:
     void run_due_hosted_steps();
     void shutdown_hosted_loop();
     PyObject* callback_result(Request& reply, PyObject* name);
+    void push_running(Request* req);
+    void pop_running();
+    bool running_cancelled() const;
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
     bool join_python_threads();
@@ -113,6 +128,7 @@ private:
     const ThreadPriority priority_;
     RequestQueue queue_;
     pthread_t thread_{};
+    Interrupter interrupter_{queue_};
 
     // Worker-thread state (touched only by the worker thread after start()).
     PyThreadState* tstate_ = nullptr;
@@ -140,6 +156,7 @@ private:
     aio::PollerPtr hosted_poller_;
     RequestQueue::Clock::time_point hosted_deadline_ = RequestQueue::Clock::time_point::max();
     bool in_hosted_step_ = false;
+    std::atomic<bool> tasks_abandoned_{false};  // see cancel_abandoned_tasks
 
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
@@ -159,6 +176,10 @@ using ContextResource = erl::Resource<Context>;
 // The main interpreter shared by every worker-mode context; set once at load.
 void set_main_interpreter(py::InterpreterPtr interp);
 const py::Interpreter* main_interpreter_handle();
+
+// ctx with a reference the caller must release, while its worker thread runs; nullptr once
+// that thread has exited. Any thread.
+Context* keep_if_running(Context* ctx);
 
 // The context that owns an owngil interpreter, with a reference the caller must release, or
 // nullptr when that interpreter has ended (or is the main one). Any thread.

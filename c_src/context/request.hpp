@@ -16,6 +16,8 @@
 
 namespace context {
 
+class Context;
+
 enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
 
 // What a Call or Eval does with the object its Python code returns.
@@ -29,9 +31,10 @@ class Request {
 public:
     // Sending: a StreamStart chunk is being sent (the canceller waits for it to be in the mailbox).
     enum class State : int { Pending, Running, InCallback, Sending, Replied, Cancelled };
+    // CancelledRunning: its Python code was running (the canceller asks for an interrupt).
     // CancelledInCallback: the caller also has one {py_callback, ...} message to flush, and the
     // worker waits for a callback reply that will not come (the canceller must send an abort).
-    enum class CancelOutcome { Cancelled, CancelledInCallback, AlreadyReplied };
+    enum class CancelOutcome { Cancelled, CancelledRunning, CancelledInCallback, AlreadyReplied };
 
     Request(RequestKind kind, const ErlNifPid& caller, erl::ResourcePtr<Namespace> ns)
         : kind_(kind), caller_(caller), reply_to_(caller), ns_(std::move(ns)) {}
@@ -44,6 +47,9 @@ public:
     ResultMode mode() const { return mode_; }
     void set_mode(ResultMode mode) { mode_ = mode; }
     Namespace* ns() const { return ns_.get(); }
+    // The context it was queued to (set before queuing; not a reference: see keep_context).
+    Context* context() const { return context_; }
+    void set_context(Context* ctx) { context_ = ctx; }
     ErlNifEnv* env() const { return env_.get(); }
 
     // Terms copied into env(): the reply tag and up to four arguments.
@@ -86,8 +92,10 @@ public:
             }
             if (s != int(State::Pending) && s != int(State::Running) && s != int(State::InCallback)) break;
             int from = s;
-            if (state_.compare_exchange_weak(s, int(State::Cancelled), std::memory_order_acq_rel))
-                return from == int(State::InCallback) ? CancelOutcome::CancelledInCallback : CancelOutcome::Cancelled;
+            if (state_.compare_exchange_weak(s, int(State::Cancelled), std::memory_order_acq_rel)) {
+                if (from == int(State::InCallback)) return CancelOutcome::CancelledInCallback;
+                return from == int(State::Running) ? CancelOutcome::CancelledRunning : CancelOutcome::Cancelled;
+            }
         }
         return s == int(State::Replied) ? CancelOutcome::AlreadyReplied : CancelOutcome::Cancelled;
     }
@@ -96,6 +104,14 @@ public:
         int s = state_.load(std::memory_order_acquire);
         return s == int(State::Replied) || s == int(State::Cancelled);
     }
+
+    // Worker: its code no longer runs on the context thread's stack (it replied, failed, was
+    // dropped, or handed its reply to a Python object). Read by the interrupter.
+    void mark_ended() { ended_.store(true, std::memory_order_release); }
+    bool ended() const { return ended_.load(std::memory_order_acquire); }
+    // Whether an interrupt was raised in (or is pending for) its code. Read and written only
+    // with the context's interpreter attached (its GIL held).
+    bool interrupt_sent = false;
 
 private:
     bool transition(State from, State to) {
@@ -111,7 +127,9 @@ private:
     erl::OwnedEnv env_;
     std::atomic<int> state_{int(State::Pending)};
     std::atomic<uint64_t> callback_id_{0};
+    std::atomic<bool> ended_{false};
     ReplySlot reply_slot_;
+    Context* context_ = nullptr;
 
     friend class RequestQueue;
     Request* queue_next_ = nullptr;  // the link while queued (written by the pusher)

@@ -1,6 +1,7 @@
 // NIFs that create, use and stop contexts. They never wait for Python: they queue and return.
 #include "context/context.hpp"
 #include "context/request.hpp"
+#include "context/request_handle.hpp"
 #include "erl/atoms.hpp"
 #include "erl/nif_error.hpp"
 #include "erl/terms.hpp"
@@ -17,11 +18,19 @@ using context::Namespace;
 using context::NamespaceResource;
 using context::Request;
 using context::RequestKind;
+using context::RequestHandle;
+using context::RequestHandleResource;
 using context::RequestResource;
 
 void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor* mon) {
     // obj is the resource slot; the typed pointer sits inside it.
     ContextResource::from_slot(obj)->on_down(mon);
+}
+
+// The request behind a handle submit_* returned, or nullptr.
+Request* get_request(ErlNifEnv* env, ERL_NIF_TERM term) {
+    RequestHandle* handle = RequestHandleResource::get(env, term);
+    return handle ? handle->get() : nullptr;
 }
 
 Context* get_context(ErlNifEnv* env, ERL_NIF_TERM term) {
@@ -73,6 +82,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     ErlNifPid caller;
     if (!enif_self(env, &caller)) throw erl::BadArg();
     auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
+    req->set_context(ctx);
     if (mode) set_result_mode(env, *mode, *req);
     // One copy of {Tag, Args...} into the request's environment (one allocation, not 1 + nargs).
     const ERL_NIF_TERM* copied = nullptr;
@@ -82,12 +92,12 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const ERL_NIF_TERM argv[], RequestKind kind,
     req->tag = copied[0];
     for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
     Request* r = req.get();
-    ERL_NIF_TERM handle = RequestResource::term(env, r);
+    auto handle = erl::ResourcePtr<RequestHandle>::adopt(RequestHandleResource::make(req));
     context::RequestQueue::Pushed pushed = ctx->submit(std::move(req));
     if (pushed == context::RequestQueue::Pushed::Refused) throw erl::ErrorResult(erl::atoms().context_stopped);
     // Only the calling process reads the hint (the handle keeps the request alive).
     r->set_reply_soon(pushed == context::RequestQueue::Pushed::ToSpinner);
-    return handle;
+    return RequestHandleResource::term(env, handle.get());
 }
 
 context::ThreadPriority get_priority(ERL_NIF_TERM term) {
@@ -102,7 +112,8 @@ context::ThreadPriority get_priority(ERL_NIF_TERM term) {
 
 bool open_context_resources(ErlNifEnv* env) {
     return ContextResource::open(env, "py_context", &context_down) &&
-           NamespaceResource::open(env, "py_namespace") && RequestResource::open(env, "py_request");
+           NamespaceResource::open(env, "py_namespace") && RequestResource::open(env, "py_request_state") &&
+           RequestHandleResource::open(env, "py_request");
 }
 
 // context_new(Mode, Priority) -> {ok, Ctx} | {error, Reason}. The calling process owns the
@@ -184,20 +195,18 @@ ERL_NIF_TERM submit_reset(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 
 // cancel(Ctx, Request) -> ok | replied | {in_callback, Id}. `replied`: the reply is in (or
 // about to reach) the caller's mailbox. {in_callback, Id}: callback Id was sent to the caller
-// (who may have answered it already).
+// (who may have answered it already). Code that was running is interrupted.
 ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = get_context(env, argv[0]);
-        Request* req = RequestResource::get(env, argv[1]);
-        if (!req) throw erl::BadArg();
-        switch (req->cancel()) {
-            case Request::CancelOutcome::Cancelled: return erl::atoms().ok;
+        Request* req = get_request(env, argv[1]);
+        if (!req || req->context() != ctx) throw erl::BadArg();
+        switch (context::cancel_request(*ctx, erl::ResourcePtr<Request>::share(req))) {
+            case Request::CancelOutcome::Cancelled:
+            case Request::CancelOutcome::CancelledRunning: return erl::atoms().ok;
             case Request::CancelOutcome::AlreadyReplied: return erl::atoms().replied;
-            case Request::CancelOutcome::CancelledInCallback: {
-                uint64_t id = req->callback_id();
-                ctx->push_callback_abort(id);
-                return enif_make_tuple2(env, erl::atoms().in_callback, enif_make_uint64(env, id));
-            }
+            case Request::CancelOutcome::CancelledInCallback:
+                return enif_make_tuple2(env, erl::atoms().in_callback, enif_make_uint64(env, req->callback_id()));
         }
         throw erl::BadArg();
     });
@@ -220,7 +229,7 @@ namespace nifs {
 
 // request_finished(Request) -> boolean(): whether it has replied or was cancelled.
 ERL_NIF_TERM request_finished(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-    Request* req = RequestResource::get(env, argv[0]);
+    Request* req = get_request(env, argv[0]);
     if (!req) return enif_make_badarg(env);
     return req->finished() ? erl::atoms().true_ : erl::atoms().false_;
 }
@@ -230,7 +239,7 @@ ERL_NIF_TERM request_finished(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 // the request was queued). From the first `pending` on, the worker stores the reply instead of
 // sending it, until stop_polling/1.
 ERL_NIF_TERM poll_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-    Request* req = RequestResource::get(env, argv[0]);
+    Request* req = get_request(env, argv[0]);
     if (!req) return enif_make_badarg(env);
     if (!req->reply_soon()) return erl::atoms().wait;
     req->reply_slot().start_polling();
@@ -241,7 +250,7 @@ ERL_NIF_TERM poll_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 // stop_polling(Request) -> Message | pending: the stored reply, or `pending` when the reply
 // will come as a message (it is sent, not stored, from now on).
 ERL_NIF_TERM stop_polling(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-    Request* req = RequestResource::get(env, argv[0]);
+    Request* req = get_request(env, argv[0]);
     if (!req) return enif_make_badarg(env);
     ERL_NIF_TERM msg = req->reply_slot().give_up(env);
     return msg ? msg : erl::atoms().pending;

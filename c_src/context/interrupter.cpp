@@ -1,0 +1,143 @@
+#include "context/interrupter.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace context {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often a target that could not be interrupted yet (its code was not the one running,
+// e.g. the thread was stepping its event loop) is looked at again.
+constexpr std::chrono::milliseconds kRetry{10};
+// How long code that caught erlang.Interrupted and went on runs before the next one.
+constexpr std::chrono::milliseconds kResend{100};
+
+// Precondition: attached to ts's interpreter. Whether ts runs code of the import machinery.
+bool importing(PyThreadState* ts) {
+    PyFrameObject* frame = PyThreadState_GetFrame(ts);  // new references, up the stack
+    while (frame) {
+        PyCodeObject* code = PyFrame_GetCode(frame);
+        const char* file = PyUnicode_AsUTF8(code->co_filename);
+        bool in_import = file && std::strstr(file, "importlib") && std::strstr(file, "_bootstrap");
+        Py_DECREF(code);
+        if (in_import) {
+            Py_DECREF(frame);
+            return true;
+        }
+        PyFrameObject* back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    PyErr_Clear();
+    return false;
+}
+
+}  // namespace
+
+void Interrupter::bind(PyThreadState* tstate, unsigned long thread_id, PyObject* exception) {
+    tstate_ = tstate;
+    interp_ = PyThreadState_GetInterpreter(tstate);
+    thread_id_ = thread_id;
+    exception_ = exception;
+}
+
+void Interrupter::settle(Request& req) {
+    if (!req.interrupt_sent) return;
+    req.interrupt_sent = false;
+    PyThreadState_SetAsyncExc(thread_id_, nullptr);  // clears a pending one, if any
+}
+
+bool Interrupter::add(RequestPtr req) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_ || !interp_) return false;
+    targets_.push_back({std::move(req), Clock::now()});
+    changed_.notify_all();
+    if (thread_running_) return false;
+    thread_running_ = true;
+    return true;
+}
+
+void Interrupter::thread_failed() {
+    std::vector<Target> dropped;
+    std::lock_guard<std::mutex> lock(mutex_);
+    dropped.swap(targets_);
+    thread_running_ = false;
+    changed_.notify_all();
+}
+
+void Interrupter::run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    std::vector<Request*> due;
+    std::vector<bool> sent;
+    for (;;) {
+        auto live = std::stable_partition(targets_.begin(), targets_.end(), [](const Target& t) { return !t.req->ended(); });
+        if (live != targets_.end()) {  // dropped outside the lock: their memory may go with them
+            std::vector<Target> ended(std::make_move_iterator(live), std::make_move_iterator(targets_.end()));
+            targets_.erase(live, targets_.end());
+            lock.unlock();
+            ended.clear();
+            lock.lock();
+            continue;
+        }
+        if (closing_ || targets_.empty()) {
+            std::vector<Target> dropped;
+            dropped.swap(targets_);
+            thread_running_ = false;
+            changed_.notify_all();
+            lock.unlock();
+            return;
+        }
+        auto now = Clock::now();
+        due.clear();
+        for (const Target& t : targets_)
+            if (now >= t.next_try) due.push_back(t.req.get());
+        if (due.empty()) {
+            auto next = std::min_element(targets_.begin(), targets_.end(),
+                                         [](const Target& a, const Target& b) { return a.next_try < b.next_try; });
+            auto until = next->next_try;  // a copy: add() may move the vector while this waits
+            changed_.wait_until(lock, until);
+            continue;
+        }
+        sent.assign(due.size(), false);
+        lock.unlock();
+        interrupt_now(due, sent);  // the targets stay alive: only this thread erases them
+        lock.lock();
+        now = Clock::now();
+        for (Target& t : targets_) {
+            auto it = std::find(due.begin(), due.end(), t.req.get());
+            if (it != due.end()) t.next_try = now + (sent[size_t(it - due.begin())] ? kResend : kRetry);
+        }
+    }
+}
+
+// Attaches to the interpreter (waiting for its GIL) and raises the exception in the context
+// thread if one of the due requests is the one it runs. With the GIL held, running_ is stable:
+// the context thread changes it only while it holds the GIL itself.
+void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent) {
+    PyThreadState* ts = PyThreadState_New(interp_);
+    if (!ts) return;
+    PyEval_RestoreThread(ts);
+    Request* current = running();
+    for (size_t i = 0; i < due.size(); ++i) {
+        if (due[i] != current || due[i]->ended() || importing(tstate_)) continue;
+        if (PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
+            due[i]->interrupt_sent = true;
+            sent[i] = true;
+        }
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    // A context thread waiting for its event loop's descriptors goes back to the code.
+    if (std::find(sent.begin(), sent.end(), true) != sent.end()) queue_.wake();
+}
+
+void Interrupter::close() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    closing_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return !thread_running_; });
+}
+
+}  // namespace context
