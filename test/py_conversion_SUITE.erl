@@ -22,7 +22,8 @@
          improper_list/1, bitstring/1, deep_erlang_list/1, deep_but_allowed/1,
          cyclic_python_list/1, cyclic_python_dict/1, lone_surrogate/1,
          dict_keys_make_no_atoms/1, exception_names_make_few_atoms/1,
-         million_element_list/1, big_binary_bytes/1, big_binary_str/1]).
+         million_element_list/1, big_argument_copied_off_scheduler/1,
+         big_binary_bytes/1, big_binary_str/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -51,6 +52,7 @@ groups() ->
        cyclic_python_dict, lone_surrogate]},
      {limits, [],
       [dict_keys_make_no_atoms, exception_names_make_few_atoms, million_element_list,
+       big_argument_copied_off_scheduler,
        big_binary_bytes, big_binary_str]}].
 
 init_per_suite(Config) ->
@@ -534,6 +536,36 @@ million_element_list(_Config) ->
     {ok, 1000000} = py:call(builtins, len, [L]),
     {ok, 500000500000} = py:call(builtins, sum, [L]),
     {ok, L} = py:eval(<<"list(range(1, 1000001))">>).
+
+%% A 2,000,000-element argument (copying it takes ~40 ms) is copied into the request on a
+%% dirty scheduler: with one normal scheduler online, a process waking every millisecond is
+%% never more than 10 ms late.
+big_argument_copied_off_scheduler(_Config) ->
+    L = lists:seq(1, 2000000),
+    Online = erlang:system_flag(schedulers_online, 1),
+    try
+        Probe = start_probe(),
+        {ok, 2000000} = py:call(builtins, len, [L]),
+        {ok, 2000000} = py:eval(<<"len(x)">>, #{x => L}),
+        Late = stop_probe(Probe),
+        ct:pal("longest wake-up delay of a 1 ms timer: ~b us", [Late]),
+        true = Late < 10000
+    after
+        erlang:system_flag(schedulers_online, Online)
+    end.
+
+start_probe() ->
+    spawn_link(fun() -> probe(0) end).
+
+probe(Worst) ->
+    T0 = erlang:monotonic_time(microsecond),
+    receive {stop, From} -> From ! {probe_worst, Worst}
+    after 1 -> probe(max(Worst, erlang:monotonic_time(microsecond) - T0 - 1000))
+    end.
+
+stop_probe(Probe) ->
+    Probe ! {stop, self()},
+    receive {probe_worst, Worst} -> Worst end.
 
 big_binary_bytes(_Config) ->
     Size = 16 * 1024 * 1024,

@@ -60,3 +60,68 @@ ERL_NIF_TERM make_code_name_atom(ErlNifEnv* env, std::string_view name) {
 }
 
 }  // namespace erl
+
+namespace erl {
+
+namespace {
+
+// Adds what copying t costs to words; false once that reaches budget or t nests too deep.
+bool add_size(ErlNifEnv* env, ERL_NIF_TERM t, size_t& words, size_t budget, int depth) {
+    if (depth > 32) return false;
+    ERL_NIF_TERM head;
+    int arity;
+    const ERL_NIF_TERM* elems;
+    size_t size;
+    switch (enif_term_type(env, t)) {
+        case ERL_NIF_TERM_TYPE_LIST:
+            while (enif_get_list_cell(env, t, &head, &t)) {
+                words += 2;
+                if (!add_size(env, head, words, budget, depth + 1)) return false;
+            }
+            if (!enif_is_empty_list(env, t)) return add_size(env, t, words, budget, depth + 1);  // improper
+            break;
+        case ERL_NIF_TERM_TYPE_TUPLE:
+            enif_get_tuple(env, t, &arity, &elems);
+            words += size_t(arity) + 1;
+            for (int i = 0; i < arity; ++i)
+                if (!add_size(env, elems[i], words, budget, depth + 1)) return false;
+            break;
+        case ERL_NIF_TERM_TYPE_MAP: {
+            enif_get_map_size(env, t, &size);
+            words += 3 * size + 2;
+            ErlNifMapIterator it;
+            if (words >= budget || size == 0 || !enif_map_iterator_create(env, t, &it, ERL_NIF_MAP_ITERATOR_FIRST)) break;
+            ERL_NIF_TERM key, value;
+            bool fits = true;
+            while (fits && enif_map_iterator_get_pair(env, &it, &key, &value)) {
+                fits = add_size(env, key, words, budget, depth + 1) && add_size(env, value, words, budget, depth + 1);
+                enif_map_iterator_next(env, &it);
+            }
+            enif_map_iterator_destroy(env, &it);
+            if (!fits) return false;
+            break;
+        }
+        case ERL_NIF_TERM_TYPE_BITSTRING: {
+            ErlNifBinary bin;
+            words += 3;
+            if (enif_inspect_binary(env, t, &bin) && bin.size <= 64) words += bin.size / 8 + 1;  // a heap binary
+            break;
+        }
+        case ERL_NIF_TERM_TYPE_FUN:
+            words += 16;  // its environment is not looked at
+            break;
+        default:  // atoms and small integers take no word; bignums, floats, pids, refs a few
+            words += 4;
+            break;
+    }
+    return words < budget;
+}
+
+}  // namespace
+
+bool smaller_than(ErlNifEnv* env, ERL_NIF_TERM term, size_t budget) {
+    size_t words = 0;
+    return add_size(env, term, words, budget, 0);
+}
+
+}  // namespace erl

@@ -19,4 +19,10 @@ ERL_NIF_TERM make_binary(ErlNifEnv* env, std::string_view text);
 ERL_NIF_TERM make_code_name_atom(ErlNifEnv* env, std::string_view name);
 inline constexpr unsigned kMaxCreatedAtoms = 10000;
 
+// Whether copying term takes fewer than `budget` heap words (roughly: a refc binary counts as
+// its handle, a bignum as a few words). Looks at no more than about `budget` words, so it is
+// cheap for small terms and bounded for big ones; a term nested deeper than 32 levels counts
+// as big.
+bool smaller_than(ErlNifEnv* env, ERL_NIF_TERM term, size_t budget);
+
 }  // namespace erl
