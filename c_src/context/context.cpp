@@ -44,6 +44,12 @@ py::InterpreterPtr g_main_interp;  // set once at load
 std::mutex g_running_mutex;
 std::unordered_set<Context*> g_running;  // guarded by g_running_mutex
 
+void set_thread_running(Context* ctx, bool running) {
+    std::lock_guard<std::mutex> lock(g_running_mutex);
+    if (running) g_running.insert(ctx);
+    else g_running.erase(ctx);
+}
+
 // owngil interpreter -> the context that owns it, while it lives.
 std::mutex g_owners_mutex;
 std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_owners_mutex
@@ -95,18 +101,12 @@ bool Context::start() {
     pthread_attr_setstacksize(&attr, kWorkerStackBytes);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     ContextResource::keep(this);  // released by the worker thread when it exits
-    {
-        std::lock_guard<std::mutex> lock(g_running_mutex);
-        g_running.insert(this);
-    }
+    set_thread_running(this, true);
     int rc = pthread_create(&thread_, &attr, &Context::thread_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         queue_.close();
-        {
-            std::lock_guard<std::mutex> lock(g_running_mutex);
-            g_running.erase(this);
-        }
+        set_thread_running(this, false);
         ContextResource::release(this);
         return false;
     }
@@ -129,10 +129,7 @@ void* Context::thread_main(void* self) {
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
     set_thread_priority(ctx->priority_);
     ctx->run();
-    {
-        std::lock_guard<std::mutex> lock(g_running_mutex);
-        g_running.erase(ctx);
-    }
+    set_thread_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
 }
