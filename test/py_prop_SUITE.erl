@@ -20,7 +20,7 @@
 %%     Erlang terms the second table says, compared through an encoding both sides compute.
 %%
 %% Case counts: 12,000 in all by default. PY_PROP_CASES=N sets the total (each property keeps
-%% its share), e.g. PY_PROP_CASES=100000 for a long run.
+%% its share, rounded up), e.g. PY_PROP_CASES=100000 for a long run.
 -module(py_prop_SUITE).
 
 -include_lib("proper/include/proper.hrl").
@@ -328,7 +328,7 @@ total_cases() ->
 
 cases(Name) ->
     Default = proplists:get_value(Name, ?CASES),
-    max(1, Default * total_cases() div ?DEFAULT_TOTAL).
+    max(1, (Default * total_cases() + ?DEFAULT_TOTAL - 1) div ?DEFAULT_TOTAL).  % rounded up
 
 %% Checks Check(X) =:= ok for cases(Name) values X of Gen; fails with the shrunk
 %% counterexample and what Check says about it. Returns the seconds taken.
