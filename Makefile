@@ -6,7 +6,7 @@
 
 SHELL := /bin/bash
 REBAR ?= rebar3
-PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-eunit \
+PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-proper-dev erlang-eunit \
         erlang-tools erlang-edoc rebar3 cmake g++ make python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
