@@ -340,7 +340,7 @@ run(Name, Gen, Check) ->
                                Check(X) =:= ok
                            end),
     T0 = erlang:monotonic_time(millisecond),
-    Result = proper:quickcheck(Prop, [{numtests, N}, {to_file, user}, long_result]),
+    Result = proper:quickcheck(Prop, [{numtests, N}, quiet, long_result]),
     Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
     Ran = counters:get(Counter, 1),
     ct:pal("~s: ~b cases run (~b asked) in ~.1f s on Python ~s", [Name, Ran, N, Secs, py:version()]),
