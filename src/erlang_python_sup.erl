@@ -1,5 +1,6 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
-%% processes below) and supervises the context supervisor and the pool router, in that order.
+%% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
+%% and supervises the context supervisor and the pool router, in that order.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -16,6 +17,7 @@ init([]) ->
     py_context:init_registry(),
     py_callback:init_table(),
     py_state:init_table(),
+    py_setup:init_table(),
     Children = [
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000}

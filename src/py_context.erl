@@ -11,7 +11,7 @@
 -behaviour(gen_server).
 
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
--export([start_link/1, lookup/1, any_worker/0, init_registry/0]).
+-export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([context/0, mode/0]).
@@ -132,6 +132,12 @@ any_worker() ->
     end.
 
 %% @private
+%% The NIF handles of every running owngil context (one subinterpreter each).
+-spec owngil_refs() -> [py_nif:context_ref()].
+owngil_refs() ->
+    ets:select(?REGISTRY, [{{'_', {'$1', '_', owngil}}, [], ['$1']}]).
+
+%% @private
 %% Creates the registry table; called by erlang_python_sup, which owns it.
 -spec init_registry() -> ok.
 init_registry() ->
@@ -147,6 +153,9 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
             case started(Ref) of
                 ok ->
                     true = ets:insert(?REGISTRY, {self(), {Ref, Kind, Mode}}),
+                    %% After registering, so that a step set meanwhile reaches this context
+                    %% one way or the other (running it twice changes nothing: py_setup).
+                    ok = py_setup:sync(Ref),
                     Mon = case Owner of
                               undefined -> undefined;
                               _ -> erlang:monitor(process, Owner)
