@@ -22,7 +22,8 @@
          async_call/3, async_call/4, async_await/1, async_await/2, async_gather/1, async_gather/2,
          spawn_call/3, spawn_call/4, await/1, await/2, cast/3, cast/4,
          stream/3, stream/4, stream_eval/1, stream_eval/2, stream_start/3, stream_start/4, stream_cancel/1,
-         default_timeout/0]).
+         default_timeout/0,
+         activate_venv/1, deactivate_venv/0, venv_info/0]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -408,6 +409,35 @@ stream_cancel(Ref) when is_reference(Ref) ->
     py_async:stream_cancel(Ref);
 stream_cancel(_) ->
     erlang:error(badarg).
+
+%% --- virtual environments -------------------------------------------------------------------
+
+%% @doc Makes the packages of the venv at Path (a directory made by `python3 -m venv', as a
+%% string or binary) importable in every interpreter: the main one, shared by worker contexts,
+%% and each owngil context's, including owngil contexts started later. Its site-packages is
+%% added like `site.addsitedir' does (`.pth' files work), in front of the embedded Python's
+%% own site-packages. Replaces the venv activated before, if any.
+%%
+%% `ok', or `{error, Reason}': `{not_a_venv, Dir}' (no `pyvenv.cfg'),
+%% `{python_version_mismatch, #{venv => <<"X.Y">>, python => <<"X.Y">>}}',
+%% `{no_site_packages, Dir}', or an interpreter's failure. See docs/venv.md.
+-spec activate_venv(file:filename_all()) -> ok | {error, term()}.
+activate_venv(Path) ->
+    py_venv:activate(Path).
+
+%% @doc Removes from `sys.path', in every interpreter, what {@link activate_venv/1} added.
+%% Modules already imported from the venv stay imported; new imports no longer find its
+%% packages. `ok' also when no venv is active.
+-spec deactivate_venv() -> ok | {error, term()}.
+deactivate_venv() ->
+    py_venv:deactivate().
+
+%% @doc `{ok, #{<<"active">> => boolean(), <<"venv_path">> => Dir, <<"site_packages">> => Dir,
+%% <<"sys_path">> => [Entry]}}' (the two paths only while a venv is active; `sys_path' is that
+%% of the calling process's pool context).
+-spec venv_info() -> {ok, #{binary() => term()}} | {error, term()}.
+venv_info() ->
+    py_venv:info().
 
 %% --- internals --------------------------------------------------------------------------------
 
