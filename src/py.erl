@@ -23,7 +23,8 @@
          spawn_call/3, spawn_call/4, await/1, await/2, cast/3, cast/4,
          stream/3, stream/4, stream_eval/1, stream_eval/2, stream_start/3, stream_start/4, stream_cancel/1,
          default_timeout/0,
-         activate_venv/1, deactivate_venv/0, venv_info/0]).
+         activate_venv/1, deactivate_venv/0, venv_info/0,
+         configure_logging/0, configure_logging/1]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -438,6 +439,29 @@ deactivate_venv() ->
 -spec venv_info() -> {ok, #{binary() => term()}} | {error, term()}.
 venv_info() ->
     py_venv:info().
+
+%% --- logging --------------------------------------------------------------------------------
+
+%% @doc {@link configure_logging/1} with the default options: every Python record at `DEBUG'
+%% and above, and `warnings', forwarded to `logger'.
+-spec configure_logging() -> ok | {error, term()}.
+configure_logging() ->
+    configure_logging(#{}).
+
+%% @doc Forwards Python `logging' records (and `warnings.warn', as warnings) to OTP `logger',
+%% from every interpreter, owngil contexts started later included. Each record is logged with
+%% the level mapped (DEBUG -> debug, INFO -> info, WARNING -> warning, ERROR -> error, CRITICAL
+%% -> critical), the formatted message, and metadata `#{domain => [python], py_logger => Name,
+%% file => Path, line => Line, py_module => Module, py_func => Function, time => T}'. Python
+%% never waits for Erlang: records are sent with `erlang.send' to the `py_logger' process.
+%% Calling it again replaces the settings (one handler per interpreter).
+%%
+%% Options: `level' (`debug' | `info' | `warning' | `error' | `critical', default `debug'; or
+%% `none' to stop forwarding), `format' (a `logging.Formatter' format, default
+%% `<<"%(message)s">>'), `capture_warnings' (default `true'). See docs/logging.md.
+-spec configure_logging(py_logger:options()) -> ok | {error, term()}.
+configure_logging(Opts) ->
+    py_logger:configure(Opts).
 
 %% --- internals --------------------------------------------------------------------------------
 
