@@ -106,6 +106,7 @@ start_link() ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
 
 %% @private
+-spec init([]) -> {ok, #{}}.
 init([]) ->
     case py_setup:lookup(logging) of
         {ok, #{level := Level} = Opts} when Level =/= none ->
@@ -120,14 +121,18 @@ init([]) ->
     {ok, #{}}.
 
 %% @private
+-spec handle_call(term(), gen_server:from(), State) -> {reply, {error, unknown_call}, State}.
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
 %% @private
+-spec handle_cast(term(), State) -> {noreply, State}.
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+%% A record from an interpreter's ErlangHandler (priv/_erlang_logging.py).
+-spec handle_info(term(), State) -> {noreply, State}.
 handle_info({<<"$py_log">>, LevelNo, Name, Msg, Path, Line, Func, Module, Created}, State) ->
     Meta = #{domain => [python],
              py_logger => Name,
