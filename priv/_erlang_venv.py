@@ -25,8 +25,13 @@ def activate(venv, site_packages):
     """Make `site_packages` (of the venv at `venv`) importable, replacing any venv before."""
     global _active
     deactivate()
-    before = set(sys.path)
-    site.addsitedir(site_packages)
+    saved = list(sys.path)
+    before = set(saved)
+    try:
+        site.addsitedir(site_packages)
+    except BaseException:
+        sys.path[:] = saved
+        raise
     added = []
     for entry in sys.path:
         if entry not in before and entry not in added:

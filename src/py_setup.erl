@@ -39,12 +39,17 @@ init_table() ->
 %% interpreter has run it: `ok', or `{error, Reason}' with the first failure (a Python
 %% exception as `{error, {Type, Message}}'). Interpreters that failed keep their previous state
 %% for Key and are tried again when the key is next set; a context that starts later runs it.
+%% `{error, not_started}' when the application is not running.
 -spec set(key(), step_call(), term()) -> ok | {error, term()}.
 set(Key, {Module, Function, Args} = Call, Info) when is_atom(Key), is_atom(Module), is_atom(Function),
                                                      is_list(Args) ->
-    Version = ets:update_counter(?TABLE, ?VERSION_KEY, 1, {?VERSION_KEY, 0}),
-    store({Key, Version, Call, Info}),
-    broadcast(Key, Version, Call);
+    try ets:update_counter(?TABLE, ?VERSION_KEY, 1, {?VERSION_KEY, 0}) of
+        Version ->
+            store({Key, Version, Call, Info}),
+            broadcast(Key, Version, Call)
+    catch error:badarg ->
+        {error, not_started}
+    end;
 set(_, _, _) ->
     erlang:error(badarg).
 
@@ -52,9 +57,10 @@ set(_, _, _) ->
 %% was never set or its Info is `undefined'.
 -spec lookup(key()) -> {ok, term()} | error.
 lookup(Key) ->
-    case ets:lookup(?TABLE, Key) of
+    try ets:lookup(?TABLE, Key) of
         [{Key, _Version, _Call, Info}] when Info =/= undefined -> {ok, Info};
         _ -> error
+    catch error:badarg -> error  % the application is not running
     end.
 
 %% @doc Every step, oldest first: `{Key, Version, Call, Info}'.
