@@ -7,11 +7,12 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2, end_per_testcase/2]).
--export([pool_contexts/1, pth_files/1, owngil_contexts/1, deactivate/1, replace/1, info/1, errors/1]).
+-export([pool_contexts/1, pth_files/1, owngil_contexts/1, deactivate/1, replace/1, info/1, errors/1,
+         contexts_starting/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
-all() -> [pool_contexts, pth_files, owngil_contexts, deactivate, replace, info, errors].
+all() -> [pool_contexts, pth_files, owngil_contexts, deactivate, replace, info, errors, contexts_starting].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -218,3 +219,27 @@ fake_venv(Config, Name, Version) ->
     [Major, Minor | _] = string:split(Version, ".", all),
     ok = filelib:ensure_dir(filename:join([Dir, "lib", "python" ++ Major ++ "." ++ Minor, "site-packages", "x"])),
     Dir.
+
+%% Contexts starting while the venv is switched on and off: each ends up with the last state,
+%% its site-packages on sys.path once (owngil contexts where supported, else worker ones).
+contexts_starting(Config) ->
+    Mode = case owngil(Config) of {skip, _} -> worker; C -> ok = py_context:stop(C), owngil end,
+    Self = self(),
+    Starter = spawn_link(fun() ->
+                                 Ctxs = [begin {ok, Ctx} = py_context:new(#{mode => Mode}), Ctx end
+                                         || _ <- lists:seq(1, 6)],
+                                 Self ! {started, Ctxs},
+                                 receive stop -> ok end
+                         end),
+    Toggle = fun(_) -> ok = py:activate_venv(?config(venv, Config)), ok = py:deactivate_venv() end,
+    lists:foreach(Toggle, lists:seq(1, 10)),
+    ok = py:activate_venv(?config(venv, Config)),
+    Ctxs = receive {started, L} -> L after 60000 -> ct:fail(contexts_not_started) end,
+    SP = list_to_binary(?config(site_packages, Config)),
+    [{ok, 1} = py:eval(Ctx, <<"__import__('sys').path.count(sp)">>, #{sp => SP})
+     || Ctx <- Ctxs ++ py_context_router:contexts()],
+    [{ok, <<"from the venv">>} = import(Ctx, <<"eco_venv_pkg">>) || Ctx <- Ctxs],
+    ok = py:deactivate_venv(),
+    [{ok, 0} = py:eval(Ctx, <<"__import__('sys').path.count(sp)">>, #{sp => SP}) || Ctx <- Ctxs],
+    Starter ! stop,
+    ok.
