@@ -2,16 +2,17 @@
 #   make demo    install what is missing (apt-get), build, run examples/basic_example
 #   make test    install what is missing, build, run every Common Test suite
 #   make bench   build and run the benchmark harness (figures for docs/performance.md)
+#   make elixir-smoke   build, then run test/elixir/smoke.exs with Debian's elixir
 # Python: PYTHON_CONFIG=/path/to/python3.X-config picks one; otherwise see c_src/select_python.sh.
 
 SHELL := /bin/bash
 REBAR ?= rebar3
 PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-proper-dev erlang-eunit \
-        erlang-tools erlang-edoc rebar3 cmake g++ make python3-dev
+        erlang-tools erlang-edoc rebar3 cmake g++ make python3-dev elixir
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
 
-.PHONY: all deps build test test-py311 test-asan demo bench clean
+.PHONY: all deps build test test-py311 test-asan demo elixir-smoke bench clean
 
 all: build
 
@@ -49,6 +50,9 @@ test-asan: deps
 
 demo: build
 	escript examples/basic_example
+
+elixir-smoke: build
+	elixir test/elixir/smoke.exs _build/default/lib/erlang_python/ebin
 
 # The harness is compiled beside the application, not into its ebin (dialyzer reads that).
 bench: build
