@@ -1,5 +1,6 @@
 # erlang_python: set-up, build, test, demo, bench.
 #   make demo    install what is missing (apt-get), build, run examples/basic_example
+#   make example NAME=x   build, run examples/x;   make examples   build, run every example
 #   make test    install what is missing, build, run every Common Test suite
 #   make bench   build and run the benchmark harness (figures for docs/performance.md)
 #   make elixir-smoke   build, then run test/elixir/smoke.exs with Debian's elixir
@@ -12,7 +13,7 @@ PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper e
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
 
-.PHONY: all deps build test test-py311 test-asan demo elixir-smoke bench clean
+.PHONY: all deps build test test-py311 test-asan demo example examples elixir-smoke bench clean
 
 all: build
 
@@ -50,6 +51,26 @@ test-asan: deps
 
 demo: build
 	escript examples/basic_example
+
+# The examples are escripts run from the repository root (their -pa names the built ebin).
+EXAMPLES := basic_example callbacks_example gen_server_example stream_example \
+            asyncio_echo_example owngil_map_example distributed_example
+
+example: build
+	@if [ -z "$(NAME)" ] || [ ! -f examples/$(NAME) ]; then \
+	  echo "usage: make example NAME=x, x one of: $(EXAMPLES)"; exit 2; fi
+	escript examples/$(NAME)
+
+# Every example, one after the other; fails (after running all) if any failed.
+examples: build
+	@failed=""; \
+	for e in $(EXAMPLES); do \
+	  echo "== examples/$$e =="; t0=$$(date +%s%N); \
+	  if escript examples/$$e; then rc=ok; else rc=FAILED; failed="$$failed $$e"; fi; \
+	  echo "== examples/$$e: $$rc in $$(( ($$(date +%s%N) - t0) / 1000000 )) ms =="; \
+	done; \
+	if [ -n "$$failed" ]; then echo "examples failed:$$failed"; exit 1; fi; \
+	echo "all $(words $(EXAMPLES)) examples passed"
 
 elixir-smoke: build
 	elixir test/elixir/smoke.exs _build/default/lib/erlang_python/ebin

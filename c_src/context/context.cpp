@@ -383,12 +383,15 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     uint64_t id = ++next_callback_id_;
     ErlNifPid caller = req.caller();
     PendingCallback pending{{}, id};
-    if (enif_monitor_process(nullptr, ContextResource::slot_of(this), &caller, &pending.mon) != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
-        return nullptr;
-    }
     {
+        // Held from the monitor to the list: a DOWN for a caller that dies in between waits
+        // for the entry it must find (on_down takes the same lock). ERTS calls `down` without
+        // any lock of its own held, so this cannot deadlock with it.
         std::lock_guard<std::mutex> lock(callbacks_mutex_);
+        if (enif_monitor_process(nullptr, ContextResource::slot_of(this), &caller, &pending.mon) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
+            return nullptr;
+        }
         pending_callbacks_.push_back(pending);
     }
     auto forget = [&] {
