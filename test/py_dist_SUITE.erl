@@ -18,6 +18,7 @@
 -export([tenfold/1]).
 
 -define(config(Key, Config), proplists:get_value(Key, Config)).
+-define(LOOPBACK, {127, 0, 0, 1}).
 
 suite() -> [{timetrap, {minutes, 2}}].
 
@@ -48,8 +49,11 @@ end_per_suite(Config) ->
     catch peer:stop(?config(peer, Config)),
     ok = application:stop(erlang_python),
     case ?config(dist_started, Config) of
-        true -> _ = net_kernel:stop(), ok;
-        false -> ok
+        true ->
+            _ = net_kernel:stop(),
+            application:unset_env(kernel, inet_dist_use_interface);
+        false ->
+            ok
     end.
 
 %% A callback the peer runs as {Module, Function}: this module is on its code path.
@@ -376,9 +380,13 @@ ensure_distributed() ->
     case node() of
         nonode@nohost ->
             Name = list_to_atom("py_dist_ct_" ++ os:getpid() ++ "@127.0.0.1"),
+            %% The distribution port listens on the loopback interface only.
+            ok = application:set_env(kernel, inet_dist_use_interface, ?LOOPBACK),
             case start_dist(Name, 1) of
                 ok -> {ok, true};
-                {error, _} = Error -> Error
+                {error, _} = Error ->
+                    ok = application:unset_env(kernel, inet_dist_use_interface),
+                    Error
             end;
         _ ->
             {ok, false}
@@ -404,7 +412,8 @@ start_epmd() ->
     _ = os:cmd(Epmd ++ " -daemon"),
     true.
 
-%% A peer node on this host with the same naming scheme and cookie. peer:start, not
+%% A peer node on this host with the same naming scheme and cookie (and, on 127.0.0.1, its
+%% distribution port on the loopback interface only). peer:start, not
 %% start_link: init_per_suite's process exits when it returns, and the peer must outlive it.
 start_peer(Prefix, CodePath) ->
     Name = list_to_atom(Prefix ++ "_" ++ os:getpid()),
@@ -412,9 +421,14 @@ start_peer(Prefix, CodePath) ->
               wait_boot => 60000,
               args => lists:append([["-pa", Dir] || Dir <- CodePath])
                   ++ ["-setcookie", atom_to_list(erlang:get_cookie())]},
-    Opts = case net_kernel:longnames() of
-               true -> Opts0#{longnames => true, host => host()};
-               false -> Opts0
+    Opts = case {net_kernel:longnames(), host()} of
+               {true, "127.0.0.1" = Host} ->
+                   Args = maps:get(args, Opts0) ++ ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"],
+                   Opts0#{longnames => true, host => Host, args => Args};
+               {true, Host} ->
+                   Opts0#{longnames => true, host => Host};
+               {false, _} ->
+                   Opts0
            end,
     {ok, Peer, Node} = peer:start(Opts),
     {Peer, Node}.
