@@ -13,7 +13,8 @@
 %%     {@link new_context/2} to keep definitions between calls;</li>
 %% <li>the timeout bounds the call on the target node: when it expires the process making the
 %%     call there is killed, which cancels the request and interrupts its Python code as for a
-%%     local timeout, and the result is `{error, timeout}'.</li>
+%%     local timeout, and the result is `{error, timeout}'; the same happens when the calling
+%%     process exits or the two nodes lose their connection during the call.</li>
 %% </ul>
 %%
 %% Failures of the link come back as values: `{error, {nodedown, Node}}' when the node is not
@@ -42,6 +43,8 @@
 
 %% How much longer than the call's own timeout the caller waits for the target node's answer.
 -define(SLACK, 5000).
+%% The longest finite timeout erpc takes.
+-define(MAX_TIMEOUT, 4294967295).
 
 %% @doc `py:call(Module, Function, Args)' on Target (timeout 30 s).
 -spec call(target(), py:py_module(), py:py_func(), list()) -> py:py_result() | dist_error().
@@ -108,7 +111,8 @@ new_context(_, _) ->
 
 %% @private
 %% On the target node: makes the py call in a process of its own and waits for it at most
-%% Timeout ms, then kills it (which cancels the request). An exception the call raises is
+%% Timeout ms, or until Caller exits or its node is disconnected, then kills it (which cancels
+%% the request and interrupts its Python code). An exception the call raises is
 %% raised here again, for erpc to hand to the caller. Calls from one Caller to the default pool
 %% go to one context, as a local process sticks to one.
 -spec serve(request(), pid(), py:timeout_ms()) -> term().
@@ -123,18 +127,26 @@ serve_started(Request, Caller, Timeout) ->
                                        is_atom(element(2, Request)) andalso bind_pool_context(Caller),
                                        exit({?MODULE, run(Request)})
                                end),
+    CallerMon = erlang:monitor(process, Caller),
     receive
         {'DOWN', Mon, process, Pid, {?MODULE, {value, Result}}} -> Result;
         {'DOWN', Mon, process, Pid, {?MODULE, {raise, Class, Reason, Stack}}} ->
             erlang:raise(Class, Reason, Stack);
-        {'DOWN', Mon, process, Pid, Reason} -> {error, {exited, Reason}}
+        {'DOWN', Mon, process, Pid, Reason} -> {error, {exited, Reason}};
+        {'DOWN', CallerMon, process, Caller, Reason} ->
+            %% Nobody waits for the result: cancel the call, as a local caller's exit does.
+            stop_call(Pid, Mon),
+            {error, {caller_down, Reason}}
     after Timeout ->
-        exit(Pid, kill),
-        receive {'DOWN', Mon, process, Pid, _} -> ok end,
+        stop_call(Pid, Mon),
         {error, timeout}
     end.
 
 %% --- internals ----------------------------------------------------------------------------------
+
+stop_call(Pid, Mon) ->
+    exit(Pid, kill),
+    receive {'DOWN', Mon, process, Pid, _} -> ok end.
 
 %% The pool context for Caller's calls: its pid's hash picks one, so that one caller's calls
 %% find the same context (and its thread awake, when they come one after another).
@@ -181,7 +193,7 @@ timeout(Opts) ->
     end.
 
 caller_timeout(infinity) -> infinity;
-caller_timeout(T) -> T + ?SLACK.
+caller_timeout(T) -> min(T + ?SLACK, ?MAX_TIMEOUT).
 
 %% erpc's failures as values; exceptions raised on the other node raised again here.
 erpc_call(Node, M, F, A, Timeout) ->

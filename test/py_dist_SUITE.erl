@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1]).
--export([call_eval_exec/1, runs_on_peer/1, errors_are_values/1, badarg_is_raised/1,
+-export([caller_exit_interrupts/1, call_eval_exec/1, runs_on_peer/1, errors_are_values/1, badarg_is_raised/1,
          pool_namespace_per_call/1, pool_context_per_caller/1, remote_context/1, remote_context_owner_exit/1,
          context_pid_needs_py_dist/1, callback_registered_per_node/1,
          callback_registered_from_caller/1, callback_chain_across_nodes/1,
@@ -19,6 +19,17 @@
 
 -define(config(Key, Config), proplists:get_value(Key, Config)).
 -define(LOOPBACK, {127, 0, 0, 1}).
+-define(SPIN, <<"import erlang\n"
+                "state = None\n"
+                "def spin():\n"
+                "    global state\n"
+                "    state = 'running'\n"
+                "    try:\n"
+                "        while True:\n"
+                "            pass\n"
+                "    except erlang.Interrupted:\n"
+                "        state = 'interrupted'\n"
+                "        raise\n">>).
 
 suite() -> [{timetrap, {minutes, 2}}].
 
@@ -30,7 +41,7 @@ groups() ->
        pool_namespace_per_call, pool_context_per_caller, remote_context, remote_context_owner_exit,
        context_pid_needs_py_dist, callback_registered_per_node, callback_registered_from_caller,
        callback_chain_across_nodes, send_to_caller, opaque_refs_stay_home, local_node_target]},
-     {faults, [], [timeout_interrupts, not_loaded_not_started]},
+     {faults, [], [timeout_interrupts, caller_exit_interrupts, not_loaded_not_started]},
      %% Stops the peer: last.
      {down, [sequence], [node_down_during_call, node_down, node_never_up]}].
 
@@ -253,16 +264,7 @@ local_node_target(_Config) ->
 timeout_interrupts(Config) ->
     Node = ?config(node, Config),
     {ok, Ctx} = py_dist:new_context(Node),
-    ok = py_dist:exec(Ctx, <<"import erlang\n"
-                              "state = None\n"
-                              "def spin():\n"
-                              "    global state\n"
-                              "    try:\n"
-                              "        while True:\n"
-                              "            pass\n"
-                              "    except erlang.Interrupted:\n"
-                              "        state = 'interrupted'\n"
-                              "        raise\n">>),
+    ok = py_dist:exec(Ctx, ?SPIN),
     {Micros, {error, timeout}} = timer:tc(fun() -> py_dist:call(Ctx, '__main__', spin, [], #{timeout => 200}) end),
     {ok, <<"interrupted">>} = py_dist:eval(Ctx, <<"state">>),
     {PoolMicros, {error, timeout}} =
@@ -271,6 +273,22 @@ timeout_interrupts(Config) ->
     ct:pal("remote timeout of 200 ms: {error, timeout} after ~.1f ms (context), ~.1f ms (pool)",
            [Micros / 1000, PoolMicros / 1000]),
     true = Micros < 2000000 andalso PoolMicros < 2000000,
+    ok = py_context:stop(Ctx).
+
+%% A caller that exits during a remote call: the call is cancelled on the peer and its Python
+%% code interrupted, as for a local caller.
+caller_exit_interrupts(Config) ->
+    Node = ?config(node, Config),
+    {ok, Ctx} = py_dist:new_context(Node),
+    ok = py_dist:exec(Ctx, ?SPIN),
+    Caller = spawn(fun() -> py_dist:call(Ctx, '__main__', spin, [], #{timeout => infinity}) end),
+    timer:sleep(300),
+    T0 = erlang:monotonic_time(millisecond),
+    exit(Caller, kill),
+    %% Queued behind spin() on the context's thread: answered once spin() has been interrupted.
+    {ok, <<"interrupted">>} = py_dist:eval(Ctx, <<"state">>, #{}, #{timeout => 10000}),
+    ct:pal("caller killed: the peer's Python code interrupted, next call answered after ~w ms",
+           [erlang:monotonic_time(millisecond) - T0]),
     ok = py_context:stop(Ctx).
 
 %% A node without erlang_python's code, then with it but not started.
