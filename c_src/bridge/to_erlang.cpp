@@ -14,17 +14,28 @@ namespace {
 
 constexpr unsigned char kVersionMagic = 131, kLargeBig = 111;
 
+// Reads the value through int's own slots, never through methods a subclass may override (an
+// __abs__ or bit_length that lies would make the copy below read past the digits).
 bool bignum_to_erlang(ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out) {
-    int negative = PyObject_RichCompareBool(obj, py::Ref::steal(PyLong_FromLong(0)).get(), Py_LT);
-    if (negative < 0) return false;
-    py::Ref magnitude = py::Ref::steal(PyNumber_Absolute(obj));
-    if (!magnitude) return false;
+    py::Ref zero = py::Ref::steal(PyLong_FromLong(0));
+    py::Ref below = py::Ref::steal(zero ? PyLong_Type.tp_richcompare(obj, zero.get(), Py_LT) : nullptr);
+    if (!below) return false;
+    bool negative = below.get() == Py_True;
+    py::Ref magnitude = py::Ref::steal(PyLong_Type.tp_as_number->nb_absolute(obj));  // an exact int
+    if (!magnitude || !PyLong_CheckExact(magnitude.get())) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "int's abs() gave no int");
+        return false;
+    }
     py::Ref bits = py::Ref::steal(PyObject_CallMethod(magnitude.get(), "bit_length", nullptr));
     if (!bits) return false;
     size_t nbytes = (PyLong_AsSize_t(bits.get()) + 7) / 8;
     if (PyErr_Occurred()) return false;
     py::Ref digits = py::Ref::steal(PyObject_CallMethod(magnitude.get(), "to_bytes", "ns", static_cast<Py_ssize_t>(nbytes), "little"));
     if (!digits) return false;
+    if (!PyBytes_Check(digits.get()) || static_cast<size_t>(PyBytes_GET_SIZE(digits.get())) != nbytes) {
+        PyErr_SetString(PyExc_SystemError, "int.to_bytes gave an unexpected result");
+        return false;
+    }
     // LARGE_BIG_EXT: 131, 111, N:32/big, Sign:8, Digits:N/little
     std::vector<unsigned char> etf(7 + nbytes);
     etf[0] = kVersionMagic;
@@ -97,7 +108,10 @@ bool sequence_items(const Converter& cv, ErlNifEnv* env, PyObject* const* items,
 
 bool list_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
     // Convert from a snapshot: Python code run by a conversion hook cannot resize it under us.
-    py::Ref snapshot = py::Ref::steal(PySequence_Fast(obj, "not a sequence"));
+    // A copy of a list's items: converting an item can run Python code (a finaliser during an
+    // allocation) that changes the list.
+    py::Ref snapshot = py::Ref::steal(PyList_Check(obj) ? PyList_GetSlice(obj, 0, PY_SSIZE_T_MAX)
+                                                       : PySequence_Fast(obj, "not a sequence"));
     if (!snapshot) return false;
     std::vector<ERL_NIF_TERM> terms;
     if (!sequence_items(cv, env, PySequence_Fast_ITEMS(snapshot.get()), PySequence_Fast_GET_SIZE(snapshot.get()), terms, depth))
@@ -115,9 +129,10 @@ bool tuple_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF
 
 // enif_make_map_from_arrays sorts the keys with erts_qsort, which on OTP 23.3.4.15+, 24.3.4.2+,
 // 25.1+ and 26 (before the fix for erlang/otp#8208) assumes a scheduler thread once there are
-// more than 128 keys, and crashes the VM on a context's thread. Past this many entries the map
-// is built by insertion instead.
-constexpr size_t kMaxMapFromArrays = 128;
+// more than 128 keys, and crashes the VM on a context's thread. And past 32 pairs (a hash map)
+// OTP 25 drops duplicate keys silently instead of failing, leaving a malformed map
+// (erlang/otp#10975, found by make fuzz). Past 32 entries the map is built by insertion.
+constexpr size_t kMaxMapFromArrays = 32;
 
 ERL_NIF_TERM map_from_pairs(ErlNifEnv* env, std::vector<ERL_NIF_TERM>& keys, std::vector<ERL_NIF_TERM>& values) {
     size_t head = std::min(keys.size(), kMaxMapFromArrays);
