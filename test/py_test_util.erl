@@ -1,0 +1,180 @@
+%% @doc Helpers for suites that measure: the node's RSS, threads and file descriptors (read from
+%% /proc/self), draining a mailbox, a `receive after 1' wake-up probe with percentiles, and a
+%% system monitor that collects long_schedule / long_gc events.
+-module(py_test_util).
+
+-export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
+         flush/0, wait_until/2,
+         probe_start/0, probe_stop/1, percentile/2, stats/1,
+         sysmon_start/1, sysmon_stop/1, longest/2,
+         now_ms/0, now_us/0, busy_wait_us/1]).
+
+%% --- resources of the node -----------------------------------------------------------------------
+
+%% Resident set size of the node, KB (VmRSS in /proc/self/status).
+-spec rss_kb() -> non_neg_integer().
+rss_kb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, list}]),
+    list_to_integer(Kb).
+
+%% OS threads of the node (entries of /proc/self/task).
+-spec os_threads() -> non_neg_integer().
+os_threads() ->
+    {ok, Tasks} = file:list_dir("/proc/self/task"),
+    length(Tasks).
+
+%% OS threads that are context threads: the NIF names them py_worker / py_owngil.
+-spec context_threads() -> non_neg_integer().
+context_threads() ->
+    {ok, Tasks} = file:list_dir("/proc/self/task"),
+    length([T || T <- Tasks,
+                 case file:read_file("/proc/self/task/" ++ T ++ "/comm") of
+                     {ok, <<"py_worker\n">>} -> true;
+                     {ok, <<"py_owngil\n">>} -> true;
+                     _ -> false  % not one, or it exited while we looked
+                 end]).
+
+%% Open file descriptors of the node (entries of /proc/self/fd; the listing's own fd is one).
+-spec fds() -> non_neg_integer().
+fds() ->
+    {ok, Fds} = file:list_dir("/proc/self/fd"),
+    length(Fds).
+
+%% RSS, threads and fds at once, after a garbage collection of every process.
+-spec snapshot() -> #{rss_kb := integer(), threads := integer(), context_threads := integer(), fds := integer()}.
+snapshot() ->
+    gc_all(),
+    #{rss_kb => rss_kb(), threads => os_threads(), context_threads => context_threads(), fds => fds()}.
+
+-spec gc_all() -> ok.
+gc_all() ->
+    _ = [erlang:garbage_collect(P) || P <- processes()],
+    ok.
+
+%% --- mailboxes and waiting -----------------------------------------------------------------------
+
+%% Drains the calling process's mailbox; returns the messages that were in it.
+-spec flush() -> [term()].
+flush() ->
+    receive M -> [M | flush()] after 0 -> [] end.
+
+%% Polls F every 10 ms until it returns true or Ms have passed; returns F's last value.
+-spec wait_until(fun(() -> boolean()), non_neg_integer()) -> boolean().
+wait_until(F, Ms) ->
+    Deadline = now_ms() + Ms,
+    wait_until_deadline(F, Deadline).
+
+wait_until_deadline(F, Deadline) ->
+    case F() of
+        true -> true;
+        false ->
+            case now_ms() >= Deadline of
+                true -> false;
+                false -> timer:sleep(10), wait_until_deadline(F, Deadline)
+            end
+    end.
+
+%% --- the wake-up probe ---------------------------------------------------------------------------
+
+%% Starts a process that sleeps 1 ms (`receive after 1') over and over and records how long
+%% each sleep actually took (ms).
+-spec probe_start() -> pid().
+probe_start() ->
+    spawn(fun() -> probe_loop([]) end).
+
+probe_loop(Acc) ->
+    T0 = erlang:monotonic_time(microsecond),
+    receive
+        {stop, From} -> From ! {probe_samples, self(), Acc}
+    after 1 ->
+        probe_loop([(erlang:monotonic_time(microsecond) - T0) / 1000 | Acc])
+    end.
+
+%% The probe's samples (ms), oldest first.
+-spec probe_stop(pid()) -> [float()].
+probe_stop(Probe) ->
+    Probe ! {stop, self()},
+    receive {probe_samples, Probe, Samples} -> lists:reverse(Samples)
+    after 10000 -> error(probe_not_answering)
+    end.
+
+-spec percentile([number()], number()) -> number().
+percentile([], _) -> 0;
+percentile(Xs, P) ->
+    Sorted = lists:sort(Xs),
+    N = length(Sorted),
+    lists:nth(max(1, min(N, ceil(P * N / 100))), Sorted).
+
+%% n, p50, p99, max of a list of samples.
+-spec stats([number()]) -> #{n := non_neg_integer(), p50 := number(), p99 := number(), max := number()}.
+stats([]) -> #{n => 0, p50 => 0.0, p99 => 0.0, max => 0.0};
+stats(Xs) ->
+    #{n => length(Xs), p50 => percentile(Xs, 50), p99 => percentile(Xs, 99), max => lists:max(Xs)}.
+
+%% --- system monitor ------------------------------------------------------------------------------
+
+%% Starts collecting long_schedule and long_gc events of at least Ms ms (the node has one
+%% system monitor: this replaces any other). The collector is a process of its own because
+%% the system monitor never reports on the process it reports to.
+-spec sysmon_start(pos_integer()) -> pid().
+sysmon_start(Ms) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+                        _ = erlang:system_monitor(self(), [{long_schedule, Ms}, {long_gc, Ms}]),
+                        Parent ! {sysmon_ready, self()},
+                        sysmon_loop([])
+                end),
+    receive {sysmon_ready, Pid} -> Pid end.
+
+sysmon_loop(Acc) ->
+    receive
+        {monitor, Who, What, Info} ->
+            sysmon_loop([{What, Who, Info} | Acc]);
+        {stop, From} ->
+            case erlang:system_monitor() of
+                {Self, _} when Self =:= self() -> _ = erlang:system_monitor(undefined);
+                _ -> ok
+            end,
+            From ! {sysmon_events, self(), lists:reverse(Acc)}
+    end.
+
+%% Stops the collector; its events as {long_schedule | long_gc, Pid, Info}.
+-spec sysmon_stop(pid()) -> [{atom(), pid() | port(), list()}].
+sysmon_stop(Pid) ->
+    Pid ! {stop, self()},
+    receive {sysmon_events, Pid, Events} -> Events
+    after 10000 -> error(sysmon_not_answering)
+    end.
+
+%% The longest event of kind What: {Ms, Info}, or {0, none}.
+-spec longest(long_schedule | long_gc, list()) -> {non_neg_integer(), term()}.
+longest(What, Events) ->
+    lists:foldl(fun({W, _Who, Info}, {Max, _} = Acc) when W =:= What ->
+                        case proplists:get_value(timeout, Info, 0) of
+                            T when T > Max -> {T, Info};
+                            _ -> Acc
+                        end;
+                   (_, Acc) -> Acc
+                end, {0, none}, Events).
+
+%% --- time ----------------------------------------------------------------------------------------
+
+-spec now_ms() -> integer().
+now_ms() -> erlang:monotonic_time(millisecond).
+
+-spec now_us() -> integer().
+now_us() -> erlang:monotonic_time(microsecond).
+
+%% Waits Us microseconds: spinning below a millisecond, timer:sleep above.
+-spec busy_wait_us(non_neg_integer()) -> ok.
+busy_wait_us(Us) when Us >= 1000 -> timer:sleep(Us div 1000);
+busy_wait_us(Us) ->
+    Until = now_us() + Us,
+    spin_until(Until).
+
+spin_until(Until) ->
+    case now_us() >= Until of
+        true -> ok;
+        false -> spin_until(Until)
+    end.
