@@ -31,9 +31,10 @@ constexpr size_t kWorkerStackBytes = 8u << 20;
 // of ~130K); 200 us did not in 7 of 7. A SCHED_IDLE thread spins only on otherwise idle CPU.
 constexpr std::chrono::microseconds kSpin{200};
 // While a request waits for an Erlang callback, the context serves other requests nested on its
-// stack. Past this depth it serves only re-entrant ones (from a process running one of its
-// callbacks) and callback replies, so the stack grows with one chain's depth, not with the sum
-// of all concurrent chains (32 chains of depth 1..64 hit RecursionError on 3.11 otherwise).
+// stack. Past this depth it serves only callback replies and re-entrant requests of the
+// innermost waiting request's chain (is_reentrant), so the stack grows with one chain's depth,
+// not with the sum of all concurrent chains (32 chains of depth 1..64 hit RecursionError on
+// 3.11 otherwise).
 constexpr size_t kMaxUnrelatedNesting = 16;
 // How long stopping an owngil context waits for the Python threads it started.
 constexpr std::chrono::milliseconds kJoinDeadline{3000};
@@ -487,10 +488,13 @@ bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     return more;
 }
 
-// A request from a process that is running a callback for one of the waiting requests.
+// A request from the process running the callback of the innermost waiting request: serving
+// only those past the nesting bound lets that chain run to its end and unwind, so that the
+// stack holds one chain's depth on top, not the levels of every chain interleaved (16 chains
+// of depth 64 hit RecursionError when any waiting request's chain was served).
 bool Context::is_reentrant(const Request& request) const {
-    for (const Request* waiting : running_)
-        if (waiting && enif_compare_pids(&waiting->caller(), &request.caller()) == 0) return true;
+    for (auto it = running_.rbegin(); it != running_.rend(); ++it)
+        if (*it) return enif_compare_pids(&(*it)->caller(), &request.caller()) == 0;
     return false;
 }
 
