@@ -2,6 +2,8 @@
 #   make demo    install what is missing (apt-get), build, run examples/basic_example
 #   make test    install what is missing, build, run every Common Test suite
 #   make bench   build and run the benchmark harness (figures for docs/performance.md)
+#   make fuzz    build the conversion fuzzer (clang, libFuzzer, ASan + UBSan) and run it for
+#                FUZZ_SECONDS (60); non-zero on a finding (docs/fuzzing.md)
 # Python: PYTHON_CONFIG=/path/to/python3.X-config picks one; otherwise see c_src/select_python.sh.
 
 SHELL := /bin/bash
@@ -11,7 +13,7 @@ PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper e
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
 
-.PHONY: all deps build test test-py311 test-asan demo bench clean
+.PHONY: all deps build test test-py311 test-asan demo bench fuzz clean
 
 all: build
 
@@ -47,6 +49,14 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
 	  $(ASAN_ENV) $(REBAR) ct $(CT_OPTS); rc=$$?; rm -f priv/py_nif.so; exit $$rc
 
+# The conversion fuzzer: a NIF library of its own, built with clang in _build/cmake-fuzz, run
+# inside the BEAM by fuzz/run.sh (which documents FUZZ_REPLAY, FUZZ_ARGS and PY_FUZZ_KNOWN).
+FUZZ_PKGS := clang-14 libclang-rt-14-dev llvm-14
+FUZZ_SECONDS ?= 60
+fuzz: PKGS += $(FUZZ_PKGS)
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
 demo: build
 	escript examples/basic_example
 
@@ -58,4 +68,4 @@ bench: build
 
 clean:
 	$(REBAR) clean
-	rm -rf _build/cmake _build/cmake-py311 priv/py_nif.so
+	rm -rf _build/cmake _build/cmake-py311 _build/cmake-fuzz priv/py_nif.so
