@@ -95,11 +95,30 @@ class Reader:
         return int.from_bytes(self.take(n), "little", signed=True)
 
 
+BUDGET = 50000  # nodes that sharing may add to an input's objects, seen as trees
+
+
+def tree_size(obj, cap):
+    """The number of nodes of obj as a tree (what to_erlang walks), counted up to cap."""
+    todo, count = [obj], 0
+    while todo and count <= cap:
+        o = todo.pop()
+        count += 1
+        if isinstance(o, (list, tuple, set, frozenset)):
+            todo.extend(o)
+        elif isinstance(o, dict):
+            todo.extend(o.keys())
+            todo.extend(o.values())
+    return count
+
+
 class Builder:
     def __init__(self, data):
         self.r = Reader(data)
         self.made = []   # every object so far, for sharing
         self.open = []   # the lists being filled, innermost last (targets of hostile effects)
+        self.shared = 0  # nodes added by sharing (kind 16), up to BUDGET
+        self.deep_done = False  # only the first deep nesting of an input is deep
 
     def effect(self):
         """A callable run by a Hostile hook: mutates a list being built, or raises."""
@@ -236,10 +255,17 @@ class Builder:
             obj[0] = obj
             if op // 24 % 2:
                 obj = {"self": obj}
-        elif kind == 16:  # an object made before (shared)
+        elif kind == 16:  # an object made before (shared), within the budget
             obj = self.made[r.byte() % len(self.made)] if self.made else None
+            size = tree_size(obj, BUDGET - self.shared)
+            if self.shared + size > BUDGET:
+                obj = None
+            else:
+                self.shared += size
         elif kind == 17:  # nesting: up to 255 levels, or around the conversion's limit of 10000
-            levels = 9990 + r.byte() if op // 72 else r.byte()
+            deep = op // 72 and not self.deep_done
+            self.deep_done = self.deep_done or deep
+            levels = 9990 + r.byte() if deep else r.byte()
             obj = self.build(depth + 1)
             wrap = op // 24 % 3
             for _ in range(levels):
@@ -250,8 +276,10 @@ class Builder:
             obj.append(self.hostile(depth))
             obj.extend(self.build(depth + 1) for _ in range(r.byte() % 8))
             self.open.pop()
-        elif kind == 20:  # a container appended to itself after it was filled
-            if self.open:
+        elif kind == 20:  # a small list appended to itself (to_erlang goes round the cycle until
+            # its depth limit, converting the rest of the list at every turn: a big one costs
+            # seconds, which would slow the fuzzer down, not find more)
+            if self.open and tree_size(self.open[-1], 8) <= 4:
                 self.open[-1].append(self.open[-1])
             obj = None
         elif kind == 21:

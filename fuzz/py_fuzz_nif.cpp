@@ -601,13 +601,13 @@ bool same_term(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b);
 // Whether a and b are the same term, two references to the same Python object counting as the
 // same (converting an object again makes a new reference term).
 bool same_term(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b) {
-    if (enif_is_identical(a, b)) return true;
+    if (a == b) return true;  // the same word: an immediate, or the same boxed term
     bridge::ObjectRef* ra = ObjectRefResource::get(env, a);
     bridge::ObjectRef* rb = ObjectRefResource::get(env, b);
     if (ra || rb) return ra && rb && ra->object() == rb->object();
     ErlNifTermType type = enif_term_type(env, a);
     if (type != enif_term_type(env, b)) return false;
-    switch (type) {
+    switch (type) {  // containers walked here (comparing whole subterms at each level is quadratic)
         case ERL_NIF_TERM_TYPE_LIST: {
             ERL_NIF_TERM ha, hb;
             while (enif_get_list_cell(env, a, &ha, &a)) {
@@ -626,7 +626,7 @@ bool same_term(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b) {
             return true;
         }
         case ERL_NIF_TERM_TYPE_MAP: return same_map(env, a, b);
-        default: return false;
+        default: return enif_is_identical(a, b);
     }
 }
 
@@ -815,10 +815,25 @@ ERL_NIF_TERM special(ErlNifEnv* env, unsigned which) {
     }
 }
 
+// What build_term() made so far for one input. Terms share subterms, the Python objects they
+// become do not: `expanded` counts the nodes of the terms as trees, and reuse stops at
+// kBuildBudget so that a few bytes cannot ask for an exponential amount of conversion. Only the
+// first deep nesting of an input is deep.
+constexpr size_t kBuildBudget = 50000;
+
+struct Built {
+    std::vector<ERL_NIF_TERM> terms;
+    std::vector<size_t> sizes;  // tree size of each of terms
+    size_t expanded = 0;
+    bool deep_done = false;
+};
+
 // Builds a term from r: one op byte (low nibble: what, high nibble: a variant), then its operands.
-// Past the end of the input everything is []. New atoms are never made.
-ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& made, int depth) {
+// Past the end of the input everything is []. New atoms are never made. size: the term's tree size.
+ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, Built& made, int depth, size_t& size) {
+    size = 1;
     if (r.empty() || depth > kMaxBuildDepth) return enif_make_list(env, 0);
+    size_t child = 0;
     unsigned op = r.u8();
     unsigned arg = op >> 4;
     ERL_NIF_TERM t;
@@ -867,7 +882,10 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& ma
             size_t n = r.u8();
             if (arg & 1) n = (n << 8) | r.u8();
             std::vector<ERL_NIF_TERM> elems;
-            for (size_t k = 0; k < n && !r.empty(); ++k) elems.push_back(build_term(env, r, made, depth + 1));
+            for (size_t k = 0; k < n && !r.empty(); ++k) {
+                elems.push_back(build_term(env, r, made, depth + 1, child));
+                size += child;
+            }
             t = (op & 15) == 6 ? enif_make_list_from_array(env, elems.data(), unsigned(elems.size()))
                                : enif_make_tuple_from_array(env, elems.data(), unsigned(elems.size()));
             break;
@@ -875,8 +893,12 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& ma
         case 7: {  // list with a tail of any kind (proper when the tail is a list)
             size_t n = 1 + r.u8() % 8;
             std::vector<ERL_NIF_TERM> elems;
-            for (size_t k = 0; k < n; ++k) elems.push_back(build_term(env, r, made, depth + 1));
-            t = build_term(env, r, made, depth + 1);
+            for (size_t k = 0; k < n; ++k) {
+                elems.push_back(build_term(env, r, made, depth + 1, child));
+                size += child;
+            }
+            t = build_term(env, r, made, depth + 1, child);
+            size += child;
             for (size_t k = elems.size(); k-- > 0;) t = enif_make_list_cell(env, elems[k], t);
             break;
         }
@@ -884,8 +906,10 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& ma
             size_t n = r.u8() | (arg << 8);
             t = enif_make_new_map(env);
             for (size_t k = 0; k < n && !r.empty(); ++k) {
-                ERL_NIF_TERM key = build_term(env, r, made, depth + 1);
-                ERL_NIF_TERM value = build_term(env, r, made, depth + 1);
+                ERL_NIF_TERM key = build_term(env, r, made, depth + 1, child);
+                size += child;
+                ERL_NIF_TERM value = build_term(env, r, made, depth + 1, child);
+                size += child;
                 enif_make_map_put(env, t, key, value, &t);
             }
             break;
@@ -899,8 +923,11 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& ma
         case 11: t = enif_make_copy(env, g.samples[r.u8() % g.samples.size()]); break;
         case 12: {  // nesting (no recursion here): up to 255 levels, or around the conversion's
                     // limit (variant & 4): bridge::kMaxDepth - 10 + 0..255
-            unsigned levels = (arg & 4) ? bridge::kMaxDepth - 10 + r.u8() : r.u8();
-            t = build_term(env, r, made, depth + 1);
+            bool deep = (arg & 4) && !made.deep_done;
+            made.deep_done = made.deep_done || deep;
+            unsigned levels = deep ? bridge::kMaxDepth - 10 + r.u8() : r.u8();
+            t = build_term(env, r, made, depth + 1, child);
+            size = child + levels;
             ERL_NIF_TERM one = enif_make_int(env, 1);
             for (unsigned k = 0; k < levels; ++k) {
                 switch (arg % 4) {
@@ -912,11 +939,23 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, std::vector<ERL_NIF_TERM>& ma
             }
             break;
         }
-        case 13: t = made.empty() ? enif_make_list(env, 0) : made[r.u8() % made.size()]; break;
+        case 13: {  // a term made before (shared), within the budget
+            size_t i = made.terms.empty() ? 0 : r.u8() % made.terms.size();
+            if (made.terms.empty() || made.expanded + made.sizes[i] > kBuildBudget) {
+                t = enif_make_list(env, 0);
+            } else {
+                t = made.terms[i];
+                size = made.sizes[i];
+                made.expanded += size;
+            }
+            break;
+        }
         case 14: t = enif_make_copy(env, g.refs[r.u8() % g.refs.size()]); break;
         default: t = special(env, arg); break;
     }
-    made.push_back(t);
+    made.terms.push_back(t);
+    made.sizes.push_back(size);
+    ++made.expanded;
     return t;
 }
 
@@ -965,8 +1004,9 @@ int one_input(const uint8_t* data, size_t size) {
         }
         case 3: {
             Reader r{rest, n};
-            std::vector<ERL_NIF_TERM> made;
-            erlang_first(env, build_term(env, r, made, 0));
+            Built made;
+            size_t size = 0;
+            erlang_first(env, build_term(env, r, made, 0, size));
             break;
         }
         default: {
@@ -1007,6 +1047,12 @@ bool set_up(std::string& error) {
         return false;
     }
 
+    // integer_matches() compares decimal text; bignums of the input's size pass CPython's default
+    // limit of 4300 digits for str(int). (The conversion itself never goes through text.)
+    if (PyRun_SimpleString("import sys\nif hasattr(sys, \"set_int_max_str_digits\"): sys.set_int_max_str_digits(0)") != 0) {
+        error = "cannot lift the int/str digit limit";
+        return false;
+    }
     g.marshal_loads = import_attr("marshal", "loads");
     if (!g.marshal_loads) {
         error = "cannot import marshal";
