@@ -771,10 +771,6 @@ struct Reader {
     bool empty() const { return i >= n; }
     size_t left() const { return n - i; }
     unsigned u8() { return i < n ? p[i++] : 0; }
-    unsigned u16() {
-        unsigned hi = u8();
-        return (hi << 8) | u8();
-    }
     uint64_t u64() {
         uint64_t v = 0;
         for (int k = 0; k < 8; ++k) v = (v << 8) | u8();
