@@ -3,7 +3,8 @@
 %% per input, named after its mode and content: escript fuzz/gen_seeds.escript
 %% Modes 0 (external format), 1 (binary), 3 (build_term program) and 4 (py_build program) come
 %% from here; mode 2 (marshal) from fuzz/gen_marshal_seeds.py. The first byte of each file is
-%% the mode (see fuzz/py_fuzz_nif.cpp).
+%% the mode (see fuzz/py_fuzz_nif.cpp). The seeds holding a pid or a reference differ from run
+%% to run.
 -mode(compile).
 
 main(_) ->
