@@ -145,6 +145,8 @@ init_registry() ->
     ok.
 
 %% @private
+-spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own}) ->
+          {ok, #state{}} | {stop, term()}.
 init(#{mode := Mode, owner := Owner, kind := Kind}) ->
     process_flag(trap_exit, true),
     Priority = application:get_env(erlang_python, thread_priority, idle),
@@ -194,6 +196,8 @@ stop_thread(Ref) ->
     end.
 
 %% @private
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+          {stop, normal, ok | {error, term()}, #state{}} | {reply, {error, unknown_call}, #state{}}.
 handle_call(stop, _From, #state{ref = Ref} = State) ->
     ets:delete(?REGISTRY, self()),
     Status = stop_thread(Ref),
@@ -202,10 +206,12 @@ handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
 %% @private
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({select, Watch, _, Mode}, State) ->
     %% Readiness of a descriptor an event loop on this context waits for (enif_select).
     _ = py_nif:fd_ready(Watch, Mode),
@@ -218,6 +224,7 @@ handle_info(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+-spec terminate(term(), #state{}) -> ok.
 terminate(_Reason, #state{stopped = true}) ->
     ok;
 terminate(_Reason, #state{ref = Ref}) ->

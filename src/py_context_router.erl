@@ -18,6 +18,9 @@
 -define(PICK_KEY, '$py_context_pick').
 -define(BOUND_KEY, '$py_context_bound').
 
+%% The router's state: the pool's mode and its {Pid, Ref} slots (also in persistent_term).
+-type state() :: #{mode := py_context:mode(), pool := tuple()}.
+
 %% @doc The pool context the calling process uses.
 -spec get_context() -> py_context:context().
 get_context() ->
@@ -109,6 +112,7 @@ start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
 %% @private
+-spec init([]) -> {ok, state()} | {stop, {pool_start_failed, term()}}.
 init([]) ->
     process_flag(trap_exit, true),
     N = application:get_env(erlang_python, num_contexts, erlang:system_info(schedulers)),
@@ -135,14 +139,17 @@ start_pool_context(Mode) ->
     end.
 
 %% @private
+-spec handle_call(term(), gen_server:from(), state()) -> {reply, {error, unknown_call}, state()}.
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
 %% @private
+-spec handle_cast(term(), state()) -> {noreply, state()}.
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+-spec handle_info(term(), state()) -> {noreply, state()} | {stop, {pool_restart_failed, term()}, state()}.
 handle_info({'DOWN', _, process, Pid, _}, #{mode := Mode, pool := Pool} = State) ->
     Slots = tuple_to_list(Pool),
     case lists:keymember(Pid, 1, Slots) of
@@ -162,6 +169,7 @@ handle_info(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+-spec terminate(term(), state()) -> ok.
 terminate(_Reason, #{pool := Pool}) ->
     persistent_term:erase(?POOL_KEY),
     [py_context:stop(Pid) || {Pid, _} <- tuple_to_list(Pool)],
