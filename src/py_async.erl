@@ -137,7 +137,7 @@ flush_stream(Tag) ->
 prune_streams() ->
     Keys = [K || {?STREAM_KEY(_) = K, _} <- get()],
     case length(Keys) >= ?STREAM_PRUNE_AT of
-        true -> [erase(K) || K <- Keys, py_request:finished(get(K))];
+        true -> _ = [erase(K) || K <- Keys, py_request:finished(get(K))], ok;
         false -> ok
     end,
     ok.

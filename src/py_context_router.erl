@@ -172,7 +172,7 @@ handle_info(_Msg, State) ->
 -spec terminate(term(), state()) -> ok.
 terminate(_Reason, #{pool := Pool}) ->
     persistent_term:erase(?POOL_KEY),
-    [py_context:stop(Pid) || {Pid, _} <- tuple_to_list(Pool)],
+    _ = [py_context:stop(Pid) || {Pid, _} <- tuple_to_list(Pool)],
     ok;
 terminate(_Reason, _State) ->
     ok.
