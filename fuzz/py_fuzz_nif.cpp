@@ -181,6 +181,7 @@ size_t etf_prefix(const uint8_t* p, size_t n) {
         --pending;
         bool ok = true;
         switch (u8()) {
+            // clang-format off
             case 97: ok = skip(1); break;   // SMALL_INTEGER_EXT
             case 98: ok = skip(4); break;   // INTEGER_EXT
             case 70: ok = skip(8); break;   // NEW_FLOAT_EXT
@@ -226,6 +227,7 @@ size_t etf_prefix(const uint8_t* p, size_t n) {
                 break;
             default: return 0;
         }
+        // clang-format on
         if (!ok || pending > n - i) return 0;  // every term takes at least one byte
     }
     return i;
@@ -251,6 +253,7 @@ bool marshal_ok(const uint8_t* p, size_t n, size_t& i, int depth) {
         i += 4;
         return v;
     };
+    // clang-format off
     switch (p[i++] & 0x7F) {  // the high bit asks for a back-reference slot
         case '0': case 'N': case 'F': case 'T': case 'S': case '.': return true;
         case 'i': case 'r': return skip(4);
@@ -287,6 +290,7 @@ bool marshal_ok(const uint8_t* p, size_t n, size_t& i, int depth) {
             }
         default: return false;
     }
+    // clang-format on
 }
 
 // --- what the mapping says -------------------------------------------------------------------
@@ -299,10 +303,12 @@ bool valid_utf8(const unsigned char* s, size_t n) {
         size_t len;
         uint32_t cp, min;
         if (c < 0x80) { ++i; continue; }
+        // clang-format off
         if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
         else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
         else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
         else return false;
+        // clang-format on
         if (n - i < len) return false;
         for (size_t k = 1; k < len; ++k) {
             if ((s[i + k] & 0xC0) != 0x80) return false;
@@ -1152,8 +1158,10 @@ ERL_NIF_TERM start(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (g.samples.empty()) return enif_make_badarg(env);
 
     // The atoms build_term() uses: those the mapping treats apart, and text of every width.
+    // clang-format off
     const char* latin1[] = {"true", "false", "none", "undefined", "nil", "nan", "infinity", "neg_infinity", "ok", "",
                             "a", "A b", "\xe4rger", "erlang", "nonode@nohost", "'quoted'\n"};
+    // clang-format on
     for (const char* a : latin1) g.atoms.push_back(enif_make_atom(g.fixed, a));
     g.atoms.push_back(enif_make_atom(g.fixed, std::string(255, 'x').c_str()));
     // Outside Latin-1 (created from the external format: OTP 25 has no enif UTF-8 atoms).

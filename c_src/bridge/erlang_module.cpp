@@ -150,8 +150,10 @@ PyObject* erlang_self(PyObject*, PyObject*) {
 
 // The asyncio entry points, defined in priv/_erlang_loop.py and imported at first use (so that
 // importing erlang does not import asyncio).
+// clang-format off
 constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep", "ErlangEventLoop",
                                       "ErlangEventLoopPolicy"};
+// clang-format on
 
 bool is_loop_name(PyObject* name) {
     for (const char* loop_name : kLoopNames)
@@ -283,6 +285,7 @@ PyModuleDef_Slot erlang_slots[] = {
     {0, nullptr},
 };
 
+// clang-format off
 PyModuleDef erlang_def = {
     PyModuleDef_HEAD_INIT,
     "erlang",
@@ -294,6 +297,7 @@ PyModuleDef erlang_def = {
     &erlang_clear,
     nullptr,
 };
+// clang-format on
 
 }  // namespace
 
