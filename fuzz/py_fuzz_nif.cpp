@@ -57,8 +57,8 @@ constexpr int kMaxBuildDepth = 2000;
 struct Harness {
     const bridge::ErlangTypes* types = nullptr;
     py::InterpreterPtr interp;
-    ErlNifEnv* env = nullptr;    // the terms of one input; cleared after each
-    ErlNifEnv* fixed = nullptr;  // samples, atoms, references to Python objects: for the whole run
+    ErlNifEnv* env = nullptr;           // the terms of one input; cleared after each
+    ErlNifEnv* fixed = nullptr;         // samples, atoms, references to Python objects: for the whole run
     std::vector<ERL_NIF_TERM> samples;  // pids, references, ports, funs, ... from py_fuzz:samples/0
     std::vector<ERL_NIF_TERM> atoms;    // the atoms build_term() picks from (it never makes new ones)
     std::vector<ERL_NIF_TERM> refs;     // opaque references to Python objects (py_build.OPAQUE)
@@ -158,7 +158,11 @@ size_t etf_prefix(const uint8_t* p, size_t n) {
     uint64_t pending = 1;  // terms still to read
     auto have = [&](uint64_t k) { return n - i >= k; };
     auto u8 = [&]() -> uint64_t { return p[i++]; };
-    auto u16 = [&]() -> uint64_t { uint64_t v = (uint64_t(p[i]) << 8) | p[i + 1]; i += 2; return v; };
+    auto u16 = [&]() -> uint64_t {
+        uint64_t v = (uint64_t(p[i]) << 8) | p[i + 1];
+        i += 2;
+        return v;
+    };
     auto u32 = [&]() -> uint64_t {
         uint64_t v = (uint64_t(p[i]) << 24) | (uint64_t(p[i + 1]) << 16) | (uint64_t(p[i + 2]) << 8) | p[i + 3];
         i += 4;
@@ -302,7 +306,10 @@ bool valid_utf8(const unsigned char* s, size_t n) {
         unsigned char c = s[i];
         size_t len;
         uint32_t cp, min;
-        if (c < 0x80) { ++i; continue; }
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
         // clang-format off
         if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
         else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
@@ -447,7 +454,8 @@ bool convertible(ErlNifEnv* env, ERL_NIF_TERM term) {
         return mismatch("an atom became a str with a lone surrogate");
     }
     if (size > 0xFFFF) return mismatch("an atom became a str too long for an atom");
-    std::vector<unsigned char> etf = {131, 118, static_cast<unsigned char>(size >> 8), static_cast<unsigned char>(size)};
+    std::vector<unsigned char> etf = {131, 118, static_cast<unsigned char>(size >> 8),
+                                      static_cast<unsigned char>(size)};
     etf.insert(etf.end(), s, s + size);
     ERL_NIF_TERM back;
     if (!enif_binary_to_term(env, etf.data(), etf.size(), &back, ERL_NIF_BIN2TERM_SAFE) || !enif_is_identical(back, t))
@@ -641,8 +649,9 @@ bool survives_external_format(ErlNifEnv* env, ERL_NIF_TERM t) {
     ErlNifBinary bin;
     if (!enif_term_to_binary(env, t, &bin)) fail("term_to_binary failed", t);
     ERL_NIF_TERM back;
-    bool same = etf_prefix(bin.data, bin.size) != bin.size ||
-                (enif_binary_to_term(env, bin.data, bin.size, &back, ERL_NIF_BIN2TERM_SAFE) && enif_is_identical(back, t));
+    bool same =
+        etf_prefix(bin.data, bin.size) != bin.size ||
+        (enif_binary_to_term(env, bin.data, bin.size, &back, ERL_NIF_BIN2TERM_SAFE) && enif_is_identical(back, t));
     enif_release_binary(&bin);
     return same;
 }
@@ -659,7 +668,8 @@ bool holds_malformed_small_map(ErlNifEnv* env, ERL_NIF_TERM term) {
         push_children(env, t, todo);
         if (!enif_get_map_size(env, t, &size) || size > 32 || survives_external_format(env, t)) continue;
         bool parts_survive = true;
-        for (size_t i = start; i < todo.size() && parts_survive; ++i) parts_survive = survives_external_format(env, todo[i]);
+        for (size_t i = start; i < todo.size() && parts_survive; ++i)
+            parts_survive = survives_external_format(env, todo[i]);
         if (parts_survive) {
             note_known("otp10975");
             return true;
@@ -692,7 +702,8 @@ void check_wellformed(ErlNifEnv* env, ERL_NIF_TERM term) {
     if (!enif_term_to_binary(env, term, &bin)) fail("term_to_binary failed", term);
     if (etf_prefix(bin.data, bin.size) == bin.size) {
         ERL_NIF_TERM back;
-        if (!enif_binary_to_term(env, bin.data, bin.size, &back, ERL_NIF_BIN2TERM_SAFE) || !enif_is_identical(back, term)) {
+        if (!enif_binary_to_term(env, bin.data, bin.size, &back, ERL_NIF_BIN2TERM_SAFE) ||
+            !enif_is_identical(back, term)) {
             if (!(allowed("otp10975") && holds_malformed_small_map(env, term)))
                 fail("a term made by to_erlang is not the same after term_to_binary/binary_to_term", term);
         }
@@ -801,12 +812,17 @@ ERL_NIF_TERM special(ErlNifEnv* env, unsigned which) {
         case 0: return enif_make_list(env, 0);
         case 1: return enif_make_tuple(env, 0);
         case 2: return enif_make_new_map(env);
-        case 3: { ERL_NIF_TERM t; enif_make_new_binary(env, 0, &t); return t; }
+        case 3: {
+            ERL_NIF_TERM t;
+            enif_make_new_binary(env, 0, &t);
+            return t;
+        }
         case 4: return enif_make_int64(env, INT64_MIN);
         case 5: return enif_make_int64(env, INT64_MAX);
         case 6: return enif_make_uint64(env, UINT64_MAX);
         case 7: return decode_or(env, {131, 110, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, enif_make_int(env, 0));  // 2^64
-        case 8: return decode_or(env, {131, 110, 8, 1, 1, 0, 0, 0, 0, 0, 0, 128}, enif_make_int(env, 0));  // -(2^63) - 1
+        case 8:
+            return decode_or(env, {131, 110, 8, 1, 1, 0, 0, 0, 0, 0, 0, 128}, enif_make_int(env, 0));  // -(2^63) - 1
         case 9: return enif_make_double(env, -0.0);
         case 10: return enif_make_double(env, 1.7976931348623157e308);
         case 11: return enif_make_double(env, 4.9e-324);
@@ -847,8 +863,13 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, Built& made, int depth, size_
             size_t len = r.u8();
             if (arg & 2) len = (len << 8) | r.u8();
             const uint8_t* digits = r.take(len);
-            std::vector<unsigned char> etf = {131, 111, 0, 0, static_cast<unsigned char>(len >> 8),
-                                              static_cast<unsigned char>(len), static_cast<unsigned char>(arg & 1)};
+            std::vector<unsigned char> etf = {131,
+                                              111,
+                                              0,
+                                              0,
+                                              static_cast<unsigned char>(len >> 8),
+                                              static_cast<unsigned char>(len),
+                                              static_cast<unsigned char>(arg & 1)};
             etf.insert(etf.end(), digits, digits + len);
             t = decode_or(env, etf, enif_make_int(env, 0));
             break;
@@ -872,8 +893,8 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, Built& made, int depth, size_
             size_t len = 1 + r.u8() % 64;
             size_t got = len;
             const uint8_t* s = r.take(got);
-            std::vector<unsigned char> etf = {131, 77, 0, 0, 0, static_cast<unsigned char>(len),
-                                              static_cast<unsigned char>(1 + arg % 7)};
+            std::vector<unsigned char> etf = {
+                131, 77, 0, 0, 0, static_cast<unsigned char>(len), static_cast<unsigned char>(1 + arg % 7)};
             etf.insert(etf.end(), s, s + got);
             etf.resize(7 + len, 0);
             t = decode_or(env, etf, enif_make_list(env, 0));
@@ -993,7 +1014,8 @@ int one_input(const uint8_t* data, size_t size) {
                 result = -1;
                 break;
             }
-            py::Ref bytes = py::Ref::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(rest), Py_ssize_t(n)));
+            py::Ref bytes =
+                py::Ref::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(rest), Py_ssize_t(n)));
             py::Ref args = py::Ref::steal(bytes ? PyTuple_Pack(1, bytes.get()) : nullptr);
             py::Ref o = py::Ref::steal(args ? PyObject_Call(g.marshal_loads, args.get(), g.marshal_kwargs) : nullptr);
             if (!o) {
@@ -1012,7 +1034,8 @@ int one_input(const uint8_t* data, size_t size) {
             break;
         }
         default: {
-            py::Ref bytes = py::Ref::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(rest), Py_ssize_t(n)));
+            py::Ref bytes =
+                py::Ref::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(rest), Py_ssize_t(n)));
             py::Ref o = py::Ref::steal(bytes ? PyObject_CallOneArg(g.build_object, bytes.get()) : nullptr);
             if (!o) fail("py_build.build raised");
             python_first(env, o.get(), true);
@@ -1051,7 +1074,8 @@ bool set_up(std::string& error) {
 
     // integer_matches() compares decimal text; bignums of the input's size pass CPython's default
     // limit of 4300 digits for str(int). (The conversion itself never goes through text.)
-    if (PyRun_SimpleString("import sys\nif hasattr(sys, \"set_int_max_str_digits\"): sys.set_int_max_str_digits(0)") != 0) {
+    if (PyRun_SimpleString("import sys\nif hasattr(sys, \"set_int_max_str_digits\"): sys.set_int_max_str_digits(0)") !=
+        0) {
         error = "cannot lift the int/str digit limit";
         return false;
     }
@@ -1062,8 +1086,8 @@ bool set_up(std::string& error) {
     }
     // 3.13+: no code objects (marshal builds them without validating the bytecode).
     g.marshal_kwargs = Py_BuildValue("{s:O}", "allow_code", Py_False);
-    py::Ref probe = py::Ref::steal(PyObject_Call(g.marshal_loads, py::Ref::steal(Py_BuildValue("(y#)", "N", Py_ssize_t(1))).get(),
-                                                 g.marshal_kwargs));
+    py::Ref probe = py::Ref::steal(PyObject_Call(
+        g.marshal_loads, py::Ref::steal(Py_BuildValue("(y#)", "N", Py_ssize_t(1))).get(), g.marshal_kwargs));
     if (!probe) {
         PyErr_Clear();
         Py_CLEAR(g.marshal_kwargs);
@@ -1154,7 +1178,8 @@ ERL_NIF_TERM start(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     g.builder_source.assign(reinterpret_cast<char*>(bin.data), bin.size);
     g.args = std::move(args);
     g.fixed = enif_alloc_env();
-    for (tail = argv[1]; enif_get_list_cell(env, tail, &head, &tail);) g.samples.push_back(enif_make_copy(g.fixed, head));
+    for (tail = argv[1]; enif_get_list_cell(env, tail, &head, &tail);)
+        g.samples.push_back(enif_make_copy(g.fixed, head));
     if (g.samples.empty()) return enif_make_badarg(env);
 
     // The atoms build_term() uses: those the mapping treats apart, and text of every width.

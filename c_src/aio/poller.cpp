@@ -34,8 +34,8 @@ Poller::Poller(context::Context* ctx, const ErlNifPid& notify)
 Poller::~Poller() { remove_all(); }
 
 int Poller::select(FdWatch* w, int flags) {
-    return enif_select(nullptr, w->dup_fd, static_cast<ErlNifSelectFlags>(flags), FdWatchResource::slot_of(w),
-                       &notify_, erl::atoms().undefined);
+    return enif_select(nullptr, w->dup_fd, static_cast<ErlNifSelectFlags>(flags), FdWatchResource::slot_of(w), &notify_,
+                       erl::atoms().undefined);
 }
 
 int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self) {
@@ -127,7 +127,11 @@ std::vector<std::pair<int, int>> Poller::take_ready() {
         if (!mask) continue;
         bool merged = false;
         for (auto& [fd, m] : out)
-            if (fd == w->fd) { m |= mask; merged = true; break; }
+            if (fd == w->fd) {
+                m |= mask;
+                merged = true;
+                break;
+            }
         if (!merged) out.emplace_back(w->fd, mask);
         if (!w->queued_for_arming) {
             w->queued_for_arming = true;

@@ -21,7 +21,9 @@
 
 #include "erl/resource.hpp"
 
-namespace context { class Context; }
+namespace context {
+class Context;
+}
 
 namespace aio {
 
@@ -39,10 +41,10 @@ struct FdWatch {
     ~FdWatch();
 
     erl::ResourcePtr<Poller> poller;
-    const int fd;      // the loop's descriptor number (the selector's key)
-    int dup_fd;        // what enif_select watches; closed by the stop callback
-    int wanted = 0;    // modes the loop wants
-    int armed = 0;     // modes handed to enif_select that have not fired yet
+    const int fd;    // the loop's descriptor number (the selector's key)
+    int dup_fd;      // what enif_select watches; closed by the stop callback
+    int wanted = 0;  // modes the loop wants
+    int armed = 0;   // modes handed to enif_select that have not fired yet
     bool queued_for_arming = false;
     std::atomic<bool> stopped{false};  // unregistered: late notifications are dropped
 };

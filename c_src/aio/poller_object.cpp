@@ -13,8 +13,8 @@ namespace {
 
 struct PollerObject {
     PyObject_HEAD
-    PollerPtr* poller;     // heap-allocated: PyObject memory is not constructed; null once closed
-    bridge::Host* host;    // the context whose thread made it
+    PollerPtr* poller;   // heap-allocated: PyObject memory is not constructed; null once closed
+    bridge::Host* host;  // the context whose thread made it
 };
 
 PollerObject* as_poller(PyObject* self) { return reinterpret_cast<PollerObject*>(self); }

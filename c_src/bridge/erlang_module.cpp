@@ -19,9 +19,9 @@ struct PidObject {
 
 struct TermObject {
     PyObject_HEAD
-    PyObject* etf;     // bytes: the external format, for equality and hashing
-    ErlNifEnv* env;    // owns `term`
-    ERL_NIF_TERM term; // the term itself, copied back out on conversion (see make_term)
+    PyObject* etf;      // bytes: the external format, for equality and hashing
+    ErlNifEnv* env;     // owns `term`
+    ERL_NIF_TERM term;  // the term itself, copied back out on conversion (see make_term)
 };
 
 ErlangTypes* state_of(PyObject* module) { return static_cast<ErlangTypes*>(PyModule_GetState(module)); }
@@ -36,7 +36,8 @@ PyObject* pid_richcompare(PyObject* a, PyObject* b, int op) {
 
 Py_hash_t pid_hash(PyObject* self) {
     // A local pid is an immediate term: its word identifies it.
-    Py_hash_t h = static_cast<Py_hash_t>(enif_hash(ERL_NIF_INTERNAL_HASH, reinterpret_cast<PidObject*>(self)->pid.pid, 0));
+    Py_hash_t h =
+        static_cast<Py_hash_t>(enif_hash(ERL_NIF_INTERNAL_HASH, reinterpret_cast<PidObject*>(self)->pid.pid, 0));
     return h == -1 ? -2 : h;
 }
 
@@ -62,8 +63,7 @@ PyType_Slot pid_slots[] = {
 };
 
 PyType_Spec pid_spec = {"erlang.Pid", sizeof(PidObject), 0,
-                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-                        pid_slots};
+                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION, pid_slots};
 
 // --- erlang.Term ------------------------------------------------------------
 
@@ -104,10 +104,9 @@ PyType_Slot term_slots[] = {
     {0, nullptr},
 };
 
-PyType_Spec term_spec = {"erlang.Term", sizeof(TermObject), 0,
-                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC |
-                             Py_TPFLAGS_DISALLOW_INSTANTIATION,
-                         term_slots};
+PyType_Spec term_spec = {
+    "erlang.Term", sizeof(TermObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION, term_slots};
 
 // --- the module -------------------------------------------------------------
 
@@ -335,9 +334,16 @@ PyObject* make_term(const ErlangTypes& types, const unsigned char* etf, size_t s
     PyObject* bytes = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(etf), static_cast<Py_ssize_t>(size));
     if (!bytes) return nullptr;
     ErlNifEnv* env = enif_alloc_env();
-    if (!env) { Py_DECREF(bytes); return PyErr_NoMemory(); }
+    if (!env) {
+        Py_DECREF(bytes);
+        return PyErr_NoMemory();
+    }
     auto* obj = PyObject_GC_New(TermObject, types.term);
-    if (!obj) { Py_DECREF(bytes); enif_free_env(env); return nullptr; }
+    if (!obj) {
+        Py_DECREF(bytes);
+        enif_free_env(env);
+        return nullptr;
+    }
     obj->etf = bytes;
     obj->env = env;
     obj->term = enif_make_copy(env, term);

@@ -9,12 +9,12 @@ namespace bridge {
 
 // Per-interpreter state of the `erlang` module.
 struct ErlangTypes {
-    PyTypeObject* pid = nullptr;   // erlang.Pid: a local process identifier
-    PyTypeObject* term = nullptr;  // erlang.Term: any other term (reference, port, fun, remote pid)
-    PyObject* error = nullptr;     // erlang.ErlangError: an Erlang exception raised in a callback
+    PyTypeObject* pid = nullptr;      // erlang.Pid: a local process identifier
+    PyTypeObject* term = nullptr;     // erlang.Term: any other term (reference, port, fun, remote pid)
+    PyObject* error = nullptr;        // erlang.ErlangError: an Erlang exception raised in a callback
     PyObject* interrupted = nullptr;  // erlang.Interrupted: raised in code whose caller gave up
-    PyTypeObject* reply = nullptr;   // erlang._Reply (context/reply.hpp)
-    PyTypeObject* poller = nullptr;  // erlang._Poller (aio/poller_object.hpp)
+    PyTypeObject* reply = nullptr;    // erlang._Reply (context/reply.hpp)
+    PyTypeObject* poller = nullptr;   // erlang._Poller (aio/poller_object.hpp)
 };
 
 // PyInit function registered with PyImport_AppendInittab.

@@ -15,7 +15,7 @@ public:
     // or nullptr with a Python exception set.
     virtual PyObject* call_erlang(PyObject* name, PyObject* args) = 0;  // erlang.call
     virtual PyObject* send(PyObject* pid, PyObject* message) = 0;       // erlang.send
-    virtual PyObject* self_pid() = 0;                                     // erlang.self
+    virtual PyObject* self_pid() = 0;                                   // erlang.self
 
     // Event loop support (priv/_erlang_loop.py). make_poller: a new poller bound to this
     // context (empty with a Python exception set on failure). wait_poller: serves the

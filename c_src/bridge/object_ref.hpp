@@ -14,9 +14,7 @@ namespace bridge {
 class ObjectRef {
 public:
     // Precondition: attached to interp; takes a new reference to obj.
-    ObjectRef(PyObject* obj, py::InterpreterPtr interp) : obj_(obj), interp_(std::move(interp)) {
-        Py_INCREF(obj_);
-    }
+    ObjectRef(PyObject* obj, py::InterpreterPtr interp) : obj_(obj), interp_(std::move(interp)) { Py_INCREF(obj_); }
     ObjectRef(const ObjectRef&) = delete;
     ObjectRef& operator=(const ObjectRef&) = delete;
     ~ObjectRef() { interp_->defer_decref(obj_); }

@@ -30,7 +30,8 @@ bool bignum_to_erlang(ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out) {
     if (!bits) return false;
     size_t nbytes = (PyLong_AsSize_t(bits.get()) + 7) / 8;
     if (PyErr_Occurred()) return false;
-    py::Ref digits = py::Ref::steal(PyObject_CallMethod(magnitude.get(), "to_bytes", "ns", static_cast<Py_ssize_t>(nbytes), "little"));
+    py::Ref digits = py::Ref::steal(
+        PyObject_CallMethod(magnitude.get(), "to_bytes", "ns", static_cast<Py_ssize_t>(nbytes), "little"));
     if (!digits) return false;
     if (!PyBytes_Check(digits.get()) || static_cast<size_t>(PyBytes_GET_SIZE(digits.get())) != nbytes) {
         PyErr_SetString(PyExc_SystemError, "int.to_bytes gave an unexpected result");
@@ -76,14 +77,20 @@ bool str_to_erlang(ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out) {
     const char* data = PyUnicode_AsUTF8AndSize(obj, &size);  // fails on lone surrogates
     if (!data) return false;
     unsigned char* dst = enif_make_new_binary(env, static_cast<size_t>(size), out);
-    if (!dst) { PyErr_NoMemory(); return false; }
+    if (!dst) {
+        PyErr_NoMemory();
+        return false;
+    }
     std::memcpy(dst, data, static_cast<size_t>(size));
     return true;
 }
 
 bool bytes_to_erlang(ErlNifEnv* env, const char* data, Py_ssize_t size, ERL_NIF_TERM* out) {
     unsigned char* dst = enif_make_new_binary(env, static_cast<size_t>(size), out);
-    if (!dst) { PyErr_NoMemory(); return false; }
+    if (!dst) {
+        PyErr_NoMemory();
+        return false;
+    }
     std::memcpy(dst, data, static_cast<size_t>(size));
     return true;
 }
@@ -111,10 +118,11 @@ bool list_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_
     // A copy of a list's items: converting an item can run Python code (a finaliser during an
     // allocation) that changes the list.
     py::Ref snapshot = py::Ref::steal(PyList_Check(obj) ? PyList_GetSlice(obj, 0, PY_SSIZE_T_MAX)
-                                                       : PySequence_Fast(obj, "not a sequence"));
+                                                        : PySequence_Fast(obj, "not a sequence"));
     if (!snapshot) return false;
     std::vector<ERL_NIF_TERM> terms;
-    if (!sequence_items(cv, env, PySequence_Fast_ITEMS(snapshot.get()), PySequence_Fast_GET_SIZE(snapshot.get()), terms, depth))
+    if (!sequence_items(cv, env, PySequence_Fast_ITEMS(snapshot.get()), PySequence_Fast_GET_SIZE(snapshot.get()), terms,
+                        depth))
         return false;
     *out = enif_make_list_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));
     return true;
@@ -166,11 +174,23 @@ bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* o
         return false;
     }
     const erl::Atoms& a = erl::atoms();
-    if (obj == Py_None) { *out = a.none; return true; }
-    if (obj == Py_True) { *out = a.true_; return true; }
-    if (obj == Py_False) { *out = a.false_; return true; }
+    if (obj == Py_None) {
+        *out = a.none;
+        return true;
+    }
+    if (obj == Py_True) {
+        *out = a.true_;
+        return true;
+    }
+    if (obj == Py_False) {
+        *out = a.false_;
+        return true;
+    }
     if (PyLong_Check(obj)) return int_to_erlang(env, obj, out);
-    if (PyFloat_Check(obj)) { *out = float_to_erlang(env, PyFloat_AS_DOUBLE(obj)); return true; }
+    if (PyFloat_Check(obj)) {
+        *out = float_to_erlang(env, PyFloat_AS_DOUBLE(obj));
+        return true;
+    }
     if (PyUnicode_Check(obj)) return str_to_erlang(env, obj, out);
     if (PyBytes_Check(obj)) return bytes_to_erlang(env, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), out);
     if (PyByteArray_Check(obj)) return bytes_to_erlang(env, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj), out);
@@ -178,7 +198,10 @@ bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* o
     if (PyTuple_Check(obj)) return tuple_to_erlang(cv, env, obj, out, depth);
     if (PyDict_Check(obj)) return dict_to_erlang(cv, env, obj, out, depth);
     ErlNifPid pid;
-    if (get_pid(cv.types, obj, &pid)) { *out = enif_make_pid(env, &pid); return true; }
+    if (get_pid(cv.types, obj, &pid)) {
+        *out = enif_make_pid(env, &pid);
+        return true;
+    }
     if (get_term(cv.types, obj, env, out)) return true;
     return opaque_to_erlang(cv, env, obj, out);
 }

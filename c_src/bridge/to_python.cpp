@@ -35,9 +35,9 @@ PyObject* bignum_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
         bool negative = p[header] != 0;
         py::Ref digits = py::Ref::steal(
             PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p + header + 1), static_cast<Py_ssize_t>(n)));
-        py::Ref value = py::Ref::steal(
-            digits ? PyObject_CallMethod(reinterpret_cast<PyObject*>(&PyLong_Type), "from_bytes", "Os", digits.get(), "little")
-                   : nullptr);
+        py::Ref value = py::Ref::steal(digits ? PyObject_CallMethod(reinterpret_cast<PyObject*>(&PyLong_Type),
+                                                                    "from_bytes", "Os", digits.get(), "little")
+                                              : nullptr);
         result = (value && negative) ? PyNumber_Negative(value.get()) : value.release();
     } else {
         PyErr_SetString(PyExc_SystemError, "unexpected external format for an integer");
@@ -69,7 +69,8 @@ PyObject* atom_text_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
         result = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(bin.data + 3), bin.data[2], "strict");
     } else if (bin.size >= 4 && bin.data[1] == kAtomUtf8) {
         size_t n = (size_t(bin.data[2]) << 8) | bin.data[3];
-        result = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(bin.data + 4), static_cast<Py_ssize_t>(n), "strict");
+        result =
+            PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(bin.data + 4), static_cast<Py_ssize_t>(n), "strict");
     } else {
         PyErr_SetString(PyExc_SystemError, "unexpected external format for an atom");
     }
@@ -206,7 +207,8 @@ PyObject* name_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
             PyErr_SetString(PyExc_ValueError, "name contains a NUL byte");
             return nullptr;
         }
-        return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size), "strict");
+        return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size),
+                                    "strict");
     }
     PyErr_SetString(PyExc_TypeError, "a name must be an atom, a binary or a string");
     return nullptr;

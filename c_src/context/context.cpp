@@ -11,14 +11,14 @@
 #include <unordered_set>
 #include <vector>
 
-#include "bridge/erlang_module.hpp"
 #include "bridge/convert.hpp"
+#include "bridge/erlang_module.hpp"
 #include "context/executor.hpp"
 #include "context/reply.hpp"
 #include "context/request_handle.hpp"
-#include "py/ref.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/ref.hpp"
 #include "py/runtime.hpp"
 
 namespace context {
@@ -209,7 +209,10 @@ bool Context::join_python_threads() {
         "    return sum(1 for t in alive if t.is_alive())\n"
         "_stuck = _join(_deadline)\n";
     PyObject* ns = PyDict_New();
-    if (!ns) { PyErr_Clear(); return true; }
+    if (!ns) {
+        PyErr_Clear();
+        return true;
+    }
     PyObject* deadline = PyFloat_FromDouble(std::chrono::duration<double>(kJoinDeadline).count());
     if (deadline) PyDict_SetItemString(ns, "_deadline", deadline);
     Py_XDECREF(deadline);
@@ -334,8 +337,8 @@ void Context::handle(RequestPtr& req) {
     req->mark_ended();
     interrupter_.settle(*req);
     if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
-    if (payload == kDeferredReply) return;      // a Python object replies later
-    if (!req->try_reply()) {  // cancelled while running: drop the late result
+    if (payload == kDeferredReply) return;         // a Python object replies later
+    if (!req->try_reply()) {                       // cancelled while running: drop the late result
         enif_clear_env(env);
         return;
     }
@@ -356,9 +359,7 @@ void Context::pop_running() {
 }
 
 // Whether the request whose code runs now was cancelled (its interrupt is on its way).
-bool Context::running_cancelled() const {
-    return !running_.empty() && running_.back() && running_.back()->cancelled();
-}
+bool Context::running_cancelled() const { return !running_.empty() && running_.back() && running_.back()->cancelled(); }
 
 // --- callbacks: Python calling Erlang -----------------------------------------------------------
 
@@ -399,7 +400,10 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
         enif_demonitor_process(nullptr, ContextResource::slot_of(this), &pending.mon);
         std::lock_guard<std::mutex> lock(callbacks_mutex_);
         for (auto it = pending_callbacks_.begin(); it != pending_callbacks_.end(); ++it)
-            if (it->id == id) { pending_callbacks_.erase(it); break; }
+            if (it->id == id) {
+                pending_callbacks_.erase(it);
+                break;
+            }
     };
     if (!req.try_enter_callback(id)) {
         forget();
@@ -585,8 +589,7 @@ void Context::set_hosted_loop(PyObject* loop, aio::Poller* poller) {
 bool Context::hosted_due() const {
     if (!hosted_loop_ || in_hosted_step_) return false;
     return hosted_poller_->has_ready() || hosted_poller_->step_requested() ||
-           tasks_abandoned_.load(std::memory_order_acquire) ||
-           RequestQueue::Clock::now() >= hosted_deadline_;
+           tasks_abandoned_.load(std::memory_order_acquire) || RequestQueue::Clock::now() >= hosted_deadline_;
 }
 
 // Precondition: attached, hosted_loop_ set. Runs one iteration of the hosted loop; it returns
@@ -635,7 +638,8 @@ void Context::shutdown_hosted_loop() {
 
 bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
     ErlNifPid nobody{};
-    auto reply = RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
+    auto reply =
+        RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
     reply->arg[0] = enif_make_uint64(reply->env(), id);
     reply->arg[1] = reply->copy(result);
     return queue_.push(std::move(reply)) != RequestQueue::Pushed::Refused;
@@ -652,7 +656,10 @@ void Context::on_down(const ErlNifMonitor* mon) {
     {
         std::lock_guard<std::mutex> lock(callbacks_mutex_);
         for (const PendingCallback& p : pending_callbacks_)
-            if (enif_compare_monitors(mon, &p.mon) == 0) { id = p.id; break; }
+            if (enif_compare_monitors(mon, &p.mon) == 0) {
+                id = p.id;
+                break;
+            }
     }
     if (id) push_callback_abort(id);
 }

@@ -28,7 +28,9 @@
 #include "py/interpreter.hpp"
 #include "py/subinterpreter.hpp"
 
-namespace bridge { struct ErlangTypes; }
+namespace bridge {
+struct ErlangTypes;
+}
 
 namespace context {
 
@@ -142,10 +144,10 @@ private:
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).
-    std::vector<Request*> running_;                          // innermost last
-    std::deque<RequestPtr> backlog_;                         // taken from the queue, not yet run
-    std::unordered_map<uint64_t, RequestPtr> early_replies_; // replies for outer callbacks
-    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;   // one reply env per nesting depth
+    std::vector<Request*> running_;                           // innermost last
+    std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
+    std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
+    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth
     uint64_t next_callback_id_ = 0;
 
     // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
@@ -161,7 +163,10 @@ private:
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
     std::mutex callbacks_mutex_;
-    struct PendingCallback { ErlNifMonitor mon; uint64_t id; };
+    struct PendingCallback {
+        ErlNifMonitor mon;
+        uint64_t id;
+    };
     std::vector<PendingCallback> pending_callbacks_;  // guarded by callbacks_mutex_
 
     std::mutex exit_mutex_;

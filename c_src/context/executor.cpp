@@ -91,7 +91,8 @@ ERL_NIF_TERM finish_result(Job& job, PyObject* result) {
     if (mode == ResultMode::Plain) return job.ok_value(result);
     Ref module = import_module(Ref::check(PyUnicode_FromString("_erlang_async")).get());
     Ref reply = Ref::check(make_reply(job.scope.types, job.scope.interp, job.request_ptr));
-    Ref value = Ref::check(PyObject_CallMethod(module.get(), "dispatch", "iOO", static_cast<int>(mode), result, reply.get()));
+    Ref value =
+        Ref::check(PyObject_CallMethod(module.get(), "dispatch", "iOO", static_cast<int>(mode), result, reply.get()));
     if (value.get() == reply.get()) {
         mark_deferred(reply.get());
         return kDeferredReply;
@@ -125,7 +126,8 @@ Ref compile_source(Job& job, int start, const char* filename) {
         throw py::ErrorPending();
     }
     PyObject* cache = job.scope.code_cache;
-    Ref key = Ref::check(Py_BuildValue("(iy#)", start, reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size)));
+    Ref key = Ref::check(
+        Py_BuildValue("(iy#)", start, reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size)));
     if (PyObject* code = PyDict_GetItemWithError(cache, key.get())) return Ref::borrow(code);
     if (PyErr_Occurred()) throw py::ErrorPending();
     // The key's bytes object is a NUL-terminated copy of the source: compile from it.
@@ -141,7 +143,8 @@ ERL_NIF_TERM run_eval(Job& job) {
     if (!globals) throw py::ErrorPending();
     Ref locals;
     size_t nlocals = 0;
-    if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0) locals = job.arg_to_python(1);
+    if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0)
+        locals = job.arg_to_python(1);
     Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, locals ? locals.get() : globals));
     return finish_result(job, result.get());
 }
@@ -166,7 +169,8 @@ ERL_NIF_TERM run_reset(Job& job) {
 
 }  // namespace
 
-ERL_NIF_TERM execute(const WorkerScope& scope, const RequestPtr& request_ptr, ErlNifEnv* msg_env, std::string* traceback) {
+ERL_NIF_TERM execute(const WorkerScope& scope, const RequestPtr& request_ptr, ErlNifEnv* msg_env,
+                     std::string* traceback) {
     Request& request = *request_ptr;
     Job job{scope, request_ptr, request, msg_env, bridge::Converter{scope.types, scope.interp}};
     try {

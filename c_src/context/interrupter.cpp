@@ -72,7 +72,8 @@ void Interrupter::run() {
     std::vector<Request*> due;
     std::vector<bool> sent;
     for (;;) {
-        auto live = std::stable_partition(targets_.begin(), targets_.end(), [](const Target& t) { return !t.req->ended(); });
+        auto live =
+            std::stable_partition(targets_.begin(), targets_.end(), [](const Target& t) { return !t.req->ended(); });
         if (live != targets_.end()) {  // dropped outside the lock: their memory may go with them
             std::vector<Target> ended(std::make_move_iterator(live), std::make_move_iterator(targets_.end()));
             targets_.erase(live, targets_.end());

@@ -66,10 +66,10 @@ private:
     void interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent);
 
     RequestQueue& queue_;
-    PyThreadState* tstate_ = nullptr;        // set by bind(), before any request runs
+    PyThreadState* tstate_ = nullptr;  // set by bind(), before any request runs
     PyInterpreterState* interp_ = nullptr;
     unsigned long thread_id_ = 0;
-    PyObject* exception_ = nullptr;          // borrowed: the erlang module's state keeps it
+    PyObject* exception_ = nullptr;  // borrowed: the erlang module's state keeps it
     std::atomic<Request*> running_{nullptr};
 
     std::mutex mutex_;

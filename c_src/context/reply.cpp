@@ -103,7 +103,8 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
     if (!r->req->try_begin_chunk()) Py_RETURN_FALSE;
     const erl::Atoms& a = erl::atoms();
     ErlNifEnv* e = env.get();
-    ERL_NIF_TERM msg = enif_make_tuple3(e, a.py_stream, enif_make_copy(e, r->req->tag), enif_make_tuple2(e, a.data, term));
+    ERL_NIF_TERM msg =
+        enif_make_tuple3(e, a.py_stream, enif_make_copy(e, r->req->tag), enif_make_tuple2(e, a.data, term));
     erl::send_and_clear(e, r->req->reply_to(), msg);
     r->req->end_chunk();
     Py_RETURN_TRUE;

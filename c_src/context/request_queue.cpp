@@ -71,17 +71,14 @@ void RequestQueue::sleep_until_work(Clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
     sleeping_.store(true);
     auto ready = [this] { return has_work(); };
-    if (deadline == Clock::time_point::max())
-        wake_.wait(lock, ready);
-    else
-        wake_.wait_until(lock, deadline, ready);
+    if (deadline == Clock::time_point::max()) wake_.wait(lock, ready);
+    else wake_.wait_until(lock, deadline, ready);
     sleeping_.store(false);
 }
 
 void RequestQueue::take_all(std::vector<RequestPtr>& out) {
     uintptr_t head = head_.load();
-    while (!head_.compare_exchange_weak(head, head & kClosed)) {
-    }
+    while (!head_.compare_exchange_weak(head, head & kClosed)) {}
     size_t first = out.size();
     for (auto* node = reinterpret_cast<Request*>(head & ~kClosed); node;) {
         Request* next = node->queue_next_;

@@ -14,7 +14,9 @@ public:
     OwnedEnv(const OwnedEnv&) = delete;
     OwnedEnv& operator=(const OwnedEnv&) = delete;
     OwnedEnv(OwnedEnv&& o) noexcept : env_(std::exchange(o.env_, nullptr)) {}
-    ~OwnedEnv() { if (env_) enif_free_env(env_); }
+    ~OwnedEnv() {
+        if (env_) enif_free_env(env_);
+    }
 
     ErlNifEnv* get() const { return env_; }
     ERL_NIF_TERM copy(ERL_NIF_TERM t) const { return enif_make_copy(env_, t); }

@@ -55,9 +55,7 @@ public:
     static void keep(T* obj) { enif_keep_resource(slot_of(obj)); }
     static void release(T* obj) { enif_release_resource(slot_of(obj)); }
     static ERL_NIF_TERM term(ErlNifEnv* env, T* obj) { return enif_make_resource(env, slot_of(obj)); }
-    static void* slot_of(T* obj) {
-        return reinterpret_cast<char*>(obj) - offsetof(Slot, storage);
-    }
+    static void* slot_of(T* obj) { return reinterpret_cast<char*>(obj) - offsetof(Slot, storage); }
     static T* from_slot(void* mem) { return reinterpret_cast<T*>(&static_cast<Slot*>(mem)->storage); }
 
 private:
@@ -86,10 +84,17 @@ public:
         if (obj) Resource<T>::keep(obj);
         return ResourcePtr(obj);
     }
-    ResourcePtr(const ResourcePtr& o) : obj_(o.obj_) { if (obj_) Resource<T>::keep(obj_); }
+    ResourcePtr(const ResourcePtr& o) : obj_(o.obj_) {
+        if (obj_) Resource<T>::keep(obj_);
+    }
     ResourcePtr(ResourcePtr&& o) noexcept : obj_(std::exchange(o.obj_, nullptr)) {}
-    ResourcePtr& operator=(ResourcePtr o) noexcept { std::swap(obj_, o.obj_); return *this; }
-    ~ResourcePtr() { if (obj_) Resource<T>::release(obj_); }
+    ResourcePtr& operator=(ResourcePtr o) noexcept {
+        std::swap(obj_, o.obj_);
+        return *this;
+    }
+    ~ResourcePtr() {
+        if (obj_) Resource<T>::release(obj_);
+    }
 
     T* get() const { return obj_; }
     // Gives the reference up to the caller (adopt() takes it back).

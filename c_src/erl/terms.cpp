@@ -90,7 +90,8 @@ bool add_size(ErlNifEnv* env, ERL_NIF_TERM t, size_t& words, size_t budget, int 
             enif_get_map_size(env, t, &size);
             words += 3 * size + 2;
             ErlNifMapIterator it;
-            if (words >= budget || size == 0 || !enif_map_iterator_create(env, t, &it, ERL_NIF_MAP_ITERATOR_FIRST)) break;
+            if (words >= budget || size == 0 || !enif_map_iterator_create(env, t, &it, ERL_NIF_MAP_ITERATOR_FIRST))
+                break;
             ERL_NIF_TERM key, value;
             bool fits = true;
             while (fits && enif_map_iterator_get_pair(env, &it, &key, &value)) {

@@ -17,9 +17,9 @@ using context::ContextResource;
 using context::Namespace;
 using context::NamespaceResource;
 using context::Request;
-using context::RequestKind;
 using context::RequestHandle;
 using context::RequestHandleResource;
+using context::RequestKind;
 using context::RequestResource;
 
 void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor* mon) {
@@ -47,7 +47,9 @@ erl::ResourcePtr<Namespace> get_namespace(ErlNifEnv* env, ERL_NIF_TERM term, con
     return erl::ResourcePtr<Namespace>::share(ns);
 }
 
-bool is_name(ErlNifEnv* env, ERL_NIF_TERM t) { return enif_is_atom(env, t) || enif_is_binary(env, t) || enif_is_list(env, t); }
+bool is_name(ErlNifEnv* env, ERL_NIF_TERM t) {
+    return enif_is_atom(env, t) || enif_is_binary(env, t) || enif_is_list(env, t);
+}
 bool is_code(ErlNifEnv* env, ERL_NIF_TERM t) { return enif_is_binary(env, t) || enif_is_list(env, t); }
 bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM t) {
     unsigned len;
@@ -89,7 +91,8 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
                     const ERL_NIF_TERM* mode = nullptr) {
     Context* ctx = get_context(env, argv[0]);
     ERL_NIF_TERM tag_and_args = enif_make_tuple_from_array(env, &argv[2], unsigned(nargs) + 1);
-    if (enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER && !erl::smaller_than(env, tag_and_args, kCopyOnSchedulerWords))
+    if (enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER &&
+        !erl::smaller_than(env, tag_and_args, kCopyOnSchedulerWords))
         return enif_schedule_nif(env, nif.name, ERL_NIF_DIRTY_JOB_CPU_BOUND, nif.fun, nif.argc, argv);
     auto ns = get_namespace(env, argv[1], ctx);
     if (!enif_is_ref(env, argv[2])) throw erl::BadArg();
@@ -101,8 +104,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     // One copy of {Tag, Args...} into the request's environment (one allocation, not 1 + nargs).
     const ERL_NIF_TERM* copied = nullptr;
     int arity = 0;
-    if (!enif_get_tuple(req->env(), req->copy(tag_and_args), &arity, &copied))
-        throw erl::BadArg();
+    if (!enif_get_tuple(req->env(), req->copy(tag_and_args), &arity, &copied)) throw erl::BadArg();
     req->tag = copied[0];
     for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
     Request* r = req.get();
@@ -125,9 +127,8 @@ context::ThreadPriority get_priority(ERL_NIF_TERM term) {
 }  // namespace
 
 bool open_context_resources(ErlNifEnv* env) {
-    return ContextResource::open(env, "py_context", &context_down) &&
-           NamespaceResource::open(env, "py_namespace") && RequestResource::open(env, "py_request_state") &&
-           RequestHandleResource::open(env, "py_request");
+    return ContextResource::open(env, "py_context", &context_down) && NamespaceResource::open(env, "py_namespace") &&
+           RequestResource::open(env, "py_request_state") && RequestHandleResource::open(env, "py_request");
 }
 
 // context_new(Mode, Priority) -> {ok, Ctx} | {error, Reason}. The calling process owns the
@@ -140,7 +141,8 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
             mode = context::Mode::Worker;
         } else if (argv[0] == a.owngil) {
             if (!py::kHasOwnGil)
-                throw erl::ErrorResult(enif_make_tuple2(env, a.owngil_unsupported, erl::make_binary(env, py::runtime_version())));
+                throw erl::ErrorResult(
+                    enif_make_tuple2(env, a.owngil_unsupported, erl::make_binary(env, py::runtime_version())));
             mode = context::Mode::OwnGil;
         } else {
             throw erl::ErrorResult(enif_make_tuple2(env, a.invalid_mode, argv[0]));
@@ -148,7 +150,8 @@ ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         auto ctx = erl::ResourcePtr<Context>::adopt(ContextResource::make(mode, get_priority(argv[1])));
         ErlNifPid owner;
         ErlNifMonitor owner_mon;
-        if (!enif_self(env, &owner) || enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, &owner_mon) != 0)
+        if (!enif_self(env, &owner) ||
+            enif_monitor_process(env, ContextResource::slot_of(ctx.get()), &owner, &owner_mon) != 0)
             throw erl::BadArg();
         ctx->set_owner(owner, owner_mon);
         if (!ctx->start()) throw erl::ErrorResult(erl::atoms().thread_create_failed);
@@ -180,7 +183,8 @@ ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 // Mode: plain | async | stream | {stream_start, Pid} (context/request.hpp, ResultMode).
 ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
-        if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) || !enif_is_map(env, argv[6]))
+        if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) ||
+            !enif_is_map(env, argv[6]))
             throw erl::BadArg();
         return submit(env, {"submit_call", &submit_call, 8}, argv, RequestKind::Call, 4, &argv[7]);
     });
@@ -204,7 +208,9 @@ ERL_NIF_TERM submit_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 
 // submit_reset(Ctx, undefined, Tag) -> Request
 ERL_NIF_TERM submit_reset(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-    return erl::guarded(env, [&] { return submit(env, {"submit_reset", &submit_reset, 3}, argv, RequestKind::Reset, 0); });
+    return erl::guarded(env, [&] {
+        return submit(env, {"submit_reset", &submit_reset, 3}, argv, RequestKind::Reset, 0);
+    });
 }
 
 // cancel(Ctx, Request) -> ok | replied | {in_callback, Id}. `replied`: the reply is in (or

@@ -1,8 +1,8 @@
 // NIFs that describe the runtime and classify terms.
 #include "bridge/object_ref.hpp"
 #include "context/context.hpp"
-#include "erl/nif_error.hpp"
 #include "erl/atoms.hpp"
+#include "erl/nif_error.hpp"
 #include "erl/terms.hpp"
 #include "nifs/nifs.hpp"
 #include "py/runtime.hpp"

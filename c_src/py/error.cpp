@@ -15,7 +15,10 @@ std::string utf8_of(PyObject* s) {
         PyErr_Clear();
         // Lone surrogates cannot be UTF-8 encoded; escape them instead of failing.
         Ref b = Ref::steal(PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace"));
-        if (!b) { PyErr_Clear(); return {}; }
+        if (!b) {
+            PyErr_Clear();
+            return {};
+        }
         return std::string(PyBytes_AS_STRING(b.get()), PyBytes_GET_SIZE(b.get()));
     }
     return std::string(p, static_cast<size_t>(n));
@@ -23,12 +26,21 @@ std::string utf8_of(PyObject* s) {
 
 std::string format_traceback(PyObject* exc) {
     Ref mod = Ref::steal(PyImport_ImportModule("traceback"));
-    if (!mod) { PyErr_Clear(); return {}; }
+    if (!mod) {
+        PyErr_Clear();
+        return {};
+    }
     Ref lines = Ref::steal(PyObject_CallMethod(mod.get(), "format_exception", "O", exc));
-    if (!lines) { PyErr_Clear(); return {}; }
+    if (!lines) {
+        PyErr_Clear();
+        return {};
+    }
     Ref empty = Ref::steal(PyUnicode_FromString(""));
     Ref joined = Ref::steal(empty ? PyUnicode_Join(empty.get(), lines.get()) : nullptr);
-    if (!joined) { PyErr_Clear(); return {}; }
+    if (!joined) {
+        PyErr_Clear();
+        return {};
+    }
     return utf8_of(joined.get());
 }
 

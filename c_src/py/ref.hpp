@@ -19,7 +19,10 @@ class Ref {
 public:
     Ref() = default;
     static Ref steal(PyObject* p) { return Ref(p); }
-    static Ref borrow(PyObject* p) { Py_XINCREF(p); return Ref(p); }
+    static Ref borrow(PyObject* p) {
+        Py_XINCREF(p);
+        return Ref(p);
+    }
     // Steals p, throwing ErrorPending when the call that produced it failed (p == NULL).
     static Ref check(PyObject* p) {
         if (!p) throw ErrorPending();
@@ -30,7 +33,10 @@ public:
     Ref& operator=(const Ref&) = delete;
     Ref(Ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
     Ref& operator=(Ref&& o) noexcept {
-        if (this != &o) { Py_XDECREF(p_); p_ = std::exchange(o.p_, nullptr); }
+        if (this != &o) {
+            Py_XDECREF(p_);
+            p_ = std::exchange(o.p_, nullptr);
+        }
         return *this;
     }
     ~Ref() { Py_XDECREF(p_); }

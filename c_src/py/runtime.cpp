@@ -10,7 +10,7 @@ namespace py {
 namespace {
 
 PyInterpreterState* g_main_interp = nullptr;  // set once in start_runtime (load callback)
-std::string g_priv_dir;                        // set once in start_runtime (load callback)
+std::string g_priv_dir;                       // set once in start_runtime (load callback)
 
 bool set_config_string(PyConfig& config, wchar_t** field, const char* value, std::string& error) {
     PyStatus st = PyConfig_SetBytesString(&config, field, value);

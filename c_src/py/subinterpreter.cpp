@@ -21,10 +21,10 @@ bool create_owngil_interpreter(OwnGilInterpreter& out, std::string& error) {
     PyEval_RestoreThread(out.main_tstate);
     PyInterpreterConfig config = {};
     config.use_main_obmalloc = 0;
-    config.allow_fork = 0;                 // os.fork() raises RuntimeError
-    config.allow_exec = 1;                 // subprocess works
+    config.allow_fork = 0;  // os.fork() raises RuntimeError
+    config.allow_exec = 1;  // subprocess works
     config.allow_threads = 1;
-    config.allow_daemon_threads = 0;       // Py_EndInterpreter must be able to join them
+    config.allow_daemon_threads = 0;           // Py_EndInterpreter must be able to join them
     config.check_multi_interp_extensions = 1;  // unsafe extension modules raise ImportError
     config.gil = PyInterpreterConfig_OWN_GIL;
     PyThreadState* sub = nullptr;
