@@ -144,7 +144,7 @@ constexpr size_t kMaxMapFromArrays = 32;
 
 ERL_NIF_TERM map_from_pairs(ErlNifEnv* env, std::vector<ERL_NIF_TERM>& keys, std::vector<ERL_NIF_TERM>& values) {
     size_t head = std::min(keys.size(), kMaxMapFromArrays);
-    ERL_NIF_TERM map;
+    ERL_NIF_TERM map{};
     if (!enif_make_map_from_arrays(env, keys.data(), values.data(), head, &map)) {
         // Distinct Python keys became equal terms ('a' and b'a' are both <<"a">>): the last one wins.
         map = enif_make_new_map(env);

@@ -47,9 +47,9 @@ PyObject* bignum_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
 }
 
 PyObject* integer_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
-    ErlNifSInt64 i;
+    ErlNifSInt64 i = 0;
     if (enif_get_int64(env, term, &i)) return PyLong_FromLongLong(i);
-    ErlNifUInt64 u;
+    ErlNifUInt64 u = 0;
     if (enif_get_uint64(env, term, &u)) return PyLong_FromUnsignedLongLong(u);
     return bignum_to_python(env, term);
 }
@@ -128,7 +128,7 @@ PyObject* list_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term,
     }
     py::Ref list = py::Ref::steal(PyList_New(len));
     if (!list) return nullptr;
-    ERL_NIF_TERM head, tail = term;
+    ERL_NIF_TERM head{}, tail = term;
     for (unsigned i = 0; i < len; ++i) {
         enif_get_list_cell(env, tail, &head, &tail);
         PyObject* item = convert(cv, env, head, depth + 1);
@@ -157,7 +157,7 @@ PyObject* map_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term, 
     if (!dict) return nullptr;
     ErlNifMapIterator it;
     if (!enif_map_iterator_create(env, term, &it, ERL_NIF_MAP_ITERATOR_FIRST)) return PyErr_NoMemory();
-    ERL_NIF_TERM k, v;
+    ERL_NIF_TERM k{}, v{};
     bool ok = true;
     while (ok && enif_map_iterator_get_pair(env, &it, &k, &v)) {
         py::Ref key = py::Ref::steal(convert(cv, env, k, depth + 1));

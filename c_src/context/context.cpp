@@ -141,7 +141,7 @@ void Context::interrupt(RequestPtr req) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t thread;
+    pthread_t thread{};
     int rc = pthread_create(&thread, &attr, &Context::interrupter_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
@@ -377,7 +377,7 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     }
     bridge::Converter cv{*types_, interp_};
     erl::OwnedEnv env;
-    ERL_NIF_TERM name_term, args_term;
+    ERL_NIF_TERM name_term{}, args_term{};
     py::Ref arg_list = py::Ref::steal(PySequence_List(args));
     if (!arg_list || !bridge::to_erlang(cv, env.get(), name, &name_term) ||
         !bridge::to_erlang(cv, env.get(), arg_list.get(), &args_term))
@@ -535,7 +535,7 @@ PyObject* Context::send(PyObject* pid, PyObject* message) {
         return nullptr;
     }
     erl::OwnedEnv env;
-    ERL_NIF_TERM term;
+    ERL_NIF_TERM term{};
     bridge::Converter cv{*types_, interp_};
     if (!bridge::to_erlang(cv, env.get(), message, &term)) return nullptr;
     erl::send_and_clear(env.get(), to, term);  // a dead receiver is not an error, as in Erlang

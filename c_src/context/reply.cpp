@@ -67,7 +67,7 @@ PyObject* finish(ReplyObject* self, Build build) {
 PyObject* reply_ok(PyObject* self, PyObject* value) {
     ReplyObject* r = as_reply(self);
     return finish(r, [&](ErlNifEnv* env, std::string* traceback) {
-        ERL_NIF_TERM term;
+        ERL_NIF_TERM term{};
         bridge::Converter cv{*r->types, *r->interp};
         if (r->req->mode() == ResultMode::StreamStart) return erl::atoms().ok;
         if (!bridge::to_erlang(cv, env, value, &term)) return take_python_error(env, traceback);
@@ -97,7 +97,7 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
         return nullptr;
     }
     erl::OwnedEnv env;
-    ERL_NIF_TERM term;
+    ERL_NIF_TERM term{};
     bridge::Converter cv{*r->types, *r->interp};
     if (!bridge::to_erlang(cv, env.get(), value, &term)) return nullptr;
     if (!r->req->try_begin_chunk()) Py_RETURN_FALSE;

@@ -42,7 +42,7 @@ ERL_NIF_TERM make_charlist_utf8(ErlNifEnv* env, std::string_view utf8) {
 }
 
 ERL_NIF_TERM make_binary(ErlNifEnv* env, std::string_view text) {
-    ERL_NIF_TERM bin;
+    ERL_NIF_TERM bin{};
     unsigned char* p = enif_make_new_binary(env, text.size(), &bin);
     if (!text.empty()) std::memcpy(p, text.data(), text.size());
     return bin;
@@ -51,7 +51,7 @@ ERL_NIF_TERM make_binary(ErlNifEnv* env, std::string_view text) {
 ERL_NIF_TERM make_code_name_atom(ErlNifEnv* env, std::string_view name) {
     std::string latin1;
     if (name.size() <= 255 && is_latin1(name, latin1) && latin1.size() <= 255) {
-        ERL_NIF_TERM atom;
+        ERL_NIF_TERM atom{};
         if (enif_make_existing_atom_len(env, latin1.data(), latin1.size(), &atom, ERL_NIF_LATIN1)) return atom;
         if (g_created_atoms.fetch_add(1, std::memory_order_relaxed) < kMaxCreatedAtoms)
             return enif_make_atom_len(env, latin1.data(), latin1.size());
@@ -68,10 +68,10 @@ namespace {
 // Adds what copying t costs to words; false once that reaches budget or t nests too deep.
 bool add_size(ErlNifEnv* env, ERL_NIF_TERM t, size_t& words, size_t budget, int depth) {
     if (depth > 32) return false;
-    ERL_NIF_TERM head;
-    int arity;
-    const ERL_NIF_TERM* elems;
-    size_t size;
+    ERL_NIF_TERM head{};
+    int arity = 0;
+    const ERL_NIF_TERM* elems = nullptr;
+    size_t size = 0;
     switch (enif_term_type(env, t)) {
         case ERL_NIF_TERM_TYPE_LIST:
             while (enif_get_list_cell(env, t, &head, &t)) {
@@ -92,7 +92,7 @@ bool add_size(ErlNifEnv* env, ERL_NIF_TERM t, size_t& words, size_t budget, int 
             ErlNifMapIterator it;
             if (words >= budget || size == 0 || !enif_map_iterator_create(env, t, &it, ERL_NIF_MAP_ITERATOR_FIRST))
                 break;
-            ERL_NIF_TERM key, value;
+            ERL_NIF_TERM key{}, value{};
             bool fits = true;
             while (fits && enif_map_iterator_get_pair(env, &it, &key, &value)) {
                 fits = add_size(env, key, words, budget, depth + 1) && add_size(env, value, words, budget, depth + 1);

@@ -52,7 +52,7 @@ bool is_name(ErlNifEnv* env, ERL_NIF_TERM t) {
 }
 bool is_code(ErlNifEnv* env, ERL_NIF_TERM t) { return enif_is_binary(env, t) || enif_is_list(env, t); }
 bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM t) {
-    unsigned len;
+    unsigned len = 0;
     return enif_get_list_length(env, t, &len) != 0;
 }
 
@@ -136,7 +136,7 @@ bool open_context_resources(ErlNifEnv* env) {
 ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         const erl::Atoms& a = erl::atoms();
-        context::Mode mode;
+        context::Mode mode = context::Mode::Worker;
         if (argv[0] == a.worker) {
             mode = context::Mode::Worker;
         } else if (argv[0] == a.owngil) {
@@ -236,7 +236,7 @@ ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = get_context(env, argv[0]);
-        ErlNifUInt64 id;
+        ErlNifUInt64 id = 0;
         if (!enif_get_uint64(env, argv[1], &id)) throw erl::BadArg();
         if (!ctx->push_callback_reply(id, argv[2])) throw erl::ErrorResult(erl::atoms().context_stopped);
         return erl::atoms().ok;
