@@ -39,7 +39,7 @@ int Poller::select(FdWatch* w, int flags) {
 }
 
 int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self) {
-    if (watches_.count(fd)) return EEXIST;
+    if (watches_.contains(fd)) return EEXIST;
     int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0) return errno;
     FdWatchPtr w;

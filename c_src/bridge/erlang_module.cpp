@@ -1,5 +1,6 @@
 #include "bridge/erlang_module.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -36,8 +37,7 @@ PyObject* pid_richcompare(PyObject* a, PyObject* b, int op) {
 
 Py_hash_t pid_hash(PyObject* self) {
     // A local pid is an immediate term: its word identifies it.
-    Py_hash_t h =
-        static_cast<Py_hash_t>(enif_hash(ERL_NIF_INTERNAL_HASH, reinterpret_cast<PidObject*>(self)->pid.pid, 0));
+    auto h = static_cast<Py_hash_t>(enif_hash(ERL_NIF_INTERNAL_HASH, reinterpret_cast<PidObject*>(self)->pid.pid, 0));
     return h == -1 ? -2 : h;
 }
 
@@ -155,9 +155,8 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 // clang-format on
 
 bool is_loop_name(PyObject* name) {
-    for (const char* loop_name : kLoopNames)
-        if (PyUnicode_CompareWithASCIIString(name, loop_name) == 0) return true;
-    return false;
+    return std::ranges::any_of(
+        kLoopNames, [name](const char* loop_name) { return PyUnicode_CompareWithASCIIString(name, loop_name) == 0; });
 }
 
 // erlang.<name>(...) and `from erlang import name` (PEP 562): an asyncio entry point

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ranges>
 #include <unordered_set>
 #include <vector>
 
@@ -25,7 +26,7 @@ namespace context {
 namespace {
 
 // 3.12/3.13 bound C recursion with a counter tuned for the main thread's 8 MiB stack.
-constexpr size_t kWorkerStackBytes = 8u << 20;
+constexpr size_t kWorkerStackBytes = 8U << 20;
 // How long an idle worker spins before it sleeps. Measured with sequential py:call from one
 // process: 50 us let the worker fall asleep between calls in 3 of 7 runs (~26K calls/s instead
 // of ~130K); 200 us did not in 7 of 7. A SCHED_IDLE thread spins only on otherwise idle CPU.
@@ -62,7 +63,7 @@ const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
 
 Context* keep_if_running(Context* ctx) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (!g_running.count(ctx)) return nullptr;
+    if (!g_running.contains(ctx)) return nullptr;
     ContextResource::keep(ctx);
     return ctx;
 }
@@ -472,7 +473,7 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
 // Precondition: attached. Serves other requests until the reply to callback `id` arrives;
 // nullptr when the context stops first.
 RequestPtr Context::wait_callback_reply(uint64_t id) {
-    if (serve_nested([&] { return early_replies_.count(id) != 0; }, RequestQueue::Clock::time_point::max()) !=
+    if (serve_nested([&] { return early_replies_.contains(id); }, RequestQueue::Clock::time_point::max()) !=
         WaitEnd::Done)
         return {};
     auto it = early_replies_.find(id);
@@ -497,8 +498,8 @@ bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
 // stack holds one chain's depth on top, not the levels of every chain interleaved (16 chains
 // of depth 64 hit RecursionError when any waiting request's chain was served).
 bool Context::is_reentrant(const Request& request) const {
-    for (auto it = running_.rbegin(); it != running_.rend(); ++it)
-        if (*it) return enif_compare_pids(&(*it)->caller(), &request.caller()) == 0;
+    for (const Request* req : std::views::reverse(running_))
+        if (req) return enif_compare_pids(&req->caller(), &request.caller()) == 0;
     return false;
 }
 

@@ -120,7 +120,7 @@ private:
     void push_running(Request* req);
     void pop_running();
     bool running_cancelled() const;
-    void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
+    static void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void notify_exit();
     bool join_python_threads();
     void release_thread_state();

@@ -29,7 +29,7 @@ struct Job {
     }
     Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
     Ref name(int i) { return Ref::check(scope.names.get(request.env(), request.arg[i])); }
-    ERL_NIF_TERM ok_value(PyObject* value) {
+    ERL_NIF_TERM ok_value(PyObject* value) const {
         ERL_NIF_TERM term{};
         if (!bridge::to_erlang(cv, msg_env, value, &term)) throw py::ErrorPending();
         return enif_make_tuple2(msg_env, erl::atoms().ok, term);

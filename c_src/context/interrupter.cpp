@@ -43,7 +43,7 @@ void Interrupter::bind(PyThreadState* tstate, unsigned long thread_id, PyObject*
     exception_ = exception;
 }
 
-void Interrupter::settle(Request& req) {
+void Interrupter::settle(Request& req) const {
     if (!req.interrupt_sent) return;
     req.interrupt_sent = false;
     PyThreadState_SetAsyncExc(thread_id_, nullptr);  // clears a pending one, if any

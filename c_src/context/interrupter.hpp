@@ -44,7 +44,7 @@ public:
 
     // req's code stopped running: an interrupt raised for it that has not surfaced yet is
     // discarded, so that it cannot hit the code of the next request.
-    void settle(Request& req);
+    void settle(Request& req) const;
 
     // Asks for req's code to be interrupted. True when the caller must start the interrupter
     // thread (which then calls run()); false when one is running or the context is closing.

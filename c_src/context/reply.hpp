@@ -23,12 +23,12 @@ inline constexpr ERL_NIF_TERM kDeferredReply = 0;
 // formatted traceback goes to *traceback.
 ERL_NIF_TERM take_python_error(ErlNifEnv* env, std::string* traceback);
 
-// Delivers the final message for payload ({ok, V} | ok | {error, R}), built in *env:
+// Delivers the final message for payload ({ok, V} | ok | {error, R}), built in *owned:
 // {Tag, Payload} or {Tag, Payload, Traceback} to the caller, stored in the request's reply slot
-// (taking *env, which is then null) when the caller polls for it, else sent (and *env cleared);
+// (taking *owned, which is then null) when the caller polls for it, else sent (and *owned cleared);
 // for StreamStart requests {py_stream, Tag, done} or {py_stream, Tag, {error, R}} is sent to
 // reply_to(). Precondition: the caller won req.try_reply().
-void send_final_reply(Request& req, std::unique_ptr<erl::OwnedEnv>& env, ERL_NIF_TERM payload,
+void send_final_reply(Request& req, std::unique_ptr<erl::OwnedEnv>& owned, ERL_NIF_TERM payload,
                       const std::string& traceback);
 
 // A new erlang._Reply for req (the type comes from types). The executor marks it deferred when

@@ -11,7 +11,7 @@ std::atomic<unsigned> g_created_atoms{0};  // how many atoms make_code_name_atom
 
 // Decodes one UTF-8 sequence at s[i]; advances i. Returns U+FFFD for malformed input.
 unsigned decode_one(std::string_view s, size_t& i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
+    auto c = static_cast<unsigned char>(s[i]);
     int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
     ++i;
     if (extra < 0) return 0xFFFD;

@@ -16,7 +16,7 @@ namespace {
 
 std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
     ErlNifBinary bin;
-    if (enif_inspect_iolist_as_binary(env, info, &bin)) return std::string(reinterpret_cast<char*>(bin.data), bin.size);
+    if (enif_inspect_iolist_as_binary(env, info, &bin)) return {reinterpret_cast<char*>(bin.data), bin.size};
     return {};
 }
 

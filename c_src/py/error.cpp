@@ -19,9 +19,9 @@ std::string utf8_of(PyObject* s) {
             PyErr_Clear();
             return {};
         }
-        return std::string(PyBytes_AS_STRING(b.get()), PyBytes_GET_SIZE(b.get()));
+        return {PyBytes_AS_STRING(b.get()), static_cast<size_t>(PyBytes_GET_SIZE(b.get()))};
     }
-    return std::string(p, static_cast<size_t>(n));
+    return {p, static_cast<size_t>(n)};
 }
 
 std::string format_traceback(PyObject* exc) {
