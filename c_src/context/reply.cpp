@@ -154,7 +154,7 @@ PyType_Spec reply_type_spec = {"erlang._Reply", sizeof(ReplyObject), 0,
                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                                reply_slots};
 
-PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr& interp, RequestPtr req) {
+PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr& interp, const RequestPtr& req) {
     auto* obj = PyObject_New(ReplyObject, types.reply);
     if (!obj) return nullptr;
     obj->req = nullptr;

@@ -34,7 +34,7 @@ void send_final_reply(Request& req, std::unique_ptr<erl::OwnedEnv>& owned, ERL_N
 // A new erlang._Reply for req (the type comes from types). The executor marks it deferred when
 // the Python hook hands it back: from then on, if it is dropped without replying, the caller
 // gets {error, cancelled}.
-PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr& interp, RequestPtr req);
+PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr& interp, const RequestPtr& req);
 void mark_deferred(PyObject* reply);
 
 // The type's spec, for the erlang module.
