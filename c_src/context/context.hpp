@@ -46,6 +46,7 @@ public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
+    ~Context() = default;
 
     // Scheduler thread, once, right after construction. Starts the worker thread, which keeps
     // the resource alive while it runs. Returns false if the thread could not be created.

@@ -33,6 +33,7 @@ public:
     explicit Interrupter(RequestQueue& queue) : queue_(queue) {}
     Interrupter(const Interrupter&) = delete;
     Interrupter& operator=(const Interrupter&) = delete;
+    ~Interrupter() = default;
 
     // Where interrupts go: the context thread's state (on the interpreter whose GIL the
     // interrupter takes), its thread id, the exception class.

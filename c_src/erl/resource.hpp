@@ -73,8 +73,9 @@ private:
 };
 
 // An owning reference to a resource: copying keeps, destruction releases.
+// The by-value operator= (copy-and-swap) is both the copy and the move assignment.
 template <class T>
-class ResourcePtr {
+class ResourcePtr {  // NOLINT(cppcoreguidelines-special-member-functions)
 public:
     ResourcePtr() = default;
     // Takes over the reference returned by Resource<T>::make.

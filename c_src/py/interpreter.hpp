@@ -16,6 +16,7 @@ public:
     explicit Interpreter(PyInterpreterState* state) : state_(state) {}
     Interpreter(const Interpreter&) = delete;
     Interpreter& operator=(const Interpreter&) = delete;
+    ~Interpreter() = default;
 
     PyInterpreterState* state() const { return state_; }
 
