@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ranges>
 #include <unordered_set>
 #include <vector>
 
@@ -498,9 +497,8 @@ bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
 // stack holds one chain's depth on top, not the levels of every chain interleaved (16 chains
 // of depth 64 hit RecursionError when any waiting request's chain was served).
 bool Context::is_reentrant(const Request& request) const {
-    for (const Request* req : std::views::reverse(running_))
-        if (req) return enif_compare_pids(&req->caller(), &request.caller()) == 0;
-    return false;
+    auto innermost = std::find_if(running_.rbegin(), running_.rend(), [](const Request* r) { return r != nullptr; });
+    return innermost != running_.rend() && enif_compare_pids(&(*innermost)->caller(), &request.caller()) == 0;
 }
 
 // Precondition: attached. {ok, V} -> V; {error, {Class, Reason}} -> erlang.ErlangError;
