@@ -1,7 +1,7 @@
 #include "py/runtime.hpp"
 
 #include <dlfcn.h>
-#include <signal.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): POSIX sigaction, which <csignal> need not declare
 
 #include "config.hpp"
 #include "py/ref.hpp"
@@ -64,7 +64,7 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
     if (g_main_interp) return true;
     // The NIF library itself is loaded RTLD_LOCAL; promote libpython to the global namespace.
     if (!dlopen(pyconfig::kLibpythonPath, RTLD_NOW | RTLD_GLOBAL)) {
-        const char* why = dlerror();
+        const char* why = dlerror();  // NOLINT(concurrency-mt-unsafe): glibc keeps dlerror's state per thread
         error = std::string("cannot load ") + pyconfig::kLibpythonPath + ": " + (why ? why : "?");
         return false;
     }
