@@ -6,6 +6,8 @@
 #   make elixir-smoke   build, then run test/elixir/smoke.exs with Debian's elixir
 #   make fuzz    build the conversion fuzzer (clang, libFuzzer, ASan + UBSan) and run it for
 #                FUZZ_SECONDS (60); non-zero on a finding (docs/fuzzing.md)
+#   make check   static checks: xref, dialyzer, edoc, a -spec on every export, clang-format and
+#                clang-tidy over the C++ (scripts/check.sh); non-zero on any finding
 # Python: PYTHON_CONFIG=/path/to/python3.X-config picks one; otherwise see c_src/select_python.sh.
 
 SHELL := /bin/bash
@@ -15,7 +17,7 @@ PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper e
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CT_OPTS ?=
 
-.PHONY: all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz clean
+.PHONY: all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz check clean
 
 all: build
 
@@ -59,6 +61,13 @@ fuzz: PKGS += $(FUZZ_PKGS)
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
+# Static checks (scripts/check.sh lists them; CHECK_STEPS picks some). clang-format and
+# clang-tidy are Debian 12's 14 (.clang-format, .clang-tidy).
+CHECK_PKGS := clang-format-14 clang-tidy-14
+check: PKGS += $(CHECK_PKGS)
+check: deps
+	bash scripts/check.sh
+
 demo: build
 	escript examples/basic_example
 
@@ -93,4 +102,4 @@ bench: build
 
 clean:
 	$(REBAR) clean
-	rm -rf _build/cmake _build/cmake-py311 _build/cmake-fuzz priv/py_nif.so
+	rm -rf _build/cmake _build/cmake-py311 _build/cmake-fuzz _build/cmake-tidy priv/py_nif.so
