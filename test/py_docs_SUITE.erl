@@ -43,6 +43,7 @@
 files() ->
     [{readme, "README.md"},
      {docs_readme, "docs/README.md"},
+     {getting_started, "docs/getting-started.md"},
      {type_conversion, "docs/type-conversion.md"},
      {contexts, "docs/contexts.md"},
      {owngil, "docs/owngil.md"},
