@@ -56,7 +56,8 @@ files() ->
      {venv, "docs/venv.md"},
      {performance, "docs/performance.md"},
      {reliability, "docs/reliability.md"},
-     {fuzzing, "docs/fuzzing.md"}].
+     {fuzzing, "docs/fuzzing.md"},
+     {migration, "docs/migration.md"}].
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -405,9 +406,10 @@ dedent(Line, _) -> Line.
 directive(N, Trimmed) ->
     case re:run(Trimmed, "^<!--\\s*" ?DIRECTIVE "(.*?)-->$", [{capture, all_but_first, list}, unicode]) of
         nomatch ->
-            case string:find(Trimmed, ?DIRECTIVE) of
-                nomatch -> none;
-                _ -> throw({doc_test_markdown, {malformed_directive, N}})
+            %% A comment that mentions doc-test: but is not one (prose may quote the syntax).
+            case lists:prefix("<!--", Trimmed) andalso string:find(Trimmed, ?DIRECTIVE) =/= nomatch of
+                true -> throw({doc_test_markdown, {malformed_directive, N}});
+                false -> none
             end;
         {match, [Body]} ->
             {WordsText, Reason} =
