@@ -19,6 +19,9 @@
 %%                                   owngil contexts give {error, {owngil_unsupported, V}}).
 %%   <!-- doc-test: run -->          on a ```python block: run it with py:exec on a fresh worker
 %%                                   context; it passes when that returns ok (use assert).
+%%   <!-- doc-test: peer -->         needs a second node: the variable B is bound to a peer node
+%%                                   (OTP peer, loopback, erlang_python started there), started
+%%                                   once for the file; this node is made distributed if it is not.
 %%
 %% Words combine: `<!-- doc-test: setup owngil -->`. Blocks in other languages (sh, elixir,
 %% python without `run`) are not run and are counted as such. A `doc-test:` comment that is not
@@ -198,11 +201,20 @@ format_failure(Rel, #{block := BlockLine, line := Line, expr := Expr, error := E
 -spec run_blocks(file:filename(), [map()]) -> map().
 run_blocks(_Path, Blocks) ->
     Owngil = owngil_supported(),
+    Peer = case [B || #{words := Ws} = B <- Blocks, lists:member(peer, Ws)] of
+               [] -> none;
+               _ -> start_peer()
+           end,
+    try run_blocks(Blocks, Owngil, Peer)
+    after stop_peer(Peer)
+    end.
+
+run_blocks(Blocks, Owngil, Peer) ->
     {_, Acc} =
         lists:foldl(
           fun(#{lang := Lang, line := Line} = B, {Setups, Acc}) ->
                   Words = maps:get(words, B, []),
-                  Action = action(Lang, Words, Owngil),
+                  Action = action(Lang, Words, Owngil, Peer),
                   Acc1 = case Action of
                              {skip, Why} ->
                                  Acc#{skipped := maps:get(skipped, Acc) ++ [{Line, Why}]};
@@ -212,7 +224,11 @@ run_blocks(_Path, Blocks) ->
                                  Acc#{run := maps:get(run, Acc) + 1};
                              _ ->
                                  T0 = erlang:monotonic_time(millisecond),
-                                 R = run_in_fresh_process(Setups ++ [{Action, B}]),
+                                 Bindings0 = case {lists:member(peer, Words), Peer} of
+                                                 {true, {ok, Node, _, _}} -> [{'B', Node}];
+                                                 _ -> []
+                                             end,
+                                 R = run_in_fresh_process(Bindings0, Setups ++ [{Action, B}]),
                                  Ms = erlang:monotonic_time(millisecond) - T0,
                                  ct:log("line ~w (~ts): ~p in ~w ms", [Line, Lang, R, Ms]),
                                  Failures = case R of
@@ -231,13 +247,18 @@ run_blocks(_Path, Blocks) ->
           {[], #{run => 0, skipped => [], not_run => [], failures => []}}, Blocks),
     Acc.
 
-action(Lang, Words, Owngil) ->
+action(Lang, Words, Owngil, Peer) ->
     Skip = proplists:get_value(skip, Words),
     NeedsOwngil = lists:member(owngil, Words),
+    NoPeer = case {lists:member(peer, Words), Peer} of
+                 {true, {error, Why}} -> Why;
+                 _ -> false
+             end,
     if
         Skip =/= undefined -> {skip, Skip};
         NeedsOwngil, not Owngil -> {skip, "owngil contexts need Python 3.13+ (this build: " ++
                                           binary_to_list(py:version()) ++ ")"};
+        NoPeer =/= false -> {skip, "no peer node: " ++ NoPeer};
         Lang =:= "erlang" ->
             case lists:member(setup, Words) of
                 true -> setup;
@@ -258,8 +279,8 @@ owngil_supported() ->
 
 %% The blocks run in a new process; the result comes back as its exit reason, so nothing is
 %% left in this process's mailbox and the block's own links and contexts go with it.
-run_in_fresh_process(Steps) ->
-    {Pid, Mon} = spawn_monitor(fun() -> exit({doc_test, run_steps(Steps)}) end),
+run_in_fresh_process(Bindings, Steps) ->
+    {Pid, Mon} = spawn_monitor(fun() -> exit({doc_test, run_steps(Bindings, Steps)}) end),
     receive
         {'DOWN', Mon, process, Pid, {doc_test, Result}} ->
             Result;
@@ -276,10 +297,11 @@ run_in_fresh_process(Steps) ->
                    error => {timeout, ?BLOCK_TIMEOUT, "no answer (a receive that never matched?)"}}}
     end.
 
-run_steps(Steps) ->
+run_steps(Bindings0, Steps) ->
+    Initial = lists:foldl(fun({K, V}, B) -> erl_eval:add_binding(K, V, B) end,
+                          erl_eval:new_bindings(), Bindings0),
     try
-        lists:foldl(fun({Kind, B}, Bindings) -> run_step(Kind, B, Bindings) end,
-                    erl_eval:new_bindings(), Steps),
+        lists:foldl(fun({Kind, B}, Bindings) -> run_step(Kind, B, Bindings) end, Initial, Steps),
         ok
     catch
         throw:{doc_test_failed, Failure} -> {failed, Failure}
@@ -426,7 +448,84 @@ word(_, "skip", Reason) -> {skip, Reason};
 word(_, "setup", _) -> setup;
 word(_, "owngil", _) -> owngil;
 word(_, "run", _) -> run;
+word(_, "peer", _) -> peer;
 word(N, Other, _) -> throw({doc_test_markdown, {unknown_directive, N, Other}}).
+
+%% --- a second node for `peer' blocks ------------------------------------------------------------
+
+%% {ok, Node, Peer, StartedDistribution} or {error, Reason}. Loopback only: this node gets long
+%% names on 127.0.0.1 if it is not distributed (epmd is started when it is not running), and the
+%% peer's distribution port listens on 127.0.0.1. Names carry the OS pid: runs on one host do not
+%% collide.
+start_peer() ->
+    case ensure_distributed() of
+        {error, _} = Error ->
+            Error;
+        {ok, Started} ->
+            Host = lists:last(string:split(atom_to_list(node()), "@")),
+            Args = ["-pa", code:lib_dir(erlang_python, ebin),
+                    "-setcookie", atom_to_list(erlang:get_cookie())]
+                ++ case Host of
+                       "127.0.0.1" -> ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"];
+                       _ -> []
+                   end,
+            Opts = #{name => list_to_atom("py_docs_b_" ++ os:getpid()), host => Host,
+                     longnames => net_kernel:longnames(), args => Args, wait_boot => 60000},
+            try
+                {ok, Peer, Node} = peer:start(Opts),
+                {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python]),
+                {ok, Node, Peer, Started}
+            catch
+                C:R ->
+                    stop_dist(Started),
+                    {error, lists:flatten(io_lib:format("~p:~0p", [C, R]))}
+            end
+    end.
+
+stop_peer({ok, _Node, Peer, Started}) ->
+    catch peer:stop(Peer),
+    stop_dist(Started);
+stop_peer(_) ->
+    ok.
+
+ensure_distributed() ->
+    case node() of
+        nonode@nohost ->
+            ok = application:set_env(kernel, inet_dist_use_interface, {127, 0, 0, 1}),
+            Name = list_to_atom("py_docs_a_" ++ os:getpid() ++ "@127.0.0.1"),
+            case start_dist(Name, 1) of
+                ok -> {ok, true};
+                {error, _} = Error -> stop_dist(true), Error
+            end;
+        _ ->
+            {ok, false}
+    end.
+
+start_dist(Name, Attempt) ->
+    case net_kernel:start([Name, longnames]) of
+        {ok, _} ->
+            ok;
+        {error, Reason} when Attempt >= 30 ->
+            {error, lists:flatten(io_lib:format("cannot start distribution (epmd?): ~0p", [Reason]))};
+        {error, _} ->
+            Attempt =:= 1 andalso start_epmd(),
+            timer:sleep(100),
+            start_dist(Name, Attempt + 1)
+    end.
+
+start_epmd() ->
+    Epmd = case os:find_executable("epmd") of
+               false -> filename:join([code:root_dir(), "erts-" ++ erlang:system_info(version), "bin", "epmd"]);
+               Path -> Path
+           end,
+    _ = os:cmd(Epmd ++ " -daemon"),
+    true.
+
+stop_dist(true) ->
+    _ = net_kernel:stop(),
+    application:unset_env(kernel, inet_dist_use_interface);
+stop_dist(false) ->
+    ok.
 
 %% The repository's root: the first directory above this suite with README.md and docs/
 %% (rebar3 compiles a copy of test/ under _build).
