@@ -102,9 +102,9 @@ every_doc_has_a_case(_Config) ->
         {New, Gone} -> ct:fail("files without a case: ~p; cases without a file: ~p", [New, Gone])
     end.
 
-%% The runner itself: a wrong match, a crash, a timeout-free hang guard, a bad directive and a
-%% skip without a reason are reported, with the line of the failing expression.
-runner_reports_failures(_Config) ->
+%% The runner itself: setup blocks, skips, fresh processes, a failing match (reported with the line
+%% of its expression), a missing period, a stray or unknown directive and a skip without a reason.
+runner_reports_failures(Config) ->
     Doc = "# t\n"
           "\n"
           "<!-- doc-test: setup -->\n"
@@ -137,7 +137,7 @@ runner_reports_failures(_Config) ->
           "```sh\n"
           "echo not run\n"
           "```\n",
-    Path = filename:join(priv_dir_tmp(), "doc_test_sample.md"),
+    Path = filename:join(proplists:get_value(priv_dir, Config), "doc_test_sample.md"),
     ok = file:write_file(Path, Doc),
     {ok, Blocks} = blocks_of(Path),
     #{run := 4, skipped := [{14, "needs a second node"}], not_run := [{30, "sh"}],
@@ -155,11 +155,6 @@ runner_reports_failures(_Config) ->
     #{failures := [#{line := 2, error := {parse, "the block does not end with a period"}}]} =
         run_blocks(Path, [B]),
     ok.
-
-priv_dir_tmp() ->
-    Dir = filename:join(["/tmp", "py_docs_SUITE." ++ os:getpid()]),
-    ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    Dir.
 
 %% --- running a file -------------------------------------------------------------------------
 
