@@ -18,7 +18,8 @@
          timeout_races_slow_replies/1, polled_replies/1, sent_replies_busy_context/1,
          polled_error_keeps_traceback/1,
          concurrent_callers_pool/1, concurrent_callers_one_context/1,
-         queued_request_on_stop/1, killed_caller/1, killed_callers_repeatedly/1]).
+         queued_request_on_stop/1, killed_caller/1, killed_callers_repeatedly/1,
+         stop_with_stale_callback_reply/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -40,7 +41,7 @@ groups() ->
      {reply_paths, [], [polled_replies, sent_replies_busy_context, polled_error_keeps_traceback]},
      {concurrency, [], [concurrent_callers_pool, concurrent_callers_one_context]},
      {stopping, [],
-      [queued_request_on_stop, killed_caller, killed_callers_repeatedly,
+      [queued_request_on_stop, killed_caller, killed_callers_repeatedly, stop_with_stale_callback_reply,
        stop_pool_context_is_replaced]}].
 
 init_per_suite(Config) ->
@@ -451,3 +452,15 @@ wait_until(F, Ms) ->
         true -> ok;
         false -> timer:sleep(20), wait_until(F, Ms - 20)
     end.
+
+%% A callback answer nobody waits for any more (its caller died; it has no tag) still queued when
+%% the context stops: the stopping context skips it (it took the VM down: size_object, bad tag).
+stop_with_stale_callback_reply(_Config) ->
+    {ok, Ctx} = py_context:new(#{mode => worker}),
+    {ok, Ref, own} = py_context:lookup(Ctx),
+    Self = self(),
+    spawn(fun() -> Self ! {slept, py:call(Ctx, time, sleep, [0.3])} end),
+    timer:sleep(50),  % the context is in the sleep: what comes now is queued
+    ok = py_nif:callback_reply(Ref, 424242, {ok, 1}),
+    ok = py_context:stop(Ctx),
+    receive {slept, R} -> {ok, none} = R after 5000 -> ct:fail(no_reply) end.

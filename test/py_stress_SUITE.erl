@@ -257,7 +257,7 @@ worker_churn(Config) ->
            [N, Elapsed / 1000, Elapsed / N, maps:get(rss_kb, Before), maps:get(rss_kb, After), Growth,
             Growth / N, maps:get(threads, Before), maps:get(threads, After),
             maps:get(fds, Before), maps:get(fds, After)]),
-    check(Growth < 5 * 1024, {rss_growth_kb, Growth}),
+    check(Growth < 5 * 1024 orelse under_asan(), {rss_growth_kb, Growth}),
     check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
     check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back).
 
@@ -299,7 +299,7 @@ worker_churn_owner_exit(Config) ->
            "(~.2f KB/cycle), threads ~p -> ~p, fds ~p -> ~p (target: RSS growth < 5 MB, threads and fds back)",
            [N, Elapsed / 1000, Growth, Growth / N, maps:get(threads, Before), maps:get(threads, After),
             maps:get(fds, Before), maps:get(fds, After)]),
-    check(Growth < 5 * 1024, {rss_growth_kb, Growth}),
+    check(Growth < 5 * 1024 orelse under_asan(), {rss_growth_kb, Growth}),
     check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
     check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back).
 
@@ -339,7 +339,7 @@ owngil_churn(Config) ->
                    [N, Elapsed / 1000, round(Elapsed / N), round(PerCycle), maps:get(rss_kb, Before), maps:get(rss_kb, After),
                     maps:get(threads, Before), maps:get(threads, After),
                     maps:get(fds, Before), maps:get(fds, After)]),
-            check(PerCycle < 2600, {rss_kb_per_cycle, PerCycle}),
+            check(PerCycle < 2600 orelse under_asan(), {rss_kb_per_cycle, PerCycle}),
             check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
             check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back)
     end.
@@ -1258,10 +1258,15 @@ cpu_bound_probe(Config) ->
 %% runtime preloaded (make test-asan), which slows the emulator itself. Other jobs on a 2-core
 %% machine alone moved the p99 between 2 and 9.6 ms.
 probe_limit_ms() ->
-    case string:find(os:getenv("LD_PRELOAD", ""), "asan") of
-        nomatch -> 20;
-        _ -> 40
+    case under_asan() of
+        false -> 20;
+        true -> 40
     end.
+
+%% Whether the BEAM runs with ASan preloaded (make test-asan): its quarantine holds freed memory
+%% and PYTHONMALLOC=malloc changes Python's allocations, so RSS figures are reported, not asserted.
+under_asan() ->
+    string:find(os:getenv("LD_PRELOAD", ""), "asan") =/= nomatch.
 
 %% --- regressions ------------------------------------------------------------------------------------------
 

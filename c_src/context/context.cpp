@@ -665,6 +665,7 @@ void Context::on_down(const ErlNifMonitor* mon) {
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
     for (RequestPtr& req : batch) {
+        if (req->kind() == RequestKind::CallbackReply) continue;  // an answer nobody waits for: no tag, no caller
         if (!req->try_start()) continue;
         req->mark_ended();
         if (!req->try_reply()) continue;
