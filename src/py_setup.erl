@@ -13,6 +13,8 @@
 %% that version or a newer one (`priv/_erlang_setup.py'). So a step that reaches an interpreter
 %% twice (a context starting while it is broadcast), or an older one that arrives after a newer
 %% one, changes nothing, and no lock is needed between contexts starting and steps being set.
+%% Versions grow for the life of the node, not of the application: the main interpreter, and
+%% the versions it has run, outlive an application restart.
 -module(py_setup).
 
 -export([init_table/0, set/3, lookup/1, steps/0, sync/1]).
@@ -20,7 +22,6 @@
 -export_type([key/0, step_call/0]).
 
 -define(TABLE, py_setup_steps).
--define(VERSION_KEY, '$version').
 %% How long a context that starts waits for one step; a step that takes longer is reported
 %% and the context starts without it.
 -define(SYNC_TIMEOUT, 30000).
@@ -43,10 +44,11 @@ init_table() ->
 -spec set(key(), step_call(), term()) -> ok | {error, term()}.
 set(Key, {Module, Function, Args} = Call, Info) when is_atom(Key), is_atom(Module), is_atom(Function),
                                                      is_list(Args) ->
-    try ets:update_counter(?TABLE, ?VERSION_KEY, 1, {?VERSION_KEY, 0}) of
-        Version ->
-            store({Key, Version, Call, Info}),
-            broadcast(Key, Version, Call)
+    %% Not a counter in the table: that starts again at 1 when the application restarts, and
+    %% the main interpreter, which has run the old versions, would skip the new ones.
+    Version = erlang:unique_integer([positive, monotonic]),
+    try store({Key, Version, Call, Info}) of
+        ok -> broadcast(Key, Version, Call)
     catch error:badarg ->
         {error, not_started}
     end;

@@ -12,7 +12,7 @@
 -export([log/2]).
 -export([pool_context/1, owngil_context/1, levels/1, warnings/1, below_level/1, format/1,
          configure_twice/1, python_threads/1, sink_gone/1, logger_restart/1, level_none/1,
-         bad_options/1]).
+         bad_options/1, app_restart/1]).
 
 -define(HANDLER, py_logging_suite).
 
@@ -20,7 +20,7 @@ suite() -> [{timetrap, {minutes, 2}}].
 
 all() ->
     [pool_context, owngil_context, levels, warnings, below_level, format, configure_twice,
-     python_threads, sink_gone, logger_restart, level_none, bad_options].
+     python_threads, sink_gone, logger_restart, level_none, bad_options, app_restart].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -248,3 +248,15 @@ bad_options(_Config) ->
     {error, {unknown_option, colour}} = py:configure_logging(#{colour => red}),
     {'EXIT', {badarg, _}} = catch py:configure_logging([]),
     ok.
+
+%% The main interpreter outlives an application restart, and so do the versions of the setup
+%% steps it has run: a configure_logging after the restart must still reach it (py_setup's
+%% versions once restarted at 1 with the application, and were skipped as already run).
+app_restart(_Config) ->
+    ok = py:configure_logging(#{level => info}),
+    ok = py:configure_logging(),
+    ok = application:stop(erlang_python),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    ok = py:configure_logging(),
+    [begin hello(Ctx), check_hello(<<"x.y">>) end || Ctx <- py_context_router:contexts()],
+    nothing_more().
