@@ -18,7 +18,6 @@
 -export([tenfold/1]).
 
 -define(config(Key, Config), proplists:get_value(Key, Config)).
--define(LOOPBACK, {127, 0, 0, 1}).
 -define(SPIN, <<"import erlang\n"
                 "state = None\n"
                 "def spin():\n"
@@ -46,10 +45,10 @@ groups() ->
      {down, [sequence], [node_down_during_call, node_down, node_never_up]}].
 
 init_per_suite(Config) ->
-    case ensure_distributed() of
+    case py_test_util:ensure_distributed("py_dist_ct") of
         {ok, Started} ->
             {ok, _} = application:ensure_all_started(erlang_python),
-            {Peer, Node} = start_peer("py_dist_peer", code_path()),
+            {Peer, Node} = py_test_util:start_peer("py_dist_peer", code_path()),
             {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python]),
             [{peer, Peer}, {node, Node}, {dist_started, Started} | Config];
         {error, Reason} ->
@@ -59,13 +58,7 @@ init_per_suite(Config) ->
 end_per_suite(Config) ->
     catch peer:stop(?config(peer, Config)),
     ok = application:stop(erlang_python),
-    case ?config(dist_started, Config) of
-        true ->
-            _ = net_kernel:stop(),
-            application:unset_env(kernel, inet_dist_use_interface);
-        false ->
-            ok
-    end.
+    py_test_util:stop_distributed(?config(dist_started, Config)).
 
 %% A callback the peer runs as {Module, Function}: this module is on its code path.
 tenfold([X]) -> {node(), 10 * X}.
@@ -293,7 +286,7 @@ caller_exit_interrupts(Config) ->
 
 %% A node without erlang_python's code, then with it but not started.
 not_loaded_not_started(_Config) ->
-    {Peer, Node} = start_peer("py_dist_bare", []),
+    {Peer, Node} = py_test_util:start_peer("py_dist_bare", []),
     try
         {error, {not_loaded, Node}} = py_dist:call(Node, math, sqrt, [16]),
         ok = erpc:call(Node, code, add_pathsa, [code_path()]),
@@ -350,7 +343,7 @@ in_fresh_process(Fun) ->
 
 %% A call in progress when the peer goes away returns {error, {nodedown, Node}}.
 node_down_during_call(_Config) ->
-    {Peer, Node} = start_peer("py_dist_doomed", code_path()),
+    {Peer, Node} = py_test_util:start_peer("py_dist_doomed", code_path()),
     {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python]),
     Self = self(),
     Caller = spawn_link(fun() ->
@@ -390,70 +383,6 @@ node_never_up(_Config) ->
 %% erlang_python's ebin and this suite's directory (funs of this module run on the peer).
 code_path() ->
     [code:lib_dir(erlang_python, ebin), filename:dirname(code:which(?MODULE))].
-
-%% Makes this node distributed if it is not: long names on 127.0.0.1 (loopback only, no name
-%% resolution needed). net_kernel needs epmd; it is started when it is not running, as
-%% `erl -name' would start it. {ok, StartedHere} or {error, Reason}.
-ensure_distributed() ->
-    case node() of
-        nonode@nohost ->
-            Name = list_to_atom("py_dist_ct_" ++ os:getpid() ++ "@127.0.0.1"),
-            %% The distribution port listens on the loopback interface only.
-            ok = application:set_env(kernel, inet_dist_use_interface, ?LOOPBACK),
-            case start_dist(Name, 1) of
-                ok -> {ok, true};
-                {error, _} = Error ->
-                    ok = application:unset_env(kernel, inet_dist_use_interface),
-                    Error
-            end;
-        _ ->
-            {ok, false}
-    end.
-
-start_dist(Name, Attempt) ->
-    case net_kernel:start([Name, longnames]) of
-        {ok, _} -> ok;
-        {error, Reason} when Attempt >= 30 ->
-            {error, lists:flatten(io_lib:format("cannot start distribution (epmd?): ~0p", [Reason]))};
-        {error, _} ->
-            Attempt =:= 1 andalso start_epmd(),
-            timer:sleep(100),
-            start_dist(Name, Attempt + 1)
-    end.
-
-start_epmd() ->
-    Epmd = case os:find_executable("epmd") of
-               false -> filename:join([code:root_dir(), "erts-" ++ erlang:system_info(version), "bin", "epmd"]);
-               Path -> Path
-           end,
-    ct:pal("starting ~s -daemon", [Epmd]),
-    _ = os:cmd(Epmd ++ " -daemon"),
-    true.
-
-%% A peer node on this host with the same naming scheme and cookie (and, on 127.0.0.1, its
-%% distribution port on the loopback interface only). peer:start, not
-%% start_link: init_per_suite's process exits when it returns, and the peer must outlive it.
-start_peer(Prefix, CodePath) ->
-    Name = list_to_atom(Prefix ++ "_" ++ os:getpid()),
-    Opts0 = #{name => Name,
-              wait_boot => 60000,
-              args => lists:append([["-pa", Dir] || Dir <- CodePath])
-                  ++ ["-setcookie", atom_to_list(erlang:get_cookie())]},
-    Opts = case {net_kernel:longnames(), host()} of
-               {true, "127.0.0.1" = Host} ->
-                   Args = maps:get(args, Opts0) ++ ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"],
-                   Opts0#{longnames => true, host => Host, args => Args};
-               {true, Host} ->
-                   Opts0#{longnames => true, host => Host};
-               {false, _} ->
-                   Opts0
-           end,
-    {ok, Peer, Node} = peer:start(Opts),
-    {Peer, Node}.
-
-host() ->
-    [_, Host] = string:split(atom_to_list(node()), "@"),
-    Host.
 
 wait_until(Pred, Ms) when Ms =< 0 ->
     case Pred() of true -> ok; false -> timeout end;

@@ -453,73 +453,25 @@ word(N, Other, _) -> throw({doc_test_markdown, {unknown_directive, N, Other}}).
 %% peer's distribution port listens on 127.0.0.1. Names carry the OS pid: runs on one host do not
 %% collide.
 start_peer() ->
-    case ensure_distributed() of
+    case py_test_util:ensure_distributed("py_docs_a") of
         {error, _} = Error ->
             Error;
         {ok, Started} ->
-            Host = lists:last(string:split(atom_to_list(node()), "@")),
-            Args = ["-pa", code:lib_dir(erlang_python, ebin),
-                    "-setcookie", atom_to_list(erlang:get_cookie())]
-                ++ case Host of
-                       "127.0.0.1" -> ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"];
-                       _ -> []
-                   end,
-            Opts = #{name => list_to_atom("py_docs_b_" ++ os:getpid()), host => Host,
-                     longnames => net_kernel:longnames(), args => Args, wait_boot => 60000},
             try
-                {ok, Peer, Node} = peer:start(Opts),
+                {Peer, Node} = py_test_util:start_peer("py_docs_b", [code:lib_dir(erlang_python, ebin)]),
                 {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python]),
                 {ok, Node, Peer, Started}
             catch
                 C:R ->
-                    stop_dist(Started),
+                    py_test_util:stop_distributed(Started),
                     {error, lists:flatten(io_lib:format("~p:~0p", [C, R]))}
             end
     end.
 
 stop_peer({ok, _Node, Peer, Started}) ->
     catch peer:stop(Peer),
-    stop_dist(Started);
+    py_test_util:stop_distributed(Started);
 stop_peer(_) ->
-    ok.
-
-ensure_distributed() ->
-    case node() of
-        nonode@nohost ->
-            ok = application:set_env(kernel, inet_dist_use_interface, {127, 0, 0, 1}),
-            Name = list_to_atom("py_docs_a_" ++ os:getpid() ++ "@127.0.0.1"),
-            case start_dist(Name, 1) of
-                ok -> {ok, true};
-                {error, _} = Error -> stop_dist(true), Error
-            end;
-        _ ->
-            {ok, false}
-    end.
-
-start_dist(Name, Attempt) ->
-    case net_kernel:start([Name, longnames]) of
-        {ok, _} ->
-            ok;
-        {error, Reason} when Attempt >= 30 ->
-            {error, lists:flatten(io_lib:format("cannot start distribution (epmd?): ~0p", [Reason]))};
-        {error, _} ->
-            Attempt =:= 1 andalso start_epmd(),
-            timer:sleep(100),
-            start_dist(Name, Attempt + 1)
-    end.
-
-start_epmd() ->
-    Epmd = case os:find_executable("epmd") of
-               false -> filename:join([code:root_dir(), "erts-" ++ erlang:system_info(version), "bin", "epmd"]);
-               Path -> Path
-           end,
-    _ = os:cmd(Epmd ++ " -daemon"),
-    true.
-
-stop_dist(true) ->
-    _ = net_kernel:stop(),
-    application:unset_env(kernel, inet_dist_use_interface);
-stop_dist(false) ->
     ok.
 
 %% The repository's root: the first directory above this suite with README.md and docs/

@@ -1,13 +1,15 @@
 %% @doc Helpers for suites that measure: the node's RSS, threads and file descriptors (read from
 %% /proc/self), draining a mailbox, a `receive after 1' wake-up probe with percentiles, and a
-%% system monitor that collects long_schedule / long_gc events.
+%% system monitor that collects long_schedule / long_gc events; distribution on loopback and
+%% peer nodes for the suites that need a second node.
 -module(py_test_util).
 
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
          flush/0, wait_until/2,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
          sysmon_start/1, sysmon_stop/1, longest/2,
-         now_ms/0, now_us/0, busy_wait_us/1]).
+         now_ms/0, now_us/0, busy_wait_us/1,
+         ensure_distributed/1, stop_distributed/1, start_peer/2]).
 
 %% --- resources of the node -----------------------------------------------------------------------
 
@@ -178,3 +180,74 @@ spin_until(Until) ->
         true -> ok;
         false -> spin_until(Until)
     end.
+
+%% --- distribution ---------------------------------------------------------------------------------
+
+%% Makes this node distributed if it is not: long names Prefix_<os pid>@127.0.0.1, the
+%% distribution port on the loopback interface only (no name resolution needed). net_kernel
+%% needs epmd; it is started when it is not running, as `erl -name' would start it.
+%% {ok, StartedHere} (give it to stop_distributed/1) or {error, Reason}.
+-spec ensure_distributed(string()) -> {ok, boolean()} | {error, string()}.
+ensure_distributed(Prefix) ->
+    case node() of
+        nonode@nohost ->
+            ok = application:set_env(kernel, inet_dist_use_interface, {127, 0, 0, 1}),
+            Name = list_to_atom(Prefix ++ "_" ++ os:getpid() ++ "@127.0.0.1"),
+            case start_dist(Name, 1) of
+                ok -> {ok, true};
+                {error, _} = Error -> stop_distributed(true), Error
+            end;
+        _ ->
+            {ok, false}
+    end.
+
+%% Undoes ensure_distributed/1 when it started distribution.
+-spec stop_distributed(boolean()) -> ok.
+stop_distributed(true) ->
+    _ = net_kernel:stop(),
+    application:unset_env(kernel, inet_dist_use_interface);
+stop_distributed(false) ->
+    ok.
+
+start_dist(Name, Attempt) ->
+    case net_kernel:start([Name, longnames]) of
+        {ok, _} -> ok;
+        {error, Reason} when Attempt >= 30 ->
+            {error, lists:flatten(io_lib:format("cannot start distribution (epmd?): ~0p", [Reason]))};
+        {error, _} ->
+            Attempt =:= 1 andalso start_epmd(),
+            timer:sleep(100),
+            start_dist(Name, Attempt + 1)
+    end.
+
+start_epmd() ->
+    Epmd = case os:find_executable("epmd") of
+               false -> filename:join([code:root_dir(), "erts-" ++ erlang:system_info(version), "bin", "epmd"]);
+               Path -> Path
+           end,
+    ct:pal("starting ~s -daemon", [Epmd]),
+    _ = os:cmd(Epmd ++ " -daemon"),
+    true.
+
+%% A peer node Prefix_<os pid> on this host with the same naming scheme and cookie, CodePath
+%% on its code path (and, on 127.0.0.1, its distribution port on the loopback interface only).
+%% peer:start, not start_link: the process that starts it (an init_per_suite) may exit first.
+-spec start_peer(string(), [file:filename()]) -> {pid(), node()}.
+start_peer(Prefix, CodePath) ->
+    Name = list_to_atom(Prefix ++ "_" ++ os:getpid()),
+    Opts0 = #{name => Name,
+              wait_boot => 60000,
+              args => lists:append([["-pa", Dir] || Dir <- CodePath])
+                  ++ ["-setcookie", atom_to_list(erlang:get_cookie())]},
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    Opts = case {net_kernel:longnames(), Host} of
+               {true, "127.0.0.1"} ->
+                   Args = maps:get(args, Opts0) ++ ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"],
+                   Opts0#{longnames => true, host => Host, args => Args};
+               {true, _} ->
+                   Opts0#{longnames => true, host => Host};
+               {false, _} ->
+                   Opts0
+           end,
+    {ok, Peer, Node} = peer:start(Opts),
+    {Peer, Node}.
