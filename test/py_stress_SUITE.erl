@@ -143,6 +143,11 @@ timeout_busy_loop(Config) ->
      || {M, W, R, S} <- Results],
     ok.
 
+%% Churn leaves the node with the OS threads and file descriptors it had (snapshot/0 maps).
+check_threads_and_fds_back(Before, After) ->
+    check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
+    check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back).
+
 check(true, _Reason) -> ok;
 check(false, Reason) -> ct:fail(Reason).
 
@@ -258,8 +263,7 @@ worker_churn(Config) ->
             Growth / N, maps:get(threads, Before), maps:get(threads, After),
             maps:get(fds, Before), maps:get(fds, After)]),
     check(Growth < 5 * 1024 orelse under_asan(), {rss_growth_kb, Growth}),
-    check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
-    check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back).
+    check_threads_and_fds_back(Before, After).
 
 %% The same churn from 4 processes at once, each context stopped by its owner's exit instead of
 %% py_context:stop/1.
@@ -300,8 +304,7 @@ worker_churn_owner_exit(Config) ->
            [N, Elapsed / 1000, Growth, Growth / N, maps:get(threads, Before), maps:get(threads, After),
             maps:get(fds, Before), maps:get(fds, After)]),
     check(Growth < 5 * 1024 orelse under_asan(), {rss_growth_kb, Growth}),
-    check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
-    check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back).
+    check_threads_and_fds_back(Before, After).
 
 %% --- 2. OWN_GIL churn ---------------------------------------------------------------------------
 
@@ -340,8 +343,7 @@ owngil_churn(Config) ->
                     maps:get(threads, Before), maps:get(threads, After),
                     maps:get(fds, Before), maps:get(fds, After)]),
             check(PerCycle < 2600 orelse under_asan(), {rss_kb_per_cycle, PerCycle}),
-            check(maps:get(threads, After) =:= maps:get(threads, Before), threads_not_back),
-            check(maps:get(fds, After) =:= maps:get(fds, Before), fds_not_back)
+            check_threads_and_fds_back(Before, After)
     end.
 
 %% --- 4. kill the owner of a context with 100 queued requests -------------------------------------
