@@ -12,10 +12,18 @@
 
 SHELL := /bin/bash
 REBAR ?= rebar3
-PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-proper-dev erlang-eunit \
-        erlang-tools erlang-edoc rebar3 cmake g++ make python3-dev elixir
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Compiler warnings are errors in this repository's builds (c_src/build.sh), not in a user's.
+export PY_WERROR ?= ON
+# An Erlang already on PATH that Debian did not install (kerl, asdf, a source build) is used as
+# it is: then Debian's Erlang packages, and those that depend on them, are not installed.
+HAVE_OWN_ERL := $(shell command -v erl >/dev/null 2>&1 && ! dpkg -S "$$(readlink -f "$$(command -v erl)")" >/dev/null 2>&1 && echo yes)
+ERLANG_PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-proper erlang-proper-dev \
+               erlang-eunit erlang-tools erlang-edoc rebar3 elixir
+PKGS := $(if $(HAVE_OWN_ERL),,$(ERLANG_PKGS)) cmake g++ make python3-dev
 CT_OPTS ?=
+# What c_src/build.sh writes to priv/; removed around the builds of other configurations.
+NIF_OUTPUTS := priv/py_nif.so priv/py_boot.so priv/python_build.txt
 
 .PHONY: all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz check clean
 
@@ -38,20 +46,20 @@ test: build
 # The same suites against Debian's Python 3.11 (OWN_GIL cases skip there), in a separate
 # build directory so the default build is left alone.
 test-py311: deps
-	rm -f priv/py_nif.so
+	rm -f $(NIF_OUTPUTS)
 	PYTHON_CONFIG=/usr/bin/python3-config CMAKE_BUILD_DIR=_build/cmake-py311 $(REBAR) ct $(CT_OPTS); \
-	  rc=$$?; rm -f priv/py_nif.so; exit $$rc
+	  rc=$$?; rm -f $(NIF_OUTPUTS); exit $$rc
 
 # Every suite against a NIF built with ASan + UBSan, the runtimes preloaded into the BEAM.
 # PYTHONMALLOC=malloc lets ASan see Python's allocations; leak checking is off (CPython keeps
 # its arenas and interned strings for the life of the process).
 ASAN_ENV = CMAKE_BUILD_DIR=_build/cmake-asan CMAKE_BUILD_TYPE=Debug CMAKE_EXTRA_ARGS=-DPY_SANITIZE=ON
 test-asan: deps
-	rm -f priv/py_nif.so
+	rm -f $(NIF_OUTPUTS)
 	$(ASAN_ENV) sh c_src/build.sh
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
-	  $(ASAN_ENV) $(REBAR) ct $(CT_OPTS); rc=$$?; rm -f priv/py_nif.so; exit $$rc
+	  $(ASAN_ENV) $(REBAR) ct $(CT_OPTS); rc=$$?; rm -f $(NIF_OUTPUTS); exit $$rc
 
 # The conversion fuzzer: a NIF library of its own, built with clang in _build/cmake-fuzz, run
 # inside the BEAM by fuzz/run.sh (which documents FUZZ_REPLAY, FUZZ_ARGS and PY_FUZZ_KNOWN).
@@ -102,4 +110,4 @@ bench: build
 
 clean:
 	$(REBAR) clean
-	rm -rf _build/cmake _build/cmake-py311 _build/cmake-fuzz _build/cmake-tidy priv/py_nif.so
+	rm -rf _build/cmake _build/cmake-py311 _build/cmake-fuzz _build/cmake-tidy $(NIF_OUTPUTS) priv/python

@@ -2,15 +2,13 @@
 %% @doc Stubs of the C++ NIF library (priv/py_nif.so). Use the py and py_context modules.
 -module(py_nif).
 
--export([context_new/2, context_stop/2, namespace_new/1,
+-export([load/2, runtime_status/0, context_new/2, context_stop/2, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
-       python_version/0, is_ref/1]).
-
--on_load(load/0).
+       python_version/0, is_ref/1, runtime_status/0]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
@@ -18,18 +16,21 @@
 -type result_mode() :: plain | async | stream | {stream_start, pid()}.
 -export_type([context_ref/0, namespace_ref/0, request_ref/0, result_mode/0]).
 
--spec load() -> ok | {error, term()}.
-load() ->
-    Priv = priv_dir(),
-    erlang:load_nif(filename:join(Priv, "py_nif"), unicode:characters_to_binary(Priv)).
-
-priv_dir() ->
-    case code:priv_dir(erlang_python) of
-        {error, bad_name} ->
-            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
-        Dir ->
-            Dir
+%% Loads priv/py_nif.so with the Python home chosen by py_runtime (<<>>: the build's own). The
+%% library is loaded on demand by py_runtime:load/0 when the application starts, not by an
+%% on_load hook, so that a missing Python is an error of the application, not of the code
+%% loader (which would stop a release from booting). ok when it is already loaded.
+-spec load(file:filename(), binary()) -> ok | {error, term()}.
+load(PrivDir, PythonHome) ->
+    case erlang:load_nif(filename:join(PrivDir, "py_nif"), {unicode:characters_to_binary(PrivDir), PythonHome}) of
+        ok -> ok;
+        {error, {reload, _}} -> ok;
+        {error, _} = Error -> Error
     end.
+
+%% Whether CPython started when the library loaded.
+-spec runtime_status() -> ok | {error, binary()}.
+runtime_status() -> erlang:nif_error(nif_not_loaded).
 
 -spec context_new(atom(), normal | low | idle) -> {ok, context_ref()} | {error, term()}.
 context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).

@@ -136,6 +136,7 @@ bool open_context_resources(ErlNifEnv* env) {
 ERL_NIF_TERM context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         const erl::Atoms& a = erl::atoms();
+        if (!py::runtime_started()) throw erl::ErrorResult(enif_make_atom(env, "python_not_started"));
         context::Mode mode = context::Mode::Worker;
         if (argv[0] == a.worker) {
             mode = context::Mode::Worker;

@@ -16,6 +16,19 @@ ERL_NIF_TERM python_version(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
     return erl::make_binary(env, py::runtime_version());
 }
 
+namespace {
+std::string g_runtime_error;  // written once by the load callback, read-only afterwards
+}  // namespace
+
+void set_runtime_error(const std::string& reason) { g_runtime_error = reason; }
+
+// runtime_status() -> ok | {error, Reason}: whether CPython started when the library loaded.
+ERL_NIF_TERM runtime_status(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+    if (py::runtime_started()) return erl::atoms().ok;
+    const std::string& why = g_runtime_error.empty() ? std::string("Python did not start") : g_runtime_error;
+    return enif_make_tuple2(env, erl::atoms().error, erl::make_binary(env, why.c_str()));
+}
+
 // object_owner(Ref) -> main | {context, Ctx} | gone: where the object of an opaque reference
 // lives: the main interpreter (any worker context), an owngil context, or an ended interpreter.
 ERL_NIF_TERM object_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {

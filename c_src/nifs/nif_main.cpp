@@ -14,21 +14,35 @@
 
 namespace {
 
-std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
+std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
     ErlNifBinary bin;
     if (enif_inspect_iolist_as_binary(env, info, &bin)) return {reinterpret_cast<char*>(bin.data), bin.size};
     return {};
 }
 
+// load_info is {PrivDir, PythonHome} (PythonHome <<>> for the build's own Python; see
+// py_runtime.erl) or, as before, PrivDir alone. A Python that fails to start does not fail the
+// load: the reason is kept for runtime_status/0 and context_new refuses to start contexts, so
+// the application reports it as {error, Reason} instead of "load-call unsuccessful".
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
-    std::string error;
-    if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
-        enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
-        return 2;
+    int arity = 0;
+    const ERL_NIF_TERM* parts = nullptr;
+    std::string priv_dir;
+    std::string python_home;
+    if (enif_get_tuple(env, load_info, &arity, &parts) && arity == 2) {
+        priv_dir = iolist_string(env, parts[0]);
+        python_home = iolist_string(env, parts[1]);
+    } else {
+        priv_dir = iolist_string(env, load_info);
     }
-    context::set_main_interpreter(std::make_shared<py::Interpreter>(py::main_interpreter()));
+    std::string error;
+    if (py::start_runtime(priv_dir, &bridge::init_erlang_module, error, python_home)) {
+        context::set_main_interpreter(std::make_shared<py::Interpreter>(py::main_interpreter()));
+    } else {
+        nifs::set_runtime_error(error);
+    }
     return 0;
 }
 
@@ -49,6 +63,7 @@ ErlNifFunc nif_funcs[] = {
     {"stop_polling", 1, nifs::stop_polling, 0},
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
+    {"runtime_status", 0, nifs::runtime_status, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
 };

@@ -3,6 +3,8 @@
 
 #include <erl_nif.h>
 
+#include <string>
+
 namespace nifs {
 
 // context_nifs.cpp
@@ -26,6 +28,9 @@ ERL_NIF_TERM fd_ready(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM object_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM runtime_status(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+// Load callback only: why Python did not start (runtime_status/0 answers it).
+void set_runtime_error(const std::string& reason);
 
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);

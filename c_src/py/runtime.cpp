@@ -60,10 +60,14 @@ void let_python_reap_its_children() {
 
 }  // namespace
 
-bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error) {
+bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error,
+                   const std::string& python_home) {
     if (g_main_interp) return true;
     // The NIF library itself is loaded RTLD_LOCAL; promote libpython to the global namespace.
-    if (!dlopen(pyconfig::kLibpythonPath, RTLD_NOW | RTLD_GLOBAL)) {
+    // By soname: the copy already loaded (py_boot.so loads the one chosen at run time, and it
+    // met this library's dependency) is the one promoted; the build path is the fallback.
+    if (!dlopen(pyconfig::kLibpythonSoname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD) &&
+        !dlopen(pyconfig::kLibpythonPath, RTLD_NOW | RTLD_GLOBAL)) {
         const char* why = dlerror();  // NOLINT(concurrency-mt-unsafe): glibc keeps dlerror's state per thread
         error = std::string("cannot load ") + pyconfig::kLibpythonPath + ": " + (why ? why : "?");
         return false;
@@ -81,7 +85,10 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
     config.install_signal_handlers = 0;  // the BEAM owns SIGINT/SIGCHLD
     config.parse_argv = 0;
     config.user_site_directory = 0;
-    bool ok = set_config_string(config, &config.program_name, pyconfig::kPythonExecutable, error);
+    // A chosen home (a bundled or relocated Python) is where the standard library is; without
+    // one, CPython finds it from the executable of the Python this library was built against.
+    bool ok = python_home.empty() ? set_config_string(config, &config.program_name, pyconfig::kPythonExecutable, error)
+                                  : set_config_string(config, &config.home, python_home.c_str(), error);
     if (ok) {
         PyStatus st = Py_InitializeFromConfig(&config);
         if (PyStatus_Exception(st)) {
@@ -108,6 +115,8 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
 bool prepare_current_interpreter() { return g_priv_dir.empty() || add_to_sys_path(g_priv_dir); }
 
 PyInterpreterState* main_interpreter() { return g_main_interp; }
+
+bool runtime_started() { return g_main_interp != nullptr; }
 
 const char* runtime_version() { return pyconfig::kPythonVersion; }
 
