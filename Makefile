@@ -6,6 +6,7 @@
 #   make elixir-smoke   build, then run test/elixir/smoke.exs with Debian's elixir
 #   make fuzz    build the conversion fuzzer (clang, libFuzzer, ASan + UBSan) and run it for
 #                FUZZ_SECONDS (60); non-zero on a finding (docs/fuzzing.md)
+#   make docs    the API reference as HTML in doc/ (EDoc)
 #   make check   static checks: xref, dialyzer, edoc, a -spec on every export, clang-format and
 #                clang-tidy over the C++ (scripts/check.sh); non-zero on any finding
 # Python: PYTHON_CONFIG=/path/to/python3.X-config picks one; otherwise see c_src/select_python.sh.
@@ -25,7 +26,7 @@ CT_OPTS ?=
 # What c_src/build.sh writes to priv/; removed around the builds of other configurations.
 NIF_OUTPUTS := priv/py_nif.so priv/py_boot.so priv/python_build.txt
 
-.PHONY: all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz check clean
+.PHONY: docs all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz check clean
 
 all: build
 
@@ -107,6 +108,11 @@ bench: build
 	mkdir -p _build/bench
 	erlc -o _build/bench bench/py_bench.erl
 	erl -noshell -pa _build/default/lib/erlang_python/ebin -pa _build/bench -eval 'py_bench:main(), halt().'
+
+# The API reference as HTML in doc/ (the beams carry the same docs as EEP-48 chunks).
+docs: build
+	$(REBAR) edoc
+	@echo "API reference: doc/index.html"
 
 clean:
 	$(REBAR) clean

@@ -39,7 +39,7 @@ rm -rf "$home"
 mkdir -p "$home/lib"
 cp -L "$libpython" "$home/lib/$soname"
 excludes=(--exclude=idlelib --exclude=tkinter --exclude=turtledemo --exclude=site-packages
-          --exclude=dist-packages --exclude='config-*')
+          --exclude=dist-packages --exclude='config-*' --exclude='_tkinter*')
 [ "$keep_tests" = 1 ] || excludes+=(--exclude=./test)
 mkdir -p "$home/lib/python$mm/site-packages"
 tar -C "$stdlib" "${excludes[@]}" -cf - . | tar -C "$home/lib/python$mm" -xf -

@@ -58,6 +58,14 @@ void let_python_reap_its_children() {
     }
 }
 
+// "3.13.0 (main, ...)" and "3.13.1" are the same minor version.
+bool same_minor(const std::string& version, const std::string& built) {
+    const size_t first = built.find('.');
+    const size_t second = built.find('.', first + 1);
+    const std::string prefix = built.substr(0, second) + ".";
+    return version.compare(0, prefix.size(), prefix) == 0;
+}
+
 }  // namespace
 
 bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std::string& error,
@@ -70,6 +78,15 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
         !dlopen(pyconfig::kLibpythonPath, RTLD_NOW | RTLD_GLOBAL)) {
         const char* why = dlerror();  // NOLINT(concurrency-mt-unsafe): glibc keeps dlerror's state per thread
         error = std::string("cannot load ") + pyconfig::kLibpythonPath + ": " + (why ? why : "?");
+        return false;
+    }
+    // Py_GetVersion is resolved like every other symbol of this library: when another Python
+    // was made global first (a py_boot.so of another build), it is that one's; refuse it.
+    const std::string running = Py_GetVersion();
+    if (!same_minor(running, pyconfig::kPythonVersion)) {
+        error = std::string("this library was built against Python ") + pyconfig::kPythonVersion +
+                " but the process has loaded Python " + running.substr(0, running.find(' ')) +
+                " (py_boot.so and py_nif.so from different builds? rebuild erlang_python)";
         return false;
     }
     if (Py_IsInitialized()) {
