@@ -16,9 +16,9 @@ load(PrivDir) ->
         {error, _} = Error -> Error
     end.
 
-%% The Python py_nif.so was built against: version, soname, libpython, stdlib and prefix, as
-%% binaries.
--spec build_info() -> #{version | soname | libpython | stdlib | prefix => binary()}.
+%% The Python py_nif.so was built against: version, soname, libpython, stdlib, prefix and the
+%% python3.X-config used, as binaries.
+-spec build_info() -> #{version | soname | libpython | stdlib | prefix | python_config => binary()}.
 build_info() -> erlang:nif_error(nif_not_loaded).
 
 %% Loads the libpython at Path into the process (RTLD_GLOBAL) if its version starts with Wanted

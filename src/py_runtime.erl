@@ -54,7 +54,27 @@ choice() ->
     end.
 
 load_now() ->
-    maybe_load(choice()).
+    Result = maybe_load(choice()),
+    case Result of
+        ok -> warn_if_python_config_changed();
+        _ -> ok
+    end,
+    Result.
+
+%% rebar3 and Mix build a dependency once: a PYTHON_CONFIG changed since then is not used until
+%% the dependency is rebuilt. Say so when the node starts with it set to another one.
+warn_if_python_config_changed() ->
+    #{python_config := Built} = py_boot:build_info(),
+    case os:getenv("PYTHON_CONFIG") of
+        Now when is_list(Now), Now =/= "" ->
+            case unicode:characters_to_binary(Now) of
+                Built -> ok;
+                _ -> logger:warning("erlang_python was built with PYTHON_CONFIG=~ts, but PYTHON_CONFIG is now ~ts: "
+                                    "rebuild it (rm -rf _build/default/lib/erlang_python, or rebar3 clean -a) to "
+                                    "use that Python", [Built, Now])
+            end;
+        _ -> ok
+    end.
 
 maybe_load({error, _} = Error) ->
     Error;

@@ -26,12 +26,12 @@ ERL_NIF_TERM error_tuple(ErlNifEnv* env, const char* reason) {
     return enif_make_tuple2(env, enif_make_atom(env, "error"), make_binary(env, reason));
 }
 
-// build_info() -> #{version, soname, libpython, stdlib, prefix}: the Python py_nif.so was built
-// against, as binaries.
+// build_info() -> #{version, soname, libpython, stdlib, prefix, python_config}: the Python
+// py_nif.so was built against, as binaries.
 ERL_NIF_TERM build_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
-    const char* keys[] = {"version", "soname", "libpython", "stdlib", "prefix"};
+    const char* keys[] = {"version", "soname", "libpython", "stdlib", "prefix", "python_config"};
     const char* values[] = {pyconfig::kPythonVersion, pyconfig::kLibpythonSoname, pyconfig::kLibpythonPath,
-                            pyconfig::kPythonStdlib, pyconfig::kPythonPrefix};
+                            pyconfig::kPythonStdlib,  pyconfig::kPythonPrefix,    pyconfig::kPythonConfig};
     ERL_NIF_TERM map = enif_make_new_map(env);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i) {
         (void)enif_make_map_put(env, map, enif_make_atom(env, keys[i]), make_binary(env, values[i]), &map);
