@@ -1,14 +1,19 @@
-%% @doc The erlang_python application: starts the top supervisor, which starts the default
-%% pool of contexts.
+%% @doc The erlang_python application: checks its environment, then starts the top supervisor,
+%% which starts the default pool of contexts.
 -module(erlang_python_app).
 -behaviour(application).
 
 -export([start/2, stop/1]).
 
 %% @private
+%% `{error, {invalid_env, Key, Value}}' when an application variable has a value it cannot
+%% take (e.g. `{num_contexts, 0}'): the application does not start.
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    erlang_python_sup:start_link().
+    case py_app_env:check() of
+        ok -> erlang_python_sup:start_link();
+        {error, _} = Error -> Error
+    end.
 
 %% @private
 -spec stop(term()) -> ok.

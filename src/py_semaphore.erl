@@ -1,0 +1,286 @@
+%% @doc A limit on the number of pool calls running at once (`max_concurrent').
+%%
+%% Unset (the default), there is no limit and pool calls do not touch the semaphore at all.
+%% Set with the `max_concurrent' application variable or {@link set_max_concurrent/1}, each
+%% `py:call/3,4,5' on a pool takes a slot for as long as it runs; a call that finds every slot
+%% taken waits, within its own timeout, for one to be released (in the order the waiters
+%% came), and gives `{error, {overloaded, Current, Max}}' only if none came in time. Calls
+%% naming a context, `eval', `exec' and asynchronous calls take no slot.
+%%
+%% {@link acquire/1} and {@link release/0} take and give back slots by hand. A slot belongs to
+%% the process that took it: `release/0' from a process that holds none does nothing, and the
+%% slots of a process that died holding them are taken back as soon as a caller waits.
+%%
+%% Slots are counted in an `atomics' array (no process on the way when one is free); the
+%% `py_semaphore' process only queues the callers that wait.
+-module(py_semaphore).
+-behaviour(gen_server).
+
+-export([max_concurrent/0, current/0, acquire/1, release/0, set_max_concurrent/1]).
+-export([limited/0, with_slot/2, start_link/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-define(MAX_KEY, {?MODULE, max}).
+-define(COUNTERS_KEY, {?MODULE, counters}).
+-define(HOLDERS, py_semaphore_holders).
+-define(IN_USE, 1).
+-define(WAITING, 2).
+
+-type limit() :: pos_integer() | infinity.
+-type waiter() :: {pid(), reference(), reference()}.
+
+%% @doc The limit: a positive integer, or `infinity' when none is set.
+-spec max_concurrent() -> limit().
+max_concurrent() ->
+    persistent_term:get(?MAX_KEY, infinity).
+
+%% @doc The number of slots taken now (pool calls take one only while a limit is set).
+-spec current() -> non_neg_integer().
+current() ->
+    case counters() of
+        undefined -> 0;
+        Counters -> atomics:get(Counters, ?IN_USE)
+    end.
+
+%% @doc Sets the limit (`infinity' removes it). A higher limit lets waiting callers go on at
+%% once; a lower one makes new callers wait until enough running calls have finished.
+-spec set_max_concurrent(limit()) -> ok.
+set_max_concurrent(infinity) ->
+    _ = persistent_term:erase(?MAX_KEY),
+    wake_server();
+set_max_concurrent(Max) when is_integer(Max), Max > 0 ->
+    case persistent_term:get(?MAX_KEY, infinity) of
+        Max -> ok;
+        _ -> persistent_term:put(?MAX_KEY, Max)
+    end,
+    wake_server();
+set_max_concurrent(_) ->
+    erlang:error(badarg).
+
+%% @doc Takes a slot for the calling process, waiting at most Timeout ms (`infinity' for no
+%% bound) for one: `ok', or `{error, max_concurrent}' when none came in time. Without a limit,
+%% `ok' at once (the slot is still counted). Give it back with {@link release/0}.
+-spec acquire(py:timeout_ms()) -> ok | {error, max_concurrent}.
+acquire(Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
+    case take(py_request:deadline(Timeout)) of
+        ok -> ok;
+        timeout -> {error, max_concurrent}
+    end;
+acquire(_) ->
+    erlang:error(badarg).
+
+%% @doc Gives back a slot the calling process took (`ok', and nothing happens, if it holds
+%% none).
+-spec release() -> ok.
+release() ->
+    Self = self(),
+    try ets:update_counter(?HOLDERS, Self, [{2, 0}, {2, -1, 0, 0}], {Self, 0}) of
+        [0, 0] ->
+            _ = ets:delete_object(?HOLDERS, {Self, 0}),
+            ok;
+        [_, After] ->
+            After =:= 0 andalso ets:delete_object(?HOLDERS, {Self, 0}),
+            give_back(1)
+    catch error:badarg ->
+        ok  % the application is not running
+    end.
+
+%% @private
+%% Whether a limit is set (one persistent_term read: the whole cost of the semaphore on a pool
+%% call when there is none).
+-spec limited() -> boolean().
+limited() ->
+    persistent_term:get(?MAX_KEY, infinity) =/= infinity.
+
+%% @private
+%% Fun(TimeLeft) holding a slot, taken within Timeout.
+-spec with_slot(py:timeout_ms(), fun((py:timeout_ms()) -> Result)) ->
+    Result | {error, {overloaded, non_neg_integer(), limit()}}.
+with_slot(Timeout, Fun) ->
+    Deadline = py_request:deadline(Timeout),
+    case take(Deadline) of
+        ok ->
+            try Fun(py_request:remaining(Deadline))
+            after release()
+            end;
+        timeout ->
+            {error, {overloaded, current(), max_concurrent()}}
+    end.
+
+%% --- taking and giving back -----------------------------------------------------------------
+
+take(Deadline) ->
+    case counters() of
+        undefined -> erlang:error({py_not_started, "the erlang_python application is not running"});
+        Counters ->
+            case try_take(Counters, max_concurrent()) of
+                true ->
+                    _ = ets:update_counter(?HOLDERS, self(), 1, {self(), 0}),
+                    ok;
+                false ->
+                    wait_for_slot(Deadline)
+            end
+    end.
+
+try_take(Counters, infinity) ->
+    atomics:add(Counters, ?IN_USE, 1),
+    true;
+try_take(Counters, Max) ->
+    case atomics:add_get(Counters, ?IN_USE, 1) =< Max of
+        true -> true;
+        false ->
+            atomics:sub(Counters, ?IN_USE, 1),
+            false
+    end.
+
+%% Queues at the server, which takes the slot for this process and says `granted'.
+wait_for_slot(Deadline) ->
+    case whereis(?MODULE) of
+        undefined ->
+            timeout;
+        Server ->
+            Tag = erlang:monitor(process, Server),
+            Server ! {wait, self(), Tag},
+            receive
+                {Tag, granted} ->
+                    erlang:demonitor(Tag, [flush]),
+                    ok;
+                {'DOWN', Tag, process, _, _} ->
+                    timeout
+            after py_request:remaining(Deadline) ->
+                Server ! {cancel, self(), Tag},
+                cancelled(Tag)
+            end
+    end.
+
+%% After a cancel the server answers `cancelled' (still queued) or `not_queued' (a grant is
+%% on its way or here already: that slot is given back).
+cancelled(Tag) ->
+    receive
+        {Tag, granted} ->
+            _ = release(),
+            cancelled(Tag);
+        {Tag, Final} when Final =:= cancelled; Final =:= not_queued ->
+            erlang:demonitor(Tag, [flush]),
+            timeout;
+        {'DOWN', Tag, process, _, _} ->
+            timeout
+    end.
+
+give_back(N) ->
+    case counters() of
+        undefined ->
+            ok;
+        Counters ->
+            atomics:sub(Counters, ?IN_USE, N),
+            case atomics:get(Counters, ?WAITING) of
+                0 -> ok;
+                _ -> wake_server()
+            end
+    end.
+
+wake_server() ->
+    case whereis(?MODULE) of
+        undefined -> ok;
+        Server -> Server ! wake, ok
+    end.
+
+counters() ->
+    persistent_term:get(?COUNTERS_KEY, undefined).
+
+%% --- the server: the queue of waiting callers ---------------------------------------------------
+
+%% @private
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%% @private
+-spec init([]) -> {ok, queue:queue(waiter())}.
+init([]) ->
+    _ = ets:new(?HOLDERS, [named_table, public, set, {write_concurrency, true}]),
+    persistent_term:put(?COUNTERS_KEY, atomics:new(2, [{signed, true}])),
+    case application:get_env(erlang_python, max_concurrent, infinity) of
+        Max when is_integer(Max), Max > 0 -> persistent_term:put(?MAX_KEY, Max);
+        _ -> _ = persistent_term:erase(?MAX_KEY)
+    end,
+    {ok, queue:new()}.
+
+%% @private
+-spec handle_call(term(), gen_server:from(), queue:queue(waiter())) ->
+    {reply, {error, unknown_call}, queue:queue(waiter())}.
+handle_call(_Msg, _From, Queue) ->
+    {reply, {error, unknown_call}, Queue}.
+
+%% @private
+-spec handle_cast(term(), queue:queue(waiter())) -> {noreply, queue:queue(waiter())}.
+handle_cast(_Msg, Queue) ->
+    {noreply, Queue}.
+
+%% @private
+-spec handle_info(term(), queue:queue(waiter())) -> {noreply, queue:queue(waiter())}.
+handle_info({wait, Pid, Tag}, Queue) ->
+    atomics:add(counters(), ?WAITING, 1),
+    Mon = erlang:monitor(process, Pid),
+    {noreply, grant(queue:in({Pid, Tag, Mon}, Queue), true)};
+handle_info(wake, Queue) ->
+    {noreply, grant(Queue, true)};
+handle_info({cancel, Pid, Tag}, Queue) ->
+    case take_waiter(fun({P, T, _}) -> P =:= Pid andalso T =:= Tag end, Queue) of
+        {{_, _, Mon}, Rest} ->
+            erlang:demonitor(Mon, [flush]),
+            Pid ! {Tag, cancelled},
+            {noreply, Rest};
+        none ->
+            Pid ! {Tag, not_queued},
+            {noreply, Queue}
+    end;
+handle_info({'DOWN', Mon, process, _, _}, Queue) ->
+    case take_waiter(fun({_, _, M}) -> M =:= Mon end, Queue) of
+        {_, Rest} -> {noreply, Rest};
+        none -> {noreply, Queue}
+    end;
+handle_info(_Msg, Queue) ->
+    {noreply, Queue}.
+
+%% Hands free slots to the waiters in order. When some still wait, slots held by dead
+%% processes are taken back once and the handing out tried again.
+grant(Queue, Reclaim) ->
+    case queue:peek(Queue) of
+        empty ->
+            Queue;
+        {value, {Pid, Tag, Mon}} ->
+            Counters = counters(),
+            case try_take(Counters, max_concurrent()) of
+                true ->
+                    _ = ets:update_counter(?HOLDERS, Pid, 1, {Pid, 0}),
+                    erlang:demonitor(Mon, [flush]),
+                    atomics:sub(Counters, ?WAITING, 1),
+                    Pid ! {Tag, granted},
+                    grant(queue:drop(Queue), Reclaim);
+                false when Reclaim ->
+                    case reclaim_dead_holders() of
+                        0 -> Queue;
+                        _ -> grant(Queue, false)
+                    end;
+                false ->
+                    Queue
+            end
+    end.
+
+reclaim_dead_holders() ->
+    Dead = [{Pid, N} || {Pid, N} <- ets:tab2list(?HOLDERS), not is_process_alive(Pid)],
+    lists:foldl(fun({Pid, N}, Sum) ->
+                        ets:delete(?HOLDERS, Pid),
+                        atomics:sub(counters(), ?IN_USE, N),
+                        Sum + N
+                end, 0, Dead).
+
+take_waiter(Match, Queue) ->
+    case lists:partition(Match, queue:to_list(Queue)) of
+        {[], _} ->
+            none;
+        {[Waiter | _], Rest} ->
+            atomics:sub(counters(), ?WAITING, 1),
+            {Waiter, queue:from_list(Rest)}
+    end.
