@@ -52,7 +52,7 @@ call(Module, Function, Args) ->
     call(Module, Function, Args, #{}).
 
 %% @doc `call(Ctx, Module, Function, Args)' calls on context Ctx (no timeout);
-%% `call(Pool, Module, Function, Args)' on a pool started with
+%% `call(Pool, Module, Function, Args)' (Function an atom or a binary) on a pool started with
 %% {@link py_context_router:start_pool/3} (`default' is the default pool);
 %% `call(Module, Function, Args, Kwargs)' calls on the default pool (or the pool the module is
 %% registered to, see {@link register_pool/2}) with keyword arguments.
@@ -61,7 +61,7 @@ call(Module, Function, Args) ->
           (py_module(), py_func(), list(), map()) -> py_result().
 call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
     call(Ctx, Module, Function, Args, #{});
-call(Pool, Module, Function, Args) when is_atom(Pool), is_list(Args) ->
+call(Pool, Module, Function, Args) when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args) ->
     call(Pool, Module, Function, Args, #{});
 call(Module, Function, Args, Kwargs) ->
     call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
@@ -85,7 +85,8 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     on_context(Ctx, Timeout, fun(Ref, Ns, Tag) ->
                                     py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                             end);
-call(Pool, Module, Function, Args, Kwargs) when is_atom(Pool), is_list(Args), is_map(Kwargs) ->
+call(Pool, Module, Function, Args, Kwargs)
+  when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args), is_map(Kwargs) ->
     pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT);
 call(Module, Function, Args, Kwargs, Timeout) ->
     pool_call(py_context_router:route(Module, Function), Module, Function, Args, Kwargs, Timeout).

@@ -38,20 +38,19 @@
 -spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
     case check_options(Opts) of
-        ok ->
-            case maps:get(mode, Opts, worker) of
-                Mode when Mode =:= worker; Mode =:= owngil ->
-                    py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
-                auto ->
-                    py_context_sup:start_context(#{mode => worker, owner => self(), kind => own});
-                Mode ->
-                    {error, {invalid_mode, Mode}}
-            end;
-        {error, _} = Error ->
-            Error
+        ok -> new_checked(maps:update_with(mode, fun(auto) -> worker; (M) -> M end, worker, Opts));
+        {error, _} = Error -> Error
     end;
 new(_) ->
     erlang:error(badarg).
+
+new_checked(Opts) ->
+    case maps:get(mode, Opts, worker) of
+        Mode when Mode =:= worker; Mode =:= owngil ->
+            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
+        Mode ->
+            {error, {invalid_mode, Mode}}
+    end.
 
 %% The keys of new/1: those handled, those of erlang_python 4.1 not provided, the others.
 check_options(Opts) ->

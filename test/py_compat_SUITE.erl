@@ -146,6 +146,8 @@ context_new_options(_Config) ->
     {error, {unknown_option, colour}} = py_context:new(#{mode => worker, colour => red}),
     {error, {unsupported_option, memory_limit}} = py_context:new(#{memory_limit => 1 bsl 26}),
     {error, {invalid_mode, bogus}} = py_context:new(#{mode => bogus}),
+    {ok, Default} = py_context:new(#{}),
+    ok = py_context:stop(Default),
     {ok, Auto} = py_context:new(#{mode => auto}),
     {ok, 1} = py_context:eval(Auto, <<"1">>),
     ok = py_context:stop(Auto).
