@@ -4,7 +4,7 @@
 %% the number of schedulers) in `context_mode'. It can be stopped ({@link stop/0}) and started
 %% again with another size or mode ({@link start/1}). More pools, by name, come from
 %% {@link start_pool/3}; `py:call(Pool, M, F, A)' runs on one of them, and a Python module (or
-%% one function of it) can be routed to a pool with {@link register_pool/2,3}, so that a plain
+%% one function of it) can be routed to a pool with {@link register_pool/2} or {@link register_pool/3}, so that a plain
 %% `py:call(M, F, A)' goes there.
 %%
 %% A process that calls without naming a context sticks to one context per pool: the one it

@@ -73,7 +73,7 @@ run(_, _, _, _) ->
     erlang:error(badarg).
 
 %% @doc Starts `Module.Function(*Args)' as a task (a coroutine function's coroutine on the
-%% loop; any other function is simply called); {@link await/1,2}, in the same process,
+%% loop; any other function is simply called); {@link await/1} or {@link await/2}, in the same process,
 %% collects the result.
 -spec create_task(py:py_module(), py:py_func(), list()) -> reference().
 create_task(Module, Function, Args) ->
