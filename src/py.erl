@@ -87,18 +87,25 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
                             end);
 call(Pool, Module, Function, Args, Kwargs)
   when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args), is_map(Kwargs) ->
-    pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT);
+    pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT, py_semaphore:max_concurrent());
 call(Module, Function, Args, Kwargs, Timeout) ->
-    pool_call(py_context_router:route(Module, Function), Module, Function, Args, Kwargs, Timeout).
+    %% `plain': nothing registered and no limit (one persistent_term read).
+    case py_context_router:policy() of
+        plain ->
+            pool_call(default, Module, Function, Args, Kwargs, Timeout, infinity);
+        {Registry, Limit} ->
+            Pool = py_context_router:route(Registry, Module, Function),
+            pool_call(Pool, Module, Function, Args, Kwargs, Timeout, Limit)
+    end.
 
-pool_call(Pool, Module, Function, Args, Kwargs, Timeout) ->
+pool_call(Pool, Module, Function, Args, Kwargs, Timeout, Limit) ->
     check_call(Module, Function, Args),
     check_map(Kwargs),
     check_timeout(Timeout),
     Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end,
-    case py_semaphore:limited() of
-        false -> on_pool(Pool, Timeout, Submit);
-        true -> py_semaphore:with_slot(Timeout, fun(Left) -> on_pool(Pool, Left, Submit) end)
+    case Limit of
+        infinity -> on_pool(Pool, Timeout, Submit);
+        _ -> py_semaphore:with_slot(Timeout, fun(Left) -> on_pool(Pool, Left, Submit) end)
     end.
 
 %% --- eval ---------------------------------------------------------------------------------

@@ -22,7 +22,8 @@
          start_pool/2, start_pool/3, stop_pool/1, pool_started/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0]).
--export([start_link/0, pick/0, pick/1, forget_pick/0, forget_pick/1, route/2]).
+-export([start_link/0, pick/0, pick/1, forget_pick/0, forget_pick/1, route/2, route/3,
+         policy/0, set_limit/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([pool_name/0, start_opts/0]).
@@ -31,7 +32,10 @@
 -define(POOL_KEY, {?MODULE, pool}).
 -define(NAMED_KEY(Name), {?MODULE, pool, Name}).
 -define(COUNTER_KEY, {?MODULE, counter}).
--define(REGISTRY_KEY, {?MODULE, registry}).
+%% What a pool call that names no pool must look at: `plain' (nothing registered, no
+%% max_concurrent limit: the common case, one read of an atom key) or {Registry, Limit}.
+%% Written by the router process only, so that its two parts never race.
+-define(POLICY_KEY, '$py_pool_policy').
 -define(PICK_KEY, '$py_context_pick').
 -define(BOUND_KEY, '$py_context_bound').
 -define(CALL_TIMEOUT, 60000).
@@ -45,6 +49,7 @@
 %% Registrations: normalized keys for lookups, and the keys as given for listing.
 -type registry() :: {#{{binary(), binary() | '_'} => pool_name()},
                      #{{atom() | binary(), atom() | binary() | '_'} => pool_name()}}.
+-type policy() :: plain | {registry() | none, py_semaphore:limit()}.
 
 %% --- picking contexts -----------------------------------------------------------------------
 
@@ -242,25 +247,43 @@ lookup_pool(Module, Function) ->
 %% @doc Every registration: `{{Module, Function | '_'}, Pool}', Module and Function as given.
 -spec list_pool_registrations() -> [{{atom() | binary(), atom() | binary() | '_'}, pool_name()}].
 list_pool_registrations() ->
-    case persistent_term:get(?REGISTRY_KEY, none) of
-        none -> [];
-        {_, Listing} -> lists:sort(maps:to_list(Listing))
+    case policy() of
+        {{_, Listing}, _} -> lists:sort(maps:to_list(Listing));
+        _ -> []
     end.
 
 %% @private
-%% The pool of a call that names none (what lookup_pool/2 says; one persistent_term read when
-%% nothing is registered).
+%% The pool of a call that names none (what lookup_pool/2 says).
 -spec route(term(), term()) -> pool_name().
 route(Module, Function) ->
-    case persistent_term:get(?REGISTRY_KEY, none) of
-        none -> ?DEFAULT;
-        {Lookup, _} ->
-            M = name_key(Module),
-            case maps:find({M, name_key(Function)}, Lookup) of
-                {ok, Pool} -> Pool;
-                error -> maps:get({M, '_'}, Lookup, ?DEFAULT)
-            end
+    case policy() of
+        {Registry, _} -> route(Registry, Module, Function);
+        plain -> ?DEFAULT
     end.
+
+%% @private
+%% route/2 with the registry of a policy already read.
+-spec route(registry() | none, term(), term()) -> pool_name().
+route(none, _Module, _Function) ->
+    ?DEFAULT;
+route({Lookup, _}, Module, Function) ->
+    M = name_key(Module),
+    case maps:find({M, name_key(Function)}, Lookup) of
+        {ok, Pool} -> Pool;
+        error -> maps:get({M, '_'}, Lookup, ?DEFAULT)
+    end.
+
+%% @private
+%% What pool calls must look at (see ?POLICY_KEY).
+-spec policy() -> policy().
+policy() ->
+    persistent_term:get(?POLICY_KEY, plain).
+
+%% @private
+%% Sets the max_concurrent limit kept in the policy (py_semaphore:set_max_concurrent/1).
+-spec set_limit(py_semaphore:limit()) -> ok | {error, not_started}.
+set_limit(Max) ->
+    call_router({set_limit, Max}).
 
 name_key(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
 name_key(Name) when is_binary(Name) -> Name;
@@ -389,6 +412,12 @@ start_link() ->
 init([]) ->
     process_flag(trap_exit, true),
     persistent_term:put(?COUNTER_KEY, atomics:new(1, [{signed, false}])),
+    %% Registrations and the limit outlive a restart of the router (not of the application:
+    %% terminate/2 erases them on shutdown).
+    case persistent_term:get(?POLICY_KEY, undefined) of
+        undefined -> put_policy(none, application:get_env(erlang_python, max_concurrent, infinity));
+        _ -> ok
+    end,
     case start_slots(default_size(), default_mode()) of
         {ok, Slots} ->
             publish(?DEFAULT, Slots),
@@ -449,15 +478,38 @@ handle_call({stop_pool, Name}, _From, #{pools := Pools} = State) ->
             {reply, ok, State}
     end;
 handle_call({registry, Change}, _From, State) ->
-    Registry = persistent_term:get(?REGISTRY_KEY, {#{}, #{}}),
-    case change_registry(Change, Registry) of
-        {Lookup, _} when map_size(Lookup) =:= 0 -> _ = persistent_term:erase(?REGISTRY_KEY);
-        Registry -> ok;
-        New -> persistent_term:put(?REGISTRY_KEY, New)
-    end,
+    {Registry, Limit} = policy_parts(),
+    Changed = case change_registry(Change, registry_or_empty(Registry)) of
+                  {Lookup, _} when map_size(Lookup) =:= 0 -> none;
+                  New -> New
+              end,
+    put_policy(Changed, Limit),
+    {reply, ok, State};
+handle_call({set_limit, Max}, _From, State) ->
+    {Registry, _} = policy_parts(),
+    put_policy(Registry, Max),
     {reply, ok, State};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
+
+policy_parts() ->
+    case policy() of
+        plain -> {none, infinity};
+        Parts -> Parts
+    end.
+
+registry_or_empty(none) -> {#{}, #{}};
+registry_or_empty(Registry) -> Registry.
+
+put_policy(Registry, Limit) ->
+    New = case {Registry, Limit} of
+              {none, infinity} -> plain;
+              Parts -> Parts
+          end,
+    case policy() of
+        New -> ok;
+        _ -> persistent_term:put(?POLICY_KEY, New)
+    end.
 
 -spec change_registry(term(), registry()) -> registry().
 change_registry({register, Pool, Module, Function}, {Lookup, Listing}) ->
@@ -507,7 +559,7 @@ handle_info(_Msg, State) ->
 -spec terminate(term(), state()) -> ok.
 terminate(Reason, #{pools := Pools}) ->
     %% Registrations outlive a restart of the router, not the application.
-    Reason =:= shutdown andalso persistent_term:erase(?REGISTRY_KEY),
+    Reason =:= shutdown andalso persistent_term:erase(?POLICY_KEY),
     maps:foreach(fun(Name, #{slots := Slots}) ->
                          _ = unpublish(Name),
                          stop_slots(Slots)

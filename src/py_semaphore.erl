@@ -17,22 +17,25 @@
 -behaviour(gen_server).
 
 -export([max_concurrent/0, current/0, acquire/1, release/0, set_max_concurrent/1]).
--export([limited/0, with_slot/2, start_link/0]).
+-export([with_slot/2, start_link/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
--define(MAX_KEY, {?MODULE, max}).
 -define(COUNTERS_KEY, {?MODULE, counters}).
 -define(HOLDERS, py_semaphore_holders).
 -define(IN_USE, 1).
 -define(WAITING, 2).
 
 -type limit() :: pos_integer() | infinity.
+-export_type([limit/0]).
 -type waiter() :: {pid(), reference(), reference()}.
 
 %% @doc The limit: a positive integer, or `infinity' when none is set.
 -spec max_concurrent() -> limit().
 max_concurrent() ->
-    persistent_term:get(?MAX_KEY, infinity).
+    case py_context_router:policy() of
+        {_, Max} -> Max;
+        plain -> infinity
+    end.
 
 %% @doc The number of slots taken now (pool calls take one only while a limit is set).
 -spec current() -> non_neg_integer().
@@ -45,15 +48,11 @@ current() ->
 %% @doc Sets the limit (`infinity' removes it). A higher limit lets waiting callers go on at
 %% once; a lower one makes new callers wait until enough running calls have finished.
 -spec set_max_concurrent(limit()) -> ok.
-set_max_concurrent(infinity) ->
-    _ = persistent_term:erase(?MAX_KEY),
-    wake_server();
-set_max_concurrent(Max) when is_integer(Max), Max > 0 ->
-    case persistent_term:get(?MAX_KEY, infinity) of
-        Max -> ok;
-        _ -> persistent_term:put(?MAX_KEY, Max)
-    end,
-    wake_server();
+set_max_concurrent(Max) when Max =:= infinity; is_integer(Max), Max > 0 ->
+    case py_context_router:set_limit(Max) of
+        ok -> wake_server();
+        {error, not_started} -> erlang:error({py_not_started, "the erlang_python application is not running"})
+    end;
 set_max_concurrent(_) ->
     erlang:error(badarg).
 
@@ -84,13 +83,6 @@ release() ->
     catch error:badarg ->
         ok  % the application is not running
     end.
-
-%% @private
-%% Whether a limit is set (one persistent_term read: the whole cost of the semaphore on a pool
-%% call when there is none).
--spec limited() -> boolean().
-limited() ->
-    persistent_term:get(?MAX_KEY, infinity) =/= infinity.
 
 %% @private
 %% Fun(TimeLeft) holding a slot, taken within Timeout.
@@ -200,10 +192,6 @@ start_link() ->
 init([]) ->
     _ = ets:new(?HOLDERS, [named_table, public, set, {write_concurrency, true}]),
     persistent_term:put(?COUNTERS_KEY, atomics:new(2, [{signed, true}])),
-    case application:get_env(erlang_python, max_concurrent, infinity) of
-        Max when is_integer(Max), Max > 0 -> persistent_term:put(?MAX_KEY, Max);
-        _ -> _ = persistent_term:erase(?MAX_KEY)
-    end,
     {ok, queue:new()}.
 
 %% @private

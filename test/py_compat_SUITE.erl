@@ -12,6 +12,7 @@
          default_pool_stop_start/1, default_pool_resize/1, router_start_options/1,
          named_pool_lifecycle/1, named_pool_calls/1, named_pool_context_replaced/1,
          pool_registration/1, registration_routes_calls/1, registration_normalized/1,
+         router_restart_keeps_policy/1,
          semaphore_api/1, semaphore_call_waits/1, semaphore_call_overloaded/1,
          semaphore_dead_holder/1, semaphore_waiter_cancelled/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
@@ -31,7 +32,8 @@ groups() ->
      {owngil, [], Context},
      {pools, [], [default_pool_stop_start, default_pool_resize, router_start_options,
                   named_pool_lifecycle, named_pool_calls, named_pool_context_replaced,
-                  pool_registration, registration_routes_calls, registration_normalized]},
+                  pool_registration, registration_routes_calls, registration_normalized,
+                  router_restart_keeps_policy]},
      {semaphore, [], [semaphore_api, semaphore_call_waits, semaphore_call_overloaded,
                       semaphore_dead_holder, semaphore_waiter_cancelled]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
@@ -325,6 +327,28 @@ registration_normalized(_Config) ->
     after
         ok = py:unregister_pool(threading),
         ok = py_context_router:stop_pool(io)
+    end.
+
+%% The router restarting (it crashed) keeps the registrations and the limit; its pools come
+%% back as the application configures them (named pools are started again by their users).
+router_restart_keeps_policy(_Config) ->
+    ok = py:register_pool(io, json),
+    ok = py_semaphore:set_max_concurrent(7),
+    try
+        Router = whereis(py_context_router),
+        Mon = erlang:monitor(process, Router),
+        exit(Router, kill),
+        receive {'DOWN', Mon, process, Router, killed} -> ok end,
+        wait_until(fun() -> is_pid(whereis(py_context_router)) andalso whereis(py_context_router) =/= Router
+                                andalso py_context_router:is_started() end),
+        [{{json, '_'}, io}] = py_context_router:list_pool_registrations(),
+        7 = py_semaphore:max_concurrent(),
+        wait_until(fun() -> is_pid(whereis(py_semaphore)) end),
+        {ok, 4.0} = py:call(math, sqrt, [16]),
+        {error, {pool_not_started, io}} = py:call(json, dumps, [1])
+    after
+        ok = py:unregister_pool(json),
+        ok = py_semaphore:set_max_concurrent(infinity)
     end.
 
 %% --- max_concurrent -----------------------------------------------------------------------
