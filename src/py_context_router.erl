@@ -53,11 +53,18 @@
 
 %% --- picking contexts -----------------------------------------------------------------------
 
-%% @doc The default pool's context the calling process uses.
+%% @doc The default pool's context the calling process uses (picked again if the one it used
+%% has stopped, e.g. when the pool was stopped and started again).
 -spec get_context() -> py_context:context().
 get_context() ->
     {Pid, _Ref} = pick(),
-    Pid.
+    case is_process_alive(Pid) of
+        true -> Pid;
+        false ->
+            forget_pick(),
+            {Next, _} = pick(),
+            Next
+    end.
 
 %% @doc `get_context(N)': context number N (1-based) of the default pool (badarg when out of
 %% range); `get_context(Pool)': the context of pool Pool the calling process uses (badarg when
@@ -70,10 +77,22 @@ get_context(N) when is_integer(N), N >= 1 ->
 get_context(Pool) when is_atom(Pool) ->
     case pick(Pool) of
         {error, _} -> erlang:error(badarg);
-        {Pid, _Ref} -> Pid
+        {Pid, _Ref} ->
+            case is_process_alive(Pid) of
+                true -> Pid;
+                false ->
+                    forget_pick(Pool),
+                    get_context_again(Pool)
+            end
     end;
 get_context(_) ->
     erlang:error(badarg).
+
+get_context_again(Pool) ->
+    case pick(Pool) of
+        {error, _} -> erlang:error(badarg);
+        {Pid, _Ref} -> Pid
+    end.
 
 %% @doc Makes the calling process use Ctx for calls on the default pool that name no context.
 -spec bind_context(py_context:context()) -> ok.
@@ -170,12 +189,14 @@ is_started() ->
 start_pool(Pool, Size) ->
     start_pool(Pool, Size, worker).
 
-%% @doc Starts pool Pool with Size contexts in Mode (`worker' or `owngil'), owned by the
+%% @doc Starts pool Pool with Size contexts in Mode (`worker' or `owngil'; `auto' is `worker'), owned by the
 %% application (they stop with it, or with {@link stop_pool/1}). When Pool runs already, its
 %% contexts as they are. `{error, {invalid_size, Size}}', `{error, {invalid_mode, Mode}}', or
 %% the error of the first context that could not start (the others are stopped again).
 -spec start_pool(pool_name(), pos_integer(), py_context:mode()) ->
     {ok, [py_context:context()]} | {error, term()}.
+start_pool(Pool, Size, auto) ->
+    start_pool(Pool, Size, worker);
 start_pool(Pool, Size, Mode) when is_atom(Pool) ->
     if
         not (is_integer(Size) andalso Size >= 1) -> {error, {invalid_size, Size}};

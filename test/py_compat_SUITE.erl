@@ -194,8 +194,13 @@ default_pool_resize(_Config) ->
         2 = py_context_router:num_contexts(),
         Two = [py_context_router:get_context(N) || N <- [1, 2]],
         {ok, 4.0} = py_context:call(py_context_router:get_context(), math, sqrt, [16], #{}),
+        Old = py_context_router:get_context(),
         ok = py_context_router:stop(),
         {ok, Five} = py_context_router:start(#{contexts => 5, mode => worker}),
+        %% This process's context was stopped: it gets one of the new pool's.
+        true = lists:member(py_context_router:get_context(), Five),
+        false = lists:member(Old, Five),
+        {ok, 4.0} = py_context:call(py_context_router:get_context(), math, sqrt, [16], #{}),
         5 = length(Five),
         5 = py_context_router:num_contexts(),
         %% Calls spread over the pool and each works.
