@@ -11,8 +11,9 @@
 %% the process that took it: `release/0' from a process that holds none does nothing, and the
 %% slots of a process that died holding them are taken back as soon as a caller waits.
 %%
-%% Slots are counted in an `atomics' array (no process on the way when one is free); the
-%% `py_semaphore' process only queues the callers that wait.
+%% A slot is an entry of an ETS table whose size is the count (no process on the way when one
+%% is free; a process killed at any point leaves no slot counted that nobody can give back);
+%% the `py_semaphore' process only queues the callers that wait.
 -module(py_semaphore).
 -behaviour(gen_server).
 
@@ -22,8 +23,8 @@
 
 -define(COUNTERS_KEY, {?MODULE, counters}).
 -define(HOLDERS, py_semaphore_holders).
--define(IN_USE, 1).
--define(WAITING, 2).
+-define(WAITING, 1).
+-define(SLOTS_KEY, '$py_semaphore_slots').
 
 -type limit() :: pos_integer() | infinity.
 -export_type([limit/0]).
@@ -40,9 +41,9 @@ max_concurrent() ->
 %% @doc The number of slots taken now (pool calls take one only while a limit is set).
 -spec current() -> non_neg_integer().
 current() ->
-    case counters() of
+    case ets:info(?HOLDERS, size) of
         undefined -> 0;
-        Counters -> atomics:get(Counters, ?IN_USE)
+        N -> N
     end.
 
 %% @doc Sets the limit (`infinity' removes it). A higher limit lets waiting callers go on at
@@ -72,16 +73,15 @@ acquire(_) ->
 %% none).
 -spec release() -> ok.
 release() ->
-    Self = self(),
-    try ets:update_counter(?HOLDERS, Self, [{2, 0}, {2, -1, 0, 0}], {Self, 0}) of
-        [0, 0] ->
-            _ = ets:delete_object(?HOLDERS, {Self, 0}),
-            ok;
-        [_, After] ->
-            After =:= 0 andalso ets:delete_object(?HOLDERS, {Self, 0}),
-            give_back(1)
-    catch error:badarg ->
-        ok  % the application is not running
+    case get(?SLOTS_KEY) of
+        [Slot | Rest] ->
+            put(?SLOTS_KEY, Rest),
+            try ets:delete(?HOLDERS, Slot)
+            catch error:badarg -> ok  % the application stopped meanwhile
+            end,
+            wake_waiters();
+        _ ->
+            ok
     end.
 
 %% @private
@@ -100,32 +100,39 @@ with_slot(Timeout, Fun) ->
     end.
 
 %% --- taking and giving back -----------------------------------------------------------------
+%%
+%% A slot is one object {{Pid, Ref}} of the holders table, whose size is the count: taking and
+%% counting are one write, so a process killed at any point leaves either no slot or a slot
+%% of a dead process, which the server takes back. The holder keeps its slots' keys in its
+%% process dictionary for release/0.
 
 take(Deadline) ->
-    case counters() of
+    case ets:info(?HOLDERS, size) of
         undefined -> erlang:error({py_not_started, "the erlang_python application is not running"});
-        Counters ->
-            case try_take(Counters, max_concurrent()) of
-                true ->
-                    _ = ets:update_counter(?HOLDERS, self(), 1, {self(), 0}),
-                    ok;
-                false ->
-                    wait_for_slot(Deadline)
+        _ ->
+            case try_take(self(), max_concurrent()) of
+                {ok, Slot} -> keep(Slot);
+                false -> wait_for_slot(Deadline)
             end
     end.
 
-try_take(Counters, infinity) ->
-    atomics:add(Counters, ?IN_USE, 1),
-    true;
-try_take(Counters, Max) ->
-    case atomics:add_get(Counters, ?IN_USE, 1) =< Max of
-        true -> true;
+%% Takes a slot for Pid if one is free. Two takers racing for the last slot may both back off
+%% (they then queue at the server); never both get it.
+try_take(Pid, Max) ->
+    Slot = {Pid, make_ref()},
+    true = ets:insert(?HOLDERS, {Slot}),
+    case Max =:= infinity orelse ets:info(?HOLDERS, size) =< Max of
+        true -> {ok, Slot};
         false ->
-            atomics:sub(Counters, ?IN_USE, 1),
+            ets:delete(?HOLDERS, Slot),
             false
     end.
 
-%% Queues at the server, which takes the slot for this process and says `granted'.
+keep(Slot) ->
+    put(?SLOTS_KEY, [Slot | case get(?SLOTS_KEY) of undefined -> []; Slots -> Slots end]),
+    ok.
+
+%% Queues at the server, which takes a slot for this process and sends it.
 wait_for_slot(Deadline) ->
     case whereis(?MODULE) of
         undefined ->
@@ -134,9 +141,9 @@ wait_for_slot(Deadline) ->
             Tag = erlang:monitor(process, Server),
             Server ! {wait, self(), Tag},
             receive
-                {Tag, granted} ->
+                {Tag, {granted, Slot}} ->
                     erlang:demonitor(Tag, [flush]),
-                    ok;
+                    keep(Slot);
                 {'DOWN', Tag, process, _, _} ->
                     timeout
             after py_request:remaining(Deadline) ->
@@ -149,8 +156,9 @@ wait_for_slot(Deadline) ->
 %% on its way or here already: that slot is given back).
 cancelled(Tag) ->
     receive
-        {Tag, granted} ->
-            _ = release(),
+        {Tag, {granted, Slot}} ->
+            ok = keep(Slot),
+            ok = release(),
             cancelled(Tag);
         {Tag, Final} when Final =:= cancelled; Final =:= not_queued ->
             erlang:demonitor(Tag, [flush]),
@@ -159,12 +167,10 @@ cancelled(Tag) ->
             timeout
     end.
 
-give_back(N) ->
+wake_waiters() ->
     case counters() of
-        undefined ->
-            ok;
+        undefined -> ok;
         Counters ->
-            atomics:sub(Counters, ?IN_USE, N),
             case atomics:get(Counters, ?WAITING) of
                 0 -> ok;
                 _ -> wake_server()
@@ -190,8 +196,10 @@ start_link() ->
 %% @private
 -spec init([]) -> {ok, queue:queue(waiter())}.
 init([]) ->
-    _ = ets:new(?HOLDERS, [named_table, public, set, {write_concurrency, true}]),
-    persistent_term:put(?COUNTERS_KEY, atomics:new(2, [{signed, true}])),
+    %% ordered_set: a process's slots are found by their key prefix {Pid, _}. No
+    %% write_concurrency: the size must be exact when a taker reads it.
+    _ = ets:new(?HOLDERS, [named_table, public, ordered_set]),
+    persistent_term:put(?COUNTERS_KEY, atomics:new(1, [{signed, true}])),
     {ok, queue:new()}.
 
 %% @private
@@ -238,13 +246,11 @@ grant(Queue, Reclaim) ->
         empty ->
             Queue;
         {value, {Pid, Tag, Mon}} ->
-            Counters = counters(),
-            case try_take(Counters, max_concurrent()) of
-                true ->
-                    _ = ets:update_counter(?HOLDERS, Pid, 1, {Pid, 0}),
+            case try_take(Pid, max_concurrent()) of
+                {ok, Slot} ->
                     erlang:demonitor(Mon, [flush]),
-                    atomics:sub(Counters, ?WAITING, 1),
-                    Pid ! {Tag, granted},
+                    atomics:sub(counters(), ?WAITING, 1),
+                    Pid ! {Tag, {granted, Slot}},
                     grant(queue:drop(Queue), Reclaim);
                 false when Reclaim ->
                     case reclaim_dead_holders() of
@@ -257,12 +263,14 @@ grant(Queue, Reclaim) ->
     end.
 
 reclaim_dead_holders() ->
-    Dead = [{Pid, N} || {Pid, N} <- ets:tab2list(?HOLDERS), not is_process_alive(Pid)],
-    lists:foldl(fun({Pid, N}, Sum) ->
-                        ets:delete(?HOLDERS, Pid),
-                        atomics:sub(counters(), ?IN_USE, N),
-                        Sum + N
-                end, 0, Dead).
+    Dead = ets:foldl(fun({{Pid, _} = Slot}, Acc) ->
+                             case is_process_alive(Pid) of
+                                 true -> Acc;
+                                 false -> [Slot | Acc]
+                             end
+                     end, [], ?HOLDERS),
+    lists:foreach(fun(Slot) -> ets:delete(?HOLDERS, Slot) end, Dead),
+    length(Dead).
 
 take_waiter(Match, Queue) ->
     case lists:partition(Match, queue:to_list(Queue)) of

@@ -14,7 +14,8 @@
          pool_registration/1, registration_routes_calls/1, registration_normalized/1,
          router_restart_keeps_policy/1,
          semaphore_api/1, semaphore_call_waits/1, semaphore_call_overloaded/1,
-         semaphore_dead_holder/1, semaphore_waiter_cancelled/1,
+         semaphore_dead_holder/1, semaphore_waiter_cancelled/1, semaphore_bounds_running_calls/1,
+         semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
          event_loop_exec_eval/1, event_loop_on_context/1,
          app_env_checked/1]).
@@ -35,7 +36,8 @@ groups() ->
                   pool_registration, registration_routes_calls, registration_normalized,
                   router_restart_keeps_policy]},
      {semaphore, [], [semaphore_api, semaphore_call_waits, semaphore_call_overloaded,
-                      semaphore_dead_holder, semaphore_waiter_cancelled]},
+                      semaphore_dead_holder, semaphore_waiter_cancelled, semaphore_bounds_running_calls,
+                      semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
                        event_loop_exec_eval, event_loop_on_context]}].
 
@@ -452,6 +454,59 @@ semaphore_waiter_cancelled(_Config) ->
         receive {late, ok, ok} -> ok after 5000 -> ct:fail({not_woken, Late}) end,
         ok = py_semaphore:release(),
         0 = py_semaphore:current()
+    after
+        ok = py_semaphore:set_max_concurrent(infinity)
+    end.
+
+%% With a limit of 2, 12 concurrent pool calls never run more than 2 at once (Python counts).
+semaphore_bounds_running_calls(_Config) ->
+    Code = <<"import threading, time\n"
+             "_lock = threading.Lock()\n"
+             "state = {'now': 0, 'max': 0}\n"
+             "def busy():\n"
+             "    with _lock:\n"
+             "        state['now'] += 1\n"
+             "        state['max'] = max(state['max'], state['now'])\n"
+             "    time.sleep(0.02)\n"
+             "    with _lock:\n"
+             "        state['now'] -= 1\n"
+             "    return state['max']\n">>,
+    {ok, _} = py_context_router:start_pool(bounded, 4, worker),
+    %% A module, shared by every worker context (one interpreter).
+    {ok, none} = py:eval(<<"exec(code, __import__('sys').modules.setdefault('bounded_probe', "
+                           "__import__('types').ModuleType('bounded_probe')).__dict__)">>, #{code => Code}),
+    ok = py_semaphore:set_max_concurrent(2),
+    try
+        Self = self(),
+        Pids = [spawn(fun() -> Self ! {self(), py:call(bounded, bounded_probe, busy, [], #{})} end)
+                || _ <- lists:seq(1, 12)],
+        Maxes = [receive {P, {ok, M}} -> M after 20000 -> ct:fail(no_reply) end || P <- Pids],
+        ct:pal("most calls running at once: ~p", [lists:max(Maxes)]),
+        true = lists:max(Maxes) =< 2,
+        0 = py_semaphore:current()
+    after
+        ok = py_semaphore:set_max_concurrent(infinity),
+        ok = py_context_router:stop_pool(bounded)
+    end.
+
+%% Callers killed while they wait or while they hold a slot leave no capacity behind.
+semaphore_killed_callers(_Config) ->
+    ok = py_semaphore:set_max_concurrent(3),
+    try
+        Callers = [spawn(fun() -> [py:call(time, sleep, [0.01]) || _ <- lists:seq(1, 50)] end)
+                   || _ <- lists:seq(1, 20)],
+        Mons = [erlang:monitor(process, P) || P <- Callers],
+        wait_until(fun() -> py_semaphore:current() > 0 end),
+        [exit(P, kill) || P <- Callers],
+        [receive {'DOWN', M, process, _, _} -> ok end || M <- Mons],
+        wait_until(fun() -> waiting(0) end),
+        %% All three slots can be taken again (those of dead holders are taken back).
+        ok = py_semaphore:acquire(5000),
+        ok = py_semaphore:acquire(5000),
+        ok = py_semaphore:acquire(5000),
+        {error, max_concurrent} = py_semaphore:acquire(0),
+        [ok = py_semaphore:release() || _ <- [1, 2, 3]],
+        {ok, 2.0} = py:call(math, sqrt, [4])
     after
         ok = py_semaphore:set_max_concurrent(infinity)
     end.
