@@ -61,7 +61,8 @@ call(Module, Function, Args) ->
           (py_module(), py_func(), list(), map()) -> py_result().
 call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
     call(Ctx, Module, Function, Args, #{});
-call(Pool, Module, Function, Args) when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args) ->
+call(Pool, Module, Function, Args)
+  when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args) ->
     call(Pool, Module, Function, Args, #{});
 call(Module, Function, Args, Kwargs) ->
     call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
