@@ -73,16 +73,20 @@ run(_, _, _, _) ->
     erlang:error(badarg).
 
 %% @doc Starts `Module.Function(*Args)' as a task (a coroutine function's coroutine on the
-%% loop; any other function is simply called); {@link await/1} or {@link await/2}, in the same process,
-%% collects the result.
+%% loop; any other function is simply called). Its result arrives as a message
+%% `{async_result, Ref, Result}'; {@link await/1} or {@link await/2}, in the same process,
+%% receives it. The task is cancelled when the calling process exits.
 -spec create_task(py:py_module(), py:py_func(), list()) -> reference().
 create_task(Module, Function, Args) ->
     create_task(Module, Function, Args, #{}).
 
 %% @doc {@link create_task/3} with keyword arguments.
 -spec create_task(py:py_module(), py:py_func(), list(), map()) -> reference().
-create_task(Module, Function, Args, Kwargs) ->
-    py:async_call(Module, Function, Args, Kwargs).
+create_task(Module, Function, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
+    check_names(Module, Function),
+    py_task:start(pool, Module, Function, Args, Kwargs, async);
+create_task(_, _, _, _) ->
+    erlang:error(badarg).
 
 %% @doc The result of a task (timeout 5 s).
 -spec await(reference()) -> py:py_result().
@@ -90,10 +94,17 @@ await(Ref) ->
     await(Ref, ?AWAIT_TIMEOUT).
 
 %% @doc The result of a task, waiting at most Timeout ms: after `{error, timeout}' the task is
-%% cancelled and its late result never reaches the mailbox.
+%% cancelled and its late result never reaches the mailbox. Also takes the references of
+%% `py:async_call/3,4' and `py:spawn_call/3,4,5'.
 -spec await(reference(), py:timeout_ms()) -> py:py_result().
-await(Ref, Timeout) ->
-    py:async_await(Ref, Timeout).
+await(Ref, Timeout) when is_reference(Ref), Timeout =:= infinity;
+                         is_reference(Ref), is_integer(Timeout), Timeout >= 0 ->
+    case py_async:is_pending(Ref) of
+        true -> py:async_await(Ref, Timeout);
+        false -> py_task:await(Ref, Timeout)
+    end;
+await(_, _) ->
+    erlang:error(badarg).
 
 %% @doc Starts a task and ignores its result.
 -spec spawn_task(py:py_module(), py:py_func(), list()) -> ok.
@@ -130,7 +141,8 @@ run_on(Ctx, Module, Function, Args, Opts) when is_map(Opts) ->
 run_on(_, _, _, _, _) ->
     erlang:error(badarg).
 
-%% @doc {@link create_task/3} on context Ctx.
+%% @doc {@link create_task/3} on context Ctx (in its shared namespace; a pool context runs it
+%% in the calling process's namespace).
 -spec create_task_on(target(), py:py_module(), py:py_func(), list()) -> reference().
 create_task_on(Ctx, Module, Function, Args) ->
     create_task_on(Ctx, Module, Function, Args, #{}).
@@ -138,8 +150,11 @@ create_task_on(Ctx, Module, Function, Args) ->
 %% @doc {@link create_task_on/4} with options: `kwargs'.
 -spec create_task_on(target(), py:py_module(), py:py_func(), list(), #{kwargs => map(), atom() => term()}) ->
     reference().
-create_task_on(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
-    py:spawn_call(Ctx, Module, Function, Args, maps:get(kwargs, Opts, #{}));
+create_task_on(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_list(Args), is_map(Opts) ->
+    Kwargs = maps:get(kwargs, Opts, #{}),
+    is_map(Kwargs) orelse erlang:error(badarg),
+    check_names(Module, Function),
+    py_task:start(Ctx, Module, Function, Args, Kwargs, async);
 create_task_on(_, _, _, _, _) ->
     erlang:error(badarg).
 
@@ -154,6 +169,11 @@ spawn_task_on(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx) ->
     py:cast(Ctx, Module, Function, Args, Kwargs);
 spawn_task_on(_, _, _, _, _) ->
     erlang:error(badarg).
+
+check_names(Module, Function) ->
+    (is_name(Module) andalso is_name(Function)) orelse erlang:error(badarg).
+
+is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
 
 %% Runs a function of priv/_erlang_async.py that manages the context's loop.
 on_loop(Ctx, Function) ->

@@ -17,7 +17,7 @@
          semaphore_dead_holder/1, semaphore_waiter_cancelled/1, semaphore_bounds_running_calls/1,
          semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
-         event_loop_exec_eval/1, event_loop_on_context/1,
+         event_loop_exec_eval/1, event_loop_on_context/1, event_loop_result_message/1,
          app_env_checked/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -39,7 +39,7 @@ groups() ->
                       semaphore_dead_holder, semaphore_waiter_cancelled, semaphore_bounds_running_calls,
                       semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
-                       event_loop_exec_eval, event_loop_on_context]}].
+                       event_loop_exec_eval, event_loop_on_context, event_loop_result_message]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -567,6 +567,34 @@ event_loop_on_context(_Config) ->
     {'EXIT', {badarg, _}} = (catch py_event_loop:create_task_on(not_a_pid, asyncio, sleep, [0])),
     ok = py_event_loop:stop(Ctx),
     ok = py_context:stop(Ctx).
+
+%% A task's result is the message {async_result, Ref, Result}, which may be received directly;
+%% await/2 timing out cancels the task and leaves nothing in the mailbox; a caller that traps
+%% exits gets no 'EXIT' message from the task.
+event_loop_result_message(_Config) ->
+    Ref = py_event_loop:create_task(math, sqrt, [16.0]),
+    receive {async_result, Ref, {ok, 4.0}} -> ok after 5000 -> ct:fail(no_result_message) end,
+    Ref2 = py_event_loop:create_task(asyncio, sleep, [0.01], #{result => 2}),
+    receive {async_result, Ref2, {ok, 2}} -> ok after 5000 -> ct:fail(no_result_message) end,
+    {error, timeout} = py_event_loop:await(py_event_loop:create_task(asyncio, sleep, [5]), 50),
+    {error, timeout} = py_event_loop:await(make_ref(), 10),
+    {ok, Ctx} = py_context:new(#{}),
+    Ref3 = py_event_loop:create_task_on(Ctx, asyncio, sleep, [0.01, 3]),
+    receive {async_result, Ref3, {ok, 3}} -> ok after 5000 -> ct:fail(no_result_message) end,
+    ok = py_context:stop(Ctx),
+    {error, _} = py_event_loop:await(py_event_loop:create_task_on(Ctx, math, sqrt, [4])),
+    Self = self(),
+    Trapping = spawn(fun() ->
+                             process_flag(trap_exit, true),
+                             R = py_event_loop:await(py_event_loop:create_task(math, sqrt, [9.0])),
+                             receive {async_result, _, _} = M -> Self ! {left, M} after 0 -> ok end,
+                             Self ! {trapping, R, process_info(self(), messages)}
+                     end),
+    receive {trapping, {ok, 3.0}, {messages, Left}} -> [] = [M || {'EXIT', _, _} = M <- Left]
+    after 5000 -> ct:fail({no_reply, Trapping})
+    end,
+    {messages, []} = process_info(self(), messages),
+    ok.
 
 %% --- application environment --------------------------------------------------------------
 
