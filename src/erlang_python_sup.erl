@@ -21,7 +21,9 @@ init([]) ->
     Children = [
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000},
-        %% Last: when it restarts, nothing else does (it reinstalls the Python handlers itself).
-        #{id => py_logger, start => {py_logger, start_link, []}}
+        %% When it restarts, nothing but py_semaphore does (it reinstalls the Python handlers itself).
+        #{id => py_logger, start => {py_logger, start_link, []}},
+        %% The queue of callers waiting for a max_concurrent slot (py_semaphore).
+        #{id => py_semaphore, start => {py_semaphore, start_link, []}}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

@@ -20,11 +20,14 @@
          state_incr/1, state_incr/2, state_decr/1, state_decr/2,
          getattr/2, call_method/3, call_method/4, to_term/1,
          async_call/3, async_call/4, async_await/1, async_await/2, async_gather/1, async_gather/2,
-         spawn_call/3, spawn_call/4, await/1, await/2, cast/3, cast/4,
+         spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cast/3, cast/4, cast/5,
          stream/3, stream/4, stream_eval/1, stream_eval/2, stream_start/3, stream_start/4, stream_cancel/1,
          default_timeout/0,
          activate_venv/1, deactivate_venv/0, venv_info/0,
-         configure_logging/0, configure_logging/1]).
+         configure_logging/0, configure_logging/1,
+         start_contexts/0, start_contexts/1, stop_contexts/0, contexts_started/0, subinterp_supported/0,
+         register_pool/2, unregister_pool/1]).
+-export([eval_on/4]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -49,18 +52,30 @@ call(Module, Function, Args) ->
     call(Module, Function, Args, #{}).
 
 %% @doc `call(Ctx, Module, Function, Args)' calls on context Ctx (no timeout);
-%% `call(Module, Function, Args, Kwargs)' calls on the default pool with keyword arguments.
+%% `call(Pool, Module, Function, Args)' (Function an atom or a binary) on a pool started with
+%% {@link py_context_router:start_pool/3} (`default' is the default pool);
+%% `call(Module, Function, Args, Kwargs)' calls on the default pool (or the pool the module is
+%% registered to, see {@link register_pool/2}) with keyword arguments.
 -spec call(py_context:context(), py_module(), py_func(), list()) -> py_result();
+          (py_context_router:pool_name(), py_module(), py_func(), list()) -> py_result();
           (py_module(), py_func(), list(), map()) -> py_result().
 call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
     call(Ctx, Module, Function, Args, #{});
+call(Pool, Module, Function, Args)
+  when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args) ->
+    call(Pool, Module, Function, Args, #{});
 call(Module, Function, Args, Kwargs) ->
     call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
 
 %% @doc `call(Ctx, Module, Function, Args, #{kwargs => Map, timeout => T})' on context Ctx;
-%% `call(Module, Function, Args, Kwargs, Timeout)' on the default pool. A call that times out
-%% returns `{error, timeout}' and its late result never reaches the mailbox.
+%% `call(Pool, Module, Function, Args, Kwargs)' on pool Pool (timeout 30 s);
+%% `call(Module, Function, Args, Kwargs, Timeout)' on the default pool (or the registered one).
+%% A call that times out returns `{error, timeout}' and its late result never reaches the
+%% mailbox. Pool calls on a pool that is not running give `{error, {pool_not_started, Pool}}'.
+%% With a `max_concurrent' limit set (see {@link py_semaphore}), a pool call waits for a slot
+%% within its own timeout (`{error, {overloaded, Current, Max}}' when none came in time).
 -spec call(py_context:context(), py_module(), py_func(), list(), call_opts()) -> py_result();
+          (py_context_router:pool_name(), py_module(), py_func(), list(), map()) -> py_result();
           (py_module(), py_func(), list(), map(), timeout_ms()) -> py_result().
 call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     check_call(Module, Function, Args),
@@ -71,13 +86,28 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     on_context(Ctx, Timeout, fun(Ref, Ns, Tag) ->
                                     py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                             end);
+call(Pool, Module, Function, Args, Kwargs)
+  when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args), is_map(Kwargs) ->
+    pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT, py_semaphore:max_concurrent());
 call(Module, Function, Args, Kwargs, Timeout) ->
+    %% `plain': nothing registered and no limit (one persistent_term read).
+    case py_context_router:policy() of
+        plain ->
+            pool_call(default, Module, Function, Args, Kwargs, Timeout, infinity);
+        {Registry, Limit} ->
+            Pool = py_context_router:route(Registry, Module, Function),
+            pool_call(Pool, Module, Function, Args, Kwargs, Timeout, Limit)
+    end.
+
+pool_call(Pool, Module, Function, Args, Kwargs, Timeout, Limit) ->
     check_call(Module, Function, Args),
     check_map(Kwargs),
     check_timeout(Timeout),
-    on_pool(Timeout, fun(Ref, Ns, Tag) ->
-                             py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
-                     end).
+    Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end,
+    case Limit of
+        infinity -> on_pool(Pool, Timeout, Submit);
+        _ -> py_semaphore:with_slot(Timeout, fun(Left) -> on_pool(Pool, Left, Submit) end)
+    end.
 
 %% --- eval ---------------------------------------------------------------------------------
 
@@ -99,14 +129,21 @@ eval(Code, Locals) ->
 -spec eval(py_context:context(), iodata(), map()) -> py_result();
           (iodata(), map(), timeout_ms()) -> py_result().
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
-    Src = source(Code),
-    check_map(Locals),
-    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end);
+    eval_on(Ctx, Code, Locals, infinity);
 eval(Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
     on_pool(Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
+
+%% @private
+%% eval/3 on context Ctx with a timeout (py_context:eval/4).
+-spec eval_on(py_context:context(), iodata(), map(), timeout_ms()) -> py_result().
+eval_on(Ctx, Code, Locals, Timeout) ->
+    Src = source(Code),
+    check_map(Locals),
+    check_timeout(Timeout),
+    on_context(Ctx, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
 
 %% --- exec ---------------------------------------------------------------------------------
 
@@ -332,10 +369,24 @@ async_gather(_, _) ->
 spawn_call(Module, Function, Args) ->
     async_call(Module, Function, Args, #{}).
 
-%% @doc {@link spawn_call/3} with keyword arguments.
--spec spawn_call(py_module(), py_func(), list(), map()) -> reference().
+%% @doc `spawn_call(Ctx, Module, Function, Args)': {@link spawn_call/3} on context Ctx;
+%% `spawn_call(Module, Function, Args, Kwargs)': with keyword arguments.
+-spec spawn_call(py_context:context(), py_module(), py_func(), list()) -> reference();
+                (py_module(), py_func(), list(), map()) -> reference().
+spawn_call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
+    spawn_call(Ctx, Module, Function, Args, #{});
 spawn_call(Module, Function, Args, Kwargs) ->
     async_call(Module, Function, Args, Kwargs).
+
+%% @doc {@link spawn_call/3} on context Ctx with keyword arguments; {@link await/1} collects
+%% the result.
+-spec spawn_call(py_context:context(), py_module(), py_func(), list(), map()) -> reference().
+spawn_call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx) ->
+    check_call(Module, Function, Args),
+    check_map(Kwargs),
+    py_async:start(Ctx, Module, Function, Args, Kwargs, async);
+spawn_call(_, _, _, _, _) ->
+    erlang:error(badarg).
 
 %% @doc The result of {@link spawn_call/3} (timeout 30 s).
 -spec await(reference()) -> py_result().
@@ -353,12 +404,25 @@ await(Ref, Timeout) ->
 cast(Module, Function, Args) ->
     cast(Module, Function, Args, #{}).
 
-%% @doc {@link cast/3} with keyword arguments.
--spec cast(py_module(), py_func(), list(), map()) -> ok.
+%% @doc `cast(Ctx, Module, Function, Args)': {@link cast/3} on context Ctx;
+%% `cast(Module, Function, Args, Kwargs)': with keyword arguments.
+-spec cast(py_context:context(), py_module(), py_func(), list()) -> ok;
+          (py_module(), py_func(), list(), map()) -> ok.
+cast(Ctx, Module, Function, Args) when is_pid(Ctx) ->
+    cast(Ctx, Module, Function, Args, #{});
 cast(Module, Function, Args, Kwargs) ->
     check_call(Module, Function, Args),
     check_map(Kwargs),
     py_async:cast(pool, Module, Function, Args, Kwargs).
+
+%% @doc {@link cast/3} on context Ctx with keyword arguments (`ok' also when Ctx is gone).
+-spec cast(py_context:context(), py_module(), py_func(), list(), map()) -> ok.
+cast(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx) ->
+    check_call(Module, Function, Args),
+    check_map(Kwargs),
+    py_async:cast(Ctx, Module, Function, Args, Kwargs);
+cast(_, _, _, _, _) ->
+    erlang:error(badarg).
 
 %% @doc Calls a function that returns a generator, an async generator or any iterable and
 %% returns `{ok, Items}'.
@@ -463,18 +527,73 @@ configure_logging() ->
 configure_logging(Opts) ->
     py_logger:configure(Opts).
 
+%% --- pools ---------------------------------------------------------------------------------
+
+%% @doc Starts the default pool if it is not running: {@link py_context_router:start/0}.
+-spec start_contexts() -> {ok, [py_context:context()]} | {error, term()}.
+start_contexts() ->
+    py_context_router:start().
+
+%% @doc Starts the default pool with options `contexts' and `mode':
+%% {@link py_context_router:start/1}.
+-spec start_contexts(py_context_router:start_opts()) -> {ok, [py_context:context()]} | {error, term()}.
+start_contexts(Opts) ->
+    py_context_router:start(Opts).
+
+%% @doc Stops the default pool: {@link py_context_router:stop/0}.
+-spec stop_contexts() -> ok.
+stop_contexts() ->
+    py_context_router:stop().
+
+%% @doc Whether the default pool is running.
+-spec contexts_started() -> boolean().
+contexts_started() ->
+    py_context_router:is_started().
+
+%% @doc Whether this Python can run `owngil' contexts (subinterpreters with their own GIL:
+%% Python 3.13 or newer here).
+-spec subinterp_supported() -> boolean().
+subinterp_supported() ->
+    case binary:split(version(), <<".">>, [global]) of
+        [Major, Minor | _] -> {binary_to_integer(Major), binary_to_integer(Minor)} >= {3, 13};
+        _ -> false
+    end.
+
+%% @doc Routes calls of a Python module, or of one `{Module, Function}', to pool Pool:
+%% `py:call(Module, Function, Args)' then runs there. See
+%% {@link py_context_router:register_pool/2}.
+-spec register_pool(py_context_router:pool_name(), atom() | binary() | {atom() | binary(), atom() | binary()}) -> ok.
+register_pool(Pool, {Module, Function}) ->
+    py_context_router:register_pool(Pool, Module, Function);
+register_pool(Pool, Module) ->
+    py_context_router:register_pool(Pool, Module).
+
+%% @doc Removes a registration made with {@link register_pool/2}.
+-spec unregister_pool(atom() | binary() | {atom() | binary(), atom() | binary()}) -> ok.
+unregister_pool({Module, Function}) ->
+    py_context_router:unregister_pool(Module, Function);
+unregister_pool(Module) ->
+    py_context_router:unregister_pool(Module).
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
 %% that stopped since it was picked is replaced once.
 on_pool(Timeout, Submit) ->
-    case py_request:run_on(pool, Timeout, Submit) of
+    on_pool(default, Timeout, Submit).
+
+on_pool(Pool, Timeout, Submit) ->
+    Target = pool_target(Pool),
+    case py_request:run_on(Target, Timeout, Submit) of
         {error, context_stopped} ->
-            py_context_router:forget_pick(),
-            py_request:run_on(pool, Timeout, Submit);
+            py_context_router:forget_pick(Pool),
+            py_request:run_on(Target, Timeout, Submit);
         Result ->
             Result
     end.
+
+pool_target(default) -> pool;
+pool_target(Pool) -> {pool, Pool}.
 
 on_context(Ctx, Timeout, Submit) ->
     py_request:run_on(Ctx, Timeout, Submit).

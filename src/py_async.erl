@@ -8,7 +8,8 @@
 %% the request and no late reply reaches the mailbox.
 -module(py_async).
 
--export([start/6, await/2, gather/3, cast/5, stream/5, stream_eval/3, stream_start/5, stream_cancel/1]).
+-export([start/6, await/2, is_pending/1, gather/3, cast/5, stream/5, stream_eval/3, stream_start/5,
+         stream_cancel/1]).
 
 -define(CALL_KEY(Tag), {'$py_async', Tag}).
 -define(STREAM_KEY(Tag), {'$py_stream', Tag}).
@@ -55,6 +56,11 @@ await(Tag, Timeout) ->
         {failed, Error} -> Error;
         Pending -> py_request:wait(Pending, Timeout)
     end.
+
+%% Whether Tag is a call this process started with start/6 and has not awaited yet.
+-spec is_pending(reference()) -> boolean().
+is_pending(Tag) ->
+    get(?CALL_KEY(Tag)) =/= undefined.
 
 %% Starts every call, then waits for all of them (within one Timeout): `{ok, Results}' in the
 %% order of Calls, or the first error.

@@ -11,6 +11,7 @@
 -behaviour(gen_server).
 
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
+-export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -28,19 +29,98 @@
 
 %% @doc Starts a new context owned by the calling process.
 %%
-%% Options: `mode': `worker' (the default: a thread on the main interpreter, sharing its GIL)
-%% or `owngil' (a subinterpreter with its own GIL, Python 3.13+; older Pythons give
-%% `{error, {owngil_unsupported, Version}}'). An unknown mode gives
-%% `{error, {invalid_mode, Mode}}'. The context stops when the calling process exits.
+%% Options: `mode': `worker' (the default: a thread on the main interpreter, sharing its GIL;
+%% `auto' means the same) or `owngil' (a subinterpreter with its own GIL, Python 3.13+; older
+%% Pythons give `{error, {owngil_unsupported, Version}}'). An unknown mode gives
+%% `{error, {invalid_mode, Mode}}'. Options erlang_python 4.1 has that are not provided here
+%% give `{error, {unsupported_option, Key}}' (see docs/migration.md); any other key gives
+%% `{error, {unknown_option, Key}}'. The context stops when the calling process exits.
 -spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
+    case check_options(Opts) of
+        ok -> new_checked(maps:update_with(mode, fun(auto) -> worker; (M) -> M end, worker, Opts));
+        {error, _} = Error -> Error
+    end;
+new(_) ->
+    erlang:error(badarg).
+
+new_checked(Opts) ->
     case maps:get(mode, Opts, worker) of
         Mode when Mode =:= worker; Mode =:= owngil ->
             py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
         Mode ->
             {error, {invalid_mode, Mode}}
+    end.
+
+%% The keys of new/1: those handled, those of erlang_python 4.1 not provided, the others.
+check_options(Opts) ->
+    Known = [mode],
+    Unsupported = [preload, memory_limit],
+    case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
+        [] -> ok;
+        [Key | _] ->
+            case lists:member(Key, Unsupported) of
+                true -> {error, {unsupported_option, Key}};
+                false -> {error, {unknown_option, Key}}
+            end
+    end.
+
+%% @doc Same as {@link stop/1} (erlang_python 3.x's name).
+-spec destroy(context()) -> ok | {error, term()}.
+destroy(Ctx) ->
+    stop(Ctx).
+
+%% @doc `Module.Function(*Args)' on context Ctx, no timeout: the same as `py:call(Ctx, Module,
+%% Function, Args)'. A pool context runs it in the calling process's namespace, any other
+%% context in its shared one.
+-spec call(context(), py:py_module(), py:py_func(), list()) -> py:py_result().
+call(Ctx, Module, Function, Args) ->
+    call(Ctx, Module, Function, Args, #{}, infinity).
+
+%% @doc {@link call/4} with keyword arguments.
+-spec call(context(), py:py_module(), py:py_func(), list(), map()) -> py:py_result().
+call(Ctx, Module, Function, Args, Kwargs) ->
+    call(Ctx, Module, Function, Args, Kwargs, infinity).
+
+%% @doc {@link call/5} waiting at most Timeout ms (`{error, timeout}', the call cancelled).
+-spec call(context(), py:py_module(), py:py_func(), list(), map(), py:timeout_ms()) -> py:py_result().
+call(Ctx, Module, Function, Args, Kwargs, Timeout) when is_pid(Ctx), is_map(Kwargs) ->
+    py:call(Ctx, Module, Function, Args, #{kwargs => Kwargs, timeout => Timeout});
+call(_, _, _, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Evaluates a Python expression on context Ctx: the same as `py:eval(Ctx, Code)'.
+-spec eval(context(), iodata()) -> py:py_result().
+eval(Ctx, Code) ->
+    eval(Ctx, Code, #{}, infinity).
+
+%% @doc {@link eval/2} with local variables.
+-spec eval(context(), iodata(), map()) -> py:py_result().
+eval(Ctx, Code, Locals) ->
+    eval(Ctx, Code, Locals, infinity).
+
+%% @doc {@link eval/3} waiting at most Timeout ms.
+-spec eval(context(), iodata(), map(), py:timeout_ms()) -> py:py_result().
+eval(Ctx, Code, Locals, Timeout) when is_pid(Ctx), is_map(Locals) ->
+    py:eval_on(Ctx, Code, Locals, Timeout);
+eval(_, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Runs Python statements on context Ctx: the same as `py:exec(Ctx, Code)'.
+-spec exec(context(), iodata()) -> ok | {error, term()}.
+exec(Ctx, Code) ->
+    py:exec(Ctx, Code).
+
+%% @doc `Obj.Method(*Args)' for an opaque reference Obj. The object runs on a context of the
+%% interpreter it belongs to, as with `py:call_method/3'; Ctx must be a running context
+%% (`{error, context_not_found}' otherwise).
+-spec call_method(context(), reference(), atom() | binary(), list()) -> py:py_result().
+call_method(Ctx, Obj, Method, Args) when is_pid(Ctx), is_list(Args) ->
+    case lookup(Ctx) of
+        {ok, _, _} -> py:call_method(Obj, Method, Args);
+        error -> {error, context_not_found}
     end;
-new(_) ->
+call_method(_, _, _, _) ->
     erlang:error(badarg).
 
 %% @doc Stops a context. Requests still queued get `{error, context_stopped}'. Waits up to

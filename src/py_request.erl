@@ -38,7 +38,7 @@ start(Ref, Ns, Submit) ->
 
 %% Starts a request on the default pool (the calling process's context, in its own namespace)
 %% or on context Ctx (in its shared namespace, or the caller's own for a pool context).
--spec start_on(pool | pid(), submit()) -> pending() | {error, term()}.
+-spec start_on(pool | {pool, atom()} | pid(), submit()) -> pending() | {error, term()}.
 start_on(Target, Submit) ->
     case resolve(Target) of
         {ok, Ref, Ns} -> start(Ref, Ns, Submit);
@@ -46,11 +46,17 @@ start_on(Target, Submit) ->
     end.
 
 %% The context handle and namespace a call on Target uses from the calling process.
--spec resolve(pool | pid()) ->
-    {ok, py_nif:context_ref(), py_nif:namespace_ref() | undefined} | {error, context_not_found}.
+-spec resolve(pool | {pool, atom()} | pid()) ->
+    {ok, py_nif:context_ref(), py_nif:namespace_ref() | undefined}
+    | {error, context_not_found | {pool_not_started, atom()}}.
 resolve(pool) ->
     {Ctx, Ref} = py_context_router:pick(),
     {ok, Ref, namespace(Ctx, Ref)};
+resolve({pool, Pool}) ->
+    case py_context_router:pick(Pool) of
+        {error, _} = Error -> Error;
+        {Ctx, Ref} -> {ok, Ref, namespace(Ctx, Ref)}
+    end;
 resolve(Ctx) when is_pid(Ctx) ->
     case py_context:lookup(Ctx) of
         {ok, Ref, own} -> {ok, Ref, undefined};
@@ -59,7 +65,7 @@ resolve(Ctx) when is_pid(Ctx) ->
     end.
 
 %% start_on/2, then wait/2.
--spec run_on(pool | pid(), py:timeout_ms(), submit()) -> term().
+-spec run_on(pool | {pool, atom()} | pid(), py:timeout_ms(), submit()) -> term().
 run_on(Target, Timeout, Submit) ->
     wait_started(start_on(Target, Submit), Timeout).
 

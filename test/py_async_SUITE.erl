@@ -125,7 +125,7 @@ async_await_misuse(_Config) ->
     {'EXIT', {badarg, _}} = (catch py:async_await(Ref)),
     {'EXIT', {badarg, _}} = (catch py:async_call(1, 2, 3)),
     {'EXIT', {badarg, _}} = (catch py:stream_start(builtins, iter, [[1]], #{owner => not_a_pid})),
-    {'EXIT', {badarg, _}} = (catch py_event_loop:create_task(not_a_pid, asyncio, sleep, [0])),
+    {'EXIT', {badarg, _}} = (catch py_event_loop:create_task_on(not_a_pid, asyncio, sleep, [0])),
     {'EXIT', {badarg, _}} = (catch py:async_gather([not_a_call])),
     30000 = py:default_timeout(),
     {ok, 2} = py:async_await(py:async_call('__main__', plain, [1])).
@@ -262,14 +262,14 @@ event_loop_lifecycle(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
     ok = py_event_loop:start(Ctx),
     ok = py_event_loop:start(Ctx),
-    {ok, 3} = py_event_loop:run(Ctx, asyncio, sleep, [0.01, 3]),
-    {ok, 4} = py_event_loop:run(Ctx, asyncio, sleep, [0.01], #{kwargs => #{result => 4}, timeout => 5000}),
-    Ref = py_event_loop:create_task(Ctx, asyncio, sleep, [0.01, done]),
+    {ok, 3} = py_event_loop:run_on(Ctx, asyncio, sleep, [0.01, 3]),
+    {ok, 4} = py_event_loop:run_on(Ctx, asyncio, sleep, [0.01], #{kwargs => #{result => 4}, timeout => 5000}),
+    Ref = py_event_loop:create_task_on(Ctx, asyncio, sleep, [0.01, done]),
     {ok, <<"done">>} = py_event_loop:await(Ref),
-    ok = py_event_loop:spawn_task(Ctx, asyncio, sleep, [0.01]),
+    ok = py_event_loop:spawn_task_on(Ctx, asyncio, sleep, [0.01]),
     ok = py_event_loop:stop(Ctx),
     %% a later task starts a new loop
-    {ok, 5} = py_event_loop:run(Ctx, asyncio, sleep, [0, 5]),
+    {ok, 5} = py_event_loop:run_on(Ctx, asyncio, sleep, [0, 5]),
     ok = py_context:stop(Ctx),
     mailbox_empty().
 
@@ -285,7 +285,7 @@ event_loop_default_context(_Config) ->
 
 event_loop_stop_cancels(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
-    Ref = py_event_loop:create_task(Ctx, asyncio, sleep, [10]),
+    Ref = py_event_loop:create_task_on(Ctx, asyncio, sleep, [10]),
     timer:sleep(50),
     ok = py_event_loop:stop(Ctx),
     {error, {'CancelledError', _}} = py_event_loop:await(Ref, 5000),
@@ -294,7 +294,7 @@ event_loop_stop_cancels(_Config) ->
 %% Stopping a context answers the callers of its pending tasks.
 context_stop_answers_tasks(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
-    Refs = [py_event_loop:create_task(Ctx, asyncio, sleep, [10]) || _ <- lists:seq(1, 5)],
+    Refs = [py_event_loop:create_task_on(Ctx, asyncio, sleep, [10]) || _ <- lists:seq(1, 5)],
     timer:sleep(50),
     ok = py_context:stop(Ctx),
     [{error, _} = py_event_loop:await(R, 5000) || R <- Refs],
@@ -307,8 +307,8 @@ owngil_async(_Config) ->
         {ok, Ctx} ->
             %% Warm up first (the first task imports asyncio in the new interpreter, which
             %% takes most of the time budget under ASan), then 3 x 100 ms must overlap.
-            {ok, 0} = py_event_loop:await(py_event_loop:create_task(Ctx, asyncio, sleep, [0, 0])),
-            Refs = [py_event_loop:create_task(Ctx, asyncio, sleep, [0.1, N]) || N <- lists:seq(1, 3)],
+            {ok, 0} = py_event_loop:await(py_event_loop:create_task_on(Ctx, asyncio, sleep, [0, 0])),
+            Refs = [py_event_loop:create_task_on(Ctx, asyncio, sleep, [0.1, N]) || N <- lists:seq(1, 3)],
             {Ms, Results} = elapsed(fun() -> [py_event_loop:await(R) || R <- Refs] end),
             [{ok, 1}, {ok, 2}, {ok, 3}] = Results,
             ct:pal("3 x 100 ms tasks on an owngil context's loop: ~w ms", [Ms]),

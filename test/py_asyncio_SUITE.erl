@@ -175,22 +175,22 @@ idle_loop_costs_no_thread(Config) ->
     timer:sleep(300),  % threads of earlier cases finish exiting
     {ok, {PyThreads, OsThreads}} = py:call(Ctx, loop_cases, thread_count, []),
     ok = py_event_loop:start(Ctx),
-    {ok, _Port} = py_event_loop:run(Ctx, loop_cases, start_echo_server, []),
+    {ok, _Port} = py_event_loop:run_on(Ctx, loop_cases, start_echo_server, []),
     timer:sleep(100),
     {ok, {PyThreads, OsThreads}} = py:call(Ctx, loop_cases, thread_count, []),
-    {ok, true} = py_event_loop:run(Ctx, loop_cases, stop_echo_server, []),
+    {ok, true} = py_event_loop:run_on(Ctx, loop_cases, stop_echo_server, []),
     ok = py_context:stop(Ctx).
 
 %% An asyncio server on the context's own loop, reached from Erlang with gen_tcp.
 hosted_server_with_gen_tcp(Config) ->
     {ok, Ctx} = py_context:new(#{}),
     setup(Ctx, Config),
-    {ok, Port} = py_event_loop:run(Ctx, loop_cases, start_echo_server, []),
+    {ok, Port} = py_event_loop:run_on(Ctx, loop_cases, start_echo_server, []),
     Clients = [spawn_monitor(fun() -> exit(echo_client(Port, N)) end) || N <- lists:seq(1, 8)],
     [receive {'DOWN', M, process, P, Result} -> {ok, 100} = Result end || {P, M} <- Clients],
     %% the context still answers calls while its loop serves
     {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
-    {ok, true} = py_event_loop:run(Ctx, loop_cases, stop_echo_server, []),
+    {ok, true} = py_event_loop:run_on(Ctx, loop_cases, stop_echo_server, []),
     ok = py_event_loop:stop(Ctx),
     ok = py_context:stop(Ctx).
 
@@ -215,8 +215,8 @@ owngil_loop(Config) ->
             {ok, [<<"PING 0">> | _]} = py:call(Ctx, loop_cases, run, [<<"udp_round_trip">>, 5]),
             {ok, [100, 4950]} = py:call(Ctx, loop_cases, run, [<<"many_tasks">>, 100]),
             {ok, [<<"THROUGH A PIPE">>, 0]} = py:call(Ctx, loop_cases, run, [<<"subprocess_echo">>]),
-            {ok, Port} = py_event_loop:run(Ctx, loop_cases, start_echo_server, []),
+            {ok, Port} = py_event_loop:run_on(Ctx, loop_cases, start_echo_server, []),
             {ok, 100} = echo_client(Port, 1),
-            {ok, true} = py_event_loop:run(Ctx, loop_cases, stop_echo_server, []),
+            {ok, true} = py_event_loop:run_on(Ctx, loop_cases, stop_echo_server, []),
             ok = py_context:stop(Ctx)
     end.

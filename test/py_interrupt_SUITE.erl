@@ -276,7 +276,7 @@ exited_callers_task_cancelled(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
     ok = py:exec(Ctx, ?TASKS),
     Caller = spawn(fun() ->
-                           _ = py_event_loop:create_task(Ctx, '__main__', wait_long, [exited]),
+                           _ = py_event_loop:create_task_on(Ctx, '__main__', wait_long, [exited]),
                            timer:sleep(infinity)
                    end),
     Eval = fun(Code, Locals) -> py:eval(Ctx, Code, Locals) end,
