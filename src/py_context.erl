@@ -31,12 +31,16 @@
 %% Options: `mode': `worker' (the default: a thread on the main interpreter, sharing its GIL)
 %% or `owngil' (a subinterpreter with its own GIL, Python 3.13+; older Pythons give
 %% `{error, {owngil_unsupported, Version}}'). An unknown mode gives
-%% `{error, {invalid_mode, Mode}}'. The context stops when the calling process exits.
--spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
+%% `{error, {invalid_mode, Mode}}'. `preload': Python statements (iodata) run in the
+%% context's shared namespace as it starts, after the node's preload code ({@link py_preload});
+%% if they raise, the context does not start: `{error, {preload, {Type, Message}}}'. The
+%% context stops when the calling process exits.
+-spec new(#{mode => term(), preload => iodata()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
     case maps:get(mode, Opts, worker) of
         Mode when Mode =:= worker; Mode =:= owngil ->
-            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
+            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own,
+                                           preload => maps:get(preload, Opts, undefined)});
         Mode ->
             {error, {invalid_mode, Mode}}
     end;
@@ -145,9 +149,9 @@ init_registry() ->
     ok.
 
 %% @private
--spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own}) ->
+-spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own, preload => iodata() | undefined}) ->
           {ok, #state{}} | {stop, term()}.
-init(#{mode := Mode, owner := Owner, kind := Kind}) ->
+init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
     process_flag(trap_exit, true),
     Priority = application:get_env(erlang_python, thread_priority, idle),
     case py_nif:context_new(Mode, Priority) of
@@ -158,11 +162,18 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
                     %% After registering, so that a step set meanwhile reaches this context
                     %% one way or the other (running it twice changes nothing: py_setup).
                     ok = py_setup:sync(Ref),
-                    Mon = case Owner of
-                              undefined -> undefined;
-                              _ -> erlang:monitor(process, Owner)
-                          end,
-                    {ok, #state{ref = Ref, owner_mon = Mon}};
+                    case preload(Ref, maps:get(preload, Opts, undefined)) of
+                        ok ->
+                            Mon = case Owner of
+                                      undefined -> undefined;
+                                      _ -> erlang:monitor(process, Owner)
+                                  end,
+                            {ok, #state{ref = Ref, owner_mon = Mon}};
+                        {error, Reason} ->
+                            ets:delete(?REGISTRY, self()),
+                            _ = stop_thread(Ref),
+                            {stop, {preload, Reason}}
+                    end;
                 {error, Reason} ->
                     {stop, Reason}
             end;
@@ -170,11 +181,20 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
             {stop, Reason}
     end.
 
+%% The `preload' option: statements run in the shared namespace (made now, after the setup
+%% steps, so it also starts with the node's preloaded globals).
+preload(_Ref, undefined) ->
+    ok;
+preload(Ref, Code) ->
+    Src = iolist_to_binary(Code),
+    py_request:run(Ref, undefined, infinity, fun(R, Ns, Tag) -> py_nif:submit_exec(R, Ns, Tag, Src) end).
+
 %% Waits for the context's thread to be ready (an owngil interpreter takes a few ms to
-%% create), so that a context that cannot start is reported by new/1.
+%% create), so that a context that cannot start is reported by new/1. The probe runs in a
+%% namespace of its own: the shared one is made later, after the setup steps.
 started(Ref) ->
     Tag = make_ref(),
-    Request = py_nif:submit_eval(Ref, undefined, Tag, <<"None">>, #{}, plain),
+    Request = py_nif:submit_eval(Ref, py_nif:namespace_new(Ref), Tag, <<"None">>, #{}, plain),
     receive
         {Tag, {ok, none}} -> ok;
         {Tag, _Failed} ->

@@ -90,6 +90,10 @@ public:
         queue_.wake();
     }
 
+    // The interpreter this context's thread runs on. Read by other threads only through
+    // interpreter_of (under the owners' lock, after the worker set it).
+    const py::InterpreterPtr& interpreter() const { return interp_; }
+
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
     PyObject* send(PyObject* pid, PyObject* message) override;
@@ -182,6 +186,10 @@ using ContextResource = erl::Resource<Context>;
 // The main interpreter shared by every worker-mode context; set once at load.
 void set_main_interpreter(py::InterpreterPtr interp);
 const py::Interpreter* main_interpreter_handle();
+
+// The interpreter behind a state: the main one or a live owngil context's; empty when none
+// (an ended interpreter). Any thread. Registered with bridge::set_interpreter_resolver.
+py::InterpreterPtr interpreter_of(PyInterpreterState* state);
 
 // ctx with a reference the caller must release, while its worker thread runs; nullptr once
 // that thread has exited. Any thread.

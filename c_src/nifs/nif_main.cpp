@@ -7,6 +7,7 @@
 
 #include "aio/poller.hpp"
 #include "bridge/erlang_module.hpp"
+#include "bridge/host.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
 #include "nifs/nifs.hpp"
@@ -22,13 +23,15 @@ std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) ||
+        !nifs::open_callback_resources(env) || !aio::open_resources(env)) return 1;
     std::string error;
     if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
         enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
         return 2;
     }
     context::set_main_interpreter(std::make_shared<py::Interpreter>(py::main_interpreter()));
+    bridge::set_interpreter_resolver(&context::interpreter_of);
     return 0;
 }
 
@@ -51,6 +54,8 @@ ErlNifFunc nif_funcs[] = {
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
+    {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
+    {"callback_names", 2, nifs::callback_names, 0},
 };
 
 }  // namespace

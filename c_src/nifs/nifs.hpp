@@ -27,8 +27,13 @@ ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM object_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// callback_nifs.cpp
+ERL_NIF_TERM thread_callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM callback_names(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
+bool open_callback_resources(ErlNifEnv* env);
 
 }  // namespace nifs
