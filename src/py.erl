@@ -28,7 +28,7 @@
 
 %% Node services, start-up code and tracing (erlang_python 4.x's shapes).
 -export([reload/1, parallel/1, memory_stats/0, gc/0, gc/1, tracemalloc_start/0, tracemalloc_start/1,
-         tracemalloc_stop/0, get_local_env/1, ensure_venv/2, ensure_venv/3,
+         tracemalloc_stop/0, get_local_env/1, interrupt/1, ensure_venv/2, ensure_venv/3,
          enable_tracing/0, disable_tracing/0, get_traces/0, clear_traces/0,
          ensure_imported/1, ensure_imported/2, is_imported/1, is_imported/2, all_imports/0,
          clear_imports/0, import_list/0]).
@@ -515,6 +515,21 @@ get_local_env(Ctx) when is_pid(Ctx) ->
         error -> erlang:error(badarg)
     end;
 get_local_env(_) ->
+    erlang:error(badarg).
+
+%% @doc Interrupts the Python code context Ctx runs now: `erlang.Interrupted' (a
+%% `KeyboardInterrupt') is raised in it at its next bytecode, and its caller gets
+%% `{error, interrupted}' unless the code catches it (if it goes on, it is interrupted again
+%% every 100 ms until it returns). Code blocked in a C call is interrupted when it returns.
+%% `ok', `not_running' when the context runs no request, `{error, context_not_found}' for a
+%% context that is gone. Any process may call it.
+-spec interrupt(py_context:context()) -> ok | not_running | {error, context_not_found}.
+interrupt(Ctx) when is_pid(Ctx) ->
+    case py_context:lookup(Ctx) of
+        {ok, Ref, _Kind} -> py_nif:context_interrupt(Ref);
+        error -> {error, context_not_found}
+    end;
+interrupt(_) ->
     erlang:error(badarg).
 
 %% --- imports registry -----------------------------------------------------------------------

@@ -146,7 +146,16 @@ void* Context::thread_main(void* self) {
 }
 
 void Context::interrupt(RequestPtr req) {
-    if (!interrupter_.add(std::move(req))) return;
+    if (interrupter_.add(std::move(req))) start_interrupter();
+}
+
+bool Context::interrupt_running() {
+    if (!interrupter_.running()) return false;
+    if (interrupter_.add_running()) start_interrupter();
+    return true;
+}
+
+void Context::start_interrupter() {
     ContextResource::keep(this);  // released by the interrupter thread when it exits
     pthread_attr_t attr;
     pthread_attr_init(&attr);

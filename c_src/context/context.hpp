@@ -83,6 +83,9 @@ public:
     // Any thread, never blocks: req was cancelled while its code ran; stop that code (see
     // context/interrupter.hpp).
     void interrupt(RequestPtr req);
+    // Any thread, never blocks: interrupts the request whose code runs now (py:interrupt/1).
+    // False when none runs (the context is idle or steps its event loop).
+    bool interrupt_running();
     // Any thread, never blocks: a request whose result a task of the hosted loop produces was
     // cancelled; the next step cancels such tasks.
     void cancel_abandoned_tasks() {
@@ -105,6 +108,7 @@ public:
 private:
     static void* thread_main(void* self);
     static void* interrupter_main(void* self);
+    void start_interrupter();
     void run();
     bool attach_thread();
     void detach_thread();

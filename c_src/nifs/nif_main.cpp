@@ -56,6 +56,7 @@ ErlNifFunc nif_funcs[] = {
     {"object_owner", 1, nifs::object_owner, 0},
     {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
     {"callback_names", 2, nifs::callback_names, 0},
+    {"context_interrupt", 1, nifs::context_interrupt, 0},
 };
 
 }  // namespace
