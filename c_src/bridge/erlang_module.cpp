@@ -292,7 +292,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &term_spec, &st->term) < 0) return -1;
     st->error = PyErr_NewExceptionWithDoc(
         "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
-        PyExc_Exception, nullptr);
+        PyExc_RuntimeError, nullptr);  // a RuntimeError, as erlang_python 3.x raised
     if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
     // A KeyboardInterrupt (so a BaseException): `except Exception` does not swallow it, and
     // cleanup written as `except KeyboardInterrupt: ...; raise` runs.
