@@ -57,7 +57,7 @@ register_import(Module, What) ->
             Error
     end.
 
-%% @doc Whether Module was registered with {@link ensure_imported/1,2}.
+%% @doc Whether Module was registered with {@link ensure_imported/1} or {@link ensure_imported/2}.
 -spec is_imported(name()) -> boolean().
 is_imported(Module) ->
     M = to_binary(Module),

@@ -124,7 +124,7 @@ int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
 
 // --- functions that reach Erlang through the context running this thread ----------------------
 
-thread_local Host* t_host = nullptr;  // see host.hpp
+thread_local Host* t_host = nullptr;       // see host.hpp
 InterpreterResolver g_resolver = nullptr;  // see host.hpp
 
 // Precondition: attached, on a thread that is no context's. The interpreter of this thread,
@@ -178,8 +178,9 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 constexpr const char* kTraceNames[] = {"Span", "trace"};
 
 bool is_trace_name(PyObject* name) {
-    return std::ranges::any_of(
-        kTraceNames, [name](const char* trace_name) { return PyUnicode_CompareWithASCIIString(name, trace_name) == 0; });
+    return std::ranges::any_of(kTraceNames, [name](const char* trace_name) {
+        return PyUnicode_CompareWithASCIIString(name, trace_name) == 0;
+    });
 }
 
 bool is_loop_name(PyObject* name) {
@@ -207,8 +208,10 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     const char* text = PyUnicode_AsUTF8(name);
     if (!text) return nullptr;
     if (!callback_name_known(text)) {
-        PyErr_Format(PyExc_AttributeError, "module 'erlang' has no attribute %R (no Erlang function is registered "
-                     "under that name: py:register_function/2)", name);
+        PyErr_Format(PyExc_AttributeError,
+                     "module 'erlang' has no attribute %R (no Erlang function is registered "
+                     "under that name: py:register_function/2)",
+                     name);
         return nullptr;
     }
     py::Ref call = py::Ref::steal(PyObject_GetAttrString(module, "call"));

@@ -118,7 +118,8 @@ void Interrupter::run() {
         sent.assign(due.size(), false);
         RequestPtr running;
         lock.unlock();
-        interrupt_now(due, sent, take_running ? &running : nullptr);  // the targets stay alive: only this thread erases them
+        interrupt_now(due, sent,
+                      take_running ? &running : nullptr);  // the targets stay alive: only this thread erases them
         lock.lock();
         now = Clock::now();
         if (running) targets_.push_back({std::move(running), now + kResend});  // interrupted: again if it goes on
@@ -141,7 +142,8 @@ void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& s
     Request* current = this->running();
     if (running && current && !current->ended()) {
         *running = RequestPtr::share(current);  // a target from now on (tried again if importing)
-        if (!importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) current->interrupt_sent = true;
+        if (!importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0)
+            current->interrupt_sent = true;
     }
     for (size_t i = 0; i < due.size(); ++i) {
         if (due[i] != current || due[i]->ended() || importing(tstate_)) continue;

@@ -78,10 +78,10 @@ private:
 
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<Target> targets_;  // guarded by mutex_
-    bool thread_running_ = false;  // guarded by mutex_
+    std::vector<Target> targets_;     // guarded by mutex_
+    bool thread_running_ = false;     // guarded by mutex_
     bool interrupt_running_ = false;  // guarded by mutex_: see add_running
-    bool closing_ = false;         // guarded by mutex_
+    bool closing_ = false;            // guarded by mutex_
 };
 
 }  // namespace context

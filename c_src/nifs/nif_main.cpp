@@ -23,8 +23,9 @@ std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) ||
-        !nifs::open_callback_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
+        !aio::open_resources(env))
+        return 1;
     std::string error;
     if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
         enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
