@@ -31,7 +31,7 @@
          tracemalloc_stop/0, get_local_env/1, interrupt/1, ensure_venv/2, ensure_venv/3,
          enable_tracing/0, disable_tracing/0, get_traces/0, clear_traces/0,
          ensure_imported/1, ensure_imported/2, is_imported/1, is_imported/2, all_imports/0,
-         clear_imports/0, import_list/0]).
+         clear_imports/0, import_list/0, import_stats/0]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -557,6 +557,10 @@ all_imports() -> py_import:all_imports().
 %% @doc {@link py_import:clear_imports/0}.
 -spec clear_imports() -> ok.
 clear_imports() -> py_import:clear_imports().
+
+%% @doc {@link py_import:import_stats/0}.
+-spec import_stats() -> {ok, #{count := non_neg_integer()}}.
+import_stats() -> py_import:import_stats().
 
 %% @doc {@link py_import:import_list/0}.
 -spec import_list() -> {ok, #{binary() => [binary()]}}.

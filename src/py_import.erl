@@ -10,7 +10,7 @@
 -module(py_import).
 
 -export([init/0, ensure_imported/1, ensure_imported/2, is_imported/1, is_imported/2,
-         all_imports/0, clear_imports/0, import_list/0,
+         all_imports/0, clear_imports/0, import_list/0, import_stats/0,
          add_path/1, add_paths/1, all_paths/0, clear_paths/0, is_path_added/1]).
 
 -type name() :: atom() | binary() | string().
@@ -34,9 +34,11 @@ init() ->
 entry({M, F}) -> {to_binary(M), to_binary(F)};
 entry(M) -> {to_binary(M), all}.
 
-%% @doc Imports Module in every interpreter now and in every owngil context that starts later.
-%% `ok', or `{error, Reason}' (nothing registered) when it cannot be imported: `{error,
-%% main_not_cacheable}' for `__main__', else the Python exception as `{Type, Message}'.
+%% @doc Registers Module for import in every interpreter: imported now in the running ones and
+%% in every owngil context that starts later. `ok', or `{error, main_not_cacheable}' for
+%% `__main__'. As in erlang_python 4.x a module that cannot be imported is registered all the
+%% same (`ok'): interpreters where the import fails go on without it, and calling into it gives
+%% the import's error then.
 -spec ensure_imported(name()) -> ok | {error, term()}.
 ensure_imported(Module) ->
     register_import(to_binary(Module), all).
@@ -50,12 +52,12 @@ ensure_imported(Module, Function) ->
 register_import(<<"__main__">>, _) ->
     {error, main_not_cacheable};
 register_import(Module, What) ->
-    case py:call(importlib, import_module, [Module]) of
-        {ok, _} ->
-            set_imports(lists:usort([{Module, What} | all_imports()]));
-        {error, _} = Error ->
-            Error
-    end.
+    locked(fun() -> set_imports(lists:usort([{Module, What} | all_imports()])) end).
+
+%% A read-modify-write of a registry, one at a time: two at once could each set a list without
+%% the other's entry, and the later set wins.
+locked(Fun) ->
+    global:trans({?MODULE, self()}, Fun, [node()]).
 
 %% @doc Whether Module was registered with {@link ensure_imported/1} or {@link ensure_imported/2}.
 -spec is_imported(name()) -> boolean().
@@ -81,8 +83,14 @@ all_imports() ->
 %% @doc Forgets every registered import (modules already imported stay in `sys.modules').
 -spec clear_imports() -> ok.
 clear_imports() ->
-    _ = set_imports([]),
+    _ = locked(fun() -> set_imports([]) end),
     ok.
+
+%% @doc `{ok, #{count => N}}': the number of registered entries (modules and module/function
+%% pairs).
+-spec import_stats() -> {ok, #{count := non_neg_integer()}}.
+import_stats() ->
+    {ok, #{count => length(all_imports())}}.
 
 %% @doc `{ok, #{Module => [Function]}}' (an empty list: the whole module).
 -spec import_list() -> {ok, #{binary() => [binary()]}}.
@@ -101,8 +109,10 @@ add_path(Path) ->
 -spec add_paths([name()]) -> ok | {error, term()}.
 add_paths(Paths) when is_list(Paths) ->
     New = [to_binary(P) || P <- Paths],
-    Old = all_paths(),
-    set_paths(Old ++ [P || P <- dedup(New), not lists:member(P, Old)]);
+    locked(fun() ->
+                   Old = all_paths(),
+                   set_paths(Old ++ [P || P <- dedup(New), not lists:member(P, Old)])
+           end);
 add_paths(_) ->
     erlang:error(badarg).
 
@@ -117,7 +127,7 @@ all_paths() ->
 %% @doc Removes the added paths from `sys.path' of every interpreter.
 -spec clear_paths() -> ok.
 clear_paths() ->
-    _ = set_paths([]),
+    _ = locked(fun() -> set_paths([]) end),
     ok.
 
 %% @doc Whether Path was added with {@link add_path/1}.

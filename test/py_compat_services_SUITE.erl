@@ -110,12 +110,22 @@ imports(_Config) ->
     [{<<"colorsys">>, all}, {<<"json">>, <<"dumps">>}] = lists:sort(py_import:all_imports()),
     true = py:is_imported(colorsys),
     {error, main_not_cacheable} = py_import:ensure_imported('__main__'),
-    {error, {'ModuleNotFoundError', _}} = py_import:ensure_imported(no_such_module_h16),
-    false = py_import:is_imported(no_such_module_h16),
+    {ok, #{count := 2}} = py:import_stats(),
+    %% As in 4.x, a module that cannot be imported is registered; calls into it fail then.
+    ok = py_import:ensure_imported(no_such_module_h16),
+    true = py_import:is_imported(no_such_module_h16),
+    {error, {'ModuleNotFoundError', _}} = py:call(no_such_module_h16, f, []),
+    [{ok, false} = py:eval(new(Mode), <<"'no_such_module_h16' in __import__('sys').modules">>) || Mode <- modes()],
     %% Imported in every interpreter, owngil contexts started later included.
     [{ok, true} = py:eval(new(Mode), <<"'colorsys' in __import__('sys').modules">>) || Mode <- modes()],
     ok = py_import:clear_imports(),
-    [] = py_import:all_imports().
+    [] = py_import:all_imports(),
+    %% Registrations made at once from many processes are all kept.
+    Self = self(),
+    Mods = [json, math, os, string, re, base64, collections, functools, itertools, operator],
+    Pids = [spawn_link(fun() -> Self ! {self(), py:ensure_imported(M)} end) || M <- Mods],
+    [ok = receive {P, R} -> R end || P <- Pids],
+    {ok, #{count := 10}} = py:import_stats().
 
 paths(Config) ->
     Dir = filename:join(?config(priv_dir, Config), "paths"),
