@@ -505,6 +505,9 @@ async_call(_Config) ->
          ok = py:exec(Ctx, Code),
          {ok, Expected} = py:call(Ctx, '__main__', run_gather50, [])
      end || Mode <- modes()],
+    %% In a task of the context's own event loop (py:async_call of a coroutine function).
+    ok = py:exec(<<"async def h16_co(x):\n    return await erlang.async_call('h16_async_double', x)\n">>),
+    {ok, 42} = py:async_await(py:async_call('__main__', h16_co, [21])),
     ok = py:unregister_function(h16_async_double).
 
 %% --- values ---------------------------------------------------------------------------------
