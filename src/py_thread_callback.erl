@@ -34,9 +34,12 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
--spec handle_info(term(), no_state) -> {noreply, no_state}.
+-spec handle_info(term(), no_state) -> {noreply, no_state} | {noreply, no_state, hibernate}.
 handle_info({py_thread_callback, Call, Name, Args}, State) ->
     _ = spawn(fun() -> py_nif:thread_callback_reply(Call, py_callback:run(Name, Args)) end),
-    {noreply, State};
+    %% Hibernating drops this process's copy of Call (the message stays in its heap until a
+    %% collection otherwise), so that the runner's is the last one: a runner that dies without
+    %% answering then releases Call at once, and the NIF answers `aborted'.
+    {noreply, State, hibernate};
 handle_info(_Msg, State) ->
     {noreply, State}.

@@ -450,6 +450,8 @@ hasattr_registered(_Config) ->
 thread_callbacks(_Config) ->
     ok = py:register_function(h16_double, fun([X]) -> X * 2 end),
     ok = py:register_function(h16_fail, fun([_]) -> error(odd_number) end),
+    %% The process running the call dies before answering: the thread still gets one answer.
+    ok = py:register_function(h16_killed, fun([]) -> exit(self(), kill) end),
     Code = <<"import threading\n"
              "from concurrent.futures import ThreadPoolExecutor\n"
              "def by_pool():\n"
@@ -468,15 +470,23 @@ thread_callbacks(_Config) ->
              "        try:\n"
              "            ex.submit(erlang.call, 'h16_fail', 1).result()\n"
              "        except erlang.ErlangError as e:\n"
-             "            return e.args[0]\n">>,
+             "            return e.args[0]\n"
+             "def killed():\n"
+             "    with ThreadPoolExecutor(max_workers=1) as ex:\n"
+             "        try:\n"
+             "            ex.submit(erlang.call, 'h16_killed').result()\n"
+             "        except RuntimeError as e:\n"
+             "            return str(e)\n">>,
     Expected = [X * 2 || X <- lists:seq(0, 19)],
     [begin
          Ctx = new(Mode),
          ok = py:exec(Ctx, Code),
          {ok, Expected} = py:call(Ctx, '__main__', by_pool, []),
          {ok, [0, 4, 8, 12, 16]} = py:call(Ctx, '__main__', by_threads, []),
-         {ok, <<"error">>} = py:call(Ctx, '__main__', failing, [])
+         {ok, <<"error">>} = py:call(Ctx, '__main__', failing, []),
+         {ok, <<"the Erlang process that was to run this callback exited">>} = py:call(Ctx, '__main__', killed, [])
      end || Mode <- modes()],
+    ok = py:unregister_function(h16_killed),
     ok = py:unregister_function(h16_double),
     ok = py:unregister_function(h16_fail).
 
