@@ -4,9 +4,9 @@ configure() installs one ErlangHandler on the root logger of this interpreter (r
 one installed before). The handler sends each record to the py_logger process with
 erlang.send: no reply is waited for, and a py_logger that is gone is not an error.
 
-erlang.send works only on a context's own thread. A record logged from a thread that Python
-code started is kept (the last 1000 of them) and sent after the next record logged on a
-context thread of the same interpreter; its metadata keeps the time it was logged.
+erlang.send works on every Python thread of erlang_python's interpreters. Should it raise
+RuntimeError (an interpreter it does not know), the record is kept (the last 1000 of them) and
+sent after the next record that could be sent; its metadata keeps the time it was logged.
 """
 
 import collections
@@ -41,11 +41,11 @@ class ErlangHandler(logging.Handler):
         try:
             erlang.send(self.sink, event)
         except RuntimeError:
-            _pending.append(event)  # not on a context thread: sent later from one
+            _pending.append(event)  # not sendable from here: sent after the next one that is
             return
         except Exception:
             return  # never let logging break the code that logs
-        while _pending:  # on a context thread: what other threads logged meanwhile
+        while _pending:  # what could not be sent before
             try:
                 erlang.send(self.sink, _pending.popleft())
             except Exception:

@@ -1,6 +1,8 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
-%% and supervises the context supervisor, the pool router and py_logger, in that order.
+%% and supervises the context supervisor, py_thread_callback, py_tracer, the pool router and
+%% py_logger, in that order. The `imports' and `paths' app env and preload code set before the
+%% start become setup steps here, before any context starts.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -18,8 +20,12 @@ init([]) ->
     py_callback:init_table(),
     py_state:init_table(),
     py_setup:init_table(),
+    py_import:init(),
+    py_preload:apply_on_start(),
     Children = [
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
+        #{id => py_thread_callback, start => {py_thread_callback, start_link, []}},
+        #{id => py_tracer, start => {py_tracer, start_link, []}},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000},
         %% When it restarts, nothing but py_semaphore does (it reinstalls the Python handlers itself).
         #{id => py_logger, start => {py_logger, start_link, []}},

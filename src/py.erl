@@ -29,6 +29,13 @@
          register_pool/2, unregister_pool/1]).
 -export([eval_on/4]).
 
+%% Node services, start-up code and tracing (erlang_python 4.x's shapes).
+-export([reload/1, parallel/1, memory_stats/0, gc/0, gc/1, tracemalloc_start/0, tracemalloc_start/1,
+         tracemalloc_stop/0, get_local_env/1, interrupt/1, ensure_venv/2, ensure_venv/3,
+         enable_tracing/0, disable_tracing/0, get_traces/0, clear_traces/0,
+         ensure_imported/1, ensure_imported/2, is_imported/1, is_imported/2, all_imports/0,
+         clear_imports/0, import_list/0, import_stats/0]).
+
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
 -type py_module() :: atom() | binary() | string().
@@ -181,10 +188,10 @@ execution_mode() ->
         _ -> worker
     end.
 
-%% @doc The version of the embedded Python, e.g. `<<"3.13.0">>'.
--spec version() -> binary().
+%% @doc `{ok, Version}': the version of the embedded Python, e.g. `{ok, <<"3.13.0">>}'.
+-spec version() -> {ok, binary()}.
 version() ->
-    py_nif:python_version().
+    {ok, py_nif:python_version()}.
 
 %% @doc Whether Term is an opaque reference to a Python object.
 -spec is_ref(term()) -> boolean().
@@ -503,6 +510,144 @@ deactivate_venv() ->
 -spec venv_info() -> {ok, #{binary() => term()}} | {error, term()}.
 venv_info() ->
     py_venv:info().
+
+%% @doc Creates the venv at Path if needed, installs the requirements file (or pyproject.toml)
+%% into it with pip or uv, and activates it: see {@link py_venv_create:ensure/3}.
+-spec ensure_venv(file:filename_all(), file:filename_all()) -> ok | {error, term()}.
+ensure_venv(Path, Requirements) ->
+    ensure_venv(Path, Requirements, []).
+
+%% @doc {@link ensure_venv/2} with options: `force', `{installer, auto | pip | uv}',
+%% `{python, Executable}', `{extras, [Name]}'.
+-spec ensure_venv(file:filename_all(), file:filename_all(), [py_venv_create:option()]) -> ok | {error, term()}.
+ensure_venv(Path, Requirements, Opts) ->
+    py_venv_create:ensure(Path, Requirements, Opts).
+
+%% --- node services --------------------------------------------------------------------------
+
+%% @doc Reloads a module in every interpreter that imported it: see {@link py_node:reload/1}.
+-spec reload(py_module()) -> ok | {error, [{context, term()}]}.
+reload(Module) ->
+    py_node:reload(Module).
+
+%% @doc Runs `[{Module, Function, Args}]' at the same time over the pool's contexts:
+%% `{ok, [Result]}' in order, or the first error. See {@link py_node:parallel/1}.
+-spec parallel([{py_module(), py_func(), list()}]) -> py_result().
+parallel(Calls) ->
+    py_node:parallel(Calls).
+
+%% @doc `{ok, #{gc_stats, gc_count, gc_threshold}}' (and `traced_memory_current',
+%% `traced_memory_peak' while tracemalloc traces) of the calling process's pool interpreter.
+-spec memory_stats() -> {ok, map()} | {error, term()}.
+memory_stats() ->
+    py_node:memory_stats().
+
+%% @doc A full garbage collection on the calling process's pool interpreter: `{ok, Unreachable}'.
+-spec gc() -> {ok, non_neg_integer()} | {error, term()}.
+gc() ->
+    py_node:gc(2).
+
+%% @doc Collects generation 0, 1 or 2: `{ok, Unreachable}'.
+-spec gc(0..2) -> {ok, non_neg_integer()} | {error, term()}.
+gc(Generation) ->
+    py_node:gc(Generation).
+
+%% @doc Starts `tracemalloc' (1 frame per traceback) on the calling process's pool interpreter.
+-spec tracemalloc_start() -> ok | {error, term()}.
+tracemalloc_start() ->
+    py_node:tracemalloc_start(1).
+
+%% @doc Starts `tracemalloc' with NFrame frames per traceback.
+-spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
+tracemalloc_start(NFrame) ->
+    py_node:tracemalloc_start(NFrame).
+
+%% @doc Stops `tracemalloc'.
+-spec tracemalloc_stop() -> ok | {error, term()}.
+tracemalloc_stop() ->
+    py_node:tracemalloc_stop().
+
+%% @doc The calling process's own namespace on context Ctx, for `py_context:call/7',
+%% `eval/5' and `exec/3'. On a pool context it is the namespace `py:call(Ctx, ...)' uses from
+%% this process; on a context made with `py_context:new/1' (whose `py:call(Ctx, ...)' use the
+%% context's shared namespace) it is one of the process's own. Made at first use, kept in the
+%% process dictionary, freed with the process.
+-spec get_local_env(py_context:context()) -> reference().
+get_local_env(Ctx) when is_pid(Ctx) ->
+    case py_context:lookup(Ctx) of
+        {ok, Ref, _Kind} -> py_request:namespace(Ctx, Ref);
+        error -> erlang:error(badarg)
+    end;
+get_local_env(_) ->
+    erlang:error(badarg).
+
+%% @doc Interrupts the Python code context Ctx runs now: `erlang.Interrupted' (a
+%% `KeyboardInterrupt') is raised in it at its next bytecode, and its caller gets
+%% `{error, interrupted}' unless the code catches it (if it goes on, it is interrupted again
+%% every 100 ms until it returns). Code blocked in a C call is interrupted when it returns.
+%% `ok', `not_running' when the context runs no request, `{error, context_not_found}' for a
+%% context that is gone. Any process may call it.
+-spec interrupt(py_context:context()) -> ok | not_running | {error, context_not_found}.
+interrupt(Ctx) when is_pid(Ctx) ->
+    case py_context:lookup(Ctx) of
+        {ok, Ref, _Kind} -> py_nif:context_interrupt(Ref);
+        error -> {error, context_not_found}
+    end;
+interrupt(_) ->
+    erlang:error(badarg).
+
+%% --- imports registry -----------------------------------------------------------------------
+
+%% @doc {@link py_import:ensure_imported/1}.
+-spec ensure_imported(py_module()) -> ok | {error, term()}.
+ensure_imported(Module) -> py_import:ensure_imported(Module).
+
+%% @doc {@link py_import:ensure_imported/2}.
+-spec ensure_imported(py_module(), py_func()) -> ok | {error, term()}.
+ensure_imported(Module, Function) -> py_import:ensure_imported(Module, Function).
+
+%% @doc {@link py_import:is_imported/1}.
+-spec is_imported(py_module()) -> boolean().
+is_imported(Module) -> py_import:is_imported(Module).
+
+%% @doc {@link py_import:is_imported/2}.
+-spec is_imported(py_module(), py_func()) -> boolean().
+is_imported(Module, Function) -> py_import:is_imported(Module, Function).
+
+%% @doc {@link py_import:all_imports/0}.
+-spec all_imports() -> [{binary(), binary() | all}].
+all_imports() -> py_import:all_imports().
+
+%% @doc {@link py_import:clear_imports/0}.
+-spec clear_imports() -> ok.
+clear_imports() -> py_import:clear_imports().
+
+%% @doc {@link py_import:import_stats/0}.
+-spec import_stats() -> {ok, #{count := non_neg_integer()}}.
+import_stats() -> py_import:import_stats().
+
+%% @doc {@link py_import:import_list/0}.
+-spec import_list() -> {ok, #{binary() => [binary()]}}.
+import_list() -> py_import:import_list().
+
+%% --- tracing --------------------------------------------------------------------------------
+
+%% @doc Starts collecting the spans Python opens with `erlang.Span' / `@erlang.trace()' in
+%% every interpreter. See {@link py_tracer}.
+-spec enable_tracing() -> ok | {error, term()}.
+enable_tracing() -> py_tracer:enable().
+
+%% @doc Stops collecting spans (those collected are kept).
+-spec disable_tracing() -> ok | {error, term()}.
+disable_tracing() -> py_tracer:disable().
+
+%% @doc `{ok, Spans}': the completed spans, oldest first (see {@link py_tracer}).
+-spec get_traces() -> {ok, [map()]}.
+get_traces() -> py_tracer:get_spans().
+
+%% @doc Forgets the collected spans.
+-spec clear_traces() -> ok.
+clear_traces() -> py_tracer:clear().
 
 %% --- logging --------------------------------------------------------------------------------
 

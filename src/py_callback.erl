@@ -19,17 +19,19 @@
 -spec init_table() -> ok.
 init_table() ->
     _ = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
-    ok.
+    py_nif:callback_names(clear, none).
 
 -spec register(atom() | binary(), callback()) -> ok.
 register(Name, Callback) ->
-    true = ets:insert(?TABLE, {key(Name), Callback}),
-    ok.
+    Key = key(Name),
+    true = ets:insert(?TABLE, {Key, Callback}),
+    py_nif:callback_names(add, Key).
 
 -spec unregister(atom() | binary()) -> ok.
 unregister(Name) ->
-    true = ets:delete(?TABLE, key(Name)),
-    ok.
+    Key = key(Name),
+    true = ets:delete(?TABLE, Key),
+    py_nif:callback_names(remove, Key).
 
 %% Runs the function registered as Name with the argument list Args. An exception becomes
 %% {error, {Class, FormattedReason}}, raised in Python as erlang.ErlangError(Class, Reason).

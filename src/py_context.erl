@@ -11,7 +11,7 @@
 -behaviour(gen_server).
 
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
--export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1]).
+-export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -34,8 +34,11 @@
 %% Pythons give `{error, {owngil_unsupported, Version}}'). An unknown mode gives
 %% `{error, {invalid_mode, Mode}}'. Options erlang_python 4.1 has that are not provided here
 %% give `{error, {unsupported_option, Key}}' (see docs/migration.md); any other key gives
-%% `{error, {unknown_option, Key}}'. The context stops when the calling process exits.
--spec new(#{mode => term()}) -> {ok, context()} | {error, term()}.
+%% `{error, {unknown_option, Key}}'. `preload': Python statements (iodata) run in the
+%% context's shared namespace as it starts, after the node's preload code ({@link py_preload});
+%% if they raise, the context does not start: `{error, {preload, {Type, Message}}}'. The
+%% context stops when the calling process exits.
+-spec new(#{mode => term(), preload => iodata()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
     case check_options(Opts) of
         ok -> new_checked(maps:update_with(mode, fun(auto) -> worker; (M) -> M end, worker, Opts));
@@ -47,15 +50,16 @@ new(_) ->
 new_checked(Opts) ->
     case maps:get(mode, Opts, worker) of
         Mode when Mode =:= worker; Mode =:= owngil ->
-            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own});
+            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own,
+                                           preload => maps:get(preload, Opts, undefined)});
         Mode ->
             {error, {invalid_mode, Mode}}
     end.
 
 %% The keys of new/1: those handled, those of erlang_python 4.1 not provided, the others.
 check_options(Opts) ->
-    Known = [mode],
-    Unsupported = [preload, memory_limit],
+    Known = [mode, preload],
+    Unsupported = [memory_limit],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [] -> ok;
         [Key | _] ->
@@ -64,6 +68,12 @@ check_options(Opts) ->
                 false -> {error, {unknown_option, Key}}
             end
     end.
+
+%% @doc Interrupts the request the context runs now: its caller gets `{error, interrupted}'
+%% (same as {@link py:interrupt/1}). `not_running' when it runs nothing.
+-spec interrupt(context()) -> ok | not_running | {error, context_not_found}.
+interrupt(Ctx) ->
+    py:interrupt(Ctx).
 
 %% @doc Same as {@link stop/1} (erlang_python 3.x's name).
 -spec destroy(context()) -> ok | {error, term()}.
@@ -225,9 +235,9 @@ init_registry() ->
     ok.
 
 %% @private
--spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own}) ->
+-spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own, preload => iodata() | undefined}) ->
           {ok, #state{}} | {stop, term()}.
-init(#{mode := Mode, owner := Owner, kind := Kind}) ->
+init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
     process_flag(trap_exit, true),
     Priority = application:get_env(erlang_python, thread_priority, idle),
     case py_nif:context_new(Mode, Priority) of
@@ -238,11 +248,18 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
                     %% After registering, so that a step set meanwhile reaches this context
                     %% one way or the other (running it twice changes nothing: py_setup).
                     ok = py_setup:sync(Ref),
-                    Mon = case Owner of
-                              undefined -> undefined;
-                              _ -> erlang:monitor(process, Owner)
-                          end,
-                    {ok, #state{ref = Ref, owner_mon = Mon}};
+                    case preload(Ref, maps:get(preload, Opts, undefined)) of
+                        ok ->
+                            Mon = case Owner of
+                                      undefined -> undefined;
+                                      _ -> erlang:monitor(process, Owner)
+                                  end,
+                            {ok, #state{ref = Ref, owner_mon = Mon}};
+                        {error, Reason} ->
+                            ets:delete(?REGISTRY, self()),
+                            _ = stop_thread(Ref),
+                            {stop, {preload, Reason}}
+                    end;
                 {error, Reason} ->
                     {stop, Reason}
             end;
@@ -250,11 +267,20 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
             {stop, Reason}
     end.
 
+%% The `preload' option: statements run in the shared namespace (made now, after the setup
+%% steps, so it also starts with the node's preloaded globals).
+preload(_Ref, undefined) ->
+    ok;
+preload(Ref, Code) ->
+    Src = iolist_to_binary(Code),
+    py_request:run(Ref, undefined, infinity, fun(R, Ns, Tag) -> py_nif:submit_exec(R, Ns, Tag, Src) end).
+
 %% Waits for the context's thread to be ready (an owngil interpreter takes a few ms to
-%% create), so that a context that cannot start is reported by new/1.
+%% create), so that a context that cannot start is reported by new/1. The probe runs in a
+%% namespace of its own: the shared one is made later, after the setup steps.
 started(Ref) ->
     Tag = make_ref(),
-    Request = py_nif:submit_eval(Ref, undefined, Tag, <<"None">>, #{}, plain),
+    Request = py_nif:submit_eval(Ref, py_nif:namespace_new(Ref), Tag, <<"None">>, #{}, plain),
     receive
         {Tag, {ok, none}} -> ok;
         {Tag, _Failed} ->

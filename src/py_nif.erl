@@ -4,11 +4,12 @@
 
 -export([load/2, runtime_status/0, context_new/2, context_stop/2, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1]).
+         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1,
+         thread_callback_reply/2, callback_names/2, context_interrupt/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
-       python_version/0, is_ref/1, runtime_status/0]).
+       python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
@@ -91,3 +92,15 @@ object_owner(_Ref) -> erlang:nif_error(nif_not_loaded).
 
 -spec is_ref(term()) -> boolean().
 is_ref(_Term) -> erlang:nif_error(nif_not_loaded).
+
+%% Answers an erlang.call made from a Python thread that is no context's (py_thread_callback).
+-spec thread_callback_reply(reference(), term()) -> ok | already_answered.
+thread_callback_reply(_Call, _Result) -> erlang:nif_error(nif_not_loaded).
+
+%% Keeps the NIF's copy of the registered callback names (for `hasattr(erlang, Name)').
+-spec callback_names(add | remove | clear, binary() | none) -> ok.
+callback_names(_Op, _Name) -> erlang:nif_error(nif_not_loaded).
+
+%% Interrupts the Python code context Ctx runs now (py:interrupt/1).
+-spec context_interrupt(context_ref()) -> ok | not_running.
+context_interrupt(_Ctx) -> erlang:nif_error(nif_not_loaded).

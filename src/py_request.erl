@@ -102,7 +102,11 @@ poll(Ref, Tag, Request, Deadline, N) ->
 unwrap(Tag, {Tag, Result}) -> Result;
 unwrap(Tag, {Tag, Result, Traceback}) ->
     put(?TRACEBACK_KEY, Traceback),
-    Result.
+    interrupted(Result).
+
+%% The code stopped by py:interrupt/1 (erlang.Interrupted, uncaught): {error, interrupted}.
+interrupted({error, {'Interrupted', _}}) -> {error, interrupted};
+interrupted(Result) -> Result.
 
 %% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
 %% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and

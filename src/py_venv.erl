@@ -62,7 +62,7 @@ info() ->
 site_packages(Path) when is_binary(Path); is_list(Path) ->
     Dir = unicode:characters_to_binary(filename:absname(Path)),
     Cfg = filename:join(Dir, <<"pyvenv.cfg">>),
-    Python = major_minor(py:version()),
+    Python = major_minor(py_nif:python_version()),
     case file:read_file(Cfg) of
         {ok, Text} ->
             Lib = filename:join([Dir, <<"lib">>, <<"python", Python/binary>>, <<"site-packages">>]),

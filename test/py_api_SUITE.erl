@@ -367,7 +367,7 @@ badarg_exec2_not_pid(_Config) ->
 %% --- info --------------------------------------------------------------------------------
 
 version(_Config) ->
-    V = py:version(),
+    {ok, V} = py:version(),
     true = is_binary(V),
     <<"3.", _/binary>> = V,
     %% It is the version of the interpreter that runs our code.

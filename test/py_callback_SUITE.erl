@@ -49,8 +49,12 @@ module_function(_Config) ->
 unregister(_Config) ->
     ok = py:register_function(<<"cb_gone">>, fun(_) -> 1 end),
     {ok, 1} = py:eval(<<"__import__('erlang').cb_gone()">>),
+    {ok, true} = py:eval(<<"hasattr(__import__('erlang'), 'cb_gone')">>),
     ok = py:unregister_function(cb_gone),
-    {error, {'NameError', _}} = py:eval(<<"__import__('erlang').cb_gone()">>).
+    %% Only registered names are attributes (erlang_python 3.x); erlang.call still reaches Erlang.
+    {ok, false} = py:eval(<<"hasattr(__import__('erlang'), 'cb_gone')">>),
+    {error, {'AttributeError', _}} = py:eval(<<"__import__('erlang').cb_gone()">>),
+    {error, {'NameError', _}} = py:eval(<<"__import__('erlang').call('cb_gone')">>).
 
 erlang_exception(_Config) ->
     ok = py:register_function(cb_fail, fun([How]) ->
@@ -100,26 +104,36 @@ send_to_pid(_Config) ->
     Ref = make_ref(),
     {ok, none} = py:call(erlang, send, [self(), {<<"hello">>, Ref, [1, 2]}]),
     receive {<<"hello">>, Ref, [1, 2]} -> ok after 2000 -> ct:fail(no_message) end,
-    {error, {'TypeError', _}} = py:call(erlang, send, [<<"not a pid">>, 1]).
+    {error, {'TypeError', _}} = py:call(erlang, send, [1, 1]),
+    %% A str is a registered name: none registered, or a dead pid, is erlang.ProcessError.
+    {error, {'ProcessError', _}} = py:call(erlang, send, [<<"not a registered name">>, 1]),
+    Dead = spawn(fun() -> ok end),
+    Mon = monitor(process, Dead),
+    receive {'DOWN', Mon, process, Dead, _} -> ok end,
+    {error, {'ProcessError', _}} = py:call(erlang, send, [Dead, 1]).
 
 self_is_caller(_Config) ->
     Self = self(),
     {ok, Self} = py:eval(<<"__import__('erlang').self()">>).
 
 outside_request(_Config) ->
-    %% A Python thread of its own has no request to call back for.
+    %% A Python thread of its own has no request: its calls run in a process of their own
+    %% (py_thread_callback), with the same results and errors.
+    ok = py:register_function(cb_from_thread, fun([X]) -> {X, self()} end),
     ok = py:exec(<<"import threading, erlang\n"
                    "def in_thread():\n"
                    "    out = []\n"
                    "    def body():\n"
+                   "        out.append(erlang.call('cb_from_thread', 1))\n"
                    "        try:\n"
                    "            erlang.call('cb_anything')\n"
-                   "        except RuntimeError as e:\n"
-                   "            out.append('RuntimeError')\n"
+                   "        except NameError as e:\n"
+                   "            out.append('NameError')\n"
                    "    t = threading.Thread(target=body)\n"
                    "    t.start(); t.join()\n"
                    "    return out\n">>),
-    {ok, [<<"RuntimeError">>]} = py:call('__main__', in_thread, []).
+    {ok, [{1, Runner}, <<"NameError">>]} = py:call('__main__', in_thread, []),
+    true = is_pid(Runner) andalso Runner =/= self().
 
 %% --- re-entrancy ----------------------------------------------------------------------------
 

@@ -254,7 +254,7 @@ action(Lang, Words, Owngil, Peer) ->
     if
         Skip =/= undefined -> {skip, Skip};
         NeedsOwngil, not Owngil -> {skip, "owngil contexts need Python 3.13+ (this build: " ++
-                                          binary_to_list(py:version()) ++ ")"};
+                                          binary_to_list(element(2, py:version())) ++ ")"};
         NoPeer =/= false -> {skip, "no peer node: " ++ NoPeer};
         Lang =:= "erlang" ->
             case lists:member(setup, Words) of
@@ -270,7 +270,7 @@ action(Lang, Words, Owngil, Peer) ->
     end.
 
 owngil_supported() ->
-    [Major, Minor | _] = [list_to_integer(P) || P <- string:lexemes(binary_to_list(py:version()), "."),
+    [Major, Minor | _] = [list_to_integer(P) || P <- string:lexemes(binary_to_list(element(2, py:version())), "."),
                                                  lists:all(fun(C) -> C >= $0 andalso C =< $9 end, P)],
     {Major, Minor} >= {3, 13}.
 

@@ -194,8 +194,9 @@ t.start()
 t.join()
 logging.getLogger('ctx').warning('from the context')
 ">>),
-    {warning, <<"from the context">>, #{py_logger := <<"ctx">>}} = next(),
+    %% Sent from the thread itself, so in the order logged.
     {warning, <<"from a thread">>, #{py_logger := <<"thread">>}} = next(),
+    {warning, <<"from the context">>, #{py_logger := <<"ctx">>}} = next(),
     nothing_more().
 
 %% A handler whose Erlang process is dead: logging goes on without an error.

@@ -75,7 +75,7 @@ sizes() ->
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
     Full = os:getenv("PY_STRESS") =:= "full",
-    Version = py:version(),
+    Version = element(2, py:version()),
     OwnGil = case py_context:new(#{mode => owngil}) of
                  {ok, Ctx} -> ok = py_context:stop(Ctx), true;
                  {error, {owngil_unsupported, _}} -> false

@@ -17,7 +17,7 @@ all() -> [pool_contexts, pth_files, owngil_contexts, deactivate, replace, info, 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
     Python = python_executable(),
-    ct:pal("embedded Python ~ts, venv made by ~ts", [py:version(), Python]),
+    ct:pal("embedded Python ~ts, venv made by ~ts", [element(2, py:version()), Python]),
     Priv = ?config(priv_dir, Config),
     Venv = filename:join(Priv, "venv"),
     run([Python, "-m", "venv", "--without-pip", Venv]),
@@ -51,7 +51,7 @@ python_executable() ->
     {ok, Candidates} = py:eval(<<"[__import__('os').path.join(__import__('sysconfig').get_config_var('BINDIR') or '',"
                                  " 'python' + __import__('sysconfig').get_config_var('VERSION')),"
                                  " __import__('sys')._base_executable, __import__('sys').executable]">>),
-    Version = binary_to_list(py:version()),
+    Version = binary_to_list(element(2, py:version())),
     Fits = [binary_to_list(C) || C <- Candidates, C =/= <<>>, filelib:is_regular(C),
                                  reports(binary_to_list(C), Version)],
     case Fits of
@@ -64,7 +64,7 @@ reports(Exe, Version) ->
     string:trim(Out) =:= Version.
 
 site_packages(Venv) ->
-    [Major, Minor | _] = string:split(binary_to_list(py:version()), ".", all),
+    [Major, Minor | _] = string:split(binary_to_list(element(2, py:version())), ".", all),
     filename:join([Venv, "lib", "python" ++ Major ++ "." ++ Minor, "site-packages"]).
 
 run(Argv) ->
@@ -169,7 +169,7 @@ deactivate(Config) ->
 
 %% A second venv replaces the first: its entries leave sys.path.
 replace(Config) ->
-    Other = fake_venv(Config, "other", binary_to_list(py:version())),
+    Other = fake_venv(Config, "other", binary_to_list(element(2, py:version()))),
     write(filename:join(site_packages(Other), "eco_other_pkg.py"), "VALUE = 'other'\n"),
     ok = py:activate_venv(?config(venv, Config)),
     ok = py:activate_venv(Other),
@@ -202,7 +202,7 @@ errors(Config) ->
     {ok, Embedded} = py:eval(<<"'%d.%d' % __import__('sys').version_info[:2]">>),
     {error, {python_version_mismatch, #{venv := <<"3.2">>, python := Embedded}}} = py:activate_venv(Old),
     Empty = filename:join(Priv, "empty"),
-    write(filename:join(Empty, "pyvenv.cfg"), "version = " ++ binary_to_list(py:version()) ++ "\n"),
+    write(filename:join(Empty, "pyvenv.cfg"), "version = " ++ binary_to_list(element(2, py:version())) ++ "\n"),
     {error, {no_site_packages, _}} = py:activate_venv(Empty),
     {'EXIT', {badarg, _}} = catch py:activate_venv(42),
     %% A failed activation leaves the active venv alone.

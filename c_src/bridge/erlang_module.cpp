@@ -6,7 +6,10 @@
 #include <utility>
 
 #include "aio/poller_object.hpp"
+#include "bridge/callback_names.hpp"
+#include "bridge/erlang_process.hpp"
 #include "bridge/host.hpp"
+#include "bridge/thread_call.hpp"
 #include "context/reply.hpp"
 #include "py/ref.hpp"
 
@@ -121,26 +124,43 @@ int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
 
 // --- functions that reach Erlang through the context running this thread ----------------------
 
-thread_local Host* t_host = nullptr;  // see host.hpp
+thread_local Host* t_host = nullptr;       // see host.hpp
+InterpreterResolver g_resolver = nullptr;  // see host.hpp
 
-PyObject* erlang_call(PyObject*, PyObject* args) {
+// Precondition: attached, on a thread that is no context's. The interpreter of this thread,
+// or nullptr with a RuntimeError set.
+py::InterpreterPtr current_interpreter() {
+    py::InterpreterPtr interp = g_resolver ? g_resolver(PyInterpreterState_Get()) : nullptr;
+    if (!interp) PyErr_SetString(PyExc_RuntimeError, "this interpreter is not one of erlang_python's");
+    return interp;
+}
+
+PyObject* erlang_call(PyObject* module, PyObject* args) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
         PyErr_SetString(PyExc_TypeError, "erlang.call(name, *args): name must be a str");
         return nullptr;
     }
-    Host* host = require_host();
-    if (!host) return nullptr;
     py::Ref rest = py::Ref::steal(PyTuple_GetSlice(args, 1, n));
-    return rest ? host->call_erlang(PyTuple_GET_ITEM(args, 0), rest.get()) : nullptr;
+    if (!rest) return nullptr;
+    if (Host* host = t_host) return host->call_erlang(PyTuple_GET_ITEM(args, 0), rest.get());
+    py::InterpreterPtr interp = current_interpreter();
+    if (!interp) return nullptr;
+    return call_from_thread({*state_of(module), interp}, PyTuple_GET_ITEM(args, 0), rest.get());
 }
 
-PyObject* erlang_send(PyObject*, PyObject* args) {
-    PyObject *pid = nullptr, *message = nullptr;
-    if (!PyArg_ParseTuple(args, "OO:send", &pid, &message)) return nullptr;
-    Host* host = require_host();
-    return host ? host->send(pid, message) : nullptr;
+PyObject* erlang_send(PyObject* module, PyObject* args) {
+    PyObject *target = nullptr, *message = nullptr;
+    if (!PyArg_ParseTuple(args, "OO:send", &target, &message)) return nullptr;
+    if (Host* host = t_host) return host->send(target, message);
+    py::InterpreterPtr interp = current_interpreter();
+    if (!interp) return nullptr;
+    return send_message({*state_of(module), interp}, target, message);
 }
+
+PyObject* erlang_whereis(PyObject* module, PyObject* name) { return whereis(*state_of(module), name); }
+
+PyObject* erlang_atom(PyObject* module, PyObject* name) { return make_atom(*state_of(module), name); }
 
 PyObject* erlang_self(PyObject*, PyObject*) {
     Host* host = require_host();
@@ -154,13 +174,24 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
                                       "ErlangEventLoopPolicy"};
 // clang-format on
 
+// The tracing API, defined in priv/_erlang_trace.py and imported at first use.
+constexpr const char* kTraceNames[] = {"Span", "trace"};
+
+bool is_trace_name(PyObject* name) {
+    return std::ranges::any_of(kTraceNames, [name](const char* trace_name) {
+        return PyUnicode_CompareWithASCIIString(name, trace_name) == 0;
+    });
+}
+
 bool is_loop_name(PyObject* name) {
     return std::ranges::any_of(
         kLoopNames, [name](const char* loop_name) { return PyUnicode_CompareWithASCIIString(name, loop_name) == 0; });
 }
 
 // erlang.<name>(...) and `from erlang import name` (PEP 562): an asyncio entry point
-// (kLoopNames), else a registered Erlang function.
+// (kLoopNames), the tracing API (kTraceNames), else a function registered with
+// py:register_function (callback_names.hpp); AttributeError for any other name, so that
+// hasattr() tells whether a function is registered.
 PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') {
         PyErr_Format(PyExc_AttributeError, "module 'erlang' has no attribute %R", name);
@@ -169,6 +200,19 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     if (is_loop_name(name)) {
         py::Ref loop_module = py::Ref::steal(PyImport_ImportModule("_erlang_loop"));
         return loop_module ? PyObject_GetAttr(loop_module.get(), name) : nullptr;
+    }
+    if (is_trace_name(name)) {
+        py::Ref trace_module = py::Ref::steal(PyImport_ImportModule("_erlang_trace"));
+        return trace_module ? PyObject_GetAttr(trace_module.get(), name) : nullptr;
+    }
+    const char* text = PyUnicode_AsUTF8(name);
+    if (!text) return nullptr;
+    if (!callback_name_known(text)) {
+        PyErr_Format(PyExc_AttributeError,
+                     "module 'erlang' has no attribute %R (no Erlang function is registered "
+                     "under that name: py:register_function/2)",
+                     name);
+        return nullptr;
     }
     py::Ref call = py::Ref::steal(PyObject_GetAttrString(module, "call"));
     py::Ref partial_mod = py::Ref::steal(call ? PyImport_ImportModule("functools") : nullptr);
@@ -195,6 +239,9 @@ PyMethodDef erlang_methods[] = {
      "call(name, *args): run the Erlang function registered as name and return its result."},
     {"send", erlang_send, METH_VARARGS, "send(pid, term): send term to an Erlang process."},
     {"self", erlang_self, METH_NOARGS, "self(): the pid of the Erlang process this call came from."},
+    {"whereis", erlang_whereis, METH_O, "whereis(name): the pid registered as name, or None."},
+    {"atom", erlang_atom, METH_O, "atom(name): an Erlang atom (converts to the atom, not a binary)."},
+    {"_atom", erlang_atom, METH_O, nullptr},
     {"__getattr__", erlang_getattr, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -202,6 +249,15 @@ PyMethodDef erlang_methods[] = {
 // Python-level helpers of the module: the node-wide shared state, kept in an ETS table and
 // reached through the internal callback '$py_state' (src/py_state.erl).
 constexpr const char* kPythonHelpers = R"PY(
+class ProcessError(Exception):
+    """erlang.send to a process that is not alive, or to a name nobody registered."""
+
+async def async_call(name, *args):
+    """Awaitable erlang.call: runs the call on a thread of the loop's default executor, so the
+    event loop keeps running meanwhile."""
+    import asyncio
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: call(name, *args))
+
 def state_set(key, value):
     """Store value under key in the state shared by every context of the node."""
     call('$py_state', 'set', key, value)
@@ -239,13 +295,14 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &term_spec, &st->term) < 0) return -1;
     st->error = PyErr_NewExceptionWithDoc(
         "erlang.ErlangError", "An Erlang exception in a function called with erlang.call: args are (class, reason).",
-        PyExc_Exception, nullptr);
+        PyExc_RuntimeError, nullptr);  // a RuntimeError, as erlang_python 3.x raised
     if (!st->error || PyModule_AddObjectRef(module, "ErlangError", st->error) < 0) return -1;
-    // A BaseException, like KeyboardInterrupt: `except Exception` does not swallow it.
+    // A KeyboardInterrupt (so a BaseException): `except Exception` does not swallow it, and
+    // cleanup written as `except KeyboardInterrupt: ...; raise` runs.
     st->interrupted = PyErr_NewExceptionWithDoc(
         "erlang.Interrupted",
         "Raised in the Python code of a call whose caller timed out or exited (context/interrupter.hpp).",
-        PyExc_BaseException, nullptr);
+        PyExc_KeyboardInterrupt, nullptr);
     if (!st->interrupted || PyModule_AddObjectRef(module, "Interrupted", st->interrupted) < 0) return -1;
     if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
     if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
@@ -302,6 +359,8 @@ PyModuleDef erlang_def = {
 PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
 
 void set_current_host(Host* host) { t_host = host; }
+
+void set_interpreter_resolver(InterpreterResolver resolver) { g_resolver = resolver; }
 
 Host* require_host() {
     Host* host = t_host;

@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include "aio/poller.hpp"
+#include "py/interpreter.hpp"
 
 namespace bridge {
 
@@ -34,5 +35,10 @@ protected:
 void set_current_host(Host* host);
 // The host of the calling thread, or nullptr with a RuntimeError set.
 Host* require_host();
+
+// How a Python thread that is no context's (threading.Thread, ...) finds the interpreter it
+// runs on, for erlang.call and erlang.send: set once at load by the context layer.
+using InterpreterResolver = py::InterpreterPtr (*)(PyInterpreterState* state);
+void set_interpreter_resolver(InterpreterResolver resolver);
 
 }  // namespace bridge

@@ -142,6 +142,10 @@ PyObject* tuple_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term
     int arity = 0;
     const ERL_NIF_TERM* elems = nullptr;
     enif_get_tuple(env, term, &arity, &elems);
+    ErlNifBinary bytes;  // {bytes, Binary} -> bytes, whatever the binary holds (erlang_python 3.x)
+    if (arity == 2 && elems[0] == erl::atoms().bytes && enif_inspect_binary(env, elems[1], &bytes))
+        return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bytes.data),
+                                         static_cast<Py_ssize_t>(bytes.size));
     py::Ref tuple = py::Ref::steal(PyTuple_New(arity));
     if (!tuple) return nullptr;
     for (int i = 0; i < arity; ++i) {

@@ -13,6 +13,8 @@
 
 #include "bridge/convert.hpp"
 #include "bridge/erlang_module.hpp"
+#include "bridge/erlang_process.hpp"
+#include "bridge/thread_call.hpp"
 #include "context/executor.hpp"
 #include "context/reply.hpp"
 #include "context/request_handle.hpp"
@@ -59,6 +61,14 @@ std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
 const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
+
+py::InterpreterPtr interpreter_of(PyInterpreterState* state) {
+    if (g_main_interp && g_main_interp->state() == state) return g_main_interp;
+    std::lock_guard<std::mutex> lock(g_owners_mutex);
+    for (const auto& [interp, ctx] : g_owners)
+        if (interp->state() == state) return ctx->interpreter();
+    return {};
+}
 
 Context* keep_if_running(Context* ctx) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
@@ -136,7 +146,16 @@ void* Context::thread_main(void* self) {
 }
 
 void Context::interrupt(RequestPtr req) {
-    if (!interrupter_.add(std::move(req))) return;
+    if (interrupter_.add(std::move(req))) start_interrupter();
+}
+
+bool Context::interrupt_running() {
+    if (!interrupter_.running()) return false;
+    if (interrupter_.add_running()) start_interrupter();
+    return true;
+}
+
+void Context::start_interrupter() {
     ContextResource::keep(this);  // released by the interrupter thread when it exits
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -504,41 +523,13 @@ bool Context::is_reentrant(const Request& request) const {
 // Precondition: attached. {ok, V} -> V; {error, {Class, Reason}} -> erlang.ErlangError;
 // unknown_function -> NameError; anything else (an abort) -> RuntimeError.
 PyObject* Context::callback_result(Request& reply, PyObject* name) {
-    ErlNifEnv* env = reply.env();
-    ERL_NIF_TERM result = reply.arg[1];
-    int arity = 0;
-    const ERL_NIF_TERM* parts = nullptr;
     bridge::Converter cv{*types_, interp_};
-    if (enif_get_tuple(env, result, &arity, &parts) && arity == 2 && parts[0] == erl::atoms().ok)
-        return bridge::to_python(cv, env, parts[1]);
-    const ERL_NIF_TERM* detail = nullptr;
-    if (arity == 2 && parts[0] == erl::atoms().error && enif_get_tuple(env, parts[1], &arity, &detail) && arity == 2) {
-        py::Ref cls = py::Ref::steal(bridge::to_python(cv, env, detail[0]));
-        py::Ref reason = py::Ref::steal(cls ? bridge::to_python(cv, env, detail[1]) : nullptr);
-        if (!reason) return nullptr;
-        PyErr_SetObject(types_->error, py::Ref::steal(PyTuple_Pack(2, cls.get(), reason.get())).get());
-        return nullptr;
-    }
-    if (result == erl::atoms().unknown_function) {
-        PyErr_Format(PyExc_NameError, "no Erlang function is registered as %R (py:register_function/2)", name);
-        return nullptr;
-    }
-    PyErr_SetString(PyExc_RuntimeError, "the Erlang process that was to run this callback exited");
-    return nullptr;
+    return bridge::callback_result_to_python(cv, reply.env(), reply.arg[1], name);
 }
 
-PyObject* Context::send(PyObject* pid, PyObject* message) {
-    ErlNifPid to;
-    if (!bridge::get_pid(*types_, pid, &to)) {
-        PyErr_SetString(PyExc_TypeError, "erlang.send(pid, term): pid must be an erlang.Pid");
-        return nullptr;
-    }
-    erl::OwnedEnv env;
-    ERL_NIF_TERM term{};
+PyObject* Context::send(PyObject* target, PyObject* message) {
     bridge::Converter cv{*types_, interp_};
-    if (!bridge::to_erlang(cv, env.get(), message, &term)) return nullptr;
-    erl::send_and_clear(env.get(), to, term);  // a dead receiver is not an error, as in Erlang
-    Py_RETURN_NONE;
+    return bridge::send_message(cv, target, message);
 }
 
 PyObject* Context::self_pid() {

@@ -83,12 +83,19 @@ public:
     // Any thread, never blocks: req was cancelled while its code ran; stop that code (see
     // context/interrupter.hpp).
     void interrupt(RequestPtr req);
+    // Any thread, never blocks: interrupts the request whose code runs now (py:interrupt/1).
+    // False when none runs (the context is idle or steps its event loop).
+    bool interrupt_running();
     // Any thread, never blocks: a request whose result a task of the hosted loop produces was
     // cancelled; the next step cancels such tasks.
     void cancel_abandoned_tasks() {
         tasks_abandoned_.store(true, std::memory_order_release);
         queue_.wake();
     }
+
+    // The interpreter this context's thread runs on. Read by other threads only through
+    // interpreter_of (under the owners' lock, after the worker set it).
+    const py::InterpreterPtr& interpreter() const { return interp_; }
 
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
@@ -101,6 +108,7 @@ public:
 private:
     static void* thread_main(void* self);
     static void* interrupter_main(void* self);
+    void start_interrupter();
     void run();
     bool attach_thread();
     void detach_thread();
@@ -182,6 +190,10 @@ using ContextResource = erl::Resource<Context>;
 // The main interpreter shared by every worker-mode context; set once at load.
 void set_main_interpreter(py::InterpreterPtr interp);
 const py::Interpreter* main_interpreter_handle();
+
+// The interpreter behind a state: the main one or a live owngil context's; empty when none
+// (an ended interpreter). Any thread. Registered with bridge::set_interpreter_resolver.
+py::InterpreterPtr interpreter_of(PyInterpreterState* state);
 
 // ctx with a reference the caller must release, while its worker thread runs; nullptr once
 // that thread has exited. Any thread.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace context {
 namespace {
@@ -59,10 +60,21 @@ bool Interrupter::add(RequestPtr req) {
     return true;
 }
 
+bool Interrupter::add_running() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_ || !interp_) return false;
+    interrupt_running_ = true;
+    changed_.notify_all();
+    if (thread_running_) return false;
+    thread_running_ = true;
+    return true;
+}
+
 void Interrupter::thread_failed() {
     std::vector<Target> dropped;
     std::lock_guard<std::mutex> lock(mutex_);
     dropped.swap(targets_);
+    interrupt_running_ = false;
     thread_running_ = false;
     changed_.notify_all();
 }
@@ -82,9 +94,10 @@ void Interrupter::run() {
             lock.lock();
             continue;
         }
-        if (closing_ || targets_.empty()) {
+        if (closing_ || (targets_.empty() && !interrupt_running_)) {
             std::vector<Target> dropped;
             dropped.swap(targets_);
+            interrupt_running_ = false;
             thread_running_ = false;
             changed_.notify_all();
             lock.unlock();
@@ -94,7 +107,8 @@ void Interrupter::run() {
         due.clear();
         for (const Target& t : targets_)
             if (now >= t.next_try) due.push_back(t.req.get());
-        if (due.empty()) {
+        bool take_running = std::exchange(interrupt_running_, false);
+        if (due.empty() && !take_running) {
             auto next = std::min_element(targets_.begin(), targets_.end(),
                                          [](const Target& a, const Target& b) { return a.next_try < b.next_try; });
             auto until = next->next_try;  // a copy: add() may move the vector while this waits
@@ -102,10 +116,13 @@ void Interrupter::run() {
             continue;
         }
         sent.assign(due.size(), false);
+        RequestPtr running;
         lock.unlock();
-        interrupt_now(due, sent);  // the targets stay alive: only this thread erases them
+        interrupt_now(due, sent,
+                      take_running ? &running : nullptr);  // the targets stay alive: only this thread erases them
         lock.lock();
         now = Clock::now();
+        if (running) targets_.push_back({std::move(running), now + kResend});  // interrupted: again if it goes on
         for (Target& t : targets_) {
             auto it = std::find(due.begin(), due.end(), t.req.get());
             if (it != due.end()) t.next_try = now + (sent[size_t(it - due.begin())] ? kResend : kRetry);
@@ -115,12 +132,19 @@ void Interrupter::run() {
 
 // Attaches to the interpreter (waiting for its GIL) and raises the exception in the context
 // thread if one of the due requests is the one it runs. With the GIL held, running_ is stable:
-// the context thread changes it only while it holds the GIL itself.
-void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent) {
+// the context thread changes it only while it holds the GIL itself. With `running`, also
+// interrupts the request running now, if any, and returns it there (alive: the context thread
+// is inside it and cannot leave while this holds the GIL).
+void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent, RequestPtr* running) {
     PyThreadState* ts = PyThreadState_New(interp_);
     if (!ts) return;
     PyEval_RestoreThread(ts);
-    Request* current = running();
+    Request* current = this->running();
+    if (running && current && !current->ended()) {
+        *running = RequestPtr::share(current);  // a target from now on (tried again if importing)
+        if (!importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0)
+            current->interrupt_sent = true;
+    }
     for (size_t i = 0; i < due.size(); ++i) {
         if (due[i] != current || due[i]->ended() || importing(tstate_)) continue;
         if (PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
@@ -131,7 +155,7 @@ void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& s
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
     // A context thread waiting for its event loop's descriptors goes back to the code.
-    if (std::find(sent.begin(), sent.end(), true) != sent.end()) queue_.wake();
+    if (std::find(sent.begin(), sent.end(), true) != sent.end() || (running && *running)) queue_.wake();
 }
 
 void Interrupter::close() {

@@ -50,6 +50,9 @@ public:
     // Asks for req's code to be interrupted. True when the caller must start the interrupter
     // thread (which then calls run()); false when one is running or the context is closing.
     bool add(RequestPtr req);
+    // Asks for the code of the request running now (py:interrupt/1) to be interrupted: the
+    // interrupter resolves "now" under the GIL, then treats it as add() does. Same return.
+    bool add_running();
     // The interrupter thread could not be created: forget what was asked.
     void thread_failed();
 
@@ -64,7 +67,7 @@ private:
         RequestPtr req;
         std::chrono::steady_clock::time_point next_try;
     };
-    void interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent);
+    void interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent, RequestPtr* running);
 
     RequestQueue& queue_;
     PyThreadState* tstate_ = nullptr;  // set by bind(), before any request runs
@@ -75,9 +78,10 @@ private:
 
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<Target> targets_;  // guarded by mutex_
-    bool thread_running_ = false;  // guarded by mutex_
-    bool closing_ = false;         // guarded by mutex_
+    std::vector<Target> targets_;     // guarded by mutex_
+    bool thread_running_ = false;     // guarded by mutex_
+    bool interrupt_running_ = false;  // guarded by mutex_: see add_running
+    bool closing_ = false;            // guarded by mutex_
 };
 
 }  // namespace context

@@ -14,6 +14,7 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.none = a("none");
     g_atoms.undefined = a("undefined");
     g_atoms.nil = a("nil");
+    g_atoms.bytes = a("bytes");
     g_atoms.infinity = a("infinity");
     g_atoms.neg_infinity = a("neg_infinity");
     g_atoms.nan = a("nan");

@@ -52,6 +52,8 @@ struct Atoms {
     ERL_NIF_TERM main;
     ERL_NIF_TERM context;
     ERL_NIF_TERM gone;
+    // {bytes, Binary}: a binary that arrives in Python as bytes
+    ERL_NIF_TERM bytes;
 };
 
 // Creates every atom; called from the NIF's load callback before anything else runs.

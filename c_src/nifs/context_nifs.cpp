@@ -278,3 +278,16 @@ ERL_NIF_TERM stop_polling(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 }  // namespace nifs
+
+namespace nifs {
+
+// context_interrupt(Ctx) -> ok | not_running: raises erlang.Interrupted in the Python code the
+// context runs now (py:interrupt/1); its caller gets {error, interrupted}.
+ERL_NIF_TERM context_interrupt(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Context* ctx = get_context(env, argv[0]);
+        return ctx->interrupt_running() ? erl::atoms().ok : enif_make_atom(env, "not_running");
+    });
+}
+
+}  // namespace nifs

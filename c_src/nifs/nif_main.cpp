@@ -7,6 +7,7 @@
 
 #include "aio/poller.hpp"
 #include "bridge/erlang_module.hpp"
+#include "bridge/host.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
 #include "nifs/nifs.hpp"
@@ -26,7 +27,9 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 // the application reports it as {error, Reason} instead of "load-call unsuccessful".
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
+        !aio::open_resources(env))
+        return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     std::string priv_dir;
@@ -40,6 +43,7 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     std::string error;
     if (py::start_runtime(priv_dir, &bridge::init_erlang_module, error, python_home)) {
         context::set_main_interpreter(std::make_shared<py::Interpreter>(py::main_interpreter()));
+        bridge::set_interpreter_resolver(&context::interpreter_of);
     } else {
         nifs::set_runtime_error(error);
     }
@@ -66,6 +70,9 @@ ErlNifFunc nif_funcs[] = {
     {"runtime_status", 0, nifs::runtime_status, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
+    {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
+    {"callback_names", 2, nifs::callback_names, 0},
+    {"context_interrupt", 1, nifs::context_interrupt, 0},
 };
 
 }  // namespace

@@ -20,6 +20,7 @@ ERL_NIF_TERM callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 ERL_NIF_TERM request_finished(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM poll_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM stop_polling(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM context_interrupt(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // loop_nifs.cpp
 ERL_NIF_TERM fd_ready(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
@@ -32,8 +33,13 @@ ERL_NIF_TERM runtime_status(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 // Load callback only: why Python did not start (runtime_status/0 answers it).
 void set_runtime_error(const std::string& reason);
 
+// callback_nifs.cpp
+ERL_NIF_TERM thread_callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM callback_names(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
+bool open_callback_resources(ErlNifEnv* env);
 
 }  // namespace nifs
