@@ -6,6 +6,7 @@
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1,
          init_per_group/2, end_per_group/2]).
 
+-export([context_interrupt/1]).
 -export([context_call/1, context_eval/1, context_exec/1, context_call_method/1,
          context_destroy/1, context_call_timeout/1, context_new_options/1,
          cast_on_context/1, spawn_call_on_context/1, subinterp_supported/1,
@@ -27,7 +28,7 @@ all() ->
      app_env_checked].
 
 groups() ->
-    Context = [context_call, context_eval, context_exec, context_call_method, context_destroy,
+    Context = [context_call, context_eval, context_exec, context_call_method, context_destroy, context_interrupt,
                context_call_timeout, cast_on_context, spawn_call_on_context],
     [{worker, [], Context ++ [context_new_options, subinterp_supported]},
      {owngil, [], Context},
@@ -116,6 +117,27 @@ context_destroy(Config) ->
     {error, _} = py_context:call(Ctx, math, sqrt, [4]),
     {error, _} = py_context:eval(Ctx, <<"1">>),
     ok = py_context:destroy(Ctx).
+
+%% py_context:interrupt/1 ends the code the context runs now; its caller gets
+%% {error, interrupted}; before and after, there is nothing to interrupt.
+context_interrupt(Config) ->
+    Ctx = new_context(Config),
+    not_running = py_context:interrupt(Ctx),
+    Self = self(),
+    Caller = spawn_link(fun() -> Self ! {spun, py_context:eval(Ctx, <<"[0 for _ in iter(int, 1)]">>, #{}, infinity)} end),
+    ok = interrupt_when_running(Ctx, 10000),
+    receive {spun, Result} -> {error, interrupted} = Result after 10000 -> ct:fail(no_reply) end,
+    unlink(Caller),
+    {ok, 2} = py_context:eval(Ctx, <<"1 + 1">>),
+    not_running = py_context:interrupt(Ctx).
+
+%% The caller's request may not have started yet: ask again until it runs.
+interrupt_when_running(_Ctx, 0) -> {error, never_running};
+interrupt_when_running(Ctx, N) ->
+    case py_context:interrupt(Ctx) of
+        ok -> ok;
+        not_running -> erlang:yield(), timer:sleep(1), interrupt_when_running(Ctx, N - 1)
+    end.
 
 context_call_timeout(Config) ->
     Ctx = new_context(Config),
