@@ -8,6 +8,7 @@
 %% @private
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
+    ok = py_observe:init_slow_request(),
     erlang_python_sup:start_link().
 
 %% @private

@@ -24,7 +24,8 @@
          stream/3, stream/4, stream_eval/1, stream_eval/2, stream_start/3, stream_start/4, stream_cancel/1,
          default_timeout/0,
          activate_venv/1, deactivate_venv/0, venv_info/0,
-         configure_logging/0, configure_logging/1]).
+         configure_logging/0, configure_logging/1,
+         stats/0, set_slow_request_ms/1]).
 
 -export_type([py_module/0, py_func/0, py_result/0, timeout_ms/0]).
 
@@ -68,16 +69,14 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     Timeout = maps:get(timeout, Opts, infinity),
     check_map(Kwargs),
     check_timeout(Timeout),
-    on_context(Ctx, Timeout, fun(Ref, Ns, Tag) ->
-                                    py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
-                            end);
+    on_context(Ctx, Timeout, {call, Module, Function},
+               fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end);
 call(Module, Function, Args, Kwargs, Timeout) ->
     check_call(Module, Function, Args),
     check_map(Kwargs),
     check_timeout(Timeout),
-    on_pool(Timeout, fun(Ref, Ns, Tag) ->
-                             py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
-                     end).
+    on_pool(Timeout, {call, Module, Function},
+            fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end).
 
 %% --- eval ---------------------------------------------------------------------------------
 
@@ -101,12 +100,12 @@ eval(Code, Locals) ->
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
     Src = source(Code),
     check_map(Locals),
-    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end);
+    on_context(Ctx, infinity, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end);
 eval(Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
-    on_pool(Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
+    on_pool(Timeout, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
 
 %% --- exec ---------------------------------------------------------------------------------
 
@@ -114,13 +113,13 @@ eval(Code, Locals, Timeout) ->
 -spec exec(iodata()) -> ok | {error, term()}.
 exec(Code) ->
     Src = source(Code),
-    on_pool(infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end).
+    on_pool(infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end).
 
 %% @doc Runs Python statements on context Ctx.
 -spec exec(py_context:context(), iodata()) -> ok | {error, term()}.
 exec(Ctx, Code) when is_pid(Ctx) ->
     Src = source(Code),
-    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end);
+    on_context(Ctx, infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end);
 exec(_, _) ->
     erlang:error(badarg).
 
@@ -463,6 +462,26 @@ configure_logging() ->
 configure_logging(Opts) ->
     py_logger:configure(Opts).
 
+%% --- observability ------------------------------------------------------------------------
+
+%% @doc What every running context did, summed, and per context: counters, queue-wait and
+%% run-time percentiles, owngil memory. The keys are those of {@link py_context:stats/1}
+%% (without `mode' and `memory'), plus `contexts' (how many), `owngil_memory'
+%% (`#{allocated_bytes, arena_bytes, contexts}' summed over the owngil contexts that have a
+%% memory figure) and `per_context' (`#{Pid => Stats}'). See docs/observability.md.
+-spec stats() -> #{atom() => term()}.
+stats() ->
+    PerContext = [{Ctx, py_observe:context_stats(Ref)} || {Ctx, Ref} <- py_context:registered()],
+    Summed = py_observe:sum_stats([S || {_, S} <- PerContext]),
+    Summed#{per_context => maps:from_list([{Ctx, maps:remove('$buckets', S)} || {Ctx, S} <- PerContext])}.
+
+%% @doc Sets the slow-request threshold (app env `slow_request_ms', default `infinity': off):
+%% a call, eval or exec that has not replied after Ms milliseconds logs one `logger' warning
+%% with the Python stack of its context. See docs/observability.md.
+-spec set_slow_request_ms(pos_integer() | infinity) -> ok.
+set_slow_request_ms(Ms) ->
+    py_observe:set_slow_request_ms(Ms).
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
@@ -476,8 +495,19 @@ on_pool(Timeout, Submit) ->
             Result
     end.
 
-on_context(Ctx, Timeout, Submit) ->
-    py_request:run_on(Ctx, Timeout, Submit).
+on_context(Ctx, Timeout, What, Submit) ->
+    case erlang:function_exported(telemetry, execute, 3) of
+        false -> py_request:run_on(Ctx, Timeout, Submit);
+        true -> py_observe:span(Ctx, What, fun() -> py_request:run_on(Ctx, Timeout, Submit) end)
+    end.
+
+%% on_pool/2 between telemetry events when the telemetry application is loaded (an optional
+%% dependency; the check is one BIF call).
+on_pool(Timeout, What, Submit) ->
+    case erlang:function_exported(telemetry, execute, 3) of
+        false -> on_pool(Timeout, Submit);
+        true -> py_observe:span(py_context_router:get_context(), What, fun() -> on_pool(Timeout, Submit) end)
+    end.
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

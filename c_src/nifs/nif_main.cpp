@@ -51,6 +51,8 @@ ErlNifFunc nif_funcs[] = {
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
+    {"context_stats", 1, nifs::context_stats, 0},
+    {"context_backtrace", 3, nifs::context_backtrace, 0},
 };
 
 }  // namespace

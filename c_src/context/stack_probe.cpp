@@ -1,0 +1,172 @@
+#include "context/stack_probe.hpp"
+
+#include <string>
+#include <string_view>
+
+#include "erl/atoms.hpp"
+#include "erl/terms.hpp"
+
+namespace context {
+namespace {
+
+// Deeper stacks are cut (the innermost frames are kept): a runaway recursion is ~1,000 deep.
+constexpr size_t kMaxFrames = 200;
+
+struct Frame {
+    std::string file;
+    std::string function;
+    int line;
+};
+
+std::string utf8_of(PyObject* text) {
+    Py_ssize_t size = 0;
+    const char* utf8 = text ? PyUnicode_AsUTF8AndSize(text, &size) : nullptr;
+    if (!utf8) {
+        PyErr_Clear();  // e.g. a lone surrogate in a file name
+        return "?";
+    }
+    return {utf8, size_t(size)};
+}
+
+// Precondition: attached to ts's interpreter. ts's frames, innermost first.
+std::vector<Frame> frames_of(PyThreadState* ts) {
+    std::vector<Frame> frames;
+    PyFrameObject* frame = PyThreadState_GetFrame(ts);  // new references, up the stack
+    while (frame && frames.size() < kMaxFrames) {
+        PyCodeObject* code = PyFrame_GetCode(frame);
+        frames.push_back({utf8_of(code->co_filename), utf8_of(code->co_qualname), PyFrame_GetLineNumber(frame)});
+        Py_DECREF(code);
+        PyFrameObject* back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    Py_XDECREF(frame);
+    PyErr_Clear();
+    return frames;
+}
+
+ERL_NIF_TERM make_frames(ErlNifEnv* env, const std::vector<Frame>& frames) {
+    ERL_NIF_TERM keys[3] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"),
+                            enif_make_atom(env, "function")};
+    ERL_NIF_TERM list = enif_make_list(env, 0);
+    for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+        ERL_NIF_TERM values[3] = {erl::make_binary(env, it->file), enif_make_int(env, it->line),
+                                  erl::make_binary(env, it->function)};
+        ERL_NIF_TERM map{};
+        if (!enif_make_map_from_arrays(env, keys, values, 3, &map)) map = erl::atoms().error;
+        list = enif_make_list_cell(env, map, list);
+    }
+    return list;
+}
+
+void send_result(ErlNifEnv* env, const ErlNifPid& to, ERL_NIF_TERM tag, ERL_NIF_TERM result) {
+    erl::send_and_clear(env, to, enif_make_tuple3(env, enif_make_atom(env, "py_backtrace"), tag, result));
+}
+
+}  // namespace
+
+void StackProbe::bind(PyThreadState* tstate) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tstate_ = tstate;
+    interp_ = PyThreadState_GetInterpreter(tstate);
+}
+
+bool StackProbe::add(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
+    std::vector<Ask> refused;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        Ask ask{to, erl::OwnedEnv(), 0, std::move(about)};
+        ask.tag = ask.env.copy(tag);
+        if (closing_ || !interp_) {
+            refused.push_back(std::move(ask));
+        } else {
+            asks_.push_back(std::move(ask));
+            changed_.notify_all();
+            if (thread_running_) return false;
+            thread_running_ = true;
+            return true;
+        }
+    }
+    answer_stopped(refused);
+    return false;
+}
+
+void StackProbe::thread_failed() {
+    std::vector<Ask> dropped;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        dropped.swap(asks_);
+        thread_running_ = false;
+        changed_.notify_all();
+    }
+    answer_stopped(dropped);
+}
+
+void StackProbe::run() {
+    std::vector<Ask> asks;
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            asks.swap(asks_);
+            if (asks.empty()) {
+                thread_running_ = false;
+                changed_.notify_all();
+                return;
+            }
+        }
+        answer_all(asks);
+        asks.clear();  // outside the lock: a request reference may be the last one
+    }
+}
+
+// Attaches to the interpreter (waiting for its GIL) and reads the context thread's frames and
+// its running request: both are stable while the GIL is held (the context thread changes them
+// only while it holds the GIL itself). Terms are built after detaching.
+void StackProbe::answer_all(std::vector<Ask>& asks) {
+    PyThreadState* ts = PyThreadState_New(interp_);
+    if (!ts) {
+        answer_stopped(asks);
+        return;
+    }
+    PyEval_RestoreThread(ts);
+    Request* current = running_.running();
+    std::vector<Frame> frames = frames_of(tstate_);
+    std::vector<bool> is_running;
+    for (const Ask& ask : asks) is_running.push_back(ask.about && ask.about.get() == current);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+
+    for (size_t i = 0; i < asks.size(); ++i) {
+        Ask& ask = asks[i];
+        ErlNifEnv* env = ask.env.get();
+        ERL_NIF_TERM stack = frames.empty() && !current ? erl::atoms().idle : make_frames(env, frames);
+        ERL_NIF_TERM result = stack;
+        if (ask.about) {
+            if (ask.about->finished() || ask.about->ended()) result = enif_make_atom(env, "finished");
+            else if (is_running[i]) result = enif_make_tuple2(env, enif_make_atom(env, "running"), stack);
+            else result = enif_make_tuple2(env, enif_make_atom(env, "not_running"), stack);
+        }
+        send_result(env, ask.to, ask.tag, result);
+    }
+}
+
+void StackProbe::answer_stopped(std::vector<Ask>& asks) {
+    for (Ask& ask : asks) {
+        ErlNifEnv* env = ask.env.get();
+        send_result(env, ask.to, ask.tag, enif_make_tuple2(env, erl::atoms().error, erl::atoms().context_stopped));
+    }
+    asks.clear();
+}
+
+void StackProbe::close() {
+    std::vector<Ask> left;
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        closing_ = true;
+        changed_.wait(lock, [&] { return !thread_running_; });
+        left.swap(asks_);
+    }
+    answer_stopped(left);
+}
+
+}  // namespace context
