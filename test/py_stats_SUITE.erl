@@ -226,7 +226,7 @@ backtrace_stuck_loop(Config) ->
                         "    while True: pass\n">>),
     Self = self(),
     Caller = spawn(fun() -> Self ! {spun, py:call(Ctx, '__main__', outer, [], #{timeout => 60000})} end),
-    Frames = wait_frames(Ctx),
+    Frames = wait_frames(Ctx, <<"spin">>),
     [#{function := <<"spin">>, line := 6, file := <<"<exec>">>},
      #{function := <<"outer">>, line := 3, file := <<"<exec>">>} | _] = Frames,
     %% Still running: a second look sees the same line.
@@ -249,7 +249,7 @@ backtrace_nested(Config) ->
     ok = py:register_function(stats_nest,
                               fun([]) -> py:call(Ctx, '__main__', inner, [], #{timeout => 60000}) end),
     Caller = spawn(fun() -> py:call(Ctx, '__main__', outer, [], #{timeout => 60000}) end),
-    Frames = wait_frames(Ctx),
+    Frames = wait_frames(Ctx, <<"inner">>),
     Names = [F || #{function := F} <- Frames],
     [<<"inner">> | _] = Names,
     true = lists:member(<<"outer">>, Names),
@@ -267,11 +267,12 @@ backtrace_gone(Config) ->
     {error, context_not_found} = py_context:backtrace(self()),
     ok = try py_context:backtrace(not_a_pid) catch error:badarg -> ok end.
 
-wait_frames(Ctx) ->
+%% The stack of Ctx once its innermost frame is in function Innermost.
+wait_frames(Ctx, Innermost) ->
     Self = self(),
     true = py_test_util:wait_until(fun() ->
                                            case py_context:backtrace(Ctx) of
-                                               {ok, [_ | _] = F} -> Self ! {frames, F}, true;
+                                               {ok, [#{function := Innermost} | _] = F} -> Self ! {frames, F}, true;
                                                {ok, _} -> false
                                            end
                                    end, 30000),

@@ -361,7 +361,7 @@ void Context::handle(RequestPtr& req) {
     if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
     size_t depth = running_.size();
     push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
-    auto started_at = ContextStats::Clock::now();
+    uint64_t started_at = ticks_now();
     bool started = req->try_start();
     stats_.taken(req->submitted_at, started_at, started);
     if (!started) {  // cancelled while queued
@@ -373,7 +373,7 @@ void Context::handle(RequestPtr& req) {
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
-    stats_.finished(ContextStats::Clock::now() - started_at, is_error_reply(env, payload));
+    stats_.finished(started_at, ticks_now(), is_error_reply(env, payload));
     pop_running();
     req->mark_ended();
     interrupter_.settle(*req);
@@ -404,7 +404,7 @@ void Context::pop_running() {
 // Precondition: attached, owngil mode. Refreshes the interpreter's memory figures, at most
 // every ContextStats::kMemoryEvery (a walk over its arenas and a parse: see docs/observability.md).
 void Context::sample_memory() {
-    auto now = ContextStats::Clock::now();
+    uint64_t now = ticks_now();
     if (!stats_.memory_due(now)) return;
     py::PymallocUsage usage = py::pymalloc_usage();
     stats_.set_memory(usage.allocated_bytes, usage.arena_bytes, now);

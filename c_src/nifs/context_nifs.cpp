@@ -109,7 +109,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
     Request* r = req.get();
     auto handle = erl::ResourcePtr<RequestHandle>::adopt(RequestHandleResource::make(req));
-    r->submitted_at = context::ContextStats::Clock::now();
+    r->submitted_at = context::ticks_now();
     context::RequestQueue::Pushed pushed = ctx->submit(std::move(req));
     if (pushed == context::RequestQueue::Pushed::Refused) throw erl::ErrorResult(erl::atoms().context_stopped);
     ctx->stats().submitted();

@@ -22,6 +22,7 @@ std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
+    context::TickRate::start();
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
     std::string error;
     if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {

@@ -19,14 +19,19 @@ using context::LatencyHistogram;
 
 ERL_NIF_TERM atom(ErlNifEnv* env, const char* name) { return enif_make_atom(env, name); }
 
+uint64_t to_ns(uint64_t ticks, double ns_per_tick) {
+    double ns = double(ticks) * ns_per_tick;
+    return ns >= 1.8e19 ? UINT64_MAX : uint64_t(ns);
+}
+
 // [{UpperNs, Count}] for the buckets that counted something, shortest first.
-ERL_NIF_TERM histogram_term(ErlNifEnv* env, const LatencyHistogram& h) {
+ERL_NIF_TERM histogram_term(ErlNifEnv* env, const LatencyHistogram& h, double ns_per_tick) {
     ERL_NIF_TERM list = enif_make_list(env, 0);
     for (int i = LatencyHistogram::kBuckets - 1; i >= 0; --i) {
         uint64_t n = h.count(i);
         if (n == 0) continue;
-        ERL_NIF_TERM bucket = enif_make_tuple2(env, enif_make_uint64(env, LatencyHistogram::upper_bound(i)),
-                                               enif_make_uint64(env, n));
+        uint64_t upper = to_ns(LatencyHistogram::upper_bound(i), ns_per_tick);
+        ERL_NIF_TERM bucket = enif_make_tuple2(env, enif_make_uint64(env, upper), enif_make_uint64(env, n));
         list = enif_make_list_cell(env, bucket, list);
     }
     return list;
@@ -37,7 +42,7 @@ ERL_NIF_TERM memory_term(ErlNifEnv* env, Context& ctx) {
     if (ctx.mode() != context::Mode::OwnGil || s.allocated_bytes() < 0) return erl::atoms().undefined;
     ERL_NIF_TERM keys[3] = {atom(env, "allocated_bytes"), atom(env, "arena_bytes"), atom(env, "age_ms")};
     ERL_NIF_TERM values[3] = {enif_make_int64(env, s.allocated_bytes()), enif_make_int64(env, s.arena_bytes()),
-                              enif_make_int64(env, s.memory_age_ms(ContextStats::Clock::now()))};
+                              enif_make_int64(env, s.memory_age_ms())};
     ERL_NIF_TERM map{};
     if (!enif_make_map_from_arrays(env, keys, values, 3, &map)) throw erl::BadArg();
     return map;
@@ -52,6 +57,7 @@ ERL_NIF_TERM context_stats(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         Context* ctx = ContextResource::get(env, argv[0]);
         if (!ctx) throw erl::BadArg();
         ContextStats& s = ctx->stats();
+        double ns_per_tick = context::TickRate::ns_per_tick();
         std::pair<const char*, ERL_NIF_TERM> fields[] = {
             {"mode", ctx->mode() == context::Mode::OwnGil ? erl::atoms().owngil : erl::atoms().worker},
             {"queue_depth", enif_make_uint64(env, s.queue_depth())},
@@ -63,10 +69,10 @@ ERL_NIF_TERM context_stats(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
             {"abandoned", enif_make_uint64(env, s.abandoned_count())},
             {"interrupts", enif_make_uint64(env, ctx->interrupts())},
             {"callbacks", enif_make_uint64(env, s.callbacks())},
-            {"queue_wait", histogram_term(env, s.queue_wait())},
-            {"queue_wait_max", enif_make_uint64(env, s.queue_wait().max())},
-            {"run_time", histogram_term(env, s.run_time())},
-            {"run_time_max", enif_make_uint64(env, s.run_time().max())},
+            {"queue_wait", histogram_term(env, s.queue_wait(), ns_per_tick)},
+            {"queue_wait_max", enif_make_uint64(env, to_ns(s.queue_wait().max(), ns_per_tick))},
+            {"run_time", histogram_term(env, s.run_time(), ns_per_tick)},
+            {"run_time_max", enif_make_uint64(env, to_ns(s.run_time().max(), ns_per_tick))},
             {"memory", memory_term(env, *ctx)},
         };
         std::vector<ERL_NIF_TERM> keys, values;
