@@ -46,8 +46,7 @@ std::vector<Frame> frames_of(PyThreadState* ts) {
 }
 
 ERL_NIF_TERM make_frames(ErlNifEnv* env, const std::vector<Frame>& frames) {
-    ERL_NIF_TERM keys[3] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"),
-                            enif_make_atom(env, "function")};
+    ERL_NIF_TERM keys[3] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"), enif_make_atom(env, "function")};
     ERL_NIF_TERM list = enif_make_list(env, 0);
     for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
         ERL_NIF_TERM values[3] = {erl::make_binary(env, it->file), enif_make_int(env, it->line),

@@ -31,9 +31,9 @@ inline uint64_t ticks_now() {
     asm volatile("mrs %0, cntvct_el0" : "=r"(v));
     return v;
 #else
-    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch())
-                        .count());
+    return uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
 #endif
 }
 
@@ -53,9 +53,9 @@ public:
 
 private:
     static uint64_t steady_ns() {
-        return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count());
+        return uint64_t(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                .count());
     }
     static inline std::atomic<uint64_t> start_ticks_{0};
     static inline std::atomic<uint64_t> start_ns_{0};
