@@ -8,8 +8,8 @@
          slow_request_ms/0, set_slow_request_ms/1, init_slow_request/0, report_slow/3,
          span/3]).
 
-%% telemetry is an optional dependency: it is called only when it is loaded.
--ignore_xref([{telemetry, execute, 3}]).
+%% telemetry is an optional dependency: it is called only when it is loaded (rebar.config's
+%% xref_ignores names it).
 -dialyzer({nowarn_function, [emit/3]}).
 
 -define(SLOW_KEY, {erlang_python, slow_request_ms}).
