@@ -8,7 +8,7 @@
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
 -export([counters/1, latency_percentiles/1, timeouts_and_interrupts/1, abandoned_by_exit/1, callbacks/1,
          summed_over_contexts/1, owngil_memory/1, backtrace_idle/1, backtrace_stuck_loop/1,
-         backtrace_nested/1, backtrace_gone/1, slow_request_warning/1, slow_request_off/1,
+         backtrace_nested/1, backtrace_gone/1, backtrace_during_stop/1, slow_request_warning/1, slow_request_off/1,
          telemetry_events/1, telemetry_absent/1, histogram_math/1]).
 %% logger handler callback (slow_request_warning)
 -export([log/2]).
@@ -27,7 +27,8 @@ all() -> [{group, worker}, {group, owngil}, histogram_math, summed_over_contexts
 
 groups() ->
     Cases = [counters, latency_percentiles, timeouts_and_interrupts, abandoned_by_exit, callbacks,
-             backtrace_idle, backtrace_stuck_loop, backtrace_nested, backtrace_gone, slow_request_warning,
+             backtrace_idle, backtrace_stuck_loop, backtrace_nested, backtrace_gone, backtrace_during_stop,
+             slow_request_warning,
              telemetry_events],
     [{worker, [], Cases}, {owngil, [], Cases ++ [owngil_memory]}].
 
@@ -265,7 +266,45 @@ backtrace_gone(Config) ->
     ok = py_context:stop(Ctx),
     {error, context_not_found} = py_context:backtrace(Ctx),
     {error, context_not_found} = py_context:backtrace(self()),
-    ok = try py_context:backtrace(not_a_pid) catch error:badarg -> ok end.
+    ok = try py_context:backtrace(not_a_pid) catch error:badarg -> ok end,
+    {error, context_not_found} = py_context:stats(self()),
+    ok = try py_context:stats(not_a_pid) catch error:badarg -> ok end,
+    %% The NIF refuses what is not a context, a reference or a request of that context.
+    {ok, Other} = py_context:new(#{}),
+    {ok, Ref, _} = py_context:lookup(Other),
+    ok = try py_nif:context_backtrace(make_ref(), make_ref(), undefined) catch error:badarg -> ok end,
+    ok = try py_nif:context_backtrace(Ref, not_a_ref, undefined) catch error:badarg -> ok end,
+    ok = try py_nif:context_backtrace(Ref, make_ref(), make_ref()) catch error:badarg -> ok end,
+    ok = try py_nif:context_stats(make_ref()) catch error:badarg -> ok end,
+    ok = py_context:stop(Other).
+
+%% Stacks asked for by 20 processes while the context runs and then stops: each gets exactly
+%% one answer, and the stop completes.
+backtrace_during_stop(Config) ->
+    Ctx = new(Config),
+    ok = py:exec(Ctx, <<"def work():\n    n = 0\n    for i in range(200000):\n        n += i\n    return n\n">>),
+    Self = self(),
+    Load = spawn(fun() -> Loop = fun L() -> _ = py:call(Ctx, '__main__', work, []), L() end, Loop() end),
+    Askers = [spawn(fun() -> Self ! {answers, self(), ask_until_gone(Ctx, [])} end) || _ <- lists:seq(1, 20)],
+    wait_stats(Ctx, fun(#{served := S}) -> S >= 5 end),
+    ok = py_context:stop(Ctx),
+    exit(Load, kill),
+    Answers = lists:append([receive {answers, P, A} -> A end || P <- Askers]),
+    [] = [A || A <- Answers, not expected_answer(A)],
+    true = lists:any(fun({ok, [_ | _]}) -> true; (_) -> false end, Answers),
+    [] = [M || {py_backtrace, _, _} = M <- py_test_util:flush()].
+
+ask_until_gone(Ctx, Acc) ->
+    case py_context:backtrace(Ctx) of
+        {error, context_not_found} = Gone -> lists:reverse([Gone | Acc]);
+        Other -> ask_until_gone(Ctx, [Other | Acc])
+    end.
+
+expected_answer({ok, idle}) -> true;
+expected_answer({ok, Frames}) when is_list(Frames) -> true;
+expected_answer({error, context_stopped}) -> true;
+expected_answer({error, context_not_found}) -> true;
+expected_answer(_) -> false.
 
 %% The stack of Ctx once its innermost frame is in function Innermost.
 wait_frames(Ctx, Innermost) ->
