@@ -56,8 +56,8 @@ sum_stats(All) ->
                              contexts => length(Memories)}}.
 
 merge_buckets(Lists) ->
-    lists:keysort(1, maps:to_list(lists:foldl(fun({Upper, N}, Acc) -> maps:update_with(Upper, fun(C) -> C + N end, N, Acc) end,
-                                              #{}, lists:append(Lists)))).
+    Add = fun({Upper, N}, Acc) -> maps:update_with(Upper, fun(C) -> C + N end, N, Acc) end,
+    lists:keysort(1, maps:to_list(lists:foldl(Add, #{}, lists:append(Lists)))).
 
 %% Percentiles from [{UpperNs, Count}] (ascending): the upper edge of the bucket that holds
 %% the rank, never above the maximum seen; microseconds, rounded up.
