@@ -166,9 +166,10 @@ format_stack(Frames) ->
 
 %% The pid of the context whose NIF handle is Ref, or the handle when it is not registered.
 context_pid(Ref) ->
-    case ets:match(py_context_registry, {'$1', {Ref, '_', '_'}}) of
+    try ets:match(py_context_registry, {'$1', {Ref, '_', '_'}}) of
         [[Pid] | _] -> Pid;
         _ -> Ref
+    catch error:badarg -> Ref  % the application stopped meanwhile
     end.
 
 %% --- telemetry ------------------------------------------------------------------------------
