@@ -96,6 +96,7 @@ is_ref(_Term) -> erlang:nif_error(nif_not_loaded).
 -spec context_stats(context_ref()) -> #{atom() => term()}.
 context_stats(_Ctx) -> erlang:nif_error(nif_not_loaded).
 
-%% Asks for the Python stack of the code a context runs; {py_backtrace, Tag, Result} follows.
--spec context_backtrace(context_ref(), reference(), request_ref() | undefined) -> ok.
+%% Asks for the Python stack of the code a context runs; after ok, {py_backtrace, Tag, Result}
+%% follows.
+-spec context_backtrace(context_ref(), reference(), request_ref() | undefined) -> ok | {error, context_stopped}.
 context_backtrace(_Ctx, _Tag, _Request) -> erlang:nif_error(nif_not_loaded).

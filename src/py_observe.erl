@@ -91,8 +91,10 @@ us(Ns) -> (Ns + 999) div 1000.
 backtrace(Ref, Request) ->
     {Pid, Mon} = spawn_monitor(fun() ->
                                        Tag = make_ref(),
-                                       ok = py_nif:context_backtrace(Ref, Tag, Request),
-                                       receive {py_backtrace, Tag, Result} -> exit({backtrace, Result}) end
+                                       case py_nif:context_backtrace(Ref, Tag, Request) of
+                                           ok -> receive {py_backtrace, Tag, Result} -> exit({backtrace, Result}) end;
+                                           {error, _} = Error -> exit({backtrace, Error})
+                                       end
                                end),
     receive
         {'DOWN', Mon, process, Pid, {backtrace, Result}} -> Result;

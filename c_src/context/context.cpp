@@ -159,8 +159,9 @@ void* Context::interrupter_main(void* self) {
     return nullptr;
 }
 
-void Context::backtrace(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
-    if (!stack_probe_.add(to, tag, std::move(about))) return;
+bool Context::backtrace(ErlNifEnv* caller_env, const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
+    StackProbe::Added added = stack_probe_.add(to, tag, std::move(about));
+    if (added != StackProbe::Added::Start) return added == StackProbe::Added::Queued;
     ContextResource::keep(this);  // released by the probe thread when it exits
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -169,9 +170,10 @@ void Context::backtrace(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about)
     int rc = pthread_create(&thread, &attr, &Context::stack_probe_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
-        stack_probe_.thread_failed();
+        stack_probe_.thread_failed(caller_env);
         ContextResource::release(this);
     }
+    return true;
 }
 
 void* Context::stack_probe_main(void* self) {

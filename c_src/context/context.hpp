@@ -96,9 +96,10 @@ public:
     ContextStats& stats() { return stats_; }
     uint64_t interrupts() const { return interrupter_.raised(); }
     Mode mode() const { return mode_; }
-    // Any thread, never blocks: sends the Python stack of the running code to `to` as
-    // {py_backtrace, Tag, Result} (see context/stack_probe.hpp).
-    void backtrace(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about);
+    // Scheduler thread (caller_env: the calling NIF's), never blocks: sends the Python stack of
+    // the running code to `to` as {py_backtrace, Tag, Result} (see context/stack_probe.hpp).
+    // False when the context has stopped (nothing will be sent).
+    bool backtrace(ErlNifEnv* caller_env, const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about);
 
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;

@@ -58,8 +58,12 @@ ERL_NIF_TERM make_frames(ErlNifEnv* env, const std::vector<Frame>& frames) {
     return list;
 }
 
-void send_result(ErlNifEnv* env, const ErlNifPid& to, ERL_NIF_TERM tag, ERL_NIF_TERM result) {
-    erl::send_and_clear(env, to, enif_make_tuple3(env, enif_make_atom(env, "py_backtrace"), tag, result));
+// caller_env: nullptr on threads of our own, the calling NIF's environment on a scheduler.
+void send_result(ErlNifEnv* env, const ErlNifPid& to, ERL_NIF_TERM tag, ERL_NIF_TERM result,
+                 ErlNifEnv* caller_env = nullptr) {
+    ErlNifPid pid = to;
+    enif_send(caller_env, &pid, env, enif_make_tuple3(env, enif_make_atom(env, "py_backtrace"), tag, result));
+    enif_clear_env(env);
 }
 
 }  // namespace
@@ -70,27 +74,19 @@ void StackProbe::bind(PyThreadState* tstate) {
     interp_ = PyThreadState_GetInterpreter(tstate);
 }
 
-bool StackProbe::add(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
-    std::vector<Ask> refused;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        Ask ask{to, erl::OwnedEnv(), 0, std::move(about)};
-        ask.tag = ask.env.copy(tag);
-        if (closing_ || !interp_) {
-            refused.push_back(std::move(ask));
-        } else {
-            asks_.push_back(std::move(ask));
-            changed_.notify_all();
-            if (thread_running_) return false;
-            thread_running_ = true;
-            return true;
-        }
-    }
-    answer_stopped(refused);
-    return false;
+StackProbe::Added StackProbe::add(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
+    Ask ask{to, erl::OwnedEnv(), 0, std::move(about)};
+    ask.tag = ask.env.copy(tag);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_ || !interp_) return Added::Refused;  // ask goes with its request reference
+    asks_.push_back(std::move(ask));
+    changed_.notify_all();
+    if (thread_running_) return Added::Queued;
+    thread_running_ = true;
+    return Added::Start;
 }
 
-void StackProbe::thread_failed() {
+void StackProbe::thread_failed(ErlNifEnv* caller_env) {
     std::vector<Ask> dropped;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -98,7 +94,7 @@ void StackProbe::thread_failed() {
         thread_running_ = false;
         changed_.notify_all();
     }
-    answer_stopped(dropped);
+    answer_stopped(dropped, caller_env);
 }
 
 void StackProbe::run() {
@@ -124,7 +120,7 @@ void StackProbe::run() {
 void StackProbe::answer_all(std::vector<Ask>& asks) {
     PyThreadState* ts = PyThreadState_New(interp_);
     if (!ts) {
-        answer_stopped(asks);
+        answer_stopped(asks, nullptr);
         return;
     }
     PyEval_RestoreThread(ts);
@@ -149,10 +145,11 @@ void StackProbe::answer_all(std::vector<Ask>& asks) {
     }
 }
 
-void StackProbe::answer_stopped(std::vector<Ask>& asks) {
+void StackProbe::answer_stopped(std::vector<Ask>& asks, ErlNifEnv* caller_env) {
     for (Ask& ask : asks) {
         ErlNifEnv* env = ask.env.get();
-        send_result(env, ask.to, ask.tag, enif_make_tuple2(env, erl::atoms().error, erl::atoms().context_stopped));
+        send_result(env, ask.to, ask.tag, enif_make_tuple2(env, erl::atoms().error, erl::atoms().context_stopped),
+                    caller_env);
     }
     asks.clear();
 }
@@ -165,7 +162,7 @@ void StackProbe::close() {
         changed_.wait(lock, [&] { return !thread_running_; });
         left.swap(asks_);
     }
-    answer_stopped(left);
+    answer_stopped(left, nullptr);
 }
 
 }  // namespace context

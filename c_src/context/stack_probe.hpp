@@ -5,7 +5,7 @@
 // left (at most one per context), attaches to the context's interpreter (waiting for its GIL,
 // which running code hands over within the switch interval, 5 ms; code that keeps the GIL in C
 // delays the answer, never a scheduler) and walks the frames of the context thread's state.
-// Each ask is answered once with {py_backtrace, Tag, Result} sent to the asking process:
+// Each accepted ask is answered once with {py_backtrace, Tag, Result} sent to the asking process:
 //   plain ask:        idle | [Frame]
 //   ask about a request: finished | {running, [Frame]} (it is the innermost code running) |
 //                     {not_running, idle | [Frame]} (still queued, or under a nested request)
@@ -41,12 +41,14 @@ public:
     void bind(PyThreadState* tstate);
 
     // Asks for the stack; the answer goes to `to` with `tag`. `about`: a request to compare
-    // with the running one (may be empty). True when the caller must start the probe thread
-    // (which then calls run()); false when one runs already. Refused (throws nothing, answers
-    // {error, context_stopped} at once) when the context is closing or never started.
-    bool add(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about);
-    // The probe thread could not be created: answer every ask with an error.
-    void thread_failed();
+    // with the running one (may be empty). Start: the caller must start the probe thread (which
+    // then calls run()); Queued: one runs already; Refused: the context is closing or never
+    // started (nothing will be sent).
+    enum class Added { Start, Queued, Refused };
+    Added add(const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about);
+    // The probe thread could not be created: answers every ask with an error. caller_env: the
+    // environment of the calling NIF (enif_send needs it on a scheduler thread).
+    void thread_failed(ErlNifEnv* caller_env);
 
     // The probe thread's body: returns when no ask is left.
     void run();
@@ -62,7 +64,7 @@ private:
         RequestPtr about;
     };
     void answer_all(std::vector<Ask>& asks);
-    static void answer_stopped(std::vector<Ask>& asks);
+    static void answer_stopped(std::vector<Ask>& asks, ErlNifEnv* caller_env);
 
     const Interrupter& running_;
     PyThreadState* tstate_ = nullptr;  // set by bind(), before any request runs

@@ -86,9 +86,10 @@ ERL_NIF_TERM context_stats(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
-// context_backtrace(Ctx, Tag, Request | undefined) -> ok. The caller later receives
-// {py_backtrace, Tag, Result} (see context/stack_probe.hpp); with a Request (a handle that
-// submit_* returned, for this context) Result says whether that request is the one running.
+// context_backtrace(Ctx, Tag, Request | undefined) -> ok | {error, context_stopped}. After ok
+// the caller receives {py_backtrace, Tag, Result} (see context/stack_probe.hpp); with a Request
+// (a handle that submit_* returned, for this context) Result says whether that request is the
+// one running.
 ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = ContextResource::get(env, argv[0]);
@@ -101,7 +102,7 @@ ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         }
         ErlNifPid self;
         if (!enif_self(env, &self)) throw erl::BadArg();
-        ctx->backtrace(self, argv[1], std::move(about));
+        if (!ctx->backtrace(env, self, argv[1], std::move(about))) throw erl::ErrorResult(erl::atoms().context_stopped);
         return erl::atoms().ok;
     });
 }
