@@ -48,9 +48,10 @@ std::vector<Frame> frames_of(PyThreadState* ts) {
 ERL_NIF_TERM make_frames(ErlNifEnv* env, const std::vector<Frame>& frames) {
     ERL_NIF_TERM keys[3] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"), enif_make_atom(env, "function")};
     ERL_NIF_TERM list = enif_make_list(env, 0);
-    for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
-        ERL_NIF_TERM values[3] = {erl::make_binary(env, it->file), enif_make_int(env, it->line),
-                                  erl::make_binary(env, it->function)};
+    for (size_t i = frames.size(); i-- > 0;) {  // the list is built from its tail
+        const Frame& frame = frames[i];
+        ERL_NIF_TERM values[3] = {erl::make_binary(env, frame.file), enif_make_int(env, frame.line),
+                                  erl::make_binary(env, frame.function)};
         ERL_NIF_TERM map{};
         if (!enif_make_map_from_arrays(env, keys, values, 3, &map)) map = erl::atoms().error;
         list = enif_make_list_cell(env, map, list);
@@ -62,8 +63,10 @@ ERL_NIF_TERM make_frames(ErlNifEnv* env, const std::vector<Frame>& frames) {
 void send_result(ErlNifEnv* env, const ErlNifPid& to, ERL_NIF_TERM tag, ERL_NIF_TERM result,
                  ErlNifEnv* caller_env = nullptr) {
     ErlNifPid pid = to;
-    enif_send(caller_env, &pid, env, enif_make_tuple3(env, enif_make_atom(env, "py_backtrace"), tag, result));
-    enif_clear_env(env);
+    ERL_NIF_TERM msg = enif_make_tuple3(env, enif_make_atom(env, "py_backtrace"), tag, result);
+    ErlNifEnv* msg_env = env;
+    enif_send(caller_env, &pid, msg_env, msg);
+    enif_clear_env(msg_env);
 }
 
 }  // namespace
@@ -127,6 +130,7 @@ void StackProbe::answer_all(std::vector<Ask>& asks) {
     Request* current = running_.running();
     std::vector<Frame> frames = frames_of(tstate_);
     std::vector<bool> is_running;
+    is_running.reserve(asks.size());
     for (const Ask& ask : asks) is_running.push_back(ask.about && ask.about.get() == current);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();

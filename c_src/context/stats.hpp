@@ -87,7 +87,7 @@ public:
     static uint64_t upper_bound(int index) {
         if (index < (1 << kSubBits)) return uint64_t(index);
         int k = index >> kSubBits;
-        uint64_t sub = uint64_t(index & ((1 << kSubBits) - 1));
+        auto sub = uint64_t(index & ((1 << kSubBits) - 1));
         unsigned __int128 top = (unsigned __int128)(1) << k;
         top += (sub + 1) << (k - kSubBits);
         return top > UINT64_MAX ? UINT64_MAX : uint64_t(top - 1);

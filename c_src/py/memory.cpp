@@ -9,7 +9,7 @@
 
 // Exported by libpython 3.11-3.13 (PyAPI_FUNC) but declared only in an internal header
 // (pycore_pymem.h, later pycore_obmalloc.h).
-extern "C" int _PyObject_DebugMallocStats(FILE* out);
+extern "C" int _PyObject_DebugMallocStats(FILE* out);  // NOLINT(bugprone-reserved-identifier): CPython's name
 
 namespace py {
 namespace {
@@ -47,7 +47,7 @@ PymallocUsage pymalloc_usage() {
     int used = _PyObject_DebugMallocStats(out);
     std::fclose(out);
     std::string report(text ? text : "", size);
-    std::free(text);
+    std::free(text);  // NOLINT(cppcoreguidelines-no-malloc): open_memstream's buffer is malloc'ed
     if (!used) return {};
     PymallocUsage usage;
     usage.allocated_bytes = figure_after(report, "# bytes in allocated blocks");
