@@ -25,6 +25,7 @@
          default_timeout/0,
          activate_venv/1, deactivate_venv/0, venv_info/0,
          configure_logging/0, configure_logging/1,
+         stats/0, set_slow_request_ms/1,
          start_contexts/0, start_contexts/1, stop_contexts/0, contexts_started/0, subinterp_supported/0,
          register_pool/2, unregister_pool/1]).
 -export([eval_on/4]).
@@ -90,9 +91,8 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     Timeout = maps:get(timeout, Opts, infinity),
     check_map(Kwargs),
     check_timeout(Timeout),
-    on_context(Ctx, Timeout, fun(Ref, Ns, Tag) ->
-                                    py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
-                            end);
+    on_context(Ctx, Timeout, {call, Module, Function},
+               fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end);
 call(Pool, Module, Function, Args, Kwargs)
   when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args), is_map(Kwargs) ->
     pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT, py_semaphore:max_concurrent());
@@ -112,8 +112,8 @@ pool_call(Pool, Module, Function, Args, Kwargs, Timeout, Limit) ->
     check_timeout(Timeout),
     Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end,
     case Limit of
-        infinity -> on_pool(Pool, Timeout, Submit);
-        _ -> py_semaphore:with_slot(Timeout, fun(Left) -> on_pool(Pool, Left, Submit) end)
+        infinity -> traced_on_pool(Pool, Timeout, {call, Module, Function}, Submit);
+        _ -> py_semaphore:with_slot(Timeout, fun(Left) -> traced_on_pool(Pool, Left, {call, Module, Function}, Submit) end)
     end.
 
 %% --- eval ---------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ eval(Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
-    on_pool(Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
+    traced_on_pool(default, Timeout, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
 
 %% @private
 %% eval/3 on context Ctx with a timeout (py_context:eval/4).
@@ -150,7 +150,7 @@ eval_on(Ctx, Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
-    on_context(Ctx, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
+    on_context(Ctx, Timeout, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
 
 %% --- exec ---------------------------------------------------------------------------------
 
@@ -158,13 +158,13 @@ eval_on(Ctx, Code, Locals, Timeout) ->
 -spec exec(iodata()) -> ok | {error, term()}.
 exec(Code) ->
     Src = source(Code),
-    on_pool(infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end).
+    traced_on_pool(default, infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end).
 
 %% @doc Runs Python statements on context Ctx.
 -spec exec(py_context:context(), iodata()) -> ok | {error, term()}.
 exec(Ctx, Code) when is_pid(Ctx) ->
     Src = source(Code),
-    on_context(Ctx, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end);
+    on_context(Ctx, infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end);
 exec(_, _) ->
     erlang:error(badarg).
 
@@ -720,6 +720,26 @@ unregister_pool({Module, Function}) ->
 unregister_pool(Module) ->
     py_context_router:unregister_pool(Module).
 
+%% --- observability ------------------------------------------------------------------------
+
+%% @doc What every running context did, summed, and per context: counters, queue-wait and
+%% run-time percentiles, owngil memory. The keys are those of {@link py_context:stats/1}
+%% (without `mode' and `memory'), plus `contexts' (how many), `owngil_memory'
+%% (`#{allocated_bytes, arena_bytes, contexts}' summed over the owngil contexts that have a
+%% memory figure) and `per_context' (`#{Pid => Stats}'). See docs/observability.md.
+-spec stats() -> #{atom() => term()}.
+stats() ->
+    PerContext = [{Ctx, py_observe:context_stats(Ref)} || {Ctx, Ref} <- py_context:registered()],
+    Summed = py_observe:sum_stats([S || {_, S} <- PerContext]),
+    Summed#{per_context => maps:from_list([{Ctx, maps:remove('$buckets', S)} || {Ctx, S} <- PerContext])}.
+
+%% @doc Sets the slow-request threshold (app env `slow_request_ms', default `infinity': off):
+%% a call, eval or exec that has not replied after Ms milliseconds logs one `logger' warning
+%% with the Python stack of its context. See docs/observability.md.
+-spec set_slow_request_ms(pos_integer() | infinity) -> ok.
+set_slow_request_ms(Ms) ->
+    py_observe:set_slow_request_ms(Ms).
+
 %% --- internals --------------------------------------------------------------------------------
 
 %% A call on the default pool, in the calling process's namespace on its context. A context
@@ -742,6 +762,21 @@ pool_target(Pool) -> {pool, Pool}.
 
 on_context(Ctx, Timeout, Submit) ->
     py_request:run_on(Ctx, Timeout, Submit).
+
+%% on_context/3 between telemetry events when the telemetry application is loaded (an optional
+%% dependency; the check is one BIF call).
+on_context(Ctx, Timeout, What, Submit) ->
+    case erlang:function_exported(telemetry, execute, 3) of
+        false -> on_context(Ctx, Timeout, Submit);
+        true -> py_observe:span(Ctx, What, fun() -> on_context(Ctx, Timeout, Submit) end)
+    end.
+
+%% on_pool/3 between telemetry events, as on_context/4.
+traced_on_pool(Pool, Timeout, What, Submit) ->
+    case erlang:function_exported(telemetry, execute, 3) of
+        false -> on_pool(Pool, Timeout, Submit);
+        true -> py_observe:span(py_context_router:get_context(), What, fun() -> on_pool(Pool, Timeout, Submit) end)
+    end.
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

@@ -10,9 +10,9 @@
 -module(py_context).
 -behaviour(gen_server).
 
--export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3]).
+-export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3, stats/1, backtrace/1]).
 -export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
--export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, init_registry/0]).
+-export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, registered/0, init_registry/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([context/0, mode/0]).
@@ -184,6 +184,47 @@ eval(_, _, _, _, _) ->
 exec(Ctx, Code, Env) ->
     with_env(Ctx, Env, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Code) end).
 
+%% @doc What context Ctx did since it started (a snapshot; each figure is exact, the set is not
+%% taken atomically). `{ok, Stats}' with:
+%% <ul>
+%% <li>`mode': `worker' or `owngil';</li>
+%% <li>`queue_depth': requests queued and not yet taken by the context's thread;</li>
+%% <li>`running': requests whose Python code is on the thread's stack now (more than one while a
+%% request waiting for an Erlang callback serves nested ones); `in_flight': the two added;</li>
+%% <li>`submitted', `served' (requests whose code ran to its end), `errors' (of those, ended by a
+%% Python exception), `timeouts' (cancelled by `py_nif:cancel': a caller's timeout or a
+%% `stream_cancel'), `abandoned' (cancelled because the caller exited), `interrupts'
+%% (`erlang.Interrupted' raised in running code), `callbacks' (`erlang.call's made);</li>
+%% <li>`queue_wait_us' and `run_time_us': `#{count, p50, p99, max}' in microseconds, from a
+%% histogram of quarter powers of two (a percentile is the upper edge of its bucket: at most 25 %
+%% above the true value); queue wait is from submission to start, run time from start to end
+%% (nested requests included);</li>
+%% <li>`memory': for owngil contexts `#{allocated_bytes, arena_bytes, age_ms}', the pymalloc
+%% figures of the context's interpreter (objects of up to 512 bytes; larger ones come from
+%% malloc and are not counted), sampled by the context's thread at most once a second while it
+%% serves requests, `age_ms' ago; `undefined' for worker contexts (they share the main
+%% interpreter) and when pymalloc is off.</li>
+%% </ul>
+%% `{error, context_not_found}' when Ctx is not a running context.
+-spec stats(context()) -> {ok, #{atom() => term()}} | {error, context_not_found}.
+stats(Ctx) ->
+    on_ref(Ctx, fun(Ref) -> {ok, maps:remove('$buckets', py_observe:context_stats(Ref))} end).
+
+%% @doc The Python stack of the code context Ctx runs now, read without stopping it:
+%% `{ok, [#{file => binary(), line => integer(), function => binary()}]}', innermost frame
+%% first, or `{ok, idle}' when it runs nothing. The stack is read by a thread of its own that
+%% takes the context's GIL (code running Python bytecode hands it over within 5 ms):
+%% `{error, timeout}' when that takes more than 5 seconds (C code holding the GIL),
+%% `{error, context_stopped}' or `{error, context_not_found}' when the context is gone.
+-spec backtrace(context()) -> {ok, idle | [py_observe:frame()]} | {error, term()}.
+backtrace(Ctx) ->
+    on_ref(Ctx, fun(Ref) ->
+                        case py_observe:backtrace(Ref, undefined) of
+                            {error, _} = Error -> Error;
+                            Stack -> {ok, Stack}
+                        end
+                end).
+
 with_env(Ctx, Env, Timeout, Submit) when is_reference(Env) ->
     on_ref(Ctx, fun(Ref) -> py_request:run(Ref, Env, Timeout, Submit) end);
 with_env(_, _, _, _) ->
@@ -226,6 +267,12 @@ any_worker() ->
 -spec owngil_refs() -> [py_nif:context_ref()].
 owngil_refs() ->
     ets:select(?REGISTRY, [{{'_', {'$1', '_', owngil}}, [], ['$1']}]).
+
+%% @private
+%% Every running context: its pid and NIF handle.
+-spec registered() -> [{pid(), py_nif:context_ref()}].
+registered() ->
+    ets:select(?REGISTRY, [{{'$1', {'$2', '_', '_'}}, [], [{{'$1', '$2'}}]}]).
 
 %% @private
 %% Creates the registry table; called by erlang_python_sup, which owns it.

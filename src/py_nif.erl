@@ -5,11 +5,12 @@
 -export([load/2, runtime_status/0, context_new/2, context_stop/2, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1,
-         thread_callback_reply/2, callback_names/2, context_interrupt/1]).
+         thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1, context_backtrace/3]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
-       python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1]).
+       python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,
+       context_stats/1, context_backtrace/3]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
@@ -104,3 +105,12 @@ callback_names(_Op, _Name) -> erlang:nif_error(nif_not_loaded).
 %% Interrupts the Python code context Ctx runs now (py:interrupt/1).
 -spec context_interrupt(context_ref()) -> ok | not_running.
 context_interrupt(_Ctx) -> erlang:nif_error(nif_not_loaded).
+
+%% A snapshot of a context's counters and histograms (py_observe turns it into percentiles).
+-spec context_stats(context_ref()) -> #{atom() => term()}.
+context_stats(_Ctx) -> erlang:nif_error(nif_not_loaded).
+
+%% Asks for the Python stack of the code a context runs; after ok, {py_backtrace, Tag, Result}
+%% follows.
+-spec context_backtrace(context_ref(), reference(), request_ref() | undefined) -> ok | {error, context_stopped}.
+context_backtrace(_Ctx, _Tag, _Request) -> erlang:nif_error(nif_not_loaded).

@@ -110,31 +110,60 @@ interrupted(Result) -> Result.
 
 %% Waits for the reply to Request, running the Erlang callbacks its Python code asks for
 %% meanwhile (Answered: the id of the last one). At the deadline the request is cancelled and
-%% nothing it sends later reaches the mailbox.
+%% nothing it sends later reaches the mailbox. With a slow-request threshold set
+%% (py:set_slow_request_ms/1), a request that has not replied by then is reported once.
 await(Ref, Tag, Request, Deadline, Answered) ->
+    await(Ref, Tag, Request, Deadline, Answered, slow_at()).
+
+await(Ref, Tag, Request, Deadline, Answered, Slow) ->
     receive
         {Tag, _} = Reply -> unwrap(Tag, Reply);
         {Tag, _, _} = Reply -> unwrap(Tag, Reply);
         {py_callback, Tag, Id, Name, Args} ->
             _ = py_nif:callback_reply(Ref, Id, py_callback:run(Name, Args)),
-            await(Ref, Tag, Request, Deadline, Id)
-    after remaining(Deadline) ->
-        case py_nif:cancel(Ref, Request) of
-            ok -> ok;
-            replied ->
-                %% The worker won the race: its reply is already on its way; take it out.
-                receive
-                    {Tag, _} -> ok;
-                    {Tag, _, _} -> ok
-                end;
-            {in_callback, Answered} ->
-                ok;
-            {in_callback, Id} ->
-                %% Callback Id was sent just before the cancel; take it out.
-                receive {py_callback, Tag, Id, _, _} -> ok end
-        end,
-        {error, timeout}
+            await(Ref, Tag, Request, Deadline, Id, Slow)
+    after wait_ms(Deadline, Slow) ->
+        case slow_first(Deadline, Slow) of
+            {true, Ms} ->
+                ok = py_observe:report_slow(Ref, Request, Ms),
+                await(Ref, Tag, Request, Deadline, Answered, infinity);
+            false ->
+                cancel_at_deadline(Ref, Tag, Request, Answered)
+        end
     end.
+
+%% When a slow request is to be reported: {At, Ms} (monotonic ms), or infinity.
+slow_at() ->
+    case py_observe:slow_request_ms() of
+        infinity -> infinity;
+        Ms -> {erlang:monotonic_time(millisecond) + Ms, Ms}
+    end.
+
+wait_ms(Deadline, infinity) -> remaining(Deadline);
+wait_ms(Deadline, {SlowAt, _}) -> min(remaining(Deadline), remaining(SlowAt)).
+
+%% Whether the wait ended at the slow-request time rather than at the deadline.
+slow_first(_Deadline, infinity) -> false;
+slow_first(infinity, {_, Ms}) -> {true, Ms};
+slow_first(Deadline, {SlowAt, Ms}) when SlowAt < Deadline -> {true, Ms};
+slow_first(_Deadline, _Slow) -> false.
+
+cancel_at_deadline(Ref, Tag, Request, Answered) ->
+    case py_nif:cancel(Ref, Request) of
+        ok -> ok;
+        replied ->
+            %% The worker won the race: its reply is already on its way; take it out.
+            receive
+                {Tag, _} -> ok;
+                {Tag, _, _} -> ok
+            end;
+        {in_callback, Answered} ->
+            ok;
+        {in_callback, Id} ->
+            %% Callback Id was sent just before the cancel; take it out.
+            receive {py_callback, Tag, Id, _, _} -> ok end
+    end,
+    {error, timeout}.
 
 %% Cancels a started request that makes no Erlang callbacks (a stream): nothing it sends after
 %% this returns reaches a mailbox.

@@ -34,7 +34,7 @@
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([readme/1, getting_started/1, type_conversion/1, contexts/1, owngil/1, callbacks/1,
          state_and_references/1, asyncio/1, distributed/1, elixir/1, logging/1, venv/1,
-         performance/1, reliability/1, fuzzing/1, migration/1, installation/1, docs_readme/1,
+         performance/1, reliability/1, fuzzing/1, migration/1, installation/1, observability/1, docs_readme/1,
          every_doc_has_a_case/1, runner_reports_failures/1]).
 %% Used by runner_reports_failures/1.
 -export([blocks_of/1, run_blocks/2]).
@@ -61,7 +61,8 @@ files() ->
      {reliability, "docs/reliability.md"},
      {fuzzing, "docs/fuzzing.md"},
      {migration, "docs/migration.md"},
-     {installation, "docs/installation.md"}].
+     {installation, "docs/installation.md"},
+     {observability, "docs/observability.md"}].
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -93,6 +94,7 @@ performance(_Config) -> doc_file(performance).
 reliability(_Config) -> doc_file(reliability).
 fuzzing(_Config) -> doc_file(fuzzing).
 migration(_Config) -> doc_file(migration).
+observability(_Config) -> doc_file(observability).
 
 %% Every Markdown file of docs/ (and README.md) has a case above.
 every_doc_has_a_case(_Config) ->

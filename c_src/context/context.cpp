@@ -20,6 +20,7 @@
 #include "context/request_handle.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/memory.hpp"
 #include "py/ref.hpp"
 #include "py/runtime.hpp"
 
@@ -177,6 +178,31 @@ void* Context::interrupter_main(void* self) {
     return nullptr;
 }
 
+bool Context::backtrace(ErlNifEnv* caller_env, const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about) {
+    StackProbe::Added added = stack_probe_.add(to, tag, std::move(about));
+    if (added != StackProbe::Added::Start) return added == StackProbe::Added::Queued;
+    ContextResource::keep(this);  // released by the probe thread when it exits
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread{};
+    int rc = pthread_create(&thread, &attr, &Context::stack_probe_main, this);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        stack_probe_.thread_failed(caller_env);
+        ContextResource::release(this);
+    }
+    return true;
+}
+
+void* Context::stack_probe_main(void* self) {
+    auto* ctx = static_cast<Context*>(self);
+    pthread_setname_np(pthread_self(), "py_stack_probe");
+    ctx->stack_probe_.run();
+    ContextResource::release(ctx);
+    return nullptr;
+}
+
 bool Context::attach_thread() {
     if (mode_ == Mode::OwnGil) {
         if (!py::create_owngil_interpreter(owngil_, exit_error_)) return false;
@@ -204,6 +230,7 @@ bool Context::attach_thread() {
         return false;
     }
     interrupter_.bind(tstate_, PyThread_get_thread_ident(), types_->interrupted);
+    stack_probe_.bind(tstate_);
     PyEval_SaveThread();
     return true;
 }
@@ -270,6 +297,7 @@ void Context::forget_owngil_owner() {
 
 void Context::detach_thread() {
     interrupter_.close();  // before the interpreter can end: the interrupter attaches to it
+    stack_probe_.close();  // so does the stack probe
     PyEval_RestoreThread(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
@@ -315,6 +343,7 @@ void Context::serve() {
         batch.clear();  // drops request references while attached (their terms are plain memory)
         run_due_hosted_steps();
         interp_->drain();
+        if (mode_ == Mode::OwnGil) sample_memory();
         PyEval_SaveThread();
     }
     if (hosted_loop_) {
@@ -338,12 +367,25 @@ bool Context::next_batch(std::vector<RequestPtr>& batch) {
     return queue_.pop_all(batch, deadline);
 }
 
+namespace {
+// Whether payload is the {error, Reason} reply of a Python exception.
+bool is_error_reply(ErlNifEnv* env, ERL_NIF_TERM payload) {
+    int arity = 0;
+    const ERL_NIF_TERM* parts = nullptr;
+    return payload != kDeferredReply && enif_get_tuple(env, payload, &arity, &parts) && arity == 2 &&
+           parts[0] == erl::atoms().error;
+}
+}  // namespace
+
 // Precondition: attached. Runs one request and sends its reply.
 void Context::handle(RequestPtr& req) {
     if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
     size_t depth = running_.size();
     push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
-    if (!req->try_start()) {  // cancelled while queued
+    uint64_t started_at = ticks_now();
+    bool started = req->try_start();
+    stats_.taken(req->submitted_at, started_at, started);
+    if (!started) {  // cancelled while queued
         pop_running();
         return;
     }
@@ -352,6 +394,7 @@ void Context::handle(RequestPtr& req) {
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
+    stats_.finished(started_at, ticks_now(), is_error_reply(env, payload));
     pop_running();
     req->mark_ended();
     interrupter_.settle(*req);
@@ -370,11 +413,22 @@ void Context::handle(RequestPtr& req) {
 void Context::push_running(Request* req) {
     running_.push_back(req);
     interrupter_.set_running(req);
+    stats_.set_running(running_.size());
 }
 
 void Context::pop_running() {
     running_.pop_back();
     interrupter_.set_running(running_.empty() ? nullptr : running_.back());
+    stats_.set_running(running_.size());
+}
+
+// Precondition: attached, owngil mode. Refreshes the interpreter's memory figures, at most
+// every ContextStats::kMemoryEvery (a walk over its arenas and a parse: see docs/observability.md).
+void Context::sample_memory() {
+    uint64_t now = ticks_now();
+    if (!stats_.memory_due(now)) return;
+    py::PymallocUsage usage = py::pymalloc_usage();
+    stats_.set_memory(usage.allocated_bytes, usage.arena_bytes, now);
 }
 
 // Whether the request whose code runs now was cancelled (its interrupt is on its way).
@@ -433,6 +487,7 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     ERL_NIF_TERM msg = enif_make_tuple5(e, erl::atoms().py_callback, enif_make_copy(e, req.tag),
                                         enif_make_uint64(e, id), name_term, args_term);
     erl::send_and_clear(e, caller, msg);
+    stats_.callback();
 
     RequestPtr reply = wait_callback_reply(id);
     forget();
@@ -657,6 +712,7 @@ void Context::on_down(const ErlNifMonitor* mon) {
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
     for (RequestPtr& req : batch) {
         if (req->kind() == RequestKind::CallbackReply) continue;  // an answer nobody waits for: no tag, no caller
+        stats_.taken(req->submitted_at, req->submitted_at, false);
         if (!req->try_start()) continue;
         req->mark_ended();
         if (!req->try_reply()) continue;
@@ -689,7 +745,7 @@ RequestHandle::~RequestHandle() {
         req_->cancel();  // nothing runs it any more
         return;
     }
-    cancel_request(*ctx, req_);
+    if (cancel_request(*ctx, req_) != Request::CancelOutcome::AlreadyReplied) ctx->stats().abandoned();
     ContextResource::release(ctx);
 }
 

@@ -23,6 +23,8 @@
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/request_queue.hpp"
+#include "context/stack_probe.hpp"
+#include "context/stats.hpp"
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
 #include "py/interpreter.hpp"
@@ -96,6 +98,14 @@ public:
     // The interpreter this context's thread runs on. Read by other threads only through
     // interpreter_of (under the owners' lock, after the worker set it).
     const py::InterpreterPtr& interpreter() const { return interp_; }
+    // Any thread: what the context did (see context/stats.hpp); interrupts raised so far.
+    ContextStats& stats() { return stats_; }
+    uint64_t interrupts() const { return interrupter_.raised(); }
+    Mode mode() const { return mode_; }
+    // Scheduler thread (caller_env: the calling NIF's), never blocks: sends the Python stack of
+    // the running code to `to` as {py_backtrace, Tag, Result} (see context/stack_probe.hpp).
+    // False when the context has stopped (nothing will be sent).
+    bool backtrace(ErlNifEnv* caller_env, const ErlNifPid& to, ERL_NIF_TERM tag, RequestPtr about);
 
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
@@ -109,6 +119,7 @@ private:
     static void* thread_main(void* self);
     static void* interrupter_main(void* self);
     void start_interrupter();
+    static void* stack_probe_main(void* self);
     void run();
     bool attach_thread();
     void detach_thread();
@@ -129,7 +140,8 @@ private:
     void push_running(Request* req);
     void pop_running();
     bool running_cancelled() const;
-    static void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
+    void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
+    void sample_memory();
     void notify_exit();
     bool join_python_threads();
     void release_thread_state();
@@ -140,6 +152,8 @@ private:
     RequestQueue queue_;
     pthread_t thread_{};
     Interrupter interrupter_{queue_};
+    StackProbe stack_probe_{interrupter_};
+    ContextStats stats_;
 
     // Worker-thread state (touched only by the worker thread after start()).
     PyThreadState* tstate_ = nullptr;

@@ -150,6 +150,7 @@ void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& s
         if (PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
             due[i]->interrupt_sent = true;
             sent[i] = true;
+            raised_.fetch_add(1, std::memory_order_relaxed);
         }
     }
     PyThreadState_Clear(ts);

@@ -62,6 +62,9 @@ public:
     // Waits for the interrupter thread to finish; add() refuses from now on.
     void close();
 
+    // Any thread: how many interrupts were raised in the context thread so far.
+    uint64_t raised() const { return raised_.load(std::memory_order_relaxed); }
+
 private:
     struct Target {
         RequestPtr req;
@@ -75,6 +78,7 @@ private:
     unsigned long thread_id_ = 0;
     PyObject* exception_ = nullptr;  // borrowed: the erlang module's state keeps it
     std::atomic<Request*> running_{nullptr};
+    std::atomic<uint64_t> raised_{0};  // written by the interrupter thread
 
     std::mutex mutex_;
     std::condition_variable changed_;

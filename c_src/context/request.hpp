@@ -57,6 +57,9 @@ public:
     //   CallbackReply: callback id, result ({ok, V} | {error, {Class, Reason}} | atom).
     ERL_NIF_TERM tag = 0;
     ERL_NIF_TERM arg[4] = {0, 0, 0, 0};
+    // When it was queued, in ticks (context/stats.hpp: set before queuing, read by the context
+    // thread for its queue-wait figure).
+    uint64_t submitted_at = 0;
     ERL_NIF_TERM copy(ERL_NIF_TERM t) { return env_.copy(t); }
 
     // Where the final reply waits when the caller polls for it (py_request:wait).

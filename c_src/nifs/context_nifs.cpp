@@ -109,8 +109,10 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
     Request* r = req.get();
     auto handle = erl::ResourcePtr<RequestHandle>::adopt(RequestHandleResource::make(req));
+    r->submitted_at = context::ticks_now();
     context::RequestQueue::Pushed pushed = ctx->submit(std::move(req));
     if (pushed == context::RequestQueue::Pushed::Refused) throw erl::ErrorResult(erl::atoms().context_stopped);
+    ctx->stats().submitted();
     // Only the calling process reads the hint (the handle keeps the request alive).
     r->set_reply_soon(pushed == context::RequestQueue::Pushed::ToSpinner);
     return RequestHandleResource::term(env, handle.get());
@@ -222,7 +224,10 @@ ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         Context* ctx = get_context(env, argv[0]);
         Request* req = get_request(env, argv[1]);
         if (!req || req->context() != ctx) throw erl::BadArg();
-        switch (context::cancel_request(*ctx, erl::ResourcePtr<Request>::share(req))) {
+        bool was_finished = req->finished();
+        Request::CancelOutcome outcome = context::cancel_request(*ctx, erl::ResourcePtr<Request>::share(req));
+        if (!was_finished && outcome != Request::CancelOutcome::AlreadyReplied) ctx->stats().timed_out();
+        switch (outcome) {
             case Request::CancelOutcome::Cancelled:
             case Request::CancelOutcome::CancelledRunning: return erl::atoms().ok;
             case Request::CancelOutcome::AlreadyReplied: return erl::atoms().replied;

@@ -27,6 +27,7 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 // the application reports it as {error, Reason} instead of "load-call unsuccessful".
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
+    context::TickRate::start();
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
         !aio::open_resources(env))
         return 1;
@@ -73,6 +74,8 @@ ErlNifFunc nif_funcs[] = {
     {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
     {"callback_names", 2, nifs::callback_names, 0},
     {"context_interrupt", 1, nifs::context_interrupt, 0},
+    {"context_stats", 1, nifs::context_stats, 0},
+    {"context_backtrace", 3, nifs::context_backtrace, 0},
 };
 
 }  // namespace

@@ -22,6 +22,10 @@ ERL_NIF_TERM poll_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM stop_polling(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM context_interrupt(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// stats_nifs.cpp
+ERL_NIF_TERM context_stats(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // loop_nifs.cpp
 ERL_NIF_TERM fd_ready(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
