@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_set>
 #include <vector>
 
 #include "bridge/convert.hpp"
@@ -41,35 +40,37 @@ constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
 py::InterpreterPtr g_main_interp;  // set once at load
 
-// Contexts whose worker thread runs (each holds a reference to its context meanwhile).
+// Contexts whose worker thread runs, by serial (each thread holds a reference to its context
+// meanwhile).
 std::mutex g_running_mutex;
-std::unordered_set<Context*> g_running;  // guarded by g_running_mutex
+std::unordered_map<py::Serial, Context*> g_running;  // guarded by g_running_mutex
 
 void set_thread_running(Context* ctx, bool running) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (running) g_running.insert(ctx);
-    else g_running.erase(ctx);
+    if (running) g_running[ctx->serial()] = ctx;
+    else g_running.erase(ctx->serial());
 }
 
-// owngil interpreter -> the context that owns it, while it lives.
+// owngil interpreter (by serial) -> the context that owns it, while it lives.
 std::mutex g_owners_mutex;
-std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_owners_mutex
+std::unordered_map<py::Serial, Context*> g_owners;  // guarded by g_owners_mutex
 
 }  // namespace
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
 const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
 
-Context* keep_if_running(Context* ctx) {
+Context* keep_if_running(py::Serial ctx) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (!g_running.contains(ctx)) return nullptr;
-    ContextResource::keep(ctx);
-    return ctx;
+    auto it = g_running.find(ctx);
+    if (it == g_running.end()) return nullptr;
+    ContextResource::keep(it->second);
+    return it->second;
 }
 
-Context* keep_owner_of(const py::Interpreter* interp) {
+Context* keep_owner_of(py::Serial interpreter) {
     std::lock_guard<std::mutex> lock(g_owners_mutex);
-    auto it = g_owners.find(interp);
+    auto it = g_owners.find(interpreter);
     if (it == g_owners.end()) return nullptr;
     ContextResource::keep(it->second);
     return it->second;
@@ -164,7 +165,7 @@ bool Context::attach_thread() {
         tstate_ = owngil_.tstate;
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
         std::lock_guard<std::mutex> lock(g_owners_mutex);
-        g_owners[interp_.get()] = this;
+        g_owners[interp_->serial()] = this;
         if (!py::prepare_current_interpreter()) PyErr_Clear();
     } else {
         // A thread state of our own on the main interpreter, kept for the thread's life.
@@ -246,7 +247,7 @@ void Context::release_thread_state() {
 // Object references of this interpreter no longer find this context (keep_owner_of).
 void Context::forget_owngil_owner() {
     std::lock_guard<std::mutex> lock(g_owners_mutex);
-    g_owners.erase(interp_.get());
+    g_owners.erase(interp_->serial());
 }
 
 void Context::detach_thread() {
@@ -693,7 +694,7 @@ namespace context {
 
 RequestHandle::~RequestHandle() {
     if (!req_ || req_->finished()) return;
-    Context* ctx = keep_if_running(req_->context());
+    Context* ctx = keep_if_running(req_->context_serial());
     if (!ctx) {
         req_->cancel();  // nothing runs it any more
         return;

@@ -48,6 +48,10 @@ public:
     Context& operator=(const Context&) = delete;
     ~Context() = default;
 
+    // Any thread: this context's identity, never reused (py/serial.hpp). Requests, namespaces
+    // and pollers remember it instead of the context's address.
+    py::Serial serial() const override { return serial_; }
+
     // Scheduler thread, once, right after construction. Starts the worker thread, which keeps
     // the resource alive while it runs. Returns false if the thread could not be created.
     bool start();
@@ -127,6 +131,7 @@ private:
     void release_thread_state();
     void forget_owngil_owner();
 
+    const py::Serial serial_ = py::next_serial();
     const Mode mode_;
     const ThreadPriority priority_;
     RequestQueue queue_;
@@ -139,7 +144,7 @@ private:
     std::string exit_error_;        // why the worker could not start or end cleanly
     py::InterpreterPtr interp_;
     const bridge::ErlangTypes* types_ = nullptr;
-    Namespace shared_ns_{this};
+    Namespace shared_ns_{serial_};
     PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
     NameCache names_;                 // see WorkerScope::names
 
@@ -183,12 +188,12 @@ using ContextResource = erl::Resource<Context>;
 void set_main_interpreter(py::InterpreterPtr interp);
 const py::Interpreter* main_interpreter_handle();
 
-// ctx with a reference the caller must release, while its worker thread runs; nullptr once
-// that thread has exited. Any thread.
-Context* keep_if_running(Context* ctx);
+// The context with this serial, with a reference the caller must release, while its worker
+// thread runs; nullptr once that thread has exited. Any thread.
+Context* keep_if_running(py::Serial ctx);
 
-// The context that owns an owngil interpreter, with a reference the caller must release, or
-// nullptr when that interpreter has ended (or is the main one). Any thread.
-Context* keep_owner_of(const py::Interpreter* interp);
+// The context that owns the owngil interpreter with this serial, with a reference the caller
+// must release, or nullptr when that interpreter has ended (or is the main one). Any thread.
+Context* keep_owner_of(py::Serial interpreter);
 
 }  // namespace context

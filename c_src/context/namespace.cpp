@@ -5,7 +5,11 @@
 namespace context {
 
 PyObject* Namespace::globals(const py::InterpreterPtr& interp) {
-    if (globals_) return globals_;
+    if (globals_) {
+        if (interp_->serial() == interp->serial()) return globals_;
+        PyErr_SetString(PyExc_RuntimeError, "this namespace belongs to another interpreter");
+        return nullptr;
+    }
     py::Ref dict = py::Ref::steal(PyDict_New());
     if (!dict) return nullptr;
     PyObject* builtins = PyEval_GetBuiltins();  // borrowed
