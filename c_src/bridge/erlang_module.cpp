@@ -309,12 +309,9 @@ Host* require_host() {
     return host;
 }
 
-const ErlangTypes* erlang_types_for_current_interpreter() {
-    py::Ref mod = py::Ref::steal(PyImport_ImportModule("erlang"));
-    if (!mod) return nullptr;
-    // sys.modules keeps the module (and so its state) alive for the interpreter's lifetime.
-    return state_of(mod.get());
-}
+PyObject* import_erlang_module() { return PyImport_ImportModule("erlang"); }
+
+const ErlangTypes* erlang_types_of(PyObject* module) { return state_of(module); }
 
 PyObject* make_pid(const ErlangTypes& types, const ErlNifPid& pid) {
     auto* obj = PyObject_New(PidObject, types.pid);

@@ -177,10 +177,12 @@ bool Context::attach_thread() {
         }
         PyEval_RestoreThread(tstate_);
     }
-    types_ = bridge::erlang_types_for_current_interpreter();
+    erlang_module_ = bridge::import_erlang_module();
+    types_ = erlang_module_ ? bridge::erlang_types_of(erlang_module_) : nullptr;
     code_cache_ = types_ ? PyDict_New() : nullptr;
     if (!types_ || !code_cache_) {
         PyErr_Clear();
+        Py_CLEAR(erlang_module_);
         exit_error_ = "cannot import the erlang module";
         release_thread_state();
         return false;
@@ -256,6 +258,8 @@ void Context::detach_thread() {
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
     names_.clear();
+    types_ = nullptr;
+    Py_CLEAR(erlang_module_);
     interp_->drain();
     if (mode_ == Mode::OwnGil && !join_python_threads()) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter

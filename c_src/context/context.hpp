@@ -143,6 +143,7 @@ private:
     py::OwnGilInterpreter owngil_;  // owngil mode only
     std::string exit_error_;        // why the worker could not start or end cleanly
     py::InterpreterPtr interp_;
+    PyObject* erlang_module_ = nullptr;  // held: types_ lives in its state
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{serial_};
     PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache

@@ -44,12 +44,18 @@ namespace {
 struct ReplyObject {
     PyObject_HEAD
     Request* req;  // a reference held until dealloc
-    const bridge::ErlangTypes* types;
     py::InterpreterPtr* interp;  // heap-allocated: PyObject memory is not constructed
     bool deferred;
 };
 
 ReplyObject* as_reply(PyObject* self) { return reinterpret_cast<ReplyObject*>(self); }
+
+// The types of the `erlang` module that made this object's type: the type holds that module,
+// and the object its type, so they live as long as the object (even when user code dropped
+// sys.modules['erlang']).
+const bridge::ErlangTypes& types_of(PyObject* self) {
+    return *static_cast<const bridge::ErlangTypes*>(PyType_GetModuleState(Py_TYPE(self)));
+}
 
 // Replies with payload built by build(env) unless the request was cancelled. Returns a Python
 // bool: whether the reply was sent.
@@ -68,7 +74,7 @@ PyObject* reply_ok(PyObject* self, PyObject* value) {
     ReplyObject* r = as_reply(self);
     return finish(r, [&](ErlNifEnv* env, std::string* traceback) {
         ERL_NIF_TERM term{};
-        bridge::Converter cv{*r->types, *r->interp};
+        bridge::Converter cv{types_of(self), *r->interp};
         if (r->req->mode() == ResultMode::StreamStart) return erl::atoms().ok;
         if (!bridge::to_erlang(cv, env, value, &term)) return take_python_error(env, traceback);
         return enif_make_tuple2(env, erl::atoms().ok, term);
@@ -98,7 +104,7 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
     }
     erl::OwnedEnv env;
     ERL_NIF_TERM term{};
-    bridge::Converter cv{*r->types, *r->interp};
+    bridge::Converter cv{types_of(self), *r->interp};
     if (!bridge::to_erlang(cv, env.get(), value, &term)) return nullptr;
     if (!r->req->try_begin_chunk()) Py_RETURN_FALSE;
     const erl::Atoms& a = erl::atoms();
@@ -158,7 +164,6 @@ PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr&
     auto* obj = PyObject_New(ReplyObject, types.reply);
     if (!obj) return nullptr;
     obj->req = nullptr;
-    obj->types = &types;
     obj->deferred = false;
     obj->interp = new (std::nothrow) py::InterpreterPtr(interp);
     if (!obj->interp) {
