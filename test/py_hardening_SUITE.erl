@@ -14,7 +14,7 @@
 
 -export([stale_reference_owngil/1, worker_reference_outlives_its_context/1, stale_env/1,
          reset_while_converting_locals/1, reset_while_converting_kwargs/1, erlang_module_dropped/1,
-         start_failure_reported_at_once/1]).
+         start_failure_reported_at_once/1, event_loop_of_stopped_context/1]).
 
 -import(py_test_util, [flush/0]).
 
@@ -23,7 +23,7 @@ suite() -> [{timetrap, {minutes, 3}}].
 all() ->
     [stale_reference_owngil, worker_reference_outlives_its_context, stale_env,
      reset_while_converting_locals, reset_while_converting_kwargs, erlang_module_dropped,
-     start_failure_reported_at_once].
+     event_loop_of_stopped_context, start_failure_reported_at_once].
 
 %% How many stop/new cycles a case tries: the allocator hands a new context or interpreter the
 %% address of the one just freed in most cycles, and every cycle must be refused.
@@ -272,3 +272,21 @@ start_failure_reported_at_once(_Config) ->
             {{error, context_start_failed}, true} = {Result, Ms < 2000},
             ok
     end.
+
+%% An event loop made on a worker context outlives it (it is kept in the main interpreter's
+%% sys module). Its poller no longer keeps the context alive (the Poller -> Context reference
+%% is gone), so a new context may take the old one's address: the poller knows its context by
+%% serial and refuses to run elsewhere, cycle after cycle; closing it works anywhere.
+event_loop_of_stopped_context(_Config) ->
+    [begin
+         C1 = new_ctx(worker),
+         ok = py:exec(C1, <<"import erlang, sys\nsys._h14_loop = erlang.new_event_loop()\n">>),
+         {ok, 3} = py:eval(C1, <<"sys._h14_loop.run_until_complete(__import__('asyncio').sleep(0, 3))">>),
+         stop_and_forget(C1),
+         C2 = new_ctx(worker),
+         {error, {'RuntimeError', "an ErlangEventLoop is used only on the context thread that made it"}} =
+             py:eval(C2, <<"__import__('sys')._h14_loop.run_until_complete(__import__('asyncio').sleep(0, 3))">>),
+         ok = py:exec(C2, <<"import sys\nsys._h14_loop.close()\ndel sys._h14_loop\n">>),
+         stop_and_forget(C2)
+     end || _ <- lists:seq(1, ?CYCLES)],
+    ok.

@@ -131,6 +131,7 @@ void* Context::thread_main(void* self) {
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
     set_thread_priority(ctx->priority_);
     ctx->run();
+    ctx->waker_->disarm();  // before the release below may free the context
     set_thread_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
@@ -324,16 +325,51 @@ bool Context::next_batch(std::vector<RequestPtr>& batch) {
     return queue_.pop_all(batch, deadline);
 }
 
-// Precondition: attached. Runs one request and sends its reply.
+// Precondition: attached. Runs one request and sends its reply. No C++ exception leaves: this
+// runs under serve() (a C thread entry) and under Python frames (a nested request served while
+// a callback waits). When one comes (std::bad_alloc: a reply env, the nesting stacks or a
+// traceback could not grow) the caller gets {error, out_of_memory} (or {error, internal_error}).
 void Context::handle(RequestPtr& req) {
     if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
+    size_t depth = running_.size();
+    try {
+        run_request(req);
+    } catch (...) {
+        ERL_NIF_TERM reason = erl::atoms().internal_error;
+        try {
+            throw;
+        } catch (const std::bad_alloc&) {
+            reason = erl::atoms().out_of_memory;
+        } catch (...) {}
+        while (running_.size() > depth) pop_running();
+        PyErr_Clear();
+        (void)req->try_start();  // the failure may have come before it started
+        req->mark_ended();
+        interrupter_.settle(*req);
+        if (req->try_reply()) reply_internal_failure(*req, reason);
+    }
+}
+
+void Context::reply_internal_failure(Request& req, ERL_NIF_TERM reason) {
+    ErlNifEnv* env = failure_env_.get();
+    const erl::Atoms& a = erl::atoms();
+    ERL_NIF_TERM tag = enif_make_copy(env, req.tag);
+    ERL_NIF_TERM error = enif_make_tuple2(env, a.error, reason);
+    ERL_NIF_TERM msg = req.mode() == ResultMode::StreamStart ? enif_make_tuple3(env, a.py_stream, tag, error)
+                                                             : enif_make_tuple2(env, tag, error);
+    req.reply_slot().give_up(env);  // a polling caller gets it as a message
+    erl::send_and_clear(env, req.mode() == ResultMode::StreamStart ? req.reply_to() : req.caller(), msg);
+}
+
+void Context::run_request(RequestPtr& req) {
     size_t depth = running_.size();
     push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
     if (!req->try_start()) {  // cancelled while queued
         pop_running();
         return;
     }
-    while (msg_envs_.size() <= depth) msg_envs_.push_back(std::make_unique<erl::OwnedEnv>());
+    while (msg_envs_.size() <= depth) msg_envs_.emplace_back();
+    if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // new, or it went with a reply
     ErlNifEnv* env = msg_envs_[depth]->get();
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
@@ -348,7 +384,6 @@ void Context::handle(RequestPtr& req) {
         return;
     }
     send_final_reply(*req, msg_envs_[depth], payload, traceback);
-    if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // it went with the reply
 }
 
 // Precondition: attached. The request whose code runs now on this thread (nullptr: a step of
@@ -558,7 +593,7 @@ PyObject* Context::self_pid() {
 
 aio::PollerPtr Context::make_poller() {
     try {
-        return aio::PollerPtr::adopt(aio::PollerResource::make(this, owner_pid_));
+        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, owner_pid_));
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return {};

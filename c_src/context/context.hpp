@@ -111,6 +111,8 @@ private:
     void serve();
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
+    void run_request(RequestPtr& request);
+    void reply_internal_failure(Request& request, ERL_NIF_TERM reason);
     enum class WaitEnd { Done, TimedOut, Stopped };
     template <class Done>
     WaitEnd serve_nested(Done done, RequestQueue::Clock::time_point deadline);
@@ -155,6 +157,7 @@ private:
     std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
     std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
     std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth
+    erl::OwnedEnv failure_env_;  // made up front: replies when no memory was left for another
     uint64_t next_callback_id_ = 0;
 
     // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
@@ -166,6 +169,10 @@ private:
     RequestQueue::Clock::time_point hosted_deadline_ = RequestQueue::Clock::time_point::max();
     bool in_hosted_step_ = false;
     std::atomic<bool> tasks_abandoned_{false};  // see cancel_abandoned_tasks
+
+    // Pollers wake this context through it while its thread runs (disarmed when it exits).
+    const aio::WakerPtr waker_ =
+        std::make_shared<aio::Waker>([](void* self) { static_cast<Context*>(self)->wake(); }, this);
 
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)

@@ -8,6 +8,7 @@
 #include "erl/env.hpp"
 #include "erl/terms.hpp"
 #include "py/error.hpp"
+#include "py/guard.hpp"
 #include "py/ref.hpp"
 
 namespace context {
@@ -43,7 +44,7 @@ namespace {
 
 struct ReplyObject {
     PyObject_HEAD
-    Request* req;  // a reference held until dealloc
+    Request* req;                // a reference held until dealloc
     py::InterpreterPtr* interp;  // heap-allocated: PyObject memory is not constructed
     bool deferred;
 };
@@ -135,19 +136,20 @@ void reply_dealloc(PyObject* self) {
 }
 
 PyMethodDef reply_methods[] = {
-    {"ok", reply_ok, METH_O, "ok(value): send value as the result."},
-    {"error", reply_error, METH_O, "error(exc): send exc as the error."},
-    {"chunk", reply_chunk, METH_O, "chunk(value): send one stream item; False once cancelled."},
+    {"ok", py::guarded<&reply_ok>, METH_O, "ok(value): send value as the result."},
+    {"error", py::guarded<&reply_error>, METH_O, "error(exc): send exc as the error."},
+    {"chunk", py::guarded<&reply_chunk>, METH_O, "chunk(value): send one stream item; False once cancelled."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyGetSetDef reply_getset[] = {
-    {"cancelled", reply_cancelled, nullptr, "Whether the caller gave up (timeout, stream_cancel).", nullptr},
+    {"cancelled", py::guarded<&reply_cancelled>, nullptr, "Whether the caller gave up (timeout, stream_cancel).",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
 PyType_Slot reply_slots[] = {
-    {Py_tp_dealloc, reinterpret_cast<void*>(&reply_dealloc)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&reply_dealloc>)},
     {Py_tp_methods, reply_methods},
     {Py_tp_getset, reply_getset},
     {Py_tp_doc, const_cast<char*>("Where the result of a request goes when it comes later.")},
