@@ -55,13 +55,18 @@ constexpr size_t kThreadStackMiB = 32;
 constexpr int kMaxBuildDepth = 2000;
 
 struct Harness {
+    PyObject* erlang_module = nullptr;  // held: types lives in its state
     const bridge::ErlangTypes* types = nullptr;
     py::InterpreterPtr interp;
-    ErlNifEnv* env = nullptr;           // the terms of one input; cleared after each
-    ErlNifEnv* fixed = nullptr;         // samples, atoms, references to Python objects: for the whole run
-    std::vector<ERL_NIF_TERM> samples;  // pids, references, ports, funs, ... from py_fuzz:samples/0
-    std::vector<ERL_NIF_TERM> atoms;    // the atoms build_term() picks from (it never makes new ones)
-    std::vector<ERL_NIF_TERM> refs;     // opaque references to Python objects (py_build.OPAQUE)
+    // An ended interpreter that had interp's state address (as a new owngil interpreter often
+    // takes a dead one's): references made with it must be refused, never read (issue 14).
+    py::InterpreterPtr dead_interp;
+    ErlNifEnv* env = nullptr;              // the terms of one input; cleared after each
+    ErlNifEnv* fixed = nullptr;            // samples, atoms, references to Python objects: for the whole run
+    std::vector<ERL_NIF_TERM> samples;     // pids, references, ports, funs, ... from py_fuzz:samples/0
+    std::vector<ERL_NIF_TERM> atoms;       // the atoms build_term() picks from (it never makes new ones)
+    std::vector<ERL_NIF_TERM> refs;        // opaque references to Python objects (py_build.OPAQUE)
+    std::vector<ERL_NIF_TERM> stale_refs;  // the same objects, as references of dead_interp
     PyObject* marshal_loads = nullptr;
     PyObject* marshal_kwargs = nullptr;  // {"allow_code": False} on 3.13+, else nullptr
     PyObject* build_object = nullptr;    // py_build.build
@@ -387,9 +392,14 @@ bool is_hashable(ErlNifEnv* env, ERL_NIF_TERM key) {
     return true;
 }
 
+bool is_stale_reference(ErlNifEnv* env, ERL_NIF_TERM t) {
+    bridge::ObjectRef* ref = ObjectRefResource::get(env, t);
+    return ref && ref->interpreter().serial() == g.dead_interp->serial();
+}
+
 // Whether to_python must succeed on t. It refuses (TypeError or RecursionError) a bitstring that
 // is not whole bytes, an improper list, a map key Python cannot hash, and nesting deeper than
-// bridge::kMaxDepth.
+// bridge::kMaxDepth; and (ValueError) a reference to an object of an ended interpreter.
 bool convertible(ErlNifEnv* env, ERL_NIF_TERM term) {
     std::vector<std::pair<ERL_NIF_TERM, int>> todo{{term, 0}};
     std::vector<ERL_NIF_TERM> children;
@@ -406,7 +416,9 @@ bool convertible(ErlNifEnv* env, ERL_NIF_TERM term) {
             case ERL_NIF_TERM_TYPE_LIST:
                 if (!enif_get_list_length(env, t, &len)) return false;
                 break;
-            default: break;
+            default:
+                if (is_stale_reference(env, t)) return false;
+                break;
         }
         children.clear();
         push_children(env, t, children);
@@ -591,6 +603,17 @@ bool holds_reference(ErlNifEnv* env, ERL_NIF_TERM term) {
     return false;
 }
 
+bool holds_stale_reference(ErlNifEnv* env, ERL_NIF_TERM term) {
+    std::vector<ERL_NIF_TERM> todo{term};
+    while (!todo.empty()) {
+        ERL_NIF_TERM t = todo.back();
+        todo.pop_back();
+        if (is_stale_reference(env, t)) return true;
+        push_children(env, t, todo);
+    }
+    return false;
+}
+
 bool same_term(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b);
 
 [[gnu::noinline]] bool same_map(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b) {
@@ -732,7 +755,8 @@ void erlang_first(ErlNifEnv* env, ERL_NIF_TERM t) {
     py::Ref o = py::Ref::steal(to_python(env, t));
     if (!o) {
         if (expected) fail("to_python refused a term the mapping converts", t);
-        if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_RecursionError))
+        if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_RecursionError) &&
+            !(PyErr_ExceptionMatches(PyExc_ValueError) && holds_stale_reference(env, t)))
             fail("to_python refused a term with an unexpected exception", t);
         PyErr_Clear();
         return;
@@ -973,7 +997,12 @@ ERL_NIF_TERM build_term(ErlNifEnv* env, Reader& r, Built& made, int depth, size_
             }
             break;
         }
-        case 14: t = enif_make_copy(env, g.refs[r.u8() % g.refs.size()]); break;
+        case 14: {  // a reference to a Python object: of the live interpreter, or of a dead one
+            unsigned k = r.u8();
+            const std::vector<ERL_NIF_TERM>& from = (k & 0x80) ? g.stale_refs : g.refs;
+            t = enif_make_copy(env, from[k % from.size()]);
+            break;
+        }
         default: t = special(env, arg); break;
     }
     made.terms.push_back(t);
@@ -1065,7 +1094,8 @@ bool set_up(std::string& error) {
     }
     PyEval_RestoreThread(tstate);  // attached for the rest of the run
     g.interp = std::make_shared<py::Interpreter>(py::main_interpreter());
-    g.types = bridge::erlang_types_for_current_interpreter();
+    g.erlang_module = bridge::import_erlang_module();
+    g.types = g.erlang_module ? bridge::erlang_types_of(g.erlang_module) : nullptr;
     g.env = enif_alloc_env();
     if (!g.types || !g.env) {
         error = "cannot import the erlang module";
@@ -1124,6 +1154,13 @@ bool set_up(std::string& error) {
             return false;
         }
         g.refs.push_back(t);
+    }
+    g.dead_interp = std::make_shared<py::Interpreter>(py::main_interpreter());
+    g.dead_interp->mark_dead();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(opaque); ++i) {
+        bridge::ObjectRef* ref = ObjectRefResource::make(PyList_GET_ITEM(opaque, i), g.dead_interp);
+        g.stale_refs.push_back(ObjectRefResource::term(g.fixed, ref));
+        ObjectRefResource::release(ref);  // the term holds it (its object's reference is dropped unread)
     }
     for (ERL_NIF_TERM t : g.samples) {
         py::Ref o = py::Ref::steal(bridge::to_python(converter(), g.fixed, t));

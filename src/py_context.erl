@@ -324,21 +324,25 @@ preload(Ref, Code) ->
 
 %% Waits for the context's thread to be ready (an owngil interpreter takes a few ms to
 %% create), so that a context that cannot start is reported by new/1. The probe runs in a
-%% namespace of its own: the shared one is made later, after the setup steps.
+%% namespace of its own: the shared one is made later, after the setup steps. A failure is
+%% {Tag, {error, _}} or, for a Python exception, {Tag, {error, _}, Traceback}.
 started(Ref) ->
     Tag = make_ref(),
     Request = py_nif:submit_eval(Ref, py_nif:namespace_new(Ref), Tag, <<"None">>, #{}, plain),
     receive
         {Tag, {ok, none}} -> ok;
-        {Tag, _Failed} ->
-            case stop_thread(Ref) of
-                {error, Reason} -> {error, Reason};
-                ok -> {error, context_start_failed}
-            end
+        {Tag, _Failed} -> start_failed(Ref);
+        {Tag, _Failed, _Traceback} -> start_failed(Ref)
     after ?STOP_DEADLINE ->
         _ = py_nif:cancel(Ref, Request),
         _ = stop_thread(Ref),
         {error, context_start_timeout}
+    end.
+
+start_failed(Ref) ->
+    case stop_thread(Ref) of
+        {error, Reason} -> {error, Reason};
+        ok -> {error, context_start_failed}
     end.
 
 stop_thread(Ref) ->

@@ -5,7 +5,6 @@
 
 #include <cerrno>
 
-#include "context/context.hpp"
 #include "erl/atoms.hpp"
 
 namespace aio {
@@ -28,8 +27,7 @@ FdWatch::~FdWatch() {
     if (dup_fd >= 0) ::close(dup_fd);  // never handed to enif_select
 }
 
-Poller::Poller(context::Context* ctx, const ErlNifPid& notify)
-    : ctx_(ctx), ctx_ref_(erl::ResourcePtr<context::Context>::share(ctx)), notify_(notify) {}
+Poller::Poller(WakerPtr waker, const ErlNifPid& notify) : waker_(std::move(waker)), notify_(notify) {}
 
 Poller::~Poller() { remove_all(); }
 
@@ -148,7 +146,7 @@ void Poller::on_ready(FdWatch* w, int mode) {
         ready_.emplace_back(FdWatchPtr::share(w), mode);
         has_ready_.store(true, std::memory_order_release);
     }
-    ctx_->wake();
+    waker_->wake();
 }
 
 }  // namespace aio

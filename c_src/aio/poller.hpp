@@ -19,11 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "aio/waker.hpp"
 #include "erl/resource.hpp"
-
-namespace context {
-class Context;
-}
 
 namespace aio {
 
@@ -54,8 +51,9 @@ using FdWatchPtr = erl::ResourcePtr<FdWatch>;
 
 class Poller {
 public:
-    // Precondition: on ctx's thread. notify: the process enif_select sends readiness to.
-    Poller(context::Context* ctx, const ErlNifPid& notify);
+    // Precondition: on the context's thread. waker: wakes that thread (not a reference to the
+    // context: see aio/waker.hpp). notify: the process enif_select sends readiness to.
+    Poller(WakerPtr waker, const ErlNifPid& notify);
     Poller(const Poller&) = delete;
     Poller& operator=(const Poller&) = delete;
     ~Poller();
@@ -85,8 +83,7 @@ public:
 private:
     int select(FdWatch* w, int flags);
 
-    context::Context* ctx_;  // kept alive by ctx_ref_
-    erl::ResourcePtr<context::Context> ctx_ref_;
+    WakerPtr waker_;
     ErlNifPid notify_;
     std::unordered_map<int, FdWatchPtr> watches_;  // context thread
     std::vector<FdWatchPtr> to_arm_;               // context thread

@@ -6,6 +6,7 @@
 
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
+#include "py/guard.hpp"
 #include "py/ref.hpp"
 
 namespace aio {
@@ -13,18 +14,19 @@ namespace {
 
 struct PollerObject {
     PyObject_HEAD
-    PollerPtr* poller;   // heap-allocated: PyObject memory is not constructed; null once closed
-    bridge::Host* host;  // the context whose thread made it
+    PollerPtr* poller;  // heap-allocated: PyObject memory is not constructed; null once closed
+    py::Serial host;    // the context whose thread made it (bridge::Host::serial, never its address)
 };
 
 PollerObject* as_poller(PyObject* self) { return reinterpret_cast<PollerObject*>(self); }
 
-// The poller, when called on its own context's thread and not closed; else nullptr with an error.
-Poller* usable(PyObject* self) {
+// The poller, when called on its own context's thread and not closed; else nullptr with an
+// error. *host_out: that context.
+Poller* usable(PyObject* self, bridge::Host** host_out = nullptr) {
     PollerObject* p = as_poller(self);
     bridge::Host* host = bridge::require_host();
     if (!host) return nullptr;
-    if (host != p->host) {
+    if (host->serial() != p->host) {
         PyErr_SetString(PyExc_RuntimeError, "an ErlangEventLoop is used only on the context thread that made it");
         return nullptr;
     }
@@ -32,6 +34,7 @@ Poller* usable(PyObject* self) {
         PyErr_SetString(PyExc_ValueError, "the poller is closed");
         return nullptr;
     }
+    if (host_out) *host_out = host;
     return p->poller->get();
 }
 
@@ -53,7 +56,7 @@ PyObject* poller_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     if (!made) return nullptr;
     auto* self = reinterpret_cast<PollerObject*>(type->tp_alloc(type, 0));
     if (!self) return nullptr;
-    self->host = host;
+    self->host = host->serial();
     self->poller = new (std::nothrow) PollerPtr(std::move(made));
     if (!self->poller) {
         Py_DECREF(self);
@@ -134,10 +137,11 @@ PyObject* poller_wait(PyObject* self, PyObject* arg) {
         if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
         if (timeout < 0) timeout = 0;
     }
-    Poller* p = usable(self);
+    bridge::Host* host = nullptr;
+    Poller* p = usable(self, &host);
     if (!p) return nullptr;
     p->arm_pending();
-    if (!p->has_ready() && timeout != 0 && !as_poller(self)->host->wait_poller(*p, timeout)) return nullptr;
+    if (!p->has_ready() && timeout != 0 && !host->wait_poller(*p, timeout)) return nullptr;
     return ready_list(p);
 }
 
@@ -165,9 +169,10 @@ PyObject* poller_request_step(PyObject* self, PyObject*) {
 
 // host(loop | None): the context steps loop between requests from now on (None: no more).
 PyObject* poller_host(PyObject* self, PyObject* loop) {
-    Poller* p = usable(self);
+    bridge::Host* host = nullptr;
+    Poller* p = usable(self, &host);
     if (!p) return nullptr;
-    as_poller(self)->host->set_hosted_loop(loop == Py_None ? nullptr : loop, loop == Py_None ? nullptr : p);
+    host->set_hosted_loop(loop == Py_None ? nullptr : loop, loop == Py_None ? nullptr : p);
     Py_RETURN_NONE;
 }
 
@@ -177,21 +182,21 @@ PyObject* poller_close(PyObject* self, PyObject*) {
 }
 
 PyMethodDef poller_methods[] = {
-    {"register", poller_register, METH_VARARGS, nullptr},
-    {"modify", poller_modify, METH_VARARGS, nullptr},
-    {"unregister", poller_unregister, METH_O, nullptr},
-    {"wait", poller_wait, METH_O, nullptr},
-    {"poll", poller_poll, METH_NOARGS, nullptr},
-    {"arm", poller_arm, METH_NOARGS, nullptr},
-    {"request_step", poller_request_step, METH_NOARGS, nullptr},
-    {"host", poller_host, METH_O, nullptr},
-    {"close", poller_close, METH_NOARGS, nullptr},
+    {"register", py::guarded<&poller_register>, METH_VARARGS, nullptr},
+    {"modify", py::guarded<&poller_modify>, METH_VARARGS, nullptr},
+    {"unregister", py::guarded<&poller_unregister>, METH_O, nullptr},
+    {"wait", py::guarded<&poller_wait>, METH_O, nullptr},
+    {"poll", py::guarded<&poller_poll>, METH_NOARGS, nullptr},
+    {"arm", py::guarded<&poller_arm>, METH_NOARGS, nullptr},
+    {"request_step", py::guarded<&poller_request_step>, METH_NOARGS, nullptr},
+    {"host", py::guarded<&poller_host>, METH_O, nullptr},
+    {"close", py::guarded<&poller_close>, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyType_Slot poller_slots[] = {
-    {Py_tp_new, reinterpret_cast<void*>(&poller_new)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(&poller_dealloc)},
+    {Py_tp_new, reinterpret_cast<void*>(py::guarded<&poller_new>)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&poller_dealloc>)},
     {Py_tp_methods, poller_methods},
     {Py_tp_doc, const_cast<char*>("Descriptor readiness from the BEAM's poller (enif_select), for ErlangEventLoop.")},
     {0, nullptr},

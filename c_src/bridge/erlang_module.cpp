@@ -11,6 +11,7 @@
 #include "bridge/host.hpp"
 #include "bridge/thread_call.hpp"
 #include "context/reply.hpp"
+#include "py/guard.hpp"
 #include "py/ref.hpp"
 
 namespace bridge {
@@ -57,10 +58,10 @@ void pid_dealloc(PyObject* self) {
 }
 
 PyType_Slot pid_slots[] = {
-    {Py_tp_richcompare, reinterpret_cast<void*>(&pid_richcompare)},
-    {Py_tp_hash, reinterpret_cast<void*>(&pid_hash)},
-    {Py_tp_repr, reinterpret_cast<void*>(&pid_repr)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(&pid_dealloc)},
+    {Py_tp_richcompare, reinterpret_cast<void*>(py::guarded<&pid_richcompare>)},
+    {Py_tp_hash, reinterpret_cast<void*>(py::guarded<&pid_hash>)},
+    {Py_tp_repr, reinterpret_cast<void*>(py::guarded<&pid_repr>)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&pid_dealloc>)},
     {Py_tp_doc, const_cast<char*>("An Erlang process identifier. Converts back to the same pid.")},
     {0, nullptr},
 };
@@ -98,11 +99,11 @@ void term_dealloc(PyObject* self) {
 }
 
 PyType_Slot term_slots[] = {
-    {Py_tp_richcompare, reinterpret_cast<void*>(&term_richcompare)},
-    {Py_tp_hash, reinterpret_cast<void*>(&term_hash)},
-    {Py_tp_repr, reinterpret_cast<void*>(&term_repr)},
-    {Py_tp_traverse, reinterpret_cast<void*>(&term_traverse)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(&term_dealloc)},
+    {Py_tp_richcompare, reinterpret_cast<void*>(py::guarded<&term_richcompare>)},
+    {Py_tp_hash, reinterpret_cast<void*>(py::guarded<&term_hash>)},
+    {Py_tp_repr, reinterpret_cast<void*>(py::guarded<&term_repr>)},
+    {Py_tp_traverse, reinterpret_cast<void*>(py::guarded<&term_traverse>)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&term_dealloc>)},
     {Py_tp_doc, const_cast<char*>("An Erlang term with no Python equivalent (reference, port, fun, remote pid).")},
     {0, nullptr},
 };
@@ -233,16 +234,16 @@ PyObject* erlang_call_method(PyObject*, PyObject* args, PyObject* kwargs) {
 }
 
 PyMethodDef erlang_methods[] = {
-    {"_call_method", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&erlang_call_method)),
+    {"_call_method", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py::guarded<&erlang_call_method>)),
      METH_VARARGS | METH_KEYWORDS, nullptr},
-    {"call", erlang_call, METH_VARARGS,
+    {"call", py::guarded<&erlang_call>, METH_VARARGS,
      "call(name, *args): run the Erlang function registered as name and return its result."},
-    {"send", erlang_send, METH_VARARGS, "send(pid, term): send term to an Erlang process."},
-    {"self", erlang_self, METH_NOARGS, "self(): the pid of the Erlang process this call came from."},
-    {"whereis", erlang_whereis, METH_O, "whereis(name): the pid registered as name, or None."},
-    {"atom", erlang_atom, METH_O, "atom(name): an Erlang atom (converts to the atom, not a binary)."},
-    {"_atom", erlang_atom, METH_O, nullptr},
-    {"__getattr__", erlang_getattr, METH_O, nullptr},
+    {"send", py::guarded<&erlang_send>, METH_VARARGS, "send(pid, term): send term to an Erlang process."},
+    {"self", py::guarded<&erlang_self>, METH_NOARGS, "self(): the pid of the Erlang process this call came from."},
+    {"whereis", py::guarded<&erlang_whereis>, METH_O, "whereis(name): the pid registered as name, or None."},
+    {"atom", py::guarded<&erlang_atom>, METH_O, "atom(name): an Erlang atom (converts to the atom, not a binary)."},
+    {"_atom", py::guarded<&erlang_atom>, METH_O, nullptr},
+    {"__getattr__", py::guarded<&erlang_getattr>, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -333,7 +334,7 @@ int erlang_clear(PyObject* module) {
 }
 
 PyModuleDef_Slot erlang_slots[] = {
-    {Py_mod_exec, reinterpret_cast<void*>(&erlang_exec)},
+    {Py_mod_exec, reinterpret_cast<void*>(py::guarded<&erlang_exec>)},
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
@@ -348,8 +349,8 @@ PyModuleDef erlang_def = {
     sizeof(ErlangTypes),
     nullptr,
     erlang_slots,
-    &erlang_traverse,
-    &erlang_clear,
+    py::guarded<&erlang_traverse>,
+    py::guarded<&erlang_clear>,
     nullptr,
 };
 // clang-format on
@@ -368,12 +369,9 @@ Host* require_host() {
     return host;
 }
 
-const ErlangTypes* erlang_types_for_current_interpreter() {
-    py::Ref mod = py::Ref::steal(PyImport_ImportModule("erlang"));
-    if (!mod) return nullptr;
-    // sys.modules keeps the module (and so its state) alive for the interpreter's lifetime.
-    return state_of(mod.get());
-}
+PyObject* import_erlang_module() { return PyImport_ImportModule("erlang"); }
+
+const ErlangTypes* erlang_types_of(PyObject* module) { return state_of(module); }
 
 PyObject* make_pid(const ErlangTypes& types, const ErlNifPid& pid) {
     auto* obj = PyObject_New(PidObject, types.pid);

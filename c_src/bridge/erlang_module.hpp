@@ -20,9 +20,12 @@ struct ErlangTypes {
 // PyInit function registered with PyImport_AppendInittab.
 PyObject* init_erlang_module();
 
-// Imports `erlang` in the current interpreter and returns its types (valid while the
-// interpreter lives). Precondition: attached. Returns nullptr with an exception set on failure.
-const ErlangTypes* erlang_types_for_current_interpreter();
+// Imports `erlang` in the current interpreter: a new reference to the module, or nullptr with
+// an exception set. Precondition: attached. The caller keeps that reference for as long as it
+// uses the module's types: user code may drop sys.modules['erlang'] and the module with it.
+PyObject* import_erlang_module();
+// The types in the state of a module import_erlang_module returned; valid while it is held.
+const ErlangTypes* erlang_types_of(PyObject* module);
 
 // erlang.Pid <-> ErlNifPid. Precondition: attached.
 PyObject* make_pid(const ErlangTypes& types, const ErlNifPid& pid);

@@ -7,12 +7,17 @@
 
 #include "aio/poller.hpp"
 #include "py/interpreter.hpp"
+#include "py/serial.hpp"
 
 namespace bridge {
 
 class Host {
 public:
-    // Precondition for all: on the host's worker thread, attached. Each returns a new reference
+    // Any thread: the host's identity, never reused (an object made for one context compares
+    // it, never the host's address).
+    virtual py::Serial serial() const = 0;
+
+    // Precondition for the others: on the host's worker thread, attached. Each returns a new reference
     // or nullptr with a Python exception set.
     virtual PyObject* call_erlang(PyObject* name, PyObject* args) = 0;  // erlang.call
     virtual PyObject* send(PyObject* pid, PyObject* message) = 0;       // erlang.send

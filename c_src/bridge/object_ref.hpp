@@ -19,7 +19,8 @@ public:
     ObjectRef& operator=(const ObjectRef&) = delete;
     ~ObjectRef() { interp_->defer_decref(obj_); }
 
-    // Borrowed; only valid on a thread attached to interpreter().
+    // Borrowed; only valid on a thread attached to interpreter(), which the caller checks by
+    // serial (py::Interpreter::serial), never by state address.
     PyObject* object() const { return obj_; }
     const py::Interpreter& interpreter() const { return *interp_; }
 

@@ -103,8 +103,13 @@ PyObject* binary_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
 
 PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term) {
     if (ObjectRef* ref = ObjectRefResource::get(env, term)) {
-        if (ref->interpreter().state() != cv.interp->state()) {
-            PyErr_SetString(PyExc_ValueError, "a Python object reference from another interpreter cannot be used here");
+        // By serial, never by address: an ended interpreter's state is often reused by a new one.
+        const py::Interpreter& owner = ref->interpreter();
+        if (owner.serial() != cv.interp->serial()) {
+            PyErr_SetString(PyExc_ValueError,
+                            owner.alive() ? "a Python object reference from another interpreter cannot be used here"
+                                          : "a Python object reference whose interpreter has ended (its owngil "
+                                            "context stopped) cannot be used");
             return nullptr;
         }
         PyObject* obj = ref->object();

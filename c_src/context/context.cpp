@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_set>
 #include <vector>
 
 #include "bridge/convert.hpp"
@@ -44,43 +43,47 @@ constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
 py::InterpreterPtr g_main_interp;  // set once at load
 
-// Contexts whose worker thread runs (each holds a reference to its context meanwhile).
+// Contexts whose worker thread runs, by serial (each thread holds a reference to its context
+// meanwhile).
 std::mutex g_running_mutex;
-std::unordered_set<Context*> g_running;  // guarded by g_running_mutex
+std::unordered_map<py::Serial, Context*> g_running;  // guarded by g_running_mutex
 
 void set_thread_running(Context* ctx, bool running) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (running) g_running.insert(ctx);
-    else g_running.erase(ctx);
+    if (running) g_running[ctx->serial()] = ctx;
+    else g_running.erase(ctx->serial());
 }
 
-// owngil interpreter -> the context that owns it, while it lives.
+// owngil interpreter (by serial) -> the context that owns it, while it lives.
 std::mutex g_owners_mutex;
-std::unordered_map<const py::Interpreter*, Context*> g_owners;  // guarded by g_owners_mutex
+std::unordered_map<py::Serial, Context*> g_owners;  // guarded by g_owners_mutex
 
 }  // namespace
 
 void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
 const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
 
+// The thread asking is attached to state, so state is a live interpreter: among the live ones
+// (the main one and those in g_owners) its address is unique.
 py::InterpreterPtr interpreter_of(PyInterpreterState* state) {
     if (g_main_interp && g_main_interp->state() == state) return g_main_interp;
     std::lock_guard<std::mutex> lock(g_owners_mutex);
-    for (const auto& [interp, ctx] : g_owners)
-        if (interp->state() == state) return ctx->interpreter();
+    for (const auto& [serial, ctx] : g_owners)
+        if (ctx->interpreter() && ctx->interpreter()->state() == state) return ctx->interpreter();
     return {};
 }
 
-Context* keep_if_running(Context* ctx) {
+Context* keep_if_running(py::Serial ctx) {
     std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (!g_running.contains(ctx)) return nullptr;
-    ContextResource::keep(ctx);
-    return ctx;
+    auto it = g_running.find(ctx);
+    if (it == g_running.end()) return nullptr;
+    ContextResource::keep(it->second);
+    return it->second;
 }
 
-Context* keep_owner_of(const py::Interpreter* interp) {
+Context* keep_owner_of(py::Serial interpreter) {
     std::lock_guard<std::mutex> lock(g_owners_mutex);
-    auto it = g_owners.find(interp);
+    auto it = g_owners.find(interpreter);
     if (it == g_owners.end()) return nullptr;
     ContextResource::keep(it->second);
     return it->second;
@@ -141,6 +144,7 @@ void* Context::thread_main(void* self) {
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
     set_thread_priority(ctx->priority_);
     ctx->run();
+    ctx->waker_->disarm();  // before the release below may free the context
     set_thread_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
@@ -209,7 +213,7 @@ bool Context::attach_thread() {
         tstate_ = owngil_.tstate;
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
         std::lock_guard<std::mutex> lock(g_owners_mutex);
-        g_owners[interp_.get()] = this;
+        g_owners[interp_->serial()] = this;
         if (!py::prepare_current_interpreter()) PyErr_Clear();
     } else {
         // A thread state of our own on the main interpreter, kept for the thread's life.
@@ -221,10 +225,12 @@ bool Context::attach_thread() {
         }
         PyEval_RestoreThread(tstate_);
     }
-    types_ = bridge::erlang_types_for_current_interpreter();
+    erlang_module_ = bridge::import_erlang_module();
+    types_ = erlang_module_ ? bridge::erlang_types_of(erlang_module_) : nullptr;
     code_cache_ = types_ ? PyDict_New() : nullptr;
     if (!types_ || !code_cache_) {
         PyErr_Clear();
+        Py_CLEAR(erlang_module_);
         exit_error_ = "cannot import the erlang module";
         release_thread_state();
         return false;
@@ -292,7 +298,7 @@ void Context::release_thread_state() {
 // Object references of this interpreter no longer find this context (keep_owner_of).
 void Context::forget_owngil_owner() {
     std::lock_guard<std::mutex> lock(g_owners_mutex);
-    g_owners.erase(interp_.get());
+    g_owners.erase(interp_->serial());
 }
 
 void Context::detach_thread() {
@@ -302,6 +308,8 @@ void Context::detach_thread() {
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
     names_.clear();
+    types_ = nullptr;
+    Py_CLEAR(erlang_module_);
     interp_->drain();
     if (mode_ == Mode::OwnGil && !join_python_threads()) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
@@ -377,9 +385,43 @@ bool is_error_reply(ErlNifEnv* env, ERL_NIF_TERM payload) {
 }
 }  // namespace
 
-// Precondition: attached. Runs one request and sends its reply.
+// Precondition: attached. Runs one request and sends its reply. No C++ exception leaves: this
+// runs under serve() (a C thread entry) and under Python frames (a nested request served while
+// a callback waits). When one comes (std::bad_alloc: a reply env, the nesting stacks or a
+// traceback could not grow) the caller gets {error, out_of_memory} (or {error, internal_error}).
 void Context::handle(RequestPtr& req) {
     if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
+    size_t depth = running_.size();
+    try {
+        run_request(req);
+    } catch (...) {
+        ERL_NIF_TERM reason = erl::atoms().internal_error;
+        try {
+            throw;
+        } catch (const std::bad_alloc&) {
+            reason = erl::atoms().out_of_memory;
+        } catch (...) {}
+        while (running_.size() > depth) pop_running();
+        PyErr_Clear();
+        (void)req->try_start();  // the failure may have come before it started
+        req->mark_ended();
+        interrupter_.settle(*req);
+        if (req->try_reply()) reply_internal_failure(*req, reason);
+    }
+}
+
+void Context::reply_internal_failure(Request& req, ERL_NIF_TERM reason) {
+    ErlNifEnv* env = failure_env_.get();
+    const erl::Atoms& a = erl::atoms();
+    ERL_NIF_TERM tag = enif_make_copy(env, req.tag);
+    ERL_NIF_TERM error = enif_make_tuple2(env, a.error, reason);
+    ERL_NIF_TERM msg = req.mode() == ResultMode::StreamStart ? enif_make_tuple3(env, a.py_stream, tag, error)
+                                                             : enif_make_tuple2(env, tag, error);
+    req.reply_slot().give_up(env);  // a polling caller gets it as a message
+    erl::send_and_clear(env, req.mode() == ResultMode::StreamStart ? req.reply_to() : req.caller(), msg);
+}
+
+void Context::run_request(RequestPtr& req) {
     size_t depth = running_.size();
     push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
     uint64_t started_at = ticks_now();
@@ -389,7 +431,8 @@ void Context::handle(RequestPtr& req) {
         pop_running();
         return;
     }
-    while (msg_envs_.size() <= depth) msg_envs_.push_back(std::make_unique<erl::OwnedEnv>());
+    while (msg_envs_.size() <= depth) msg_envs_.emplace_back();
+    if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // new, or it went with a reply
     ErlNifEnv* env = msg_envs_[depth]->get();
     WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
     std::string traceback;
@@ -405,7 +448,6 @@ void Context::handle(RequestPtr& req) {
         return;
     }
     send_final_reply(*req, msg_envs_[depth], payload, traceback);
-    if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // it went with the reply
 }
 
 // Precondition: attached. The request whose code runs now on this thread (nullptr: a step of
@@ -599,7 +641,7 @@ PyObject* Context::self_pid() {
 
 aio::PollerPtr Context::make_poller() {
     try {
-        return aio::PollerPtr::adopt(aio::PollerResource::make(this, owner_pid_));
+        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, owner_pid_));
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return {};
@@ -740,7 +782,7 @@ namespace context {
 
 RequestHandle::~RequestHandle() {
     if (!req_ || req_->finished()) return;
-    Context* ctx = keep_if_running(req_->context());
+    Context* ctx = keep_if_running(req_->context_serial());
     if (!ctx) {
         req_->cancel();  // nothing runs it any more
         return;

@@ -50,6 +50,10 @@ public:
     Context& operator=(const Context&) = delete;
     ~Context() = default;
 
+    // Any thread: this context's identity, never reused (py/serial.hpp). Requests, namespaces
+    // and pollers remember it instead of the context's address.
+    py::Serial serial() const override { return serial_; }
+
     // Scheduler thread, once, right after construction. Starts the worker thread, which keeps
     // the resource alive while it runs. Returns false if the thread could not be created.
     bool start();
@@ -126,6 +130,8 @@ private:
     void serve();
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
+    void run_request(RequestPtr& request);
+    void reply_internal_failure(Request& request, ERL_NIF_TERM reason);
     enum class WaitEnd { Done, TimedOut, Stopped };
     template <class Done>
     WaitEnd serve_nested(Done done, RequestQueue::Clock::time_point deadline);
@@ -147,6 +153,7 @@ private:
     void release_thread_state();
     void forget_owngil_owner();
 
+    const py::Serial serial_ = py::next_serial();
     const Mode mode_;
     const ThreadPriority priority_;
     RequestQueue queue_;
@@ -160,8 +167,9 @@ private:
     py::OwnGilInterpreter owngil_;  // owngil mode only
     std::string exit_error_;        // why the worker could not start or end cleanly
     py::InterpreterPtr interp_;
+    PyObject* erlang_module_ = nullptr;  // held: types_ lives in its state
     const bridge::ErlangTypes* types_ = nullptr;
-    Namespace shared_ns_{this};
+    Namespace shared_ns_{serial_};
     PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
     NameCache names_;                 // see WorkerScope::names
 
@@ -171,6 +179,7 @@ private:
     std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
     std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
     std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth
+    erl::OwnedEnv failure_env_;  // made up front: replies when no memory was left for another
     uint64_t next_callback_id_ = 0;
 
     // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
@@ -182,6 +191,10 @@ private:
     RequestQueue::Clock::time_point hosted_deadline_ = RequestQueue::Clock::time_point::max();
     bool in_hosted_step_ = false;
     std::atomic<bool> tasks_abandoned_{false};  // see cancel_abandoned_tasks
+
+    // Pollers wake this context through it while its thread runs (disarmed when it exits).
+    const aio::WakerPtr waker_ =
+        std::make_shared<aio::Waker>([](void* self) { static_cast<Context*>(self)->wake(); }, this);
 
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
@@ -209,12 +222,12 @@ const py::Interpreter* main_interpreter_handle();
 // (an ended interpreter). Any thread. Registered with bridge::set_interpreter_resolver.
 py::InterpreterPtr interpreter_of(PyInterpreterState* state);
 
-// ctx with a reference the caller must release, while its worker thread runs; nullptr once
-// that thread has exited. Any thread.
-Context* keep_if_running(Context* ctx);
+// The context with this serial, with a reference the caller must release, while its worker
+// thread runs; nullptr once that thread has exited. Any thread.
+Context* keep_if_running(py::Serial ctx);
 
-// The context that owns an owngil interpreter, with a reference the caller must release, or
-// nullptr when that interpreter has ended (or is the main one). Any thread.
-Context* keep_owner_of(const py::Interpreter* interp);
+// The context that owns the owngil interpreter with this serial, with a reference the caller
+// must release, or nullptr when that interpreter has ended (or is the main one). Any thread.
+Context* keep_owner_of(py::Serial interpreter);
 
 }  // namespace context

@@ -23,9 +23,13 @@ struct Job {
     ErlNifEnv* msg_env;
     bridge::Converter cv;
 
-    PyObject* globals() {
+    // A strong reference: converting arguments, hashing a key or a callback can run Python, and
+    // through a callback Erlang can reset the context, which drops the namespace's own.
+    Ref globals() {
         Namespace* ns = request.ns() ? request.ns() : &scope.shared_ns;
-        return ns->globals(scope.interp);
+        PyObject* dict = ns->globals(scope.interp);
+        if (!dict) throw py::ErrorPending();
+        return Ref::borrow(dict);
     }
     Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
     Ref name(int i) { return Ref::check(scope.names.get(request.env(), request.arg[i])); }
@@ -70,10 +74,9 @@ Ref find_callable(Job& job) {
     Ref function_name = job.name(1);
     if (PyUnicode_CompareWithASCIIString(module_name.get(), "__main__") == 0) {
         // '__main__' is the namespace the request runs in (per process or per context).
-        PyObject* globals = job.globals();
-        if (!globals) throw py::ErrorPending();
+        Ref globals = job.globals();
         auto [head, rest] = split_first(function_name.get());
-        PyObject* found = PyDict_GetItemWithError(globals, head.get());  // borrowed
+        PyObject* found = PyDict_GetItemWithError(globals.get(), head.get());  // borrowed: held at once below
         if (!found) {
             if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", head.get());
             throw py::ErrorPending();
@@ -139,21 +142,19 @@ Ref compile_source(Job& job, int start, const char* filename) {
 
 ERL_NIF_TERM run_eval(Job& job) {
     Ref code = compile_source(job, Py_eval_input, "<eval>");
-    PyObject* globals = job.globals();
-    if (!globals) throw py::ErrorPending();
+    Ref globals = job.globals();
     Ref locals;
     size_t nlocals = 0;
     if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0)
-        locals = job.arg_to_python(1);
-    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, locals ? locals.get() : globals));
+        locals = job.arg_to_python(1);  // can run Python (a key's __hash__), and so reset the context
+    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals.get(), locals ? locals.get() : globals.get()));
     return finish_result(job, result.get());
 }
 
 ERL_NIF_TERM run_exec(Job& job) {
     Ref code = compile_source(job, Py_file_input, "<exec>");
-    PyObject* globals = job.globals();
-    if (!globals) throw py::ErrorPending();
-    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals, globals));
+    Ref globals = job.globals();
+    Ref result = Ref::check(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
     return erl::atoms().ok;
 }
 

@@ -26,7 +26,11 @@ bool add_preloaded(PyObject* dict) {
 }  // namespace
 
 PyObject* Namespace::globals(const py::InterpreterPtr& interp) {
-    if (globals_) return globals_;
+    if (globals_) {
+        if (interp_->serial() == interp->serial()) return globals_;
+        PyErr_SetString(PyExc_RuntimeError, "this namespace belongs to another interpreter");
+        return nullptr;
+    }
     py::Ref dict = py::Ref::steal(PyDict_New());
     if (!dict) return nullptr;
     PyObject* builtins = PyEval_GetBuiltins();  // borrowed

@@ -7,24 +7,26 @@
 
 #include "erl/resource.hpp"
 #include "py/interpreter.hpp"
+#include "py/serial.hpp"
 
 namespace context {
 
-class Context;
-
 class Namespace {
 public:
-    explicit Namespace(const Context* owner) : owner_(owner) {}
+    explicit Namespace(py::Serial owner) : owner_(owner) {}
     Namespace(const Namespace&) = delete;
     Namespace& operator=(const Namespace&) = delete;
     ~Namespace() {
         if (globals_) interp_->defer_decref(globals_);
     }
 
-    const Context* owner() const { return owner_; }
+    // The serial of the context it belongs to (Context::serial): compared, never an address.
+    py::Serial owner() const { return owner_; }
 
     // Precondition: on the owner's worker thread, attached to interp. Borrowed reference, or
-    // nullptr with a Python exception set.
+    // nullptr with a Python exception set (also when the dict was made by another interpreter).
+    // The caller holds its own reference across anything that can run Python: a reset (from a
+    // callback) drops the namespace's.
     PyObject* globals(const py::InterpreterPtr& interp);
 
     // Precondition: as for globals(). Drops the dict now (used when the context stops).
@@ -34,7 +36,7 @@ public:
     }
 
 private:
-    const Context* owner_;
+    const py::Serial owner_;
     PyObject* globals_ = nullptr;
     py::InterpreterPtr interp_;
 };

@@ -8,6 +8,7 @@
 #include "erl/env.hpp"
 #include "erl/terms.hpp"
 #include "py/error.hpp"
+#include "py/guard.hpp"
 #include "py/ref.hpp"
 
 namespace context {
@@ -43,13 +44,19 @@ namespace {
 
 struct ReplyObject {
     PyObject_HEAD
-    Request* req;  // a reference held until dealloc
-    const bridge::ErlangTypes* types;
+    Request* req;                // a reference held until dealloc
     py::InterpreterPtr* interp;  // heap-allocated: PyObject memory is not constructed
     bool deferred;
 };
 
 ReplyObject* as_reply(PyObject* self) { return reinterpret_cast<ReplyObject*>(self); }
+
+// The types of the `erlang` module that made this object's type: the type holds that module,
+// and the object its type, so they live as long as the object (even when user code dropped
+// sys.modules['erlang']).
+const bridge::ErlangTypes& types_of(PyObject* self) {
+    return *static_cast<const bridge::ErlangTypes*>(PyType_GetModuleState(Py_TYPE(self)));
+}
 
 // Replies with payload built by build(env) unless the request was cancelled. Returns a Python
 // bool: whether the reply was sent.
@@ -68,7 +75,7 @@ PyObject* reply_ok(PyObject* self, PyObject* value) {
     ReplyObject* r = as_reply(self);
     return finish(r, [&](ErlNifEnv* env, std::string* traceback) {
         ERL_NIF_TERM term{};
-        bridge::Converter cv{*r->types, *r->interp};
+        bridge::Converter cv{types_of(self), *r->interp};
         if (r->req->mode() == ResultMode::StreamStart) return erl::atoms().ok;
         if (!bridge::to_erlang(cv, env, value, &term)) return take_python_error(env, traceback);
         return enif_make_tuple2(env, erl::atoms().ok, term);
@@ -98,7 +105,7 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
     }
     erl::OwnedEnv env;
     ERL_NIF_TERM term{};
-    bridge::Converter cv{*r->types, *r->interp};
+    bridge::Converter cv{types_of(self), *r->interp};
     if (!bridge::to_erlang(cv, env.get(), value, &term)) return nullptr;
     if (!r->req->try_begin_chunk()) Py_RETURN_FALSE;
     const erl::Atoms& a = erl::atoms();
@@ -129,19 +136,20 @@ void reply_dealloc(PyObject* self) {
 }
 
 PyMethodDef reply_methods[] = {
-    {"ok", reply_ok, METH_O, "ok(value): send value as the result."},
-    {"error", reply_error, METH_O, "error(exc): send exc as the error."},
-    {"chunk", reply_chunk, METH_O, "chunk(value): send one stream item; False once cancelled."},
+    {"ok", py::guarded<&reply_ok>, METH_O, "ok(value): send value as the result."},
+    {"error", py::guarded<&reply_error>, METH_O, "error(exc): send exc as the error."},
+    {"chunk", py::guarded<&reply_chunk>, METH_O, "chunk(value): send one stream item; False once cancelled."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyGetSetDef reply_getset[] = {
-    {"cancelled", reply_cancelled, nullptr, "Whether the caller gave up (timeout, stream_cancel).", nullptr},
+    {"cancelled", py::guarded<&reply_cancelled>, nullptr, "Whether the caller gave up (timeout, stream_cancel).",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
 PyType_Slot reply_slots[] = {
-    {Py_tp_dealloc, reinterpret_cast<void*>(&reply_dealloc)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&reply_dealloc>)},
     {Py_tp_methods, reply_methods},
     {Py_tp_getset, reply_getset},
     {Py_tp_doc, const_cast<char*>("Where the result of a request goes when it comes later.")},
@@ -158,7 +166,6 @@ PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr&
     auto* obj = PyObject_New(ReplyObject, types.reply);
     if (!obj) return nullptr;
     obj->req = nullptr;
-    obj->types = &types;
     obj->deferred = false;
     obj->interp = new (std::nothrow) py::InterpreterPtr(interp);
     if (!obj->interp) {

@@ -13,6 +13,7 @@
 #include "context/reply_slot.hpp"
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
+#include "py/serial.hpp"
 
 namespace context {
 
@@ -47,9 +48,10 @@ public:
     ResultMode mode() const { return mode_; }
     void set_mode(ResultMode mode) { mode_ = mode; }
     Namespace* ns() const { return ns_.get(); }
-    // The context it was queued to (set before queuing; not a reference: see keep_context).
-    Context* context() const { return context_; }
-    void set_context(Context* ctx) { context_ = ctx; }
+    // The serial of the context it was queued to (set before queuing). An identity, not a
+    // reference: the request may outlive the context, and another context may take its address.
+    py::Serial context_serial() const { return context_serial_; }
+    void set_context_serial(py::Serial ctx) { context_serial_ = ctx; }
     ErlNifEnv* env() const { return env_.get(); }
 
     // Terms copied into env(): the reply tag and up to four arguments.
@@ -132,7 +134,7 @@ private:
     std::atomic<uint64_t> callback_id_{0};
     std::atomic<bool> ended_{false};
     ReplySlot reply_slot_;
-    Context* context_ = nullptr;
+    py::Serial context_serial_ = 0;
 
     friend class RequestQueue;
     Request* queue_next_ = nullptr;  // the link while queued (written by the pusher)

@@ -39,11 +39,12 @@ Context* get_context(ErlNifEnv* env, ERL_NIF_TERM term) {
     return ctx;
 }
 
-// `undefined` selects the context's shared namespace; otherwise a namespace of this context.
+// `undefined` selects the context's shared namespace; otherwise a namespace of this context
+// (by serial: the namespace of a stopped context is refused even when ctx took its address).
 erl::ResourcePtr<Namespace> get_namespace(ErlNifEnv* env, ERL_NIF_TERM term, const Context* ctx) {
     if (term == erl::atoms().undefined) return {};
     Namespace* ns = NamespaceResource::get(env, term);
-    if (!ns || ns->owner() != ctx) throw erl::BadArg();
+    if (!ns || ns->owner() != ctx->serial()) throw erl::BadArg();
     return erl::ResourcePtr<Namespace>::share(ns);
 }
 
@@ -99,7 +100,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     ErlNifPid caller;
     if (!enif_self(env, &caller)) throw erl::BadArg();
     auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
-    req->set_context(ctx);
+    req->set_context_serial(ctx->serial());
     if (mode) set_result_mode(env, *mode, *req);
     // One copy of {Tag, Args...} into the request's environment (one allocation, not 1 + nargs).
     const ERL_NIF_TERM* copied = nullptr;
@@ -177,7 +178,7 @@ ERL_NIF_TERM context_stop(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = get_context(env, argv[0]);
-        auto ns = erl::ResourcePtr<Namespace>::adopt(NamespaceResource::make(ctx));
+        auto ns = erl::ResourcePtr<Namespace>::adopt(NamespaceResource::make(ctx->serial()));
         return NamespaceResource::term(env, ns.get());
     });
 }
@@ -223,7 +224,7 @@ ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         Context* ctx = get_context(env, argv[0]);
         Request* req = get_request(env, argv[1]);
-        if (!req || req->context() != ctx) throw erl::BadArg();
+        if (!req || req->context_serial() != ctx->serial()) throw erl::BadArg();
         bool was_finished = req->finished();
         Request::CancelOutcome outcome = context::cancel_request(*ctx, erl::ResourcePtr<Request>::share(req));
         if (!was_finished && outcome != Request::CancelOutcome::AlreadyReplied) ctx->stats().timed_out();

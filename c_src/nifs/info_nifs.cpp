@@ -35,8 +35,9 @@ ERL_NIF_TERM object_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         bridge::ObjectRef* ref = bridge::ObjectRefResource::get(env, argv[0]);
         if (!ref) throw erl::BadArg();
-        if (&ref->interpreter() == context::main_interpreter_handle()) return erl::atoms().main;
-        context::Context* owner = context::keep_owner_of(&ref->interpreter());
+        py::Serial serial = ref->interpreter().serial();
+        if (serial == context::main_interpreter_handle()->serial()) return erl::atoms().main;
+        context::Context* owner = context::keep_owner_of(serial);
         if (!owner) return erl::atoms().gone;
         auto held = erl::ResourcePtr<context::Context>::adopt(owner);
         return enif_make_tuple2(env, erl::atoms().context, context::ContextResource::term(env, owner));

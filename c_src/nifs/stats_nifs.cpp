@@ -97,7 +97,7 @@ ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         context::RequestPtr about;
         if (argv[2] != erl::atoms().undefined) {
             context::RequestHandle* handle = context::RequestHandleResource::get(env, argv[2]);
-            if (!handle || !handle->get() || handle->get()->context() != ctx) throw erl::BadArg();
+            if (!handle || !handle->get() || handle->get()->context_serial() != ctx->serial()) throw erl::BadArg();
             about = context::RequestPtr::share(handle->get());
         }
         ErlNifPid self;

@@ -1,5 +1,7 @@
-// One Python interpreter as the NIF sees it: its state pointer and a queue of references to
-// drop. Any thread may push to the queue; only a thread attached to this interpreter drains it.
+// One Python interpreter as the NIF sees it: its state pointer, a serial that no other
+// interpreter ever has (py/serial.hpp: a new interpreter often gets a dead one's state address),
+// and a queue of references to drop. Any thread may push to the queue or read the serial and
+// whether it is alive; only a thread attached to this interpreter drains the queue.
 #pragma once
 
 #include <Python.h>
@@ -8,6 +10,8 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+
+#include "py/serial.hpp"
 
 namespace py {
 
@@ -18,13 +22,18 @@ public:
     Interpreter& operator=(const Interpreter&) = delete;
     ~Interpreter() = default;
 
+    // Only meaningful while alive(): after the interpreter ends the address may be reused.
     PyInterpreterState* state() const { return state_; }
+    // The identity to compare: equal serials are the same, living or dead, interpreter.
+    Serial serial() const { return serial_; }
+    // False once the interpreter has been destroyed (mark_dead).
+    bool alive() const { return !dead_.load(std::memory_order_acquire); }
 
     // Any thread, never blocks on Python: the reference is dropped by the next drain. After
     // the interpreter has been destroyed the pointer is forgotten (its memory went with it).
     void defer_decref(PyObject* obj) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (dead_) return;
+        if (dead_.load(std::memory_order_relaxed)) return;
         pending_.push_back(obj);
         has_pending_.store(true, std::memory_order_release);
     }
@@ -44,16 +53,17 @@ public:
     // Called by the thread that destroys the interpreter, after it is gone.
     void mark_dead() {
         std::lock_guard<std::mutex> lock(mutex_);
-        dead_ = true;
+        dead_.store(true, std::memory_order_release);
         pending_.clear();
     }
 
 private:
     PyInterpreterState* state_;
+    const Serial serial_ = next_serial();
     std::mutex mutex_;
     std::vector<PyObject*> pending_;
     std::atomic<bool> has_pending_{false};
-    bool dead_ = false;
+    std::atomic<bool> dead_{false};  // written under mutex_
 };
 
 using InterpreterPtr = std::shared_ptr<Interpreter>;
