@@ -105,7 +105,7 @@ header(#cfg{rounds = R, quick = Quick}) ->
     Date = io_lib:format("~4..0w-~2..0w-~2..0wT~2..0w:~2..0w:~2..0wZ", [Y, Mo, D, H, Mi, S]),
     io_lib:format("erlang_python bench ~s | Python ~ts | OTP ~s (erts ~s) | schedulers ~w (online ~w) | "
                   "~w round(s)~s | commit ~s",
-                  [Date, py:version(), erlang:system_info(otp_release), erlang:system_info(version),
+                  [Date, element(2, py:version()), erlang:system_info(otp_release), erlang:system_info(version),
                    erlang:system_info(schedulers), erlang:system_info(schedulers_online), R,
                    case Quick of true -> " BENCH_QUICK"; false -> "" end, git_commit()]).
 

@@ -699,7 +699,7 @@ contexts_started() ->
 %% Python 3.13 or newer here).
 -spec subinterp_supported() -> boolean().
 subinterp_supported() ->
-    case binary:split(version(), <<".">>, [global]) of
+    case binary:split(py_nif:python_version(), <<".">>, [global]) of
         [Major, Minor | _] -> {binary_to_integer(Major), binary_to_integer(Minor)} >= {3, 13};
         _ -> false
     end.

@@ -343,7 +343,7 @@ run(Name, Gen, Check) ->
     Result = proper:quickcheck(Prop, [{numtests, N}, quiet, long_result]),
     Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
     Ran = counters:get(Counter, 1),
-    ct:pal("~s: ~b cases run (~b asked) in ~.1f s on Python ~s", [Name, Ran, N, Secs, py:version()]),
+    ct:pal("~s: ~b cases run (~b asked) in ~.1f s on Python ~s", [Name, Ran, N, Secs, element(2, py:version())]),
     case Result of
         true ->
             ct:comment("~b cases, ~.1f s", [N, Secs]),
