@@ -1,6 +1,7 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
-%% and supervises the context supervisor, the pool router and py_logger, in that order.
+%% and supervises the registry's janitor, the context supervisor, the pool router and py_logger,
+%% in that order. It also sets the `fork' setup step (app env `allow_fork', priv/_erlang_fork.py).
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -18,7 +19,10 @@ init([]) ->
     py_callback:init_table(),
     py_state:init_table(),
     py_setup:init_table(),
+    ok = py_setup:set(fork, {'_erlang_fork', configure, [application:get_env(erlang_python, allow_fork, false) =:= true]},
+                      undefined),
     Children = [
+        #{id => py_context_registry, start => {py_context_registry, start_link, []}},
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000},
         %% Last: when it restarts, nothing else does (it reinstalls the Python handlers itself).

@@ -43,11 +43,14 @@ new(Opts) when is_map(Opts) ->
 new(_) ->
     erlang:error(badarg).
 
-%% @doc Stops a context. Requests still queued get `{error, context_stopped}'. Waits up to
-%% 5 seconds for the context's thread to finish the Python code it is running and release
-%% its interpreter: `{error, timeout}' when it is still running then (it exits once that code
-%% returns), `{error, Reason}' when an owngil interpreter could not be ended (a Python thread
-%% it started never finished), `ok' otherwise, and also for a context that is already gone.
+%% @doc Stops a context. Every request not answered yet, queued or running, gets
+%% `{error, context_stopped}' at once, and the Python code that runs is interrupted (an
+%% `erlang.Interrupted' exception, raised again every 100 ms while it goes on). Waits up to
+%% 5 seconds for the context's thread to return from that code and release its interpreter:
+%% `{error, timeout}' when it is still running then (C code that never returns to the
+%% interpreter cannot be interrupted: the thread is left to exit when it does, and a warning is
+%% logged), `{error, Reason}' when an owngil interpreter could not be ended (a Python thread it
+%% started never finished), `ok' otherwise, and also for a context that is already gone.
 -spec stop(context()) -> ok | {error, term()}.
 stop(Ctx) when is_pid(Ctx) ->
     try gen_server:call(Ctx, stop, infinity)
@@ -154,7 +157,7 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
         {ok, Ref} ->
             case started(Ref) of
                 ok ->
-                    true = ets:insert(?REGISTRY, {self(), {Ref, Kind, Mode}}),
+                    ok = py_context_registry:register(self(), {Ref, Kind, Mode}),
                     %% After registering, so that a step set meanwhile reaches this context
                     %% one way or the other (running it twice changes nothing: py_setup).
                     ok = py_setup:sync(Ref),
@@ -192,7 +195,12 @@ stop_thread(Ref) ->
     Tag = make_ref(),
     ok = py_nif:context_stop(Ref, Tag),
     receive {py_context_exited, Tag, Status} -> Status
-    after ?STOP_DEADLINE -> {error, timeout}
+    after ?STOP_DEADLINE ->
+        %% Its callers have their answers; the thread exits (and frees the context) whenever
+        %% the code it runs returns to the interpreter.
+        logger:warning("erlang_python: context ~p: its thread still runs Python code ~b ms after stop; "
+                       "left to exit on its own", [self(), ?STOP_DEADLINE], #{domain => [erlang_python]}),
+        {error, timeout}
     end.
 
 %% @private

@@ -41,7 +41,7 @@ enum class Mode { Worker, OwnGil };
 // `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
 enum class ThreadPriority { Normal, Low, Idle };
 
-class Context final : public bridge::Host {
+class Context final : public bridge::Host, private StopHandler {
 public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
@@ -55,10 +55,12 @@ public:
     // Any thread. False when the context is stopping or stopped.
     RequestQueue::Pushed submit(RequestPtr request) { return queue_.push(std::move(request)); }
 
-    // Any thread, non-blocking. The worker replies {error, context_stopped} to queued
-    // requests, releases its Python state (ending its interpreter in owngil mode) and exits;
-    // then, if notify is set, it sends {py_context_exited, Tag, Status} to notify, Status being
-    // ok or {error, Reason}.
+    // Any thread, non-blocking. Every request not answered yet, queued or running, gets
+    // {error, context_stopped} (from the interrupter thread, within a few ms, even while the
+    // context thread is stuck), the running code is interrupted (again every 100 ms), and the
+    // worker releases its Python state (ending its interpreter in owngil mode) and exits once
+    // that code returns; then, if notify is set, it sends {py_context_exited, Tag, Status} to
+    // notify, Status being ok or {error, Reason}.
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
 
     // Scheduler thread, once, before start(): the owner's monitor (see on_down).
@@ -122,6 +124,9 @@ private:
     void pop_running();
     bool running_cancelled() const;
     static void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
+    void begin_stop();
+    void answer_queued() override;
+    void answer_held() override;
     void notify_exit();
     bool join_python_threads();
     void release_thread_state();
@@ -146,6 +151,9 @@ private:
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).
     std::vector<Request*> running_;                           // innermost last
+    // The requests a stopping context's interrupter answers (answer_held) are those of batch_,
+    // backlog_ and running_: the worker changes them only while attached.
+    std::vector<RequestPtr> batch_;                           // the requests serve() runs now
     std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
     std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
     std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth

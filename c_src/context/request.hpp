@@ -99,6 +99,19 @@ public:
         }
         return s == int(State::Replied) ? CancelOutcome::AlreadyReplied : CancelOutcome::Cancelled;
     }
+    // Any thread, the context stopping: claims the right to answer a request not answered yet
+    // (queued, running or waiting for a callback). False when it was answered or cancelled.
+    bool try_reply_stopped() {
+        int s = state_.load(std::memory_order_acquire);
+        for (;;) {  // a chunk being sent reaches the mailbox before the stop's answer
+            while (s == int(State::Sending)) {
+                std::this_thread::yield();
+                s = state_.load(std::memory_order_acquire);
+            }
+            if (s != int(State::Pending) && s != int(State::Running) && s != int(State::InCallback)) return false;
+            if (state_.compare_exchange_weak(s, int(State::Replied), std::memory_order_acq_rel)) return true;
+        }
+    }
     bool cancelled() const { return state_.load(std::memory_order_acquire) == int(State::Cancelled); }
     bool finished() const {
         int s = state_.load(std::memory_order_acquire);
