@@ -4,10 +4,12 @@
 
 -export([context_new/2, context_stop/2, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1]).
+         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
+         object_owner/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
+       stream_ack/3,
        python_version/0, is_ref/1]).
 
 -on_load(load/0).
@@ -15,7 +17,8 @@
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
 -type request_ref() :: reference().
--type result_mode() :: plain | async | stream | {stream_start, pid()}.
+%% {stream_start, Receiver, Window}: Window items at most sent and not acknowledged (0: no bound).
+-type result_mode() :: plain | async | stream | {stream_start, pid(), non_neg_integer()}.
 -export_type([context_ref/0, namespace_ref/0, request_ref/0, result_mode/0]).
 
 -spec load() -> ok | {error, term()}.
@@ -63,6 +66,10 @@ poll_reply(_Request) -> erlang:nif_error(nif_not_loaded).
 %% Ends polling: the stored reply, or `pending' when it will come as a message.
 -spec stop_polling(request_ref()) -> tuple() | pending.
 stop_polling(_Request) -> erlang:nif_error(nif_not_loaded).
+
+%% The receiver of a py:stream_start stream has taken N more items (see py_stream_relay).
+-spec stream_ack(context_ref(), request_ref(), pos_integer()) -> ok.
+stream_ack(_Ctx, _Request, _N) -> erlang:nif_error(nif_not_loaded).
 
 %% A readiness notification of enif_select ({select, Watch, _, Mode}) for the event loop that
 %% registered Watch.

@@ -497,6 +497,11 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
     }
 }
 
+bool Context::wait_stream_room(Request& req) {
+    auto done = [&] { return req.room() || req.cancelled(); };
+    return serve_nested(done, RequestQueue::Clock::time_point::max()) == WaitEnd::Done && !req.cancelled();
+}
+
 // Precondition: attached. Serves other requests until the reply to callback `id` arrives;
 // nullptr when the context stops first.
 RequestPtr Context::wait_callback_reply(uint64_t id) {

@@ -79,6 +79,11 @@ public:
     // Any thread: tells the worker waiting for callback `id` that no answer will come.
     void push_callback_abort(uint64_t id);
 
+    // Precondition: worker thread, attached, req the StreamStart request whose code runs now.
+    // Waits (serving other requests meanwhile) until req's window has room again. False when
+    // req was cancelled or the context is stopping.
+    bool wait_stream_room(Request& req);
+
     // Any thread: makes the worker look at event-loop readiness (see aio::Poller).
     void wake() { queue_.wake(); }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "bridge/convert.hpp"
+#include "context/context.hpp"
 #include "erl/atoms.hpp"
 #include "erl/env.hpp"
 #include "erl/terms.hpp"
@@ -107,6 +108,8 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
         enif_make_tuple3(e, a.py_stream, enif_make_copy(e, r->req->tag), enif_make_tuple2(e, a.data, term));
     erl::send_and_clear(e, r->req->reply_to(), msg);
     r->req->end_chunk();
+    // Backpressure: the receiving side acknowledges items as its owner takes them.
+    if (!r->req->room() && !r->req->context()->wait_stream_room(*r->req)) Py_RETURN_FALSE;
     Py_RETURN_TRUE;
 }
 

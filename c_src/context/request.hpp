@@ -24,7 +24,8 @@ enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
 //   Plain: converts it and replies. Async: an awaitable runs as a task on the context's event
 //   loop and the reply follows when it finishes (any other value is replied at once). Stream:
 //   a generator or async generator is collected into a list. StreamStart: each item is sent
-//   to reply_to() as {py_stream, Tag, {data, V}} as it is produced, then done or {error, R}.
+//   to reply_to() as {py_stream, Tag, {data, V}} as it is produced, then done or {error, R};
+//   with a stream window, the producer waits while that many items are not acknowledged.
 enum class ResultMode { Plain, Async, Stream, StreamStart };
 
 class Request {
@@ -80,7 +81,19 @@ public:
     uint64_t callback_id() const { return callback_id_.load(std::memory_order_relaxed); }
     // Worker: brackets the sending of one stream item. False when the caller cancelled.
     bool try_begin_chunk() { return transition(State::Running, State::Sending); }
-    void end_chunk() { transition(State::Sending, State::Running); }
+    void end_chunk() {
+        transition(State::Sending, State::Running);
+        ++items_sent_;
+    }
+
+    // StreamStart backpressure: at most stream_window() items sent and not acknowledged
+    // (0: no bound). Set before queuing; ack_items from any thread; room() on the worker.
+    void set_stream_window(uint32_t window) { stream_window_ = window; }
+    uint32_t stream_window() const { return stream_window_; }
+    void ack_items(uint64_t n) { items_acked_.fetch_add(n, std::memory_order_acq_rel); }
+    bool room() const {
+        return stream_window_ == 0 || items_sent_ - items_acked_.load(std::memory_order_acquire) < stream_window_;
+    }
 
     // Caller: gives up. AlreadyReplied means the reply is (or is about to be) in its mailbox.
     CancelOutcome cancel() {
@@ -141,6 +154,9 @@ private:
     std::atomic<int> state_{int(State::Pending)};
     std::atomic<uint64_t> callback_id_{0};
     std::atomic<bool> ended_{false};
+    uint32_t stream_window_ = 0;
+    uint64_t items_sent_ = 0;  // the worker's
+    std::atomic<uint64_t> items_acked_{0};
     ReplySlot reply_slot_;
     Context* context_ = nullptr;
 

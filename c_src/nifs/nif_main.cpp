@@ -47,6 +47,7 @@ ErlNifFunc nif_funcs[] = {
     {"request_finished", 1, nifs::request_finished, 0},
     {"poll_reply", 1, nifs::poll_reply, 0},
     {"stop_polling", 1, nifs::stop_polling, 0},
+    {"stream_ack", 3, nifs::stream_ack, 0},
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},

@@ -18,6 +18,7 @@ ERL_NIF_TERM callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 ERL_NIF_TERM request_finished(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM poll_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM stop_polling(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM stream_ack(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // loop_nifs.cpp
 ERL_NIF_TERM fd_ready(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
