@@ -6,8 +6,9 @@ reply comes later, through reply.ok(value) / reply.error(exc) / reply.chunk(item
                task on the context's own event loop; any other value is the result.
   STREAM       py:stream, py:stream_eval: a generator (or any iterable) is collected into a
                list, one item at a time by a Python loop (so a timeout's interrupt lands between
-               items even for a C iterator such as itertools.count()), at most max_items()
-               items (app env stream_max_items); an async generator is collected by a task.
+               items even for a C iterator such as itertools.count()), at most
+               _erlang_limits.stream_max_items items (app env stream_max_items); an async
+               generator is collected by a task.
   STREAM_START py:stream_start: each item is sent to the owner as it is produced.
 
 The context's event loop is an ErlangEventLoop hosted by the context (one per context thread),
@@ -19,22 +20,12 @@ import functools
 import inspect
 import threading
 
+import _erlang_limits
 import _erlang_loop
 
 PLAIN, ASYNC, STREAM, STREAM_START = 0, 1, 2, 3
 
 _local = threading.local()  # one hosted loop per context thread
-_max_items = 1_000_000  # py:stream / py:stream_eval; None: no bound (src/py_setup.erl step)
-
-
-def configure(max_items):
-    """Sets the most items py:stream collects (None: no bound)."""
-    global _max_items
-    _max_items = max_items
-
-
-def max_items():
-    return _max_items
 
 
 def context_loop():
@@ -100,7 +91,7 @@ def _too_many(limit):
 
 def _collect_sync(iterable):
     # Not list(iterable): that loops in C, where no interrupt lands and memory has no bound.
-    limit = _max_items
+    limit = _erlang_limits.stream_max_items
     items = []
     append = items.append
     if limit is None:
@@ -115,7 +106,7 @@ def _collect_sync(iterable):
 
 
 async def _collect(agen):
-    limit = _max_items
+    limit = _erlang_limits.stream_max_items
     items = []
     async for item in agen:
         if limit is not None and len(items) >= limit:

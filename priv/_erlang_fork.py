@@ -10,7 +10,6 @@ One copy of this module per interpreter. owngil subinterpreters refuse fork() in
 itself, whatever `allow_fork` says.
 """
 
-import functools
 import os
 import posix
 
@@ -34,7 +33,6 @@ def allowed():
 
 
 def _guard(name, original):
-    @functools.wraps(original)
     def guarded(*args, **kwargs):
         if not _allowed:
             raise RuntimeError(
@@ -43,5 +41,8 @@ def _guard(name, original):
                 "erlang_python application env allow_fork to true)")
         return original(*args, **kwargs)
 
+    guarded.__name__ = guarded.__qualname__ = name
+    guarded.__doc__ = original.__doc__
+    guarded.__wrapped__ = original
     guarded._erlang_guarded = True
     return guarded

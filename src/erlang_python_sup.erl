@@ -2,7 +2,7 @@
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
 %% and supervises the registry's janitor, the context supervisor, the pool router and py_logger,
 %% in that order. It also sets the setup steps `fork' (app env `allow_fork',
-%% priv/_erlang_fork.py) and `stream_max_items' (priv/_erlang_async.py).
+%% priv/_erlang_fork.py) and `stream_max_items' (priv/_erlang_limits.py).
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -22,7 +22,7 @@ init([]) ->
     py_setup:init_table(),
     ok = py_setup:set(fork, {'_erlang_fork', configure, [application:get_env(erlang_python, allow_fork, false) =:= true]},
                       undefined),
-    ok = py_setup:set(stream_max_items, {'_erlang_async', configure, [stream_max_items()]}, undefined),
+    ok = py_setup:set(stream_max_items, {'_erlang_limits', configure, [stream_max_items()]}, undefined),
     Children = [
         #{id => py_context_registry, start => {py_context_registry, start_link, []}},
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
