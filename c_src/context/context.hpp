@@ -155,7 +155,7 @@ private:
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).
-    std::vector<Request*> running_;                           // innermost last
+    std::vector<Request*> running_;  // innermost last
     // The requests a stopping context's interrupter answers (answer_held) are those of batch_,
     // backlog_ and running_: the worker changes them only while attached.
     std::vector<RequestPtr> batch_;                           // the requests serve() runs now

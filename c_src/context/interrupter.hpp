@@ -97,10 +97,10 @@ private:
 
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<Target> targets_;  // guarded by mutex_
-    bool thread_running_ = false;  // guarded by mutex_
-    bool closing_ = false;         // guarded by mutex_
-    StopHandler* stopping_ = nullptr;                   // guarded by mutex_
+    std::vector<Target> targets_;                      // guarded by mutex_
+    bool thread_running_ = false;                      // guarded by mutex_
+    bool closing_ = false;                             // guarded by mutex_
+    StopHandler* stopping_ = nullptr;                  // guarded by mutex_
     std::chrono::steady_clock::time_point next_stop_;  // guarded by mutex_
 };
 
