@@ -312,10 +312,15 @@ void Context::serve() {
         if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
         PyEval_RestoreThread(tstate_);
         // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
-        batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
-        backlog_.clear();
-        batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()), std::make_move_iterator(incoming.end()));
-        incoming.clear();
+        if (backlog_.empty()) {
+            batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
+        } else {
+            batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
+            backlog_.clear();
+            batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()),
+                          std::make_move_iterator(incoming.end()));
+            incoming.clear();
+        }
         for (RequestPtr& req : batch_) {
             if (!queue_.closed()) {
                 handle(req);
