@@ -7,8 +7,8 @@ reply comes later, through reply.ok(value) / reply.error(exc) / reply.chunk(item
   STREAM       py:stream, py:stream_eval: a generator (or any iterable) is collected into a
                list, one item at a time by a Python loop (so a timeout's interrupt lands between
                items even for a C iterator such as itertools.count()), at most
-               _erlang_limits.stream_max_items items (app env stream_max_items); an async
-               generator is collected by a task.
+               reply.max_items items (app env stream_max_items); an async generator is
+               collected by a task.
   STREAM_START py:stream_start: each item is sent to the owner as it is produced.
 
 The context's event loop is an ErlangEventLoop hosted by the context (one per context thread),
@@ -20,7 +20,6 @@ import functools
 import inspect
 import threading
 
-import _erlang_limits
 import _erlang_loop
 
 PLAIN, ASYNC, STREAM, STREAM_START = 0, 1, 2, 3
@@ -56,9 +55,9 @@ def dispatch(mode, result, reply):
         return result
     if mode == STREAM:
         if hasattr(result, "__aiter__"):
-            _start(_collect(result), reply)
+            _start(_collect(result, reply.max_items), reply)
             return reply
-        return _collect_sync(result)
+        return _collect_sync(result, reply.max_items)
     if mode == STREAM_START:
         if hasattr(result, "__aiter__"):
             _start(_stream(result, reply), reply)
@@ -89,9 +88,8 @@ def _too_many(limit):
     return OverflowError(f"the stream gave more than {limit} items (erlang_python app env stream_max_items)")
 
 
-def _collect_sync(iterable):
+def _collect_sync(iterable, limit):
     # Not list(iterable): that loops in C, where no interrupt lands and memory has no bound.
-    limit = _erlang_limits.stream_max_items
     items = []
     append = items.append
     if limit is None:
@@ -105,8 +103,7 @@ def _collect_sync(iterable):
     return items
 
 
-async def _collect(agen):
-    limit = _erlang_limits.stream_max_items
+async def _collect(agen, limit):
     items = []
     async for item in agen:
         if limit is not None and len(items) >= limit:

@@ -1,4 +1,4 @@
-"""Refusing os.fork() in contexts (src/py_setup.erl step `fork`, app env `allow_fork`).
+"""Refusing os.fork() in contexts (app env `allow_fork`; src/py_context.erl, fork_policy).
 
 A process forked from the BEAM is a copy of the whole node: its schedulers are gone, it holds
 every descriptor of the node (sockets, ports, files), and it goes on running Python code that
@@ -6,8 +6,9 @@ expects an Erlang side which is not there. So os.fork() and os.forkpty() raise R
 unless the application env `allow_fork` is true. subprocess and os.posix_spawn are not
 concerned: they start a new program.
 
-One copy of this module per interpreter. owngil subinterpreters refuse fork() in CPython
-itself, whatever `allow_fork` says.
+Used in the main interpreter (worker contexts): every worker context that starts calls
+configure() with the current app env. owngil subinterpreters refuse fork() in CPython itself,
+whatever `allow_fork` says.
 """
 
 import os

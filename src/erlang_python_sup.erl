@@ -1,8 +1,7 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
 %% and supervises the registry's janitor, the context supervisor, the pool router and py_logger,
-%% in that order. It also sets the setup steps `fork' (app env `allow_fork',
-%% priv/_erlang_fork.py) and `stream_max_items' (priv/_erlang_limits.py).
+%% in that order.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -20,9 +19,6 @@ init([]) ->
     py_callback:init_table(),
     py_state:init_table(),
     py_setup:init_table(),
-    ok = py_setup:set(fork, {'_erlang_fork', configure, [application:get_env(erlang_python, allow_fork, false) =:= true]},
-                      undefined),
-    ok = py_setup:set(stream_max_items, {'_erlang_limits', configure, [stream_max_items()]}, undefined),
     Children = [
         #{id => py_context_registry, start => {py_context_registry, start_link, []}},
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
@@ -31,12 +27,3 @@ init([]) ->
         #{id => py_logger, start => {py_logger, start_link, []}}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.
-
-%% The most items py:stream collects (app env stream_max_items: a positive integer, or
-%% infinity for no bound); `none' is Python's None.
-stream_max_items() ->
-    case application:get_env(erlang_python, stream_max_items, 1000000) of
-        infinity -> none;
-        N when is_integer(N), N > 0 -> N;
-        Other -> erlang:error({invalid_app_env, stream_max_items, Other})
-    end.

@@ -84,13 +84,22 @@ cast(Target, Module, Function, Args, Kwargs) ->
 %% Collects a generator or async generator: `{ok, Items}'.
 -spec stream(target(), py:py_module(), py:py_func(), list(), map()) -> py:py_result().
 stream(Target, Module, Function, Args, Kwargs) ->
-    await(start(Target, Module, Function, Args, Kwargs, stream), py:default_timeout()).
+    await(start(Target, Module, Function, Args, Kwargs, {stream, stream_max_items()}), py:default_timeout()).
 
 %% Evaluates Code and collects the generator it gives: `{ok, Items}'.
 -spec stream_eval(target(), binary(), map()) -> py:py_result().
 stream_eval(Target, Code, Locals) ->
     py_request:run_on(Target, py:default_timeout(),
-                      fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, stream) end).
+                      fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, {stream, stream_max_items()}) end).
+
+%% The most items a collected stream may have (app env `stream_max_items', default 1000000;
+%% `infinity' for no bound, given to the NIF as 0).
+stream_max_items() ->
+    case application:get_env(erlang_python, stream_max_items, 1000000) of
+        infinity -> 0;
+        N when is_integer(N), N > 0, N < 1 bsl 64 -> N;
+        Other -> erlang:error({invalid_app_env, stream_max_items, Other})
+    end.
 
 %% Starts sending the items of a generator (or async generator) to Owner as
 %% `{py_stream, Ref, {data, Item}}', then `{py_stream, Ref, done}' or

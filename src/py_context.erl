@@ -161,6 +161,7 @@ init(#{mode := Mode, owner := Owner, kind := Kind}) ->
                     %% After registering, so that a step set meanwhile reaches this context
                     %% one way or the other (running it twice changes nothing: py_setup).
                     ok = py_setup:sync(Ref),
+                    ok = fork_policy(Mode, Ref),
                     Mon = case Owner of
                               undefined -> undefined;
                               _ -> erlang:monitor(process, Owner)
@@ -189,6 +190,22 @@ started(Ref) ->
         _ = py_nif:cancel(Ref, Request),
         _ = stop_thread(Ref),
         {error, context_start_timeout}
+    end.
+
+%% os.fork() in the main interpreter as app env `allow_fork' says (priv/_erlang_fork.py), set
+%% again by every worker context that starts, so that a change of the env applies to the next
+%% one. owngil subinterpreters refuse fork in CPython itself.
+fork_policy(owngil, _Ref) ->
+    ok;
+fork_policy(worker, Ref) ->
+    Allow = application:get_env(erlang_python, allow_fork, false) =:= true,
+    case py_request:run(Ref, undefined, ?STOP_DEADLINE,
+                        fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_fork', configure, [Allow], #{}, plain) end) of
+        {ok, _} -> ok;
+        Failed ->
+            logger:error("erlang_python: context ~p could not set its fork policy: ~0tp", [self(), Failed],
+                         #{domain => [erlang_python]}),
+            ok
     end.
 
 stop_thread(Ref) ->

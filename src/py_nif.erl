@@ -17,8 +17,9 @@
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
 -type request_ref() :: reference().
+%% {stream, Max}: at most Max items collected (0: no bound).
 %% {stream_start, Receiver, Window}: Window items at most sent and not acknowledged (0: no bound).
--type result_mode() :: plain | async | stream | {stream_start, pid(), non_neg_integer()}.
+-type result_mode() :: plain | async | stream | {stream, non_neg_integer()} | {stream_start, pid(), non_neg_integer()}.
 -export_type([context_ref/0, namespace_ref/0, request_ref/0, result_mode/0]).
 
 -spec load() -> ok | {error, term()}.

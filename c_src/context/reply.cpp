@@ -115,6 +115,13 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
 
 PyObject* reply_cancelled(PyObject* self, void*) { return PyBool_FromLong(as_reply(self)->req->cancelled()); }
 
+// max_items: the most items a collected stream may have, or None for no bound.
+PyObject* reply_max_items(PyObject* self, void*) {
+    uint64_t n = as_reply(self)->req->stream_max_items();
+    if (n == 0) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(n);
+}
+
 void reply_dealloc(PyObject* self) {
     ReplyObject* r = as_reply(self);
     PyTypeObject* tp = Py_TYPE(self);
@@ -140,6 +147,7 @@ PyMethodDef reply_methods[] = {
 
 PyGetSetDef reply_getset[] = {
     {"cancelled", reply_cancelled, nullptr, "Whether the caller gave up (timeout, stream_cancel).", nullptr},
+    {"max_items", reply_max_items, nullptr, "The most items py:stream collects (None: no bound).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -89,6 +89,9 @@ public:
     // StreamStart backpressure: at most stream_window() items sent and not acknowledged
     // (0: no bound). Set before queuing; ack_items from any thread; room() on the worker.
     void set_stream_window(uint32_t window) { stream_window_ = window; }
+    // Stream: the most items collected (0: no bound). Set before queuing.
+    void set_stream_max_items(uint64_t n) { stream_max_items_ = n; }
+    uint64_t stream_max_items() const { return stream_max_items_; }
     uint32_t stream_window() const { return stream_window_; }
     void ack_items(uint64_t n) { items_acked_.fetch_add(n, std::memory_order_acq_rel); }
     bool room() const {
@@ -155,6 +158,7 @@ private:
     std::atomic<uint64_t> callback_id_{0};
     std::atomic<bool> ended_{false};
     uint32_t stream_window_ = 0;
+    uint64_t stream_max_items_ = 0;
     uint64_t items_sent_ = 0;  // the worker's
     std::atomic<uint64_t> items_acked_{0};
     ReplySlot reply_slot_;
