@@ -21,6 +21,8 @@
 
 -define(REGISTRY, py_context_registry).
 -define(STOP_DEADLINE, 5000).
+-define(FORK_POLICY_KEY, {?MODULE, fork_policy}).
+-define(IDLE_EXIT, 5).
 
 -record(state, {ref :: py_nif:context_ref(),
                 owner_mon :: reference() | undefined,
@@ -192,27 +194,42 @@ started(Ref) ->
         {error, context_start_timeout}
     end.
 
-%% os.fork() in the main interpreter as app env `allow_fork' says (priv/_erlang_fork.py), set
-%% again by every worker context that starts, so that a change of the env applies to the next
-%% one. owngil subinterpreters refuse fork in CPython itself.
+%% os.fork() in the main interpreter as app env `allow_fork' says (priv/_erlang_fork.py):
+%% a worker context that starts applies the env when the main interpreter (which lives as long
+%% as the node, as persistent terms do) has not had that value yet. owngil subinterpreters
+%% refuse fork in CPython itself.
 fork_policy(owngil, _Ref) ->
     ok;
 fork_policy(worker, Ref) ->
     Allow = application:get_env(erlang_python, allow_fork, false) =:= true,
-    case py_request:run(Ref, undefined, ?STOP_DEADLINE,
-                        fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_fork', configure, [Allow], #{}, plain) end) of
-        {ok, _} -> ok;
-        Failed ->
-            logger:error("erlang_python: context ~p could not set its fork policy: ~0tp", [self(), Failed],
-                         #{domain => [erlang_python]}),
-            ok
+    case persistent_term:get(?FORK_POLICY_KEY, undefined) of
+        Allow -> ok;
+        _ ->
+            Configure = fun(R, Ns, Tag) ->
+                                py_nif:submit_call(R, Ns, Tag, '_erlang_fork', configure, [Allow], #{}, plain)
+                        end,
+            case py_request:run(Ref, undefined, ?STOP_DEADLINE, Configure) of
+                {ok, _} -> persistent_term:put(?FORK_POLICY_KEY, Allow);
+                Failed ->
+                    logger:error("erlang_python: context ~p could not set the fork policy: ~0tp", [self(), Failed],
+                                 #{domain => [erlang_python]})
+            end
     end.
 
+%% An idle context's thread exits at once; a busy one's callers are answered and its code
+%% interrupted after IDLE_EXIT ms (so that stopping an idle context starts no extra thread).
 stop_thread(Ref) ->
     Tag = make_ref(),
     ok = py_nif:context_stop(Ref, Tag),
     receive {py_context_exited, Tag, Status} -> Status
-    after ?STOP_DEADLINE ->
+    after ?IDLE_EXIT ->
+        ok = py_nif:context_interrupt(Ref),
+        wait_exited(Tag)
+    end.
+
+wait_exited(Tag) ->
+    receive {py_context_exited, Tag, Status} -> Status
+    after ?STOP_DEADLINE - ?IDLE_EXIT ->
         %% Its callers have their answers; the thread exits (and frees the context) whenever
         %% the code it runs returns to the interpreter.
         logger:warning("erlang_python: context ~p: its thread still runs Python code ~b ms after stop; "

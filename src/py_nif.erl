@@ -2,12 +2,13 @@
 %% @doc Stubs of the C++ NIF library (priv/py_nif.so). Use the py and py_context modules.
 -module(py_nif).
 
--export([context_new/2, context_stop/2, namespace_new/1,
+-export([context_new/2, context_stop/2, context_interrupt/1, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
          object_owner/1]).
 
--nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
+-nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_interrupt/1,
+       namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        stream_ack/3,
        python_version/0, is_ref/1]).
@@ -40,6 +41,11 @@ context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).
 
 -spec context_stop(context_ref(), reference()) -> ok.
 context_stop(_Ctx, _Tag) -> erlang:nif_error(nif_not_loaded).
+
+%% After context_stop/2: every request of the context not answered yet gets
+%% {error, context_stopped}, and its running code is interrupted until the thread exits.
+-spec context_interrupt(context_ref()) -> ok.
+context_interrupt(_Ctx) -> erlang:nif_error(nif_not_loaded).
 
 -spec namespace_new(context_ref()) -> namespace_ref().
 namespace_new(_Ctx) -> erlang:nif_error(nif_not_loaded).

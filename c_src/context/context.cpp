@@ -121,7 +121,7 @@ void Context::stop(const ErlNifPid* notify, ERL_NIF_TERM tag) {
         notify_pid_ = *notify;
         notify_tag_ = notify_env_.copy(tag);
     }
-    begin_stop();
+    queue_.close();
 }
 
 // Any thread, never blocks: closes the queue and has the interrupter thread answer and

@@ -55,13 +55,18 @@ public:
     // Any thread. False when the context is stopping or stopped.
     RequestQueue::Pushed submit(RequestPtr request) { return queue_.push(std::move(request)); }
 
-    // Any thread, non-blocking. Every request not answered yet, queued or running, gets
-    // {error, context_stopped} (from the interrupter thread, within a few ms, even while the
-    // context thread is stuck), the running code is interrupted (again every 100 ms), and the
-    // worker releases its Python state (ending its interpreter in owngil mode) and exits once
-    // that code returns; then, if notify is set, it sends {py_context_exited, Tag, Status} to
-    // notify, Status being ok or {error, Reason}.
+    // Any thread, non-blocking. The worker answers queued requests with
+    // {error, context_stopped}, releases its Python state (ending its interpreter in owngil
+    // mode) and exits once the code it runs returns; then, if notify is set, it sends
+    // {py_context_exited, Tag, Status} to notify, Status being ok or {error, Reason}.
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
+
+    // Any thread, non-blocking, after stop() (py_context calls it when the worker has not exited
+    // at once): every request not answered yet, queued or running, gets {error, context_stopped}
+    // from the interrupter thread (even while the context thread is stuck), and the running code
+    // is interrupted, again every 100 ms until the worker exits. An idle context never needs it,
+    // so stopping one starts no thread.
+    void stop_running_code() { begin_stop(); }
 
     // Scheduler thread, once, before start(): the owner's monitor (see on_down).
     void set_owner(const ErlNifPid& pid, const ErlNifMonitor& mon) {

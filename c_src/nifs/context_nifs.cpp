@@ -179,6 +179,15 @@ ERL_NIF_TERM context_stop(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
+// context_interrupt(Ctx) -> ok: after context_stop/2, answer every request of the context and
+// interrupt its running code (Context::stop_running_code).
+ERL_NIF_TERM context_interrupt(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        get_context(env, argv[0])->stop_running_code();
+        return erl::atoms().ok;
+    });
+}
+
 // namespace_new(Ctx) -> Namespace: a fresh, empty namespace on that context.
 ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {

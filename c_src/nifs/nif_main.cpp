@@ -37,6 +37,7 @@ int upgrade(ErlNifEnv*, void**, void**, ERL_NIF_TERM) { return 1; }
 ErlNifFunc nif_funcs[] = {
     {"context_new", 2, nifs::context_new, 0},
     {"context_stop", 2, nifs::context_stop, 0},
+    {"context_interrupt", 1, nifs::context_interrupt, 0},
     {"namespace_new", 1, nifs::namespace_new, 0},
     {"submit_call", 8, nifs::submit_call, 0},
     {"submit_eval", 6, nifs::submit_eval, 0},
