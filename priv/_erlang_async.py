@@ -5,7 +5,10 @@ reply comes later, through reply.ok(value) / reply.error(exc) / reply.chunk(item
   ASYNC        py:async_call, py:spawn_call, py_event_loop:create_task: an awaitable runs as a
                task on the context's own event loop; any other value is the result.
   STREAM       py:stream, py:stream_eval: a generator (or any iterable) is collected into a
-               list; an async generator is collected by a task.
+               list, one item at a time by a Python loop (so a timeout's interrupt lands between
+               items even for a C iterator such as itertools.count()), at most
+               reply.max_items items (app env stream_max_items); an async generator is
+               collected by a task.
   STREAM_START py:stream_start: each item is sent to the owner as it is produced.
 
 The context's event loop is an ErlangEventLoop hosted by the context (one per context thread),
@@ -52,9 +55,9 @@ def dispatch(mode, result, reply):
         return result
     if mode == STREAM:
         if hasattr(result, "__aiter__"):
-            _start(_collect(result), reply)
+            _start(_collect(result, reply.max_items), reply)
             return reply
-        return list(result)
+        return _collect_sync(result, reply.max_items)
     if mode == STREAM_START:
         if hasattr(result, "__aiter__"):
             _start(_stream(result, reply), reply)
@@ -81,8 +84,32 @@ def _task_done(reply, task):
         reply.ok(task.result())
 
 
-async def _collect(agen):
-    return [item async for item in agen]
+def _too_many(limit):
+    return OverflowError(f"the stream gave more than {limit} items (erlang_python app env stream_max_items)")
+
+
+def _collect_sync(iterable, limit):
+    # Not list(iterable): that loops in C, where no interrupt lands and memory has no bound.
+    items = []
+    append = items.append
+    if limit is None:
+        for item in iterable:
+            append(item)
+        return items
+    for item in iterable:
+        if len(items) >= limit:
+            raise _too_many(limit)
+        append(item)
+    return items
+
+
+async def _collect(agen, limit):
+    items = []
+    async for item in agen:
+        if limit is not None and len(items) >= limit:
+            raise _too_many(limit)
+        items.append(item)
+    return items
 
 
 async def _stream(agen, reply):

@@ -113,6 +113,9 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
 
     def __init__(self):
+        # Closed until the base class has set the loop up: when ErlangSelector() refuses (not
+        # a context thread), BaseEventLoop.__del__ finds a closed loop, not a missing attribute.
+        self._closed = True
         super().__init__(ErlangSelector())
         self._erlang_hosted = False
         self._erlang_in_step = False

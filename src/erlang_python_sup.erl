@@ -1,8 +1,8 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
-%% and supervises the context supervisor, py_thread_callback, py_tracer, the pool router and
-%% py_logger, in that order. The `imports' and `paths' app env and preload code set before the
-%% start become setup steps here, before any context starts.
+%% and supervises the registry's janitor, the context supervisor, py_thread_callback, py_tracer,
+%% the pool router and py_logger, in that order. The `imports' and `paths' app env and preload
+%% code set before the start become setup steps here, before any context starts.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -23,6 +23,7 @@ init([]) ->
     py_import:init(),
     py_preload:apply_on_start(),
     Children = [
+        #{id => py_context_registry, start => {py_context_registry, start_link, []}},
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_thread_callback, start => {py_thread_callback, start_link, []}},
         #{id => py_tracer, start => {py_tracer, start_link, []}},

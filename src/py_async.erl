@@ -90,17 +90,27 @@ cast(Target, Module, Function, Args, Kwargs) ->
 %% Collects a generator or async generator: `{ok, Items}'.
 -spec stream(target(), py:py_module(), py:py_func(), list(), map()) -> py:py_result().
 stream(Target, Module, Function, Args, Kwargs) ->
-    await(start(Target, Module, Function, Args, Kwargs, stream), py:default_timeout()).
+    await(start(Target, Module, Function, Args, Kwargs, {stream, stream_max_items()}), py:default_timeout()).
 
 %% Evaluates Code and collects the generator it gives: `{ok, Items}'.
 -spec stream_eval(target(), binary(), map()) -> py:py_result().
 stream_eval(Target, Code, Locals) ->
     py_request:run_on(Target, py:default_timeout(),
-                      fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, stream) end).
+                      fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, {stream, stream_max_items()}) end).
+
+%% The most items a collected stream may have (app env `stream_max_items', default 1000000;
+%% `infinity' for no bound, given to the NIF as 0).
+stream_max_items() ->
+    case application:get_env(erlang_python, stream_max_items, 1000000) of
+        infinity -> 0;
+        N when is_integer(N), N > 0, N < 1 bsl 64 -> N;
+        Other -> erlang:error({invalid_app_env, stream_max_items, Other})
+    end.
 
 %% Starts sending the items of a generator (or async generator) to Owner as
 %% `{py_stream, Ref, {data, Item}}', then `{py_stream, Ref, done}' or
-%% `{py_stream, Ref, {error, Reason}}'.
+%% `{py_stream, Ref, {error, Reason}}', through a relay that keeps at most about two windows
+%% (app env `stream_window') of them in Owner's mailbox (py_stream_relay).
 -spec stream_start(target(), py:py_module(), py:py_func(), list(), #{owner => pid(), kwargs => map()}) ->
     {ok, reference()} | {error, term()}.
 stream_start(Target, Module, Function, Args, Opts) ->
@@ -108,16 +118,27 @@ stream_start(Target, Module, Function, Args, Opts) ->
     Kwargs = maps:get(kwargs, Opts, #{}),
     is_pid(Owner) andalso node(Owner) =:= node() andalso is_map(Kwargs) orelse erlang:error(badarg),
     prune_streams(),
+    Window = stream_window(),
+    Relay = py_stream_relay:start(Owner, Window),
     Submit = fun(Ref, Ns, Tag) ->
-                     py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, {stream_start, Owner})
+                     py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, {stream_start, Relay, Window})
              end,
     case start_with_retry(Target, Submit) of
         {error, _} = Error ->
+            py_stream_relay:run(Relay, failed, undefined),
             Error;
         Pending ->
             Tag = py_request:tag(Pending),
-            put(?STREAM_KEY(Tag), Pending),
+            py_stream_relay:run(Relay, Pending, Tag),
+            put(?STREAM_KEY(Tag), {Pending, Relay}),
             {ok, Tag}
+    end.
+
+%% Items a stream may have sent and not had acknowledged (app env `stream_window', default 64).
+stream_window() ->
+    case application:get_env(erlang_python, stream_window, 64) of
+        N when is_integer(N), N > 0, N < 1 bsl 32 -> N;
+        Other -> erlang:error({invalid_app_env, stream_window, Other})
     end.
 
 %% Stops a stream this process started: no message of it arrives after this returns (those
@@ -127,8 +148,8 @@ stream_cancel(Tag) ->
     case erase(?STREAM_KEY(Tag)) of
         undefined ->
             ok;
-        Pending ->
-            _ = py_request:cancel(Pending),
+        {_Pending, Relay} ->
+            ok = py_stream_relay:cancel(Relay),
             flush_stream(Tag)
     end.
 
@@ -143,7 +164,7 @@ flush_stream(Tag) ->
 prune_streams() ->
     Keys = [K || {?STREAM_KEY(_) = K, _} <- get()],
     case length(Keys) >= ?STREAM_PRUNE_AT of
-        true -> _ = [erase(K) || K <- Keys, py_request:finished(get(K))], ok;
+        true -> _ = [erase(K) || K <- Keys, py_request:finished(element(1, get(K)))], ok;
         false -> ok
     end,
     ok.

@@ -22,6 +22,8 @@
 
 -define(REGISTRY, py_context_registry).
 -define(STOP_DEADLINE, 5000).
+-define(FORK_POLICY_KEY, {?MODULE, fork_policy}).
+-define(IDLE_EXIT, 5).
 
 -record(state, {ref :: py_nif:context_ref(),
                 owner_mon :: reference() | undefined,
@@ -133,11 +135,14 @@ call_method(Ctx, Obj, Method, Args) when is_pid(Ctx), is_list(Args) ->
 call_method(_, _, _, _) ->
     erlang:error(badarg).
 
-%% @doc Stops a context. Requests still queued get `{error, context_stopped}'. Waits up to
-%% 5 seconds for the context's thread to finish the Python code it is running and release
-%% its interpreter: `{error, timeout}' when it is still running then (it exits once that code
-%% returns), `{error, Reason}' when an owngil interpreter could not be ended (a Python thread
-%% it started never finished), `ok' otherwise, and also for a context that is already gone.
+%% @doc Stops a context. Every request not answered yet, queued or running, gets
+%% `{error, context_stopped}' at once, and the Python code that runs is interrupted (an
+%% `erlang.Interrupted' exception, raised again every 100 ms while it goes on). Waits up to
+%% 5 seconds for the context's thread to return from that code and release its interpreter:
+%% `{error, timeout}' when it is still running then (C code that never returns to the
+%% interpreter cannot be interrupted: the thread is left to exit when it does, and a warning is
+%% logged), `{error, Reason}' when an owngil interpreter could not be ended (a Python thread it
+%% started never finished), `ok' otherwise, and also for a context that is already gone.
 -spec stop(context()) -> ok | {error, term()}.
 stop(Ctx) when is_pid(Ctx) ->
     try gen_server:call(Ctx, stop, infinity)
@@ -291,10 +296,11 @@ init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
         {ok, Ref} ->
             case started(Ref) of
                 ok ->
-                    true = ets:insert(?REGISTRY, {self(), {Ref, Kind, Mode}}),
+                    ok = py_context_registry:register(self(), {Ref, Kind, Mode}),
                     %% After registering, so that a step set meanwhile reaches this context
                     %% one way or the other (running it twice changes nothing: py_setup).
                     ok = py_setup:sync(Ref),
+                    ok = fork_policy(Mode, Ref),
                     case preload(Ref, maps:get(preload, Opts, undefined)) of
                         ok ->
                             Mon = case Owner of
@@ -345,11 +351,47 @@ start_failed(Ref) ->
         ok -> {error, context_start_failed}
     end.
 
+%% os.fork() in the main interpreter as app env `allow_fork' says (priv/_erlang_fork.py):
+%% a worker context that starts applies the env when the main interpreter (which lives as long
+%% as the node, as persistent terms do) has not had that value yet. owngil subinterpreters
+%% refuse fork in CPython itself.
+fork_policy(owngil, _Ref) ->
+    ok;
+fork_policy(worker, Ref) ->
+    Allow = application:get_env(erlang_python, allow_fork, false) =:= true,
+    case persistent_term:get(?FORK_POLICY_KEY, undefined) of
+        Allow -> ok;
+        _ ->
+            Configure = fun(R, Ns, Tag) ->
+                                py_nif:submit_call(R, Ns, Tag, '_erlang_fork', configure, [Allow], #{}, plain)
+                        end,
+            case py_request:run(Ref, undefined, ?STOP_DEADLINE, Configure) of
+                {ok, _} -> persistent_term:put(?FORK_POLICY_KEY, Allow);
+                Failed ->
+                    logger:error("erlang_python: context ~p could not set the fork policy: ~0tp", [self(), Failed],
+                                 #{domain => [erlang_python]})
+            end
+    end.
+
+%% An idle context's thread exits at once; a busy one's callers are answered and its code
+%% interrupted after IDLE_EXIT ms (so that stopping an idle context starts no extra thread).
 stop_thread(Ref) ->
     Tag = make_ref(),
     ok = py_nif:context_stop(Ref, Tag),
     receive {py_context_exited, Tag, Status} -> Status
-    after ?STOP_DEADLINE -> {error, timeout}
+    after ?IDLE_EXIT ->
+        ok = py_nif:context_stop_now(Ref),
+        wait_exited(Tag)
+    end.
+
+wait_exited(Tag) ->
+    receive {py_context_exited, Tag, Status} -> Status
+    after ?STOP_DEADLINE - ?IDLE_EXIT ->
+        %% Its callers have their answers; the thread exits (and frees the context) whenever
+        %% the code it runs returns to the interpreter.
+        logger:warning("erlang_python: context ~p: its thread still runs Python code ~b ms after stop; "
+                       "left to exit on its own", [self(), ?STOP_DEADLINE], #{domain => [erlang_python]}),
+        {error, timeout}
     end.
 
 %% @private

@@ -2,20 +2,24 @@
 %% @doc Stubs of the C++ NIF library (priv/py_nif.so). Use the py and py_context modules.
 -module(py_nif).
 
--export([load/2, runtime_status/0, context_new/2, context_stop/2, namespace_new/1,
+-export([load/2, runtime_status/0, context_new/2, context_stop/2, context_stop_now/1, namespace_new/1,
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
-         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1,
-         thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1, context_backtrace/3]).
+         fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
+         object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
+         context_backtrace/3]).
 
--nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
+-nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_interrupt/1,
+       namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,
-       context_stats/1, context_backtrace/3]).
+       context_stats/1, context_backtrace/3, stream_ack/3]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
 -type request_ref() :: reference().
--type result_mode() :: plain | async | stream | {stream_start, pid()}.
+%% {stream, Max}: at most Max items collected (0: no bound).
+%% {stream_start, Receiver, Window}: Window items at most sent and not acknowledged (0: no bound).
+-type result_mode() :: plain | async | stream | {stream, non_neg_integer()} | {stream_start, pid(), non_neg_integer()}.
 -export_type([context_ref/0, namespace_ref/0, request_ref/0, result_mode/0]).
 
 %% Loads priv/py_nif.so with the Python home chosen by py_runtime (<<>>: the build's own). The
@@ -39,6 +43,11 @@ context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).
 
 -spec context_stop(context_ref(), reference()) -> ok.
 context_stop(_Ctx, _Tag) -> erlang:nif_error(nif_not_loaded).
+
+%% After context_stop/2: every request of the context not answered yet gets
+%% {error, context_stopped}, and its running code is interrupted until the thread exits.
+-spec context_stop_now(context_ref()) -> ok.
+context_stop_now(_Ctx) -> erlang:nif_error(nif_not_loaded).
 
 -spec namespace_new(context_ref()) -> namespace_ref().
 namespace_new(_Ctx) -> erlang:nif_error(nif_not_loaded).
@@ -66,6 +75,10 @@ poll_reply(_Request) -> erlang:nif_error(nif_not_loaded).
 %% Ends polling: the stored reply, or `pending' when it will come as a message.
 -spec stop_polling(request_ref()) -> tuple() | pending.
 stop_polling(_Request) -> erlang:nif_error(nif_not_loaded).
+
+%% The receiver of a py:stream_start stream has taken N more items (see py_stream_relay).
+-spec stream_ack(context_ref(), request_ref(), pos_integer()) -> ok.
+stream_ack(_Ctx, _Request, _N) -> erlang:nif_error(nif_not_loaded).
 
 %% A readiness notification of enif_select ({select, Watch, _, Mode}) for the event loop that
 %% registered Watch.

@@ -4,7 +4,7 @@
 %% Also the per-process namespaces that pool calls run in.
 -module(py_request).
 
--export([run/4, start/3, start_on/2, resolve/1, run_on/3, wait/2, tag/1, cancel/1, finished/1,
+-export([run/4, start/3, start_on/2, resolve/1, run_on/3, wait/2, tag/1, cancel/1, finished/1, ack_items/2,
          namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
 -export_type([pending/0]).
 
@@ -171,6 +171,11 @@ cancel_at_deadline(Ref, Tag, Request, Answered) ->
 cancel({Ref, _, Request}) ->
     _ = py_nif:cancel(Ref, Request),
     ok.
+
+%% Acknowledges N items of a started py:stream_start request (see py_stream_relay).
+-spec ack_items(pending(), pos_integer()) -> ok.
+ack_items({Ref, _, Request}, N) ->
+    py_nif:stream_ack(Ref, Request, N).
 
 %% Whether a started request has replied or been cancelled.
 -spec finished(pending()) -> boolean().

@@ -128,7 +128,15 @@ bool list_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_
     return true;
 }
 
+// The largest tuple the BEAM can hold (MAX_ARITY: 2^24 - 1 elements).
+constexpr Py_ssize_t kMaxTupleArity = (Py_ssize_t(1) << 24) - 1;
+
 bool tuple_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
+    if (PyTuple_GET_SIZE(obj) > kMaxTupleArity) {
+        PyErr_Format(PyExc_ValueError, "a tuple of %zd elements cannot become an Erlang tuple (at most %zd)",
+                     PyTuple_GET_SIZE(obj), kMaxTupleArity);
+        return false;
+    }
     std::vector<ERL_NIF_TERM> terms;
     if (!sequence_items(cv, env, &PyTuple_GET_ITEM(obj, 0), PyTuple_GET_SIZE(obj), terms, depth)) return false;
     *out = enif_make_tuple_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));

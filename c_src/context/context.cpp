@@ -138,6 +138,24 @@ void Context::stop(const ErlNifPid* notify, ERL_NIF_TERM tag) {
     queue_.close();
 }
 
+// Any thread, never blocks: closes the queue and has the interrupter thread answer and
+// interrupt what the context holds (Interrupter::stop).
+void Context::begin_stop() {
+    queue_.close();
+    if (!interrupter_.stop(*this)) return;
+    ContextResource::keep(this);  // released by the interrupter thread when it exits
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread{};
+    int rc = pthread_create(&thread, &attr, &Context::interrupter_main, this);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        interrupter_.thread_failed();
+        ContextResource::release(this);
+    }
+}
+
 void* Context::thread_main(void* self) {
     auto* ctx = static_cast<Context*>(self);
     // A name of its own in top, perf and gdb (a new thread inherits its creator's: "1_scheduler").
@@ -338,17 +356,35 @@ void Context::run() {
 
 void Context::serve() {
     bridge::set_current_host(this);
-    std::vector<RequestPtr> batch;
+    std::vector<RequestPtr> incoming;
+    std::vector<RequestPtr> one;
     erl::OwnedEnv stop_env;
-    while (next_batch(batch)) {
-        if (queue_.closed()) {
-            reply_stopped(batch, stop_env.get());
+    while (next_batch(incoming)) {
+        if (queue_.closed() && backlog_.empty()) {
+            reply_stopped(incoming, stop_env.get());
             continue;
         }
-        if (batch.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
+        if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
         PyEval_RestoreThread(tstate_);
-        for (RequestPtr& req : batch) handle(req);
-        batch.clear();  // drops request references while attached (their terms are plain memory)
+        // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
+        if (backlog_.empty()) {
+            batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
+        } else {
+            batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
+            backlog_.clear();
+            batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()),
+                          std::make_move_iterator(incoming.end()));
+            incoming.clear();
+        }
+        for (RequestPtr& req : batch_) {
+            if (!queue_.closed()) {
+                handle(req);
+                continue;
+            }
+            one.push_back(std::move(req));
+            reply_stopped(one, stop_env.get());
+        }
+        batch_.clear();  // drops request references while attached (their terms are plain memory)
         run_due_hosted_steps();
         interp_->drain();
         if (mode_ == Mode::OwnGil) sample_memory();
@@ -362,14 +398,11 @@ void Context::serve() {
     bridge::set_current_host(nullptr);
 }
 
-// Requests left over by a nested wait come first, then the queue. With a hosted loop, the
-// wait ends when its next timer is due (at once when it has work now).
+// Requests left over by a nested wait (backlog_, which serve() takes attached) come first,
+// then the queue. With a hosted loop, the wait ends when its next timer is due (at once when
+// it has work now).
 bool Context::next_batch(std::vector<RequestPtr>& batch) {
-    if (!backlog_.empty()) {
-        batch.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
-        backlog_.clear();
-        return true;
-    }
+    if (!backlog_.empty()) return true;
     auto deadline = RequestQueue::Clock::time_point::max();
     if (hosted_loop_) deadline = hosted_due() ? RequestQueue::Clock::time_point::min() : hosted_deadline_;
     return queue_.pop_all(batch, deadline);
@@ -585,6 +618,11 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
     }
 }
 
+bool Context::wait_stream_room(Request& req) {
+    auto done = [&] { return req.room() || req.cancelled(); };
+    return serve_nested(done, RequestQueue::Clock::time_point::max()) == WaitEnd::Done && !req.cancelled();
+}
+
 // Precondition: attached. Serves other requests until the reply to callback `id` arrives;
 // nullptr when the context stops first.
 RequestPtr Context::wait_callback_reply(uint64_t id) {
@@ -736,7 +774,7 @@ void Context::push_callback_abort(uint64_t id) { push_callback_reply(id, erl::at
 
 void Context::on_down(const ErlNifMonitor* mon) {
     if (enif_compare_monitors(mon, &owner_mon_) == 0) {
-        queue_.close();
+        begin_stop();
         return;
     }
     uint64_t id = 0;
@@ -763,6 +801,32 @@ void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
         erl::send_and_clear(env, req->caller(), msg);
     }
     batch.clear();
+}
+
+namespace {
+// {error, context_stopped} for a request of a stopping context, unless it was answered or
+// cancelled already. Any thread; attached when req may be running.
+void answer_stopped(Request& req) {
+    if (req.kind() == RequestKind::CallbackReply || !req.try_reply_stopped()) return;
+    auto env = std::make_unique<erl::OwnedEnv>();
+    ERL_NIF_TERM payload = enif_make_tuple2(env->get(), erl::atoms().error, erl::atoms().context_stopped);
+    send_final_reply(req, env, payload, {});
+}
+}  // namespace
+
+// Interrupter thread, not attached.
+void Context::answer_queued() {
+    std::vector<RequestPtr> queued;
+    queue_.take_queued(queued);
+    for (RequestPtr& req : queued) answer_stopped(*req);
+}
+
+// Interrupter thread, attached: the worker is not, so what it holds does not change meanwhile.
+void Context::answer_held() {
+    for (Request* req : running_)
+        if (req) answer_stopped(*req);
+    for (RequestPtr& req : batch_) answer_stopped(*req);
+    for (RequestPtr& req : backlog_) answer_stopped(*req);
 }
 
 void Context::notify_exit() {

@@ -43,7 +43,7 @@ enum class Mode { Worker, OwnGil };
 // `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
 enum class ThreadPriority { Normal, Low, Idle };
 
-class Context final : public bridge::Host {
+class Context final : public bridge::Host, private StopHandler {
 public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
@@ -61,11 +61,18 @@ public:
     // Any thread. False when the context is stopping or stopped.
     RequestQueue::Pushed submit(RequestPtr request) { return queue_.push(std::move(request)); }
 
-    // Any thread, non-blocking. The worker replies {error, context_stopped} to queued
-    // requests, releases its Python state (ending its interpreter in owngil mode) and exits;
-    // then, if notify is set, it sends {py_context_exited, Tag, Status} to notify, Status being
-    // ok or {error, Reason}.
+    // Any thread, non-blocking. The worker answers queued requests with
+    // {error, context_stopped}, releases its Python state (ending its interpreter in owngil
+    // mode) and exits once the code it runs returns; then, if notify is set, it sends
+    // {py_context_exited, Tag, Status} to notify, Status being ok or {error, Reason}.
     void stop(const ErlNifPid* notify, ERL_NIF_TERM tag);
+
+    // Any thread, non-blocking, after stop() (py_context calls it when the worker has not exited
+    // at once): every request not answered yet, queued or running, gets {error, context_stopped}
+    // from the interrupter thread (even while the context thread is stuck), and the running code
+    // is interrupted, again every 100 ms until the worker exits. An idle context never needs it,
+    // so stopping one starts no thread.
+    void stop_running_code() { begin_stop(); }
 
     // Scheduler thread, once, before start(): the owner's monitor (see on_down).
     void set_owner(const ErlNifPid& pid, const ErlNifMonitor& mon) {
@@ -82,6 +89,11 @@ public:
     bool push_callback_reply(uint64_t id, ERL_NIF_TERM result);
     // Any thread: tells the worker waiting for callback `id` that no answer will come.
     void push_callback_abort(uint64_t id);
+
+    // Precondition: worker thread, attached, req the StreamStart request whose code runs now.
+    // Waits (serving other requests meanwhile) until req's window has room again. False when
+    // req was cancelled or the context is stopping.
+    bool wait_stream_room(Request& req);
 
     // Any thread: makes the worker look at event-loop readiness (see aio::Poller).
     void wake() { queue_.wake(); }
@@ -148,6 +160,9 @@ private:
     bool running_cancelled() const;
     void reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* msg_env);
     void sample_memory();
+    void begin_stop();
+    void answer_queued() override;
+    void answer_held() override;
     void notify_exit();
     bool join_python_threads();
     void release_thread_state();
@@ -175,7 +190,10 @@ private:
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).
-    std::vector<Request*> running_;                           // innermost last
+    std::vector<Request*> running_;  // innermost last
+    // The requests a stopping context's interrupter answers (answer_held) are those of batch_,
+    // backlog_ and running_: the worker changes them only while attached.
+    std::vector<RequestPtr> batch_;                           // the requests serve() runs now
     std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
     std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
     std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth

@@ -103,6 +103,35 @@ ERL_NIF_TERM finish_result(Job& job, PyObject* result) {
     return job.ok_value(value.get());
 }
 
+// Whether fn is builtins.eval or builtins.exec: called from C they have no calling frame to
+// take their globals from ("SystemError: frame does not exist").
+bool is_builtin_eval(PyObject* fn) {
+    if (!PyCFunction_Check(fn)) return false;
+    PyObject* self = PyCFunction_GET_SELF(fn);
+    if (!self || !PyModule_Check(self)) return false;
+    const char* module = PyModule_GetName(self);
+    const char* name = reinterpret_cast<PyCFunctionObject*>(fn)->m_ml->ml_name;
+    if (!module) {
+        PyErr_Clear();
+        return false;
+    }
+    return std::strcmp(module, "builtins") == 0 && (std::strcmp(name, "eval") == 0 || std::strcmp(name, "exec") == 0);
+}
+
+// eval(source) / exec(source) called by name run in the request's namespace, as they would in
+// a module whose globals that namespace is.
+Ref with_request_globals(Job& job, Ref args, PyObject* kwargs) {
+    if (PyTuple_GET_SIZE(args.get()) != 1) return args;
+    if (kwargs) {
+        int has = PyDict_Contains(kwargs, Ref::check(PyUnicode_FromString("globals")).get());
+        if (has < 0) throw py::ErrorPending();
+        if (has) return args;
+    }
+    Ref globals = job.globals();  // a strong reference: the namespace may be reset meanwhile
+    if (!globals) throw py::ErrorPending();
+    return Ref::check(PyTuple_Pack(2, PyTuple_GET_ITEM(args.get(), 0), globals.get()));
+}
+
 ERL_NIF_TERM run_call(Job& job) {
     Ref fn = find_callable(job);
     Ref arg_list = job.arg_to_python(2);
@@ -110,6 +139,7 @@ ERL_NIF_TERM run_call(Job& job) {
     Ref kwargs;
     size_t nkw = 0;
     if (enif_get_map_size(job.request.env(), job.request.arg[3], &nkw) && nkw > 0) kwargs = job.arg_to_python(3);
+    if (is_builtin_eval(fn.get())) args = with_request_globals(job, std::move(args), kwargs.get());
     Ref result = Ref::check(PyObject_Call(fn.get(), args.get(), kwargs.get()));
     return finish_result(job, result.get());
 }

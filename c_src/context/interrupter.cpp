@@ -70,6 +70,17 @@ bool Interrupter::add_running() {
     return true;
 }
 
+bool Interrupter::stop(StopHandler& handler) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_ || !interp_ || stopping_) return false;
+    stopping_ = &handler;
+    next_stop_ = Clock::now();
+    changed_.notify_all();
+    if (thread_running_) return false;
+    thread_running_ = true;
+    return true;
+}
+
 void Interrupter::thread_failed() {
     std::vector<Target> dropped;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -94,7 +105,7 @@ void Interrupter::run() {
             lock.lock();
             continue;
         }
-        if (closing_ || (targets_.empty() && !interrupt_running_)) {
+        if (closing_ || (targets_.empty() && !interrupt_running_ && !stopping_)) {
             std::vector<Target> dropped;
             dropped.swap(targets_);
             interrupt_running_ = false;
@@ -104,14 +115,20 @@ void Interrupter::run() {
             return;
         }
         auto now = Clock::now();
+        if (stopping_ && now >= next_stop_) {
+            lock.unlock();
+            stop_now();
+            lock.lock();
+            next_stop_ = Clock::now() + kResend;
+            continue;
+        }
         due.clear();
         for (const Target& t : targets_)
             if (now >= t.next_try) due.push_back(t.req.get());
         bool take_running = std::exchange(interrupt_running_, false);
         if (due.empty() && !take_running) {
-            auto next = std::min_element(targets_.begin(), targets_.end(),
-                                         [](const Target& a, const Target& b) { return a.next_try < b.next_try; });
-            auto until = next->next_try;  // a copy: add() may move the vector while this waits
+            auto until = stopping_ ? next_stop_ : Clock::time_point::max();
+            for (const Target& t : targets_) until = std::min(until, t.next_try);  // a copy: add() may move them
             changed_.wait_until(lock, until);
             continue;
         }
@@ -157,6 +174,30 @@ void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& s
     PyThreadState_DeleteCurrent();
     // A context thread waiting for its event loop's descriptors goes back to the code.
     if (std::find(sent.begin(), sent.end(), true) != sent.end() || (running && *running)) queue_.wake();
+}
+
+// The context is stopping: its queued requests are answered, then (attached, so that what the
+// context thread holds is stable) those it has taken, and the code that runs is interrupted.
+void Interrupter::stop_now() {
+    StopHandler* handler = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        handler = stopping_;
+    }
+    handler->answer_queued();
+    PyThreadState* ts = PyThreadState_New(interp_);
+    if (!ts) return;
+    PyEval_RestoreThread(ts);
+    handler->answer_held();
+    Request* current = running();
+    bool sent = false;
+    if (current && !current->ended() && !importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
+        current->interrupt_sent = true;
+        sent = true;
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    if (sent) queue_.wake();
 }
 
 void Interrupter::close() {

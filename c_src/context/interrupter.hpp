@@ -11,9 +11,13 @@
 // interrupted when the import is over: an exception in the middle of one leaves a package
 // half-initialised in sys.modules (`import asyncio` then fails in every later request).
 //
+// When the context stops (stop()), the same thread also ends what the context holds: until
+// close(), every kResend it has the StopHandler answer the queued requests, then, attached, the
+// requests the context thread has taken, and interrupts the code that runs.
+//
 // Preconditions: bind(), set_running() and settle() on the context thread, attached to its
-// interpreter; add() from any thread, never blocks; run() on the interrupter thread only;
-// close() on the context thread, not attached, before its interpreter ends.
+// interpreter; add() and stop() from any thread, never block; run() on the interrupter thread
+// only; close() on the context thread, not attached, before its interpreter ends.
 #pragma once
 
 #include <Python.h>
@@ -27,6 +31,19 @@
 #include "context/request_queue.hpp"
 
 namespace context {
+
+// What a stopping context's interrupter thread has its context do (see Interrupter::stop).
+class StopHandler {
+public:
+    // Not attached: answer every request still queued with {error, context_stopped}.
+    virtual void answer_queued() = 0;
+    // Attached to the context's interpreter: answer every request the context thread has taken
+    // and not answered (running ones included) with {error, context_stopped}.
+    virtual void answer_held() = 0;
+
+protected:
+    ~StopHandler() = default;
+};
 
 class Interrupter {
 public:
@@ -53,6 +70,11 @@ public:
     // Asks for the code of the request running now (py:interrupt/1) to be interrupted: the
     // interrupter resolves "now" under the GIL, then treats it as add() does. Same return.
     bool add_running();
+
+    // The context is stopping: from now on until close(), answer what it holds (handler) and
+    // interrupt whatever request runs. True when the caller must start the interrupter thread.
+    bool stop(StopHandler& handler);
+
     // The interrupter thread could not be created: forget what was asked.
     void thread_failed();
 
@@ -71,6 +93,7 @@ private:
         std::chrono::steady_clock::time_point next_try;
     };
     void interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent, RequestPtr* running);
+    void stop_now();
 
     RequestQueue& queue_;
     PyThreadState* tstate_ = nullptr;  // set by bind(), before any request runs
@@ -82,10 +105,12 @@ private:
 
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<Target> targets_;     // guarded by mutex_
-    bool thread_running_ = false;     // guarded by mutex_
-    bool interrupt_running_ = false;  // guarded by mutex_: see add_running
-    bool closing_ = false;            // guarded by mutex_
+    std::vector<Target> targets_;                      // guarded by mutex_
+    bool thread_running_ = false;                      // guarded by mutex_
+    bool interrupt_running_ = false;                   // guarded by mutex_: see add_running
+    bool closing_ = false;                             // guarded by mutex_
+    StopHandler* stopping_ = nullptr;                  // guarded by mutex_
+    std::chrono::steady_clock::time_point next_stop_;  // guarded by mutex_
 };
 
 }  // namespace context

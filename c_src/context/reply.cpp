@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "bridge/convert.hpp"
+#include "context/context.hpp"
 #include "erl/atoms.hpp"
 #include "erl/env.hpp"
 #include "erl/terms.hpp"
@@ -114,10 +115,25 @@ PyObject* reply_chunk(PyObject* self, PyObject* value) {
         enif_make_tuple3(e, a.py_stream, enif_make_copy(e, r->req->tag), enif_make_tuple2(e, a.data, term));
     erl::send_and_clear(e, r->req->reply_to(), msg);
     r->req->end_chunk();
+    // Backpressure: the receiving side acknowledges items as its owner takes them.
+    if (!r->req->room()) {
+        // This runs on the context's own thread, so the context runs: found by its serial.
+        Context* ctx = keep_if_running(r->req->context_serial());
+        if (!ctx) Py_RETURN_FALSE;
+        auto held = erl::ResourcePtr<Context>::adopt(ctx);
+        if (!held->wait_stream_room(*r->req)) Py_RETURN_FALSE;
+    }
     Py_RETURN_TRUE;
 }
 
 PyObject* reply_cancelled(PyObject* self, void*) { return PyBool_FromLong(as_reply(self)->req->cancelled()); }
+
+// max_items: the most items a collected stream may have, or None for no bound.
+PyObject* reply_max_items(PyObject* self, void*) {
+    uint64_t n = as_reply(self)->req->stream_max_items();
+    if (n == 0) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(n);
+}
 
 void reply_dealloc(PyObject* self) {
     ReplyObject* r = as_reply(self);
@@ -144,6 +160,8 @@ PyMethodDef reply_methods[] = {
 
 PyGetSetDef reply_getset[] = {
     {"cancelled", py::guarded<&reply_cancelled>, nullptr, "Whether the caller gave up (timeout, stream_cancel).",
+     nullptr},
+    {"max_items", py::guarded<&reply_max_items>, nullptr, "The most items py:stream collects (None: no bound).",
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };

@@ -25,7 +25,8 @@ enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
 //   Plain: converts it and replies. Async: an awaitable runs as a task on the context's event
 //   loop and the reply follows when it finishes (any other value is replied at once). Stream:
 //   a generator or async generator is collected into a list. StreamStart: each item is sent
-//   to reply_to() as {py_stream, Tag, {data, V}} as it is produced, then done or {error, R}.
+//   to reply_to() as {py_stream, Tag, {data, V}} as it is produced, then done or {error, R};
+//   with a stream window, the producer waits while that many items are not acknowledged.
 enum class ResultMode { Plain, Async, Stream, StreamStart };
 
 class Request {
@@ -85,7 +86,22 @@ public:
     uint64_t callback_id() const { return callback_id_.load(std::memory_order_relaxed); }
     // Worker: brackets the sending of one stream item. False when the caller cancelled.
     bool try_begin_chunk() { return transition(State::Running, State::Sending); }
-    void end_chunk() { transition(State::Sending, State::Running); }
+    void end_chunk() {
+        transition(State::Sending, State::Running);
+        ++items_sent_;
+    }
+
+    // StreamStart backpressure: at most stream_window() items sent and not acknowledged
+    // (0: no bound). Set before queuing; ack_items from any thread; room() on the worker.
+    void set_stream_window(uint32_t window) { stream_window_ = window; }
+    // Stream: the most items collected (0: no bound). Set before queuing.
+    void set_stream_max_items(uint64_t n) { stream_max_items_ = n; }
+    uint64_t stream_max_items() const { return stream_max_items_; }
+    uint32_t stream_window() const { return stream_window_; }
+    void ack_items(uint64_t n) { items_acked_.fetch_add(n, std::memory_order_acq_rel); }
+    bool room() const {
+        return stream_window_ == 0 || items_sent_ - items_acked_.load(std::memory_order_acquire) < stream_window_;
+    }
 
     // Caller: gives up. AlreadyReplied means the reply is (or is about to be) in its mailbox.
     CancelOutcome cancel() {
@@ -103,6 +119,19 @@ public:
             }
         }
         return s == int(State::Replied) ? CancelOutcome::AlreadyReplied : CancelOutcome::Cancelled;
+    }
+    // Any thread, the context stopping: claims the right to answer a request not answered yet
+    // (queued, running or waiting for a callback). False when it was answered or cancelled.
+    bool try_reply_stopped() {
+        int s = state_.load(std::memory_order_acquire);
+        for (;;) {  // a chunk being sent reaches the mailbox before the stop's answer
+            while (s == int(State::Sending)) {
+                std::this_thread::yield();
+                s = state_.load(std::memory_order_acquire);
+            }
+            if (s != int(State::Pending) && s != int(State::Running) && s != int(State::InCallback)) return false;
+            if (state_.compare_exchange_weak(s, int(State::Replied), std::memory_order_acq_rel)) return true;
+        }
     }
     bool cancelled() const { return state_.load(std::memory_order_acquire) == int(State::Cancelled); }
     bool finished() const {
@@ -133,6 +162,10 @@ private:
     std::atomic<int> state_{int(State::Pending)};
     std::atomic<uint64_t> callback_id_{0};
     std::atomic<bool> ended_{false};
+    uint32_t stream_window_ = 0;
+    uint64_t stream_max_items_ = 0;
+    uint64_t items_sent_ = 0;  // the worker's
+    std::atomic<uint64_t> items_acked_{0};
     ReplySlot reply_slot_;
     py::Serial context_serial_ = 0;
 

@@ -35,6 +35,10 @@ public:
     // Returns false when the queue is closed and empty.
     bool pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline = Clock::time_point::max());
 
+    // Any thread (a stopping context's interrupter): moves every queued request into out, as
+    // pop_all does without waiting. Each request goes to exactly one of the takers.
+    void take_queued(std::vector<RequestPtr>& out) { take_all(out); }
+
     // Any thread: makes the worker's current (or next) pop_all return, so that it looks at
     // events that are not requests (ready file descriptors of an event loop).
     void wake();

@@ -57,19 +57,28 @@ bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM t) {
     return enif_get_list_length(env, t, &len) != 0;
 }
 
-// plain | async | stream | {stream_start, Pid}: what the request does with its result.
+// plain | async | stream | {stream, Max} | {stream_start, Pid, Window}: what the request does
+// with its result. Max: the most items collected; Window: how many items may be sent and not
+// acknowledged (stream_ack/3); 0 for no bound.
 void set_result_mode(ErlNifEnv* env, ERL_NIF_TERM opt, Request& req) {
     const erl::Atoms& a = erl::atoms();
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     ErlNifPid pid;
+    unsigned window = 0;
+    ErlNifUInt64 max_items = 0;
     if (opt == a.plain) req.set_mode(context::ResultMode::Plain);
     else if (opt == a.async) req.set_mode(context::ResultMode::Async);
     else if (opt == a.stream) req.set_mode(context::ResultMode::Stream);
-    else if (enif_get_tuple(env, opt, &arity, &parts) && arity == 2 && parts[0] == a.stream_start &&
-             enif_get_local_pid(env, parts[1], &pid)) {
+    else if (enif_get_tuple(env, opt, &arity, &parts) && arity == 2 && parts[0] == a.stream &&
+             enif_get_uint64(env, parts[1], &max_items)) {
+        req.set_mode(context::ResultMode::Stream);
+        req.set_stream_max_items(max_items);
+    } else if (enif_get_tuple(env, opt, &arity, &parts) && arity == 3 && parts[0] == a.stream_start &&
+               enif_get_local_pid(env, parts[1], &pid) && enif_get_uint(env, parts[2], &window)) {
         req.set_mode(context::ResultMode::StreamStart);
         req.set_reply_to(pid);
+        req.set_stream_window(window);
     } else {
         throw erl::BadArg();
     }
@@ -174,6 +183,15 @@ ERL_NIF_TERM context_stop(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
+// context_stop_now(Ctx) -> ok: after context_stop/2, answer every request of the context and
+// interrupt its running code (Context::stop_running_code).
+ERL_NIF_TERM context_stop_now(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        get_context(env, argv[0])->stop_running_code();
+        return erl::atoms().ok;
+    });
+}
+
 // namespace_new(Ctx) -> Namespace: a fresh, empty namespace on that context.
 ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
@@ -184,7 +202,7 @@ ERL_NIF_TERM namespace_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 // submit_call(Ctx, Ns, Tag, Module, Function, Args, Kwargs, Mode) -> Request
-// Mode: plain | async | stream | {stream_start, Pid} (context/request.hpp, ResultMode).
+// Mode: plain | async | stream | {stream, Max} | {stream_start, Pid, Window} (context/request.hpp).
 ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) ||
@@ -236,6 +254,20 @@ ERL_NIF_TERM cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
                 return enif_make_tuple2(env, erl::atoms().in_callback, enif_make_uint64(env, req->callback_id()));
         }
         throw erl::BadArg();
+    });
+}
+
+// stream_ack(Ctx, Request, N) -> ok: the receiving side has taken N more items of a
+// py:stream_start stream; a worker waiting for room in the stream's window goes on.
+ERL_NIF_TERM stream_ack(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        Context* ctx = get_context(env, argv[0]);
+        Request* req = get_request(env, argv[1]);
+        ErlNifUInt64 n = 0;
+        if (!req || req->context_serial() != ctx->serial() || !enif_get_uint64(env, argv[2], &n)) throw erl::BadArg();
+        req->ack_items(n);
+        ctx->wake();
+        return erl::atoms().ok;
     });
 }
 

@@ -56,6 +56,7 @@ int upgrade(ErlNifEnv*, void**, void**, ERL_NIF_TERM) { return 1; }
 ErlNifFunc nif_funcs[] = {
     {"context_new", 2, nifs::context_new, 0},
     {"context_stop", 2, nifs::context_stop, 0},
+    {"context_stop_now", 1, nifs::context_stop_now, 0},
     {"namespace_new", 1, nifs::namespace_new, 0},
     {"submit_call", 8, nifs::submit_call, 0},
     {"submit_eval", 6, nifs::submit_eval, 0},
@@ -66,6 +67,7 @@ ErlNifFunc nif_funcs[] = {
     {"request_finished", 1, nifs::request_finished, 0},
     {"poll_reply", 1, nifs::poll_reply, 0},
     {"stop_polling", 1, nifs::stop_polling, 0},
+    {"stream_ack", 3, nifs::stream_ack, 0},
     {"callback_reply", 3, nifs::callback_reply, 0},
     {"python_version", 0, nifs::python_version, 0},
     {"runtime_status", 0, nifs::runtime_status, 0},

@@ -10,6 +10,7 @@ namespace nifs {
 // context_nifs.cpp
 ERL_NIF_TERM context_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM context_stop(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM context_stop_now(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM namespace_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM submit_call(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM submit_eval(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
@@ -21,6 +22,7 @@ ERL_NIF_TERM request_finished(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[
 ERL_NIF_TERM poll_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM stop_polling(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM context_interrupt(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM stream_ack(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // stats_nifs.cpp
 ERL_NIF_TERM context_stats(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);

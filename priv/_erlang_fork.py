@@ -1,0 +1,49 @@
+"""Refusing os.fork() in contexts (app env `allow_fork`; src/py_context.erl, fork_policy).
+
+A process forked from the BEAM is a copy of the whole node: its schedulers are gone, it holds
+every descriptor of the node (sockets, ports, files), and it goes on running Python code that
+expects an Erlang side which is not there. So os.fork() and os.forkpty() raise RuntimeError
+unless the application env `allow_fork` is true. subprocess and os.posix_spawn are not
+concerned: they start a new program.
+
+Used in the main interpreter (worker contexts): every worker context that starts calls
+configure() with the current app env. owngil subinterpreters refuse fork() in CPython itself,
+whatever `allow_fork` says.
+"""
+
+import os
+import posix
+
+_allowed = False
+_NAMES = ("fork", "forkpty")
+
+
+def configure(allow):
+    """Allow (True) or refuse (False) fork() in this interpreter from now on."""
+    global _allowed
+    _allowed = bool(allow)
+    for module in (os, posix):
+        for name in _NAMES:
+            original = getattr(module, name, None)
+            if original is not None and not getattr(original, "_erlang_guarded", False):
+                setattr(module, name, _guard(name, original))
+
+
+def allowed():
+    return _allowed
+
+
+def _guard(name, original):
+    def guarded(*args, **kwargs):
+        if not _allowed:
+            raise RuntimeError(
+                f"os.{name}() is refused in an erlang_python context: the child would be a broken "
+                "copy of the Erlang node holding its descriptors (use subprocess, or set the "
+                "erlang_python application env allow_fork to true)")
+        return original(*args, **kwargs)
+
+    guarded.__name__ = guarded.__qualname__ = name
+    guarded.__doc__ = original.__doc__
+    guarded.__wrapped__ = original
+    guarded._erlang_guarded = True
+    return guarded
