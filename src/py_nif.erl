@@ -8,7 +8,7 @@
          object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
          context_backtrace/3]).
 
--nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_interrupt/1,
+-nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,

@@ -110,7 +110,10 @@ load_nif(#{home := Home} = Choice) ->
                 not_loaded -> unavailable("~ts did not load", [filename:join(priv_dir(), "py_nif.so")])
             end;
         {error, Reason} ->
-            unavailable("cannot load ~ts: ~tp", [filename:join(priv_dir(), "py_nif.so"), Reason])
+            %% Not a matter of which Python: the library itself (a broken or mixed build).
+            {error, {python_unavailable,
+                     lists:flatten(io_lib:format("cannot load ~ts: ~tp (rebuild erlang_python)",
+                                                 [filename:join(priv_dir(), "py_nif.so"), Reason]))}}
     end.
 
 nif_status() ->
