@@ -1,6 +1,7 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
-%% and supervises the context supervisor, the pool router and py_logger, in that order.
+%% and supervises the context supervisor, the pool router, py_logger and py_map_builder, in that
+%% order.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -21,7 +22,10 @@ init([]) ->
     Children = [
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000},
-        %% Last: when it restarts, nothing else does (it reinstalls the Python handlers itself).
-        #{id => py_logger, start => {py_logger, start_link, []}}
+        %% Near the end: when it restarts, only the map builder does too (it reinstalls the
+        %% Python handlers itself).
+        #{id => py_logger, start => {py_logger, start_link, []}},
+        %% Last: nothing else restarts with it (contexts build big maps by insertion meanwhile).
+        #{id => py_map_builder, start => {py_map_builder, start_link, []}}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

@@ -9,6 +9,7 @@
 #include "bridge/erlang_module.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
+#include "erl/map_builder.hpp"
 #include "nifs/nifs.hpp"
 #include "py/runtime.hpp"
 
@@ -22,7 +23,9 @@ std::string load_info_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env) ||
+        !erl::open_map_builder_resources(env))
+        return 1;
     std::string error;
     if (!py::start_runtime(load_info_string(env, load_info), &bridge::init_erlang_module, error)) {
         enif_fprintf(stderr, "erlang_python: cannot start Python: %s\n", error.c_str());
@@ -51,6 +54,8 @@ ErlNifFunc nif_funcs[] = {
     {"python_version", 0, nifs::python_version, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
+    {"set_map_builder", 1, nifs::set_map_builder, 0},
+    {"build_map", 1, nifs::build_map, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 }  // namespace

@@ -27,6 +27,10 @@ ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM object_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// map_nifs.cpp
+ERL_NIF_TERM set_map_builder(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM build_map(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
