@@ -4,7 +4,7 @@
 %% A Python dict of more than 128 keys becomes a map through `enif_make_map_from_arrays', which
 %% OTP 25.1+ (before the fix for erlang/otp#8208) can only run on a scheduler thread. A context
 %% thread sends this process `{py_map_job, Job}' and waits; `py_nif:build_map/1' builds the map
-%% on a dirty CPU scheduler. Without this process (or when it does not answer within 2 s) the
+%% (on a dirty CPU scheduler past 4,096 pairs). Without this process (or when it does not answer within 2 s) the
 %% map is built by insertion, which is correct but slower.
 -module(py_map_builder).
 

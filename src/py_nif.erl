@@ -54,8 +54,8 @@ submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_
 -spec set_map_builder(pid() | undefined) -> ok.
 set_map_builder(_Pid) -> erlang:nif_error(nif_not_loaded).
 
-%% Builds the map of a `{py_map_job, Job}' message (on a dirty CPU scheduler): false when the
-%% asking thread gave up waiting.
+%% Builds the map of a `{py_map_job, Job}' message (a big one on a dirty CPU scheduler): false
+%% when the asking thread gave up waiting.
 -spec build_map(reference()) -> boolean().
 build_map(_Job) -> erlang:nif_error(nif_not_loaded).
 

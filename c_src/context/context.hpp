@@ -26,6 +26,7 @@
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
 #include "py/interpreter.hpp"
+#include "py/ref.hpp"
 #include "py/subinterpreter.hpp"
 
 namespace bridge {
@@ -140,8 +141,9 @@ private:
     py::InterpreterPtr interp_;
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{this};
-    PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
-    NameCache names_;                 // see WorkerScope::names
+    PyObject* code_cache_ = nullptr;    // see WorkerScope::code_cache
+    NameCache names_;                   // see WorkerScope::names
+    std::vector<py::Ref> after_reply_;  // see WorkerScope::after_reply
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).

@@ -73,6 +73,11 @@ bool make_map_on_scheduler(ErlNifEnv* env, ERL_NIF_TERM* keys, ERL_NIF_TERM* val
     return job->built;
 }
 
+size_t map_job_pairs(ErlNifEnv* env, ERL_NIF_TERM term) {
+    MapJob* job = MapJobResource::get(env, term);
+    return job ? job->n : 0;
+}
+
 bool run_map_job(ErlNifEnv* env, ERL_NIF_TERM term) {
     MapJob* job = MapJobResource::get(env, term);
     if (!job) return false;

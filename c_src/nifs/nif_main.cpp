@@ -55,7 +55,7 @@ ErlNifFunc nif_funcs[] = {
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
     {"set_map_builder", 1, nifs::set_map_builder, 0},
-    {"build_map", 1, nifs::build_map, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"build_map", 1, nifs::build_map, 0},
 };
 
 }  // namespace
