@@ -192,9 +192,10 @@ invalid_utf8_binary_to_bytes(_Config) ->
     <<"bytes">> = type_name(Trunc),
     same(Trunc).
 
-%% A binary becomes str exactly when Python's strict UTF-8 decoder accepts it (the NIF checks
-%% the bytes itself first): boundary sequences, and random ones after ASCII runs of every
-%% length below 17 (the check reads ASCII 8 bytes at a time).
+%% A binary becomes str exactly when Python's strict UTF-8 decoder accepts it (the NIF looks at
+%% the bytes itself first, up to 64 bytes past the first non-ASCII one): boundary sequences,
+%% random ones after ASCII runs of every length below 41 (ASCII is read 32 and 8 bytes at a
+%% time), and text whose first bad byte lies past that window (left to the decoder).
 utf8_check_agrees_with_python(_Config) ->
     ok = py:exec(<<"def utf8_ok(b):\n"
                    "    try:\n"
@@ -208,10 +209,12 @@ utf8_check_agrees_with_python(_Config) ->
     Boundary = [<<L, C1, C2, C3>> || L <- Leads, C1 <- Conts, C2 <- [16#80, 16#BF, 16#41], C3 <- [16#80, 16#41]] ++
                [<<L, C1>> || L <- Leads, C1 <- Conts] ++ [<<L>> || L <- Leads],
     rand:seed(exsss, {15, 4, 2026}),
-    Random = [<<(binary:copy(<<"a">>, rand:uniform(17) - 1))/binary,
+    Random = [<<(binary:copy(<<"a">>, rand:uniform(41) - 1))/binary,
                 (list_to_binary([rand:uniform(256) - 1 || _ <- lists:seq(1, rand:uniform(6))]))/binary>>
               || _ <- lists:seq(1, 400)],
-    Bins = Boundary ++ Random,
+    Late = [<<(binary:copy(<<"é"/utf8>>, N))/binary, Bad/binary>> || N <- [31, 32, 33, 40, 100],
+                                                                        Bad <- [<<255>>, <<16#ED, 16#A0, 16#80>>]],
+    Bins = Boundary ++ Random ++ Late,
     {ok, Expected} = py:eval(<<"[utf8_ok(b) for b in l]">>, #{l => [binary_to_list(B) || B <- Bins]}),
     {ok, Got} = py:eval(<<"[isinstance(b, str) for b in l]">>, #{l => Bins}),
     [] = [B || {B, E, G} <- lists:zip3(Bins, Expected, Got), E =/= G],

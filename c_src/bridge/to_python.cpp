@@ -95,12 +95,11 @@ PyObject* binary_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
     }
     const char* data = reinterpret_cast<const char*>(bin.data);
     auto size = static_cast<Py_ssize_t>(bin.size);
-    // Checked first: a failed decode would build a UnicodeDecodeError holding a copy of it all.
-    if (!is_utf8(bin.data, bin.size)) return PyBytes_FromStringAndSize(data, size);
+    if (!may_be_utf8(bin.data, bin.size)) return PyBytes_FromStringAndSize(data, size);  // not UTF-8
     PyObject* s = PyUnicode_DecodeUTF8(data, size, "strict");
     if (s) return s;
     if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return nullptr;
-    PyErr_Clear();  // not UTF-8 after all (is_utf8 agrees with the decoder): bytes
+    PyErr_Clear();  // not UTF-8 after all: the binary arrives as bytes
     return PyBytes_FromStringAndSize(data, size);
 }
 

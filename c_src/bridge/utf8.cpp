@@ -8,13 +8,27 @@ namespace {
 
 constexpr uint64_t kHighBits = 0x8080808080808080ULL;
 
+uint64_t load8(const unsigned char* p) {
+    uint64_t word = 0;
+    std::memcpy(&word, p, sizeof word);
+    return word;
+}
+
+// The length of the ASCII run at the start of [p, end).
+size_t ascii_prefix(const unsigned char* p, const unsigned char* end) {
+    const unsigned char* start = p;
+    while (end - p >= 32 && ((load8(p) | load8(p + 8) | load8(p + 16) | load8(p + 24)) & kHighBits) == 0) p += 32;
+    while (end - p >= 8 && (load8(p) & kHighBits) == 0) p += 8;
+    while (p < end && *p < 0x80) ++p;
+    return static_cast<size_t>(p - start);
+}
+
 bool continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
 
-// Checks the multi-byte sequence at p (p[0] >= 0x80, end - p bytes available); returns its
-// length, or 0 when it is malformed.
+// The length of the well-formed multi-byte sequence at p (p[0] >= 0x80), or 0.
 size_t sequence_length(const unsigned char* p, const unsigned char* end) {
     unsigned char c = p[0];
-    size_t avail = static_cast<size_t>(end - p);
+    auto avail = static_cast<size_t>(end - p);
     if (c >= 0xC2 && c <= 0xDF) return avail >= 2 && continuation(p[1]) ? 2 : 0;
     if (c >= 0xE0 && c <= 0xEF) {
         if (avail < 3 || !continuation(p[2])) return 0;
@@ -33,18 +47,11 @@ size_t sequence_length(const unsigned char* p, const unsigned char* end) {
 
 }  // namespace
 
-bool is_utf8(const unsigned char* data, size_t size) {
-    const unsigned char* p = data;
+bool may_be_utf8(const unsigned char* data, size_t size) {
     const unsigned char* end = data + size;
-    while (p < end) {
-        if (static_cast<size_t>(end - p) >= 8) {
-            uint64_t word = 0;
-            std::memcpy(&word, p, 8);
-            if ((word & kHighBits) == 0) {
-                p += 8;
-                continue;
-            }
-        }
+    const unsigned char* p = data + ascii_prefix(data, end);
+    const unsigned char* window_end = end - p > static_cast<std::ptrdiff_t>(kUtf8Window) ? p + kUtf8Window : end;
+    while (p < window_end) {  // a sequence that starts in the window is checked whole
         if (*p < 0x80) {
             ++p;
             continue;
