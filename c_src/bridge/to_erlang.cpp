@@ -134,18 +134,20 @@ private:
 
 thread_local TermStack t_stack;
 
-// Pops the stack back to where it was when a container started, also on failure.
+// A container's part of this thread's stack, popped when the container is done (also on
+// failure). Holds the stack by reference: one thread-local lookup per container, not per item.
 class StackFrame {
 public:
-    StackFrame() : base_(t_stack.size()) {}
+    StackFrame() : stack_(t_stack), base_(stack_.size()) {}
     StackFrame(const StackFrame&) = delete;
     StackFrame& operator=(const StackFrame&) = delete;
-    ~StackFrame() { t_stack.pop_to(base_); }
-    size_t base() const { return base_; }
-    size_t count() const { return t_stack.size() - base_; }
-    ERL_NIF_TERM* terms() const { return t_stack.at(base_); }
+    ~StackFrame() { stack_.pop_to(base_); }
+    void push(ERL_NIF_TERM t) { stack_.push(t); }
+    size_t count() const { return stack_.size() - base_; }
+    ERL_NIF_TERM* terms() const { return stack_.at(base_); }
 
 private:
+    TermStack& stack_;
     size_t base_;
 };
 
@@ -158,7 +160,7 @@ bool list_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_
         py::Ref item = py::Ref::borrow(PyList_GET_ITEM(obj, i));
         ERL_NIF_TERM term{};
         if (!convert(cv, env, item.get(), &term, depth + 1)) return false;
-        t_stack.push(term);
+        frame.push(term);
     }
     *out = enif_make_list_from_array(env, frame.terms(), static_cast<unsigned>(frame.count()));
     return true;
@@ -170,7 +172,7 @@ bool tuple_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); ++i) {
         ERL_NIF_TERM term{};
         if (!convert(cv, env, PyTuple_GET_ITEM(obj, i), &term, depth + 1)) return false;
-        t_stack.push(term);
+        frame.push(term);
     }
     *out = enif_make_tuple_from_array(env, frame.terms(), static_cast<unsigned>(frame.count()));
     return true;
@@ -244,12 +246,12 @@ bool dict_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_
         ERL_NIF_TERM term{};
         if (!convert(cv, env, pairs.key(i), &term, depth + 1)) return false;
         keys_distinct = keys_distinct && key_keeps_distinct(pairs.key(i));
-        t_stack.push(term);
+        frame.push(term);
     }
     for (size_t i = 0; i < n; ++i) {
         ERL_NIF_TERM term{};
         if (!convert(cv, env, pairs.value(i), &term, depth + 1)) return false;
-        t_stack.push(term);
+        frame.push(term);
     }
     *out = map_from_pairs(env, frame.terms(), frame.terms() + n, n, keys_distinct);
     return true;
