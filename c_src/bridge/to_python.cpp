@@ -133,7 +133,10 @@ PyObject* list_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term,
     ERL_NIF_TERM head{}, tail = term;
     for (unsigned i = 0; i < len; ++i) {
         enif_get_list_cell(env, tail, &head, &tail);
-        PyObject* item = convert(cv, env, head, depth + 1);
+        ErlNifSInt64 small = 0;  // the commonest item first: an integer of 64 bits (within the depth limit)
+        PyObject* item = depth + 1 <= kMaxDepth && enif_get_int64(env, head, &small)
+                             ? PyLong_FromLongLong(small)
+                             : convert(cv, env, head, depth + 1);
         if (!item) return nullptr;
         PyList_SET_ITEM(list.get(), i, item);
     }
