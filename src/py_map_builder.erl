@@ -19,8 +19,8 @@ start_link() ->
 init(Parent) ->
     %% A context thread waits for every job: serve them ahead of ordinary work.
     process_flag(priority, high),
-    register(?MODULE, self()),
     ok = py_nif:set_map_builder(self()),
+    register(?MODULE, self()),
     proc_lib:init_ack(Parent, {ok, self()}),
     loop().
 

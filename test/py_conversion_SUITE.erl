@@ -402,7 +402,24 @@ big_dicts_without_map_builder(_Config) ->
         ok = py_nif:set_map_builder(Builder)
     end,
     {ok, M2} = py:eval(<<"{'k%d' % i: i for i in range(5000)}">>),
-    true = M2 =:= maps:from_list(maps:to_list(M2)).
+    true = M2 =:= maps:from_list(maps:to_list(M2)),
+    %% Killed, it is restarted alone (last child of a rest_for_one supervisor) and registers
+    %% its new pid.
+    MRef = monitor(process, Builder),
+    exit(Builder, kill),
+    receive {'DOWN', MRef, process, Builder, killed} -> ok end,
+    Restarted = wait_for_new_builder(Builder),
+    {ok, M3} = py:eval(<<"{'k%d' % i: i for i in range(5000)}">>),
+    true = M3 =:= M2,
+    Restarted = whereis(py_map_builder).
+
+wait_for_new_builder(Old) ->
+    case whereis(py_map_builder) of
+        New when is_pid(New), New =/= Old -> New;
+        _ ->
+            receive after 10 -> ok end,
+            wait_for_new_builder(Old)
+    end.
 
 large_dict_duplicate_keys(_Config) ->
     %% str and bytes keys that become the same binary: one entry each, the later one wins.
