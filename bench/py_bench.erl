@@ -7,6 +7,8 @@
 %% Environment:
 %%   BENCH_QUICK=1    one round and smaller counts (CI smoke run)
 %%   BENCH_ROUNDS=N   number of rounds (default 5; 1 with BENCH_QUICK=1)
+%%   BENCH_SECTIONS=a,b  run only the sections whose name contains one of these strings
+%%                    (e.g. BENCH_SECTIONS=conversion)
 -module(py_bench).
 
 -export([main/0, child/1]).
@@ -61,7 +63,8 @@ run() ->
         step("wake-up latency", fun() -> bench_wakeup(Cfg) end),
         step("context memory", fun() -> bench_ctx_mem(Cfg) end),
         step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end),
-        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end)
+        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end),
+        step("conversion round trips", fun() -> bench_conversions(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -90,6 +93,19 @@ config() ->
 
 %% Runs one group of rows; a crash becomes an error row so the rest of the table still prints.
 step(Name, Fun) ->
+    case section_selected(Name) of
+        true -> run_step(Name, Fun);
+        false -> []
+    end.
+
+%% BENCH_SECTIONS=a,b: only the sections whose name contains a or b.
+section_selected(Name) ->
+    case os:getenv("BENCH_SECTIONS") of
+        false -> true;
+        Sections -> lists:any(fun(S) -> string:find(Name, S) =/= nomatch end, string:lexemes(Sections, ","))
+    end.
+
+run_step(Name, Fun) ->
     io:format("running: ~ts ...~n", [Name]),
     T0 = now_ns(),
     Rows = try Fun()
@@ -264,6 +280,36 @@ bench_map(Cfg = #cfg{map_keys = NKeys, round_ns = Dur}) ->
     [#row{id = "7a", label = io_lib:format("map of ~s binary keys (integer values), round trip", [Keys]),
           unit = "ms", figures = Ms},
      Row7b].
+
+%% C. Conversions: py:eval(<<"x">>, #{x => V}) round trips (V to Python and back), each round's
+%% figure the median of ?CONVERSION_RUNS round trips. The goals are issue 15's: creating 100,000
+%% Python ints and 100,000 Erlang integers, or copying 1 MiB twice, costs far less.
+-define(CONVERSION_RUNS, 31).
+bench_conversions(Cfg = #cfg{list_len = Len, map_keys = NKeys}) ->
+    Text = binary:copy(<<"The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFG\n">>, ?MIB div 64),
+    Bytes = binary:copy(<<255>>, ?MIB),
+    List = lists:seq(1, Len),
+    Map = maps:from_list([{<<"key_", (integer_to_binary(I))/binary>>, I} || I <- lists:seq(1, NKeys)]),
+    check({ok, true}, py:eval(<<"isinstance(x, str)">>, #{x => Text})),
+    check({ok, true}, py:eval(<<"isinstance(x, bytes)">>, #{x => Bytes})),
+    [conversion_row(Cfg, "C1", io_lib:format("list of ~s integers", [group(Len)]), List, 5),
+     conversion_row(Cfg, "C2", io_lib:format("map of ~s binary keys (integer values)", [group(NKeys)]), Map, 5),
+     conversion_row(Cfg, "C3", "1 MiB UTF-8 (ASCII) binary (str in Python)", Text, 1),
+     conversion_row(Cfg, "C4", "1 MiB non-UTF-8 binary (bytes in Python)", Bytes, 1)].
+
+conversion_row(Cfg, Id, What, V, GoalMs) ->
+    check({ok, V}, py:eval(<<"x">>, #{x => V})),
+    Ms = rounds(Cfg, fun() ->
+        median([begin
+                    T0 = now_ns(),
+                    {ok, _} = py:eval(<<"x">>, #{x => V}),
+                    (now_ns() - T0) / 1.0e6
+                end || _ <- lists:seq(1, ?CONVERSION_RUNS)])
+    end),
+    Verdict = case median(Ms) =< GoalMs of true -> "met"; false -> "NOT met" end,
+    #row{id = Id, label = ["py:eval(<<\"x\">>, #{x => V}) round trip, V = ", What], unit = "ms",
+         figures = Ms,
+         note = io_lib:format("goal <= ~w ms (~s); median of ~w per round", [GoalMs, Verdict, ?CONVERSION_RUNS])}.
 
 %% 8. CPU time of this OS process while the default pool is idle.
 bench_idle(Cfg = #cfg{idle_ms = Window}) ->

@@ -6,13 +6,13 @@
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
          object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
-         context_backtrace/3]).
+         context_backtrace/3, set_map_builder/1, build_map/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,
-       context_stats/1, context_backtrace/3, stream_ack/3]).
+       context_stats/1, context_backtrace/3, stream_ack/3, set_map_builder/1, build_map/1]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
@@ -60,6 +60,15 @@ submit_call(_Ctx, _Ns, _Tag, _M, _F, _A, _Kw, _Mode) -> erlang:nif_error(nif_not
 -spec submit_eval(context_ref(), namespace_ref() | undefined, reference(), iodata(), map(), result_mode()) ->
     request_ref() | {error, context_stopped}.
 submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_loaded).
+
+%% The process that builds maps of more than 128 keys for the contexts' threads (py_map_builder).
+-spec set_map_builder(pid() | undefined) -> ok.
+set_map_builder(_Pid) -> erlang:nif_error(nif_not_loaded).
+
+%% Builds the map of a `{py_map_job, Job}' message (a big one on a dirty CPU scheduler): false
+%% when the asking thread gave up waiting.
+-spec build_map(reference()) -> boolean().
+build_map(_Job) -> erlang:nif_error(nif_not_loaded).
 
 %% Whether a request has replied or was cancelled.
 -spec request_finished(request_ref()) -> boolean().

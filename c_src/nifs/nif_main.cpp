@@ -10,6 +10,7 @@
 #include "bridge/host.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
+#include "erl/map_builder.hpp"
 #include "nifs/nifs.hpp"
 #include "py/runtime.hpp"
 
@@ -29,7 +30,7 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     context::TickRate::start();
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
-        !aio::open_resources(env))
+        !aio::open_resources(env) || !erl::open_map_builder_resources(env))
         return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
@@ -78,6 +79,8 @@ ErlNifFunc nif_funcs[] = {
     {"context_interrupt", 1, nifs::context_interrupt, 0},
     {"context_stats", 1, nifs::context_stats, 0},
     {"context_backtrace", 3, nifs::context_backtrace, 0},
+    {"set_map_builder", 1, nifs::set_map_builder, 0},
+    {"build_map", 1, nifs::build_map, 0},
 };
 
 }  // namespace

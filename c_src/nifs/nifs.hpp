@@ -43,6 +43,10 @@ void set_runtime_error(const std::string& reason);
 ERL_NIF_TERM thread_callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM callback_names(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// map_nifs.cpp
+ERL_NIF_TERM set_map_builder(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM build_map(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
