@@ -26,7 +26,8 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 // the application reports it as {error, Reason} instead of "load-call unsuccessful".
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) ||
+        !nifs::open_shared_resources(env) || !aio::open_resources(env)) return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     std::string priv_dir;
@@ -66,6 +67,16 @@ ErlNifFunc nif_funcs[] = {
     {"runtime_status", 0, nifs::runtime_status, 0},
     {"is_ref", 1, nifs::is_ref, 0},
     {"object_owner", 1, nifs::object_owner, 0},
+    {"shared_dict_new", 0, nifs::shared_dict_new, 0},
+    {"shared_dict_get", 3, nifs::shared_dict_get, 0},
+    {"shared_dict_set", 3, nifs::shared_dict_set, 0},
+    {"shared_dict_del", 2, nifs::shared_dict_del, 0},
+    {"shared_dict_keys", 1, nifs::shared_dict_keys, 0},
+    {"shared_dict_destroy", 1, nifs::shared_dict_destroy, 0},
+    {"buffer_new", 1, nifs::buffer_new, 0},
+    {"buffer_write", 2, nifs::buffer_write, 0},
+    {"buffer_write_dirty", 2, nifs::buffer_write, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"buffer_close", 1, nifs::buffer_close, 0},
 };
 
 }  // namespace
