@@ -209,13 +209,15 @@ PyObject* buffer_find(PyObject* self, PyObject* args) {
     Py_ssize_t found = buffer_of(self).with_locked([&](const State& s) -> Py_ssize_t {
         auto avail = static_cast<Py_ssize_t>(available(s));
         Py_ssize_t lo = start < 0 ? std::max<Py_ssize_t>(0, avail + start) : std::min(start, avail);
-        Py_ssize_t hi = end_arg == Py_None ? avail : end < 0 ? std::max<Py_ssize_t>(0, avail + end) : std::min(end, avail);
+        Py_ssize_t hi = end_arg == Py_None ? avail
+                        : end < 0          ? std::max<Py_ssize_t>(0, avail + end)
+                                           : std::min(end, avail);
         if (hi - lo < sub.len) return -1;
         const unsigned char* base = s.data + s.pos;
-        const void* hit = sub.len == 1 ? std::memchr(base + lo, static_cast<const unsigned char*>(sub.buf)[0],
-                                                     static_cast<size_t>(hi - lo))
-                                       : memmem(base + lo, static_cast<size_t>(hi - lo), sub.buf,
-                                                static_cast<size_t>(sub.len));
+        const void* hit =
+            sub.len == 1
+                ? std::memchr(base + lo, static_cast<const unsigned char*>(sub.buf)[0], static_cast<size_t>(hi - lo))
+                : memmem(base + lo, static_cast<size_t>(hi - lo), sub.buf, static_cast<size_t>(sub.len));
         return hit ? static_cast<const unsigned char*>(hit) - base : -1;
     });
     PyBuffer_Release(&sub);
@@ -261,8 +263,7 @@ int buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
     const unsigned char* data = nullptr;
     size_t size = 0;
     buffer_of(self).pin(&data, &size);
-    if (PyBuffer_FillInfo(view, self, const_cast<unsigned char*>(data), static_cast<Py_ssize_t>(size), 1, flags) <
-        0) {
+    if (PyBuffer_FillInfo(view, self, const_cast<unsigned char*>(data), static_cast<Py_ssize_t>(size), 1, flags) < 0) {
         buffer_of(self).unpin();
         return -1;
     }
@@ -273,8 +274,8 @@ void buffer_releasebuffer(PyObject* self, Py_buffer*) { buffer_of(self).unpin();
 
 PyObject* buffer_repr(PyObject* self) {
     return buffer_of(self).with_locked([](const State& s) {
-        return PyUnicode_FromFormat("<erlang.PyBuffer %zu of %zu bytes read%s%s>", s.pos, s.size,
-                                    s.eof ? ", eof" : "", s.closed ? ", closed" : "");
+        return PyUnicode_FromFormat("<erlang.PyBuffer %zu of %zu bytes read%s%s>", s.pos, s.size, s.eof ? ", eof" : "",
+                                    s.closed ? ", closed" : "");
     });
 }
 

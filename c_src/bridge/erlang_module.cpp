@@ -252,7 +252,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
     if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
     if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
-    if (add_type(module, &shared_dict_type_spec, &st->shared_dict) < 0) return -1;
+    if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }
@@ -266,7 +266,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->reply);
     Py_VISIT(st->poller);
     Py_VISIT(st->buffer);
-    Py_VISIT(st->shared_dict);
+    Py_VISIT(st->sdict);
     return 0;
 }
 
@@ -279,7 +279,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->reply);
     Py_CLEAR(st->poller);
     Py_CLEAR(st->buffer);
-    Py_CLEAR(st->shared_dict);
+    Py_CLEAR(st->sdict);
     return 0;
 }
 

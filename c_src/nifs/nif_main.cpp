@@ -26,8 +26,8 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 // the application reports it as {error, Reason} instead of "load-call unsuccessful".
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
-    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) ||
-        !nifs::open_shared_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !aio::open_resources(env)) return 1;
+    if (!nifs::open_shared_resources(env)) return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     std::string priv_dir;

@@ -54,8 +54,8 @@ ERL_NIF_TERM shared_dict_new(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
     return erl::guarded(env, [&] {
         auto dict = erl::ResourcePtr<shared::SharedDict>::adopt(SharedDictResource::make());
         ErlNifPid self;
-        if (!enif_self(env, &self) || enif_monitor_process(env, SharedDictResource::slot_of(dict.get()), &self,
-                                                           nullptr) != 0)
+        if (!enif_self(env, &self) ||
+            enif_monitor_process(env, SharedDictResource::slot_of(dict.get()), &self, nullptr) != 0)
             throw erl::BadArg();
         return enif_make_tuple2(env, erl::atoms().ok, SharedDictResource::term(env, dict.get()));
     });
