@@ -121,13 +121,18 @@ helpers() ->
 erlang_api(_Config) ->
     {ok, B0} = py_buffer:new(),
     {ok, _} = py_buffer:new(undefined),
+    {ok, _} = py_buffer:new(#{content_length => 10}),
+    {ok, _} = py_buffer:new(#{}),
+    {error, shared_unsupported} = py_buffer:new(#{shared => true}),
     {ok, B1} = py_buffer:new(4),
     ok = py_buffer:write(B1, <<"abcd">>),
     ok = py_buffer:write(B1, [<<"ef">>, "gh"]),  % grows past the content length given
     ok = py_buffer:write(B1, <<>>),
+    ok = py_buffer:write(B1, <<>>, 1000),
     ok = py_buffer:close(B1),
     ok = py_buffer:close(B1),
     {error, closed} = py_buffer:write(B1, <<"late">>),
+    {ok, true} = py:eval(<<"type(m['in'][0]) is __import__('erlang').PyBuffer">>, #{m => #{in => [B1]}}),
     {ok, <<"abcdefgh">>} = py:eval(<<"b.read()">>, #{b => B1}),
     ok = py_buffer:close(B0),
     {ok, <<>>} = py:eval(<<"b.read()">>, #{b => B0}).
