@@ -291,12 +291,15 @@ reader_races_close(Config) ->
               unlink(Writer)
       end, lists:seq(1, 20)).
 
-%% A write over 1 MiB goes to a dirty scheduler; a 64 MiB body arrives whole.
+%% A write over 1 MiB goes to a dirty scheduler; a 64 MiB body arrives whole, also through reads
+%% larger than the copy slice.
 large_write(Config) ->
     Ctx = context(Config),
     {ok, B} = py_buffer:new(),
     Big = binary:copy(<<"0123456789abcdef">>, 4 * 1024 * 1024),
     ok = py_buffer:write(B, Big),
     ok = py_buffer:close(B),
-    {ok, [67108864, true]} = py:eval(Ctx, <<"[len(b), bytes(memoryview(b)[-16:]) == b'0123456789abcdef']">>,
-                                     #{b => B}).
+    {ok, [67108864, true, true, 0]} =
+        py:eval(Ctx, <<"[len(b), bytes(memoryview(b)[-16:]) == b'0123456789abcdef',"
+                       " b.read(3 * 1024 * 1024 + 5) + b.read() == b'0123456789abcdef' * 4194304, len(b)]">>,
+                #{b => B}).

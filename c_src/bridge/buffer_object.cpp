@@ -60,11 +60,41 @@ bool wait_until(PyObject* self, Ready ready) {
     }
 }
 
-// Takes n unread bytes (n <= available) as bytes. Precondition: the buffer's lock is held.
-PyObject* take(const State& s, size_t n) {
-    PyObject* out =
-        PyBytes_FromStringAndSize(reinterpret_cast<const char*>(s.data + s.pos), static_cast<Py_ssize_t>(n));
-    if (out) s.pos += n;
+// A range of unread bytes a reader has claimed (the read position moved past it), or closed.
+struct Claim {
+    size_t start = 0;
+    size_t size = 0;
+    bool closed = false;
+};
+
+// Claims n unread bytes (n <= available). Precondition: the buffer's lock is held.
+Claim claim(const State& s, size_t n) {
+    if (s.closed) return Claim{0, 0, true};
+    Claim c{s.pos, n, false};
+    s.pos += n;
+    return c;
+}
+
+// The claimed bytes as a bytes object. They are copied in slices, each under the lock (the
+// block may move between two slices when a write grows it; the bytes it holds never change), so
+// that a writer on a scheduler never waits for more than one slice's copy.
+constexpr size_t kCopySlice = 256 * 1024;
+
+PyObject* deliver(PyObject* self, const Claim& c) {
+    if (c.closed) return closed_error();
+    PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(c.size));
+    if (!out) {
+        // give the bytes back when nobody moved the position since
+        buffer_of(self).with_locked([&](const State& s) {
+            if (s.pos == c.start + c.size) s.pos = c.start;
+        });
+        return nullptr;
+    }
+    char* dst = PyBytes_AS_STRING(out);
+    for (size_t off = 0; off < c.size; off += kCopySlice) {
+        size_t len = std::min(kCopySlice, c.size - off);
+        buffer_of(self).with_locked([&](const State& s) { std::memcpy(dst + off, s.data + c.start + off, len); });
+    }
     return out;
 }
 
@@ -87,21 +117,19 @@ PyObject* buffer_read(PyObject* self, PyObject* args) {
     if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
     // -1: everything up to EOF; n: at least one byte (or EOF), at most n.
     if (!wait_until(self, [&](const State& s) { return size > 0 && available(s) > 0; })) return nullptr;
-    return buffer_of(self).with_locked([&](const State& s) -> PyObject* {
-        if (s.closed) return closed_error();
-        size_t n = size < 0 ? available(s) : std::min(available(s), static_cast<size_t>(size));
-        return take(s, n);
+    Claim c = buffer_of(self).with_locked([&](const State& s) {
+        return claim(s, size < 0 ? available(s) : std::min(available(s), static_cast<size_t>(size)));
     });
+    return deliver(self, c);
 }
 
 PyObject* buffer_read_nonblock(PyObject* self, PyObject* args) {
     Py_ssize_t size = -1;
     if (!parse_size(args, "|O:read_nonblock", &size)) return nullptr;
-    return buffer_of(self).with_locked([&](const State& s) -> PyObject* {
-        if (s.closed) return closed_error();
-        size_t n = size < 0 ? available(s) : std::min(available(s), static_cast<size_t>(size));
-        return take(s, n);
+    Claim c = buffer_of(self).with_locked([&](const State& s) {
+        return claim(s, size < 0 ? available(s) : std::min(available(s), static_cast<size_t>(size)));
     });
+    return deliver(self, c);
 }
 
 PyObject* buffer_readable_amount(PyObject* self, PyObject*) {
@@ -125,13 +153,13 @@ PyObject* readline_of(PyObject* self, Py_ssize_t limit) {
         return line_length(s) > 0 || (limit > 0 && available(s) >= static_cast<size_t>(limit));
     };
     if (!wait_until(self, enough)) return nullptr;
-    return buffer_of(self).with_locked([&](const State& s) -> PyObject* {
-        if (s.closed) return closed_error();
+    Claim c = buffer_of(self).with_locked([&](const State& s) {
         size_t n = line_length(s);
         if (n == 0) n = available(s);  // EOF: the last, unterminated line
         if (limit > 0) n = std::min(n, static_cast<size_t>(limit));
-        return take(s, n);
+        return claim(s, n);
     });
+    return deliver(self, c);
 }
 
 PyObject* buffer_readline(PyObject* self, PyObject* args) {

@@ -1,6 +1,7 @@
 // The storage of a py_buffer: bytes appended by Erlang, read by Python. Any thread; every
-// member takes the buffer's lock, held only for a copy of the bytes asked for, and never
-// touches Python. The memory is one contiguous block that grows (and so moves) only while no
+// member takes the buffer's lock, held only for a copy (readers copy in slices, see
+// bridge/buffer_object.cpp) or a scan of the unread bytes, and never touches Python. Bytes
+// once written never change: only their address does, when the block grows. The memory is one contiguous block that grows (and so moves) only while no
 // reader pins it: a write that would grow a pinned block is refused (pinned).
 #pragma once
 
