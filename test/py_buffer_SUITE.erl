@@ -10,7 +10,7 @@
 -export([erlang_api/1, bad_input/1, file_interface/1, iteration_and_lines/1, seek_tell_find/1,
          memoryview_zero_copy/1, pinned_growth_refused/1, memoryview_outlives_close/1, python_close/1,
          blocking_read_gets_later_writes/1, blocking_read_is_interruptible/1, creator_died/1,
-         reader_races_close/1, large_write/1]).
+         reader_races_close/1, large_write/1, context_stops_during_read/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -19,7 +19,7 @@ all() -> [erlang_api, bad_input, {group, worker}, {group, owngil}].
 groups() ->
     Cases = [file_interface, iteration_and_lines, seek_tell_find, memoryview_zero_copy, pinned_growth_refused,
              memoryview_outlives_close, python_close, blocking_read_gets_later_writes,
-             blocking_read_is_interruptible, creator_died, reader_races_close, large_write],
+             blocking_read_is_interruptible, creator_died, reader_races_close, large_write, context_stops_during_read],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -303,3 +303,21 @@ large_write(Config) ->
         py:eval(Ctx, <<"[len(b), bytes(memoryview(b)[-16:]) == b'0123456789abcdef',"
                        " b.read(3 * 1024 * 1024 + 5) + b.read() == b'0123456789abcdef' * 4194304, len(b)]">>,
                 #{b => B}).
+
+%% The context of a blocked reader stops: the reader gets one error reply, and the buffer (still
+%% referenced here) keeps working for another context.
+context_stops_during_read(Config) ->
+    Ctx = context(Config),
+    {ok, B} = py_buffer:new(),
+    ok = py_buffer:write(B, <<"first ">>),
+    Self = self(),
+    {Reader, Mon} = spawn_monitor(fun() -> Self ! {read, py:call(Ctx, '__main__', read_all, [B])} end),
+    ok = py_context:stop(Ctx),
+    receive {read, R} -> {error, _} = R end,
+    receive {'DOWN', Mon, process, Reader, normal} -> ok end,
+    receive {read, Extra} -> ct:fail({second_reply, Extra}) after 0 -> ok end,
+    ok = py_buffer:write(B, <<"second">>),
+    ok = py_buffer:close(B),
+    Other = context(Config),
+    %% an interrupted read(-1) claimed nothing: it takes its bytes only at the end of data
+    {ok, <<"first second">>} = py:call(Other, '__main__', read_all, [B]).
