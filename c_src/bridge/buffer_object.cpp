@@ -29,7 +29,7 @@ PyObject* closed_error() {
 // Runs a no-op Python function: its first instruction serves the interpreter's pending work,
 // so an erlang.Interrupted raised in this thread (PyThreadState_SetAsyncExc) surfaces here.
 bool let_interrupts_surface(PyObject* self) {
-    PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(self));
+    auto* type = reinterpret_cast<PyObject*>(Py_TYPE(self));
     py::Ref tick = py::Ref::steal(PyObject_GetAttrString(type, "_tick"));
     if (!tick) {
         PyErr_Clear();
@@ -78,7 +78,7 @@ Claim claim(const State& s, size_t n) {
 // The claimed bytes as a bytes object. They are copied in slices, each under the lock (the
 // block may move between two slices when a write grows it; the bytes it holds never change), so
 // that a writer on a scheduler never waits for more than one slice's copy.
-constexpr size_t kCopySlice = 256 * 1024;
+constexpr size_t kCopySlice = size_t{256} * 1024;
 
 PyObject* deliver(PyObject* self, const Claim& c) {
     if (c.closed) return closed_error();

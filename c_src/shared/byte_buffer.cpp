@@ -7,12 +7,14 @@
 
 namespace shared {
 
+// malloc/realloc rather than a container: realloc lets the C library remap a large block when it
+// grows instead of copying it, and nothing is zeroed.
 ByteBuffer::ByteBuffer(size_t capacity) : capacity_(capacity ? capacity : 1) {
-    data_ = static_cast<unsigned char*>(std::malloc(capacity_));
+    data_ = static_cast<unsigned char*>(std::malloc(capacity_));  // NOLINT(cppcoreguidelines-no-malloc)
     if (!data_) throw std::bad_alloc();
 }
 
-ByteBuffer::~ByteBuffer() { std::free(data_); }
+ByteBuffer::~ByteBuffer() { std::free(data_); }  // NOLINT(cppcoreguidelines-no-malloc)
 
 ByteBuffer::WriteResult ByteBuffer::write(const unsigned char* data, size_t size) {
     {
@@ -24,7 +26,8 @@ ByteBuffer::WriteResult ByteBuffer::write(const unsigned char* data, size_t size
             if (wanted < size_) throw std::bad_alloc();  // overflow
             size_t grown = capacity_;
             while (grown < wanted) grown = grown > (SIZE_MAX / 2) ? wanted : grown * 2;
-            auto* moved = static_cast<unsigned char*>(std::realloc(data_, grown));
+            auto* moved =
+                static_cast<unsigned char*>(std::realloc(data_, grown));  // NOLINT(cppcoreguidelines-no-malloc)
             if (!moved) throw std::bad_alloc();
             data_ = moved;
             capacity_ = grown;

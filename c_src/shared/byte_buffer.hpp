@@ -15,7 +15,6 @@ namespace shared {
 class ByteBuffer {
 public:
     enum class WriteResult { ok, closed, pinned };
-    static constexpr size_t kDefaultCapacity = 64 * 1024;
 
     explicit ByteBuffer(size_t capacity);  // throws std::bad_alloc
     ByteBuffer(const ByteBuffer&) = delete;
