@@ -2,6 +2,7 @@
 #include <cstring>
 #include <string>
 
+#include "bridge/buffer_object.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
 #include "bridge/utf8.hpp"
@@ -118,6 +119,7 @@ PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TER
         Py_INCREF(obj);
         return obj;
     }
+    if (shared::ByteBuffer* buf = ByteBufferResource::get(env, term)) return make_buffer_object(cv.types, buf);
     ErlNifBinary bin;
     if (!external_form(env, term, &bin)) return PyErr_NoMemory();
     PyObject* result = make_term(cv.types, bin.data, bin.size, term);
