@@ -7,6 +7,7 @@
 %% Environment:
 %%   BENCH_QUICK=1    one round and smaller counts (CI smoke run)
 %%   BENCH_ROUNDS=N   number of rounds (default 5; 1 with BENCH_QUICK=1)
+%%   BENCH_ONLY=Text  only the sections whose name contains Text (e.g. "reactor")
 -module(py_bench).
 
 -export([main/0, child/1]).
@@ -61,7 +62,8 @@ run() ->
         step("wake-up latency", fun() -> bench_wakeup(Cfg) end),
         step("context memory", fun() -> bench_ctx_mem(Cfg) end),
         step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end),
-        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end)
+        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end),
+        step("reactor echo", fun() -> bench_reactor(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -90,6 +92,16 @@ config() ->
 
 %% Runs one group of rows; a crash becomes an error row so the rest of the table still prints.
 step(Name, Fun) ->
+    case os:getenv("BENCH_ONLY") of
+        false -> step_run(Name, Fun);
+        Only ->
+            case string:find(Name, Only) of
+                nomatch -> [];
+                _ -> step_run(Name, Fun)
+            end
+    end.
+
+step_run(Name, Fun) ->
     io:format("running: ~ts ...~n", [Name]),
     T0 = now_ns(),
     Rows = try Fun()
@@ -421,6 +433,84 @@ bench_loop(Cfg = #cfg{quick = Quick}) ->
           figures = EchoErl, note = Ratio(EchoErl, EchoStock)},
      #row{id = "14d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
           figures = EchoStock}].
+
+%% 15. Reactor echo: 64 B ping-pongs from Erlang clients (1 and 100 connections) to an echo
+%% protocol on a py_reactor_context (worker) and to the same echo on asyncio's stock loop in a
+%% plain python3 process (bench/reactor_bench.py), in the same run.
+bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
+    {ok, R} = py_reactor_context:start_link(bench, worker, #{max_connections => 1000}),
+    Ctx = py_reactor_context:context(R),
+    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
+    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
+    {ok, ReactorPort} = inet:port(L),
+    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {Stock, StockPort} = stock_echo_server(),
+    Run = fun(Port, NConns) -> rounds(Cfg, fun() -> echo_clients(Port, NConns, Dur) end) end,
+    try
+        One = Run(ReactorPort, 1),
+        OneStock = Run(StockPort, 1),
+        Hundred = Run(ReactorPort, 100),
+        HundredStock = Run(StockPort, 100),
+        Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
+        [#row{id = "15a", label = "reactor echo (64 B, 1 connection), py_reactor_context", unit = "round trips/s",
+              figures = One, note = Ratio(One, OneStock)},
+         #row{id = "15b", label = "reactor echo (64 B, 1 connection), stock asyncio loop (python3)",
+              unit = "round trips/s", figures = OneStock},
+         #row{id = "15c", label = "reactor echo (64 B, 100 connections), py_reactor_context",
+              unit = "round trips/s", figures = Hundred, note = Ratio(Hundred, HundredStock)},
+         #row{id = "15d", label = "reactor echo (64 B, 100 connections), stock asyncio loop (python3)",
+              unit = "round trips/s", figures = HundredStock}]
+    after
+        unlink(Acceptor),
+        exit(Acceptor, kill),
+        ok = gen_tcp:close(L),
+        catch port_close(Stock),
+        unlink(R),
+        ok = py_reactor_context:stop(R)
+    end.
+
+reactor_acceptor(L, R) ->
+    {ok, S} = gen_tcp:accept(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = py_reactor_context:handoff(R, Fd, #{}),
+    ok = gen_tcp:close(S),
+    reactor_acceptor(L, R).
+
+%% python3 bench/reactor_bench.py: prints its port, exits when its stdin closes.
+stock_echo_server() ->
+    Python = os:find_executable("python3"),
+    Port = open_port({spawn_executable, Python}, [{args, ["bench/reactor_bench.py"]}, {line, 64}, binary]),
+    receive
+        {Port, {data, {eol, Line}}} -> {Port, binary_to_integer(Line)}
+    after 10000 -> error(stock_server_did_not_start)
+    end.
+
+%% NConns clients each do 64 B ping-pongs for Dur ns; round trips per second, all together.
+echo_clients(Port, NConns, Dur) ->
+    Parent = self(),
+    Socks = [begin
+                 {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {nodelay, true}]),
+                 ok = gen_tcp:send(C, <<0:512>>),
+                 {ok, _} = gen_tcp:recv(C, 64, 5000),  % served before the clock starts
+                 C
+             end || _ <- lists:seq(1, NConns)],
+    T0 = now_ns(),
+    Deadline = T0 + Dur,
+    Pids = [spawn_link(fun() -> Parent ! {echoed, self(), echo_loop(C, Deadline, 0)} end) || C <- Socks],
+    Total = lists:sum([receive {echoed, P, N} -> N end || P <- Pids]),
+    Ns = now_ns() - T0,
+    [ok = gen_tcp:close(C) || C <- Socks],
+    Total * 1.0e9 / Ns.
+
+echo_loop(C, Deadline, N) ->
+    case now_ns() < Deadline of
+        false -> N;
+        true ->
+            ok = gen_tcp:send(C, <<N:512>>),
+            {ok, <<N:512>>} = gen_tcp:recv(C, 64, 5000),
+            echo_loop(C, Deadline, N + 1)
+    end.
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 
