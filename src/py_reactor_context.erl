@@ -17,6 +17,7 @@
 -define(DEFAULT_MAX_CONNECTIONS, 100).
 -define(DEFAULT_NAME, py_reactor_context_default).
 
+-type state() :: #{id := term(), ctx := pid()}.
 -type opts() :: #{max_connections => pos_integer(), setup_code => iodata(), default => boolean()}.
 -export_type([opts/0]).
 
@@ -98,6 +99,7 @@ context(Reactor) ->
 %% @private
 %% Linked to the caller once started: a start that fails returns its error and sends the
 %% caller no exit signal.
+-spec init({term(), worker | owngil | auto, opts(), pid()}) -> {ok, state()} | {stop, term()}.
 init({Id, Mode0, Opts, Caller}) ->
     process_flag(trap_exit, true),
     Mode = case Mode0 of auto -> worker; _ -> Mode0 end,
@@ -128,6 +130,7 @@ setup(Ctx, Max, SetupCode) ->
     end.
 
 %% @private
+-spec handle_call(term(), gen_server:from(), state()) -> {reply, term(), state()}.
 handle_call({handoff, Fd, ClientInfo}, _From, #{ctx := Ctx} = State) ->
     Reply = case py:call(Ctx, '_erlang_reactor', '_handoff', [Fd, ClientInfo]) of
                 {ok, {<<"ok">>, _DupFd}} -> ok;
@@ -150,16 +153,19 @@ handle_call(_, _From, State) ->
     {reply, {error, unknown_request}, State}.
 
 %% @private
+-spec handle_cast(term(), state()) -> {noreply, state()}.
 handle_cast(_, State) ->
     {noreply, State}.
 
 %% @private
+-spec handle_info(term(), state()) -> {noreply, state()} | {stop, term(), state()}.
 handle_info({'EXIT', _, Reason}, State) when Reason =/= normal ->
     {stop, Reason, State};
 handle_info(_, State) ->
     {noreply, State}.
 
 %% @private
+-spec terminate(term(), state()) -> ok.
 terminate(_Reason, #{ctx := Ctx}) ->
     _ = py:call(Ctx, '_erlang_reactor', '_close_all', []),
     _ = py_context:stop(Ctx),
