@@ -107,6 +107,7 @@ class _State:
 
     def __init__(self, max_connections):
         self.max_connections = max_connections
+        self.loop = None
         self.factory = None
         self.connections = {}
         self.total_connections = 0
@@ -227,8 +228,18 @@ def _start(max_connections):
     """Makes this context thread a reactor."""
     if getattr(_local, "reactor", None) is None:
         _local.reactor = _State(max_connections)
-    _erlang_async.context_loop()  # its descriptors (self-pipe) are made now, not at the first handoff
+    _loop_of(_local.reactor)  # its descriptors (self-pipe) are made now, not at the first handoff
     return True
+
+
+def _loop_of(state):
+    """The context's loop; when it shuts down (the context stops, py_event_loop:stop) the
+    reactor's connections are closed first, so that no descriptor outlives it."""
+    loop = _erlang_async.context_loop()
+    if state.loop is not loop:
+        loop._erlang_shutdown_hooks.append(_close_all)
+        state.loop = loop
+    return loop
 
 
 def _handoff(fd, client_info):
@@ -251,7 +262,7 @@ def _handoff(fd, client_info):
         os.close(fd)
         log.exception("reactor: the protocol factory raised")
         return ("error", f"protocol_factory: {exc!r}")
-    conn = _Connection(state, _erlang_async.context_loop(), fd, protocol)
+    conn = _Connection(state, _loop_of(state), fd, protocol)
     try:
         conn.start()  # refused for a descriptor the poller cannot watch (a regular file)
     except Exception as exc:

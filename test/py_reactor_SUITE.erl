@@ -9,7 +9,7 @@
          close_action/1, caller_keeps_its_fd/1, invalid_fd/1, peer_reset_during_write/1, bad_arguments/1,
          protocol_raises/1, unknown_action/1, no_factory/1, too_many_connections/1,
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
-         stop_closes_connections/1, default_reactor/1]).
+         stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -19,7 +19,7 @@ groups() ->
     Cases = [echo, client_info_and_get_protocol, large_write_waits_for_writable, close_action,
              caller_keeps_its_fd, invalid_fd, peer_reset_during_write, bad_arguments, protocol_raises,
              unknown_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
-             contexts_share_one_listener, stop_closes_connections, default_reactor],
+             contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -343,6 +343,23 @@ stop_closes_connections(Config) ->
     Cs = [connect(R, L) || _ <- lists:seq(1, 5)],
     [echo_ok(C, <<"x">>) || C <- Cs],
     stop(R),
+    [{error, closed} = gen_tcp:recv(C, 0, 5000) || C <- Cs],
+    [ok = gen_tcp:close(C) || C <- Cs],
+    true = py_test_util:wait_until(fun() -> py_test_util:fds() =< Before end, 5000).
+
+%% The reactor's process is killed (no terminate): its Python context stops with it, and the
+%% connections' descriptors are closed all the same.
+killed_reactor_leaves_no_fd(Config) ->
+    L = listen(),
+    Before = py_test_util:fds(),
+    R = start(Config, <<"Echo">>),
+    Ctx = py_reactor_context:context(R),
+    Cs = [connect(R, L) || _ <- lists:seq(1, 5)],
+    [echo_ok(C, <<"x">>) || C <- Cs],
+    unlink(R),
+    MRef = monitor(process, Ctx),
+    exit(R, kill),
+    receive {'DOWN', MRef, process, Ctx, _} -> ok end,
     [{error, closed} = gen_tcp:recv(C, 0, 5000) || C <- Cs],
     [ok = gen_tcp:close(C) || C <- Cs],
     true = py_test_util:wait_until(fun() -> py_test_util:fds() =< Before end, 5000).
