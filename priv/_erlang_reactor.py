@@ -29,6 +29,7 @@ READ_SIZE = 65536
 log = logging.getLogger("erlang.reactor")
 
 _READ, _WRITE = "read", "write"
+_FAILED = object()  # what run() returns when the callback raised (the connection is closed)
 _local = threading.local()
 _default_factory = None
 
@@ -142,6 +143,8 @@ class _Connection:
             self.close()  # end of stream
             return
         action = self.run(self.protocol.data_received, data)
+        if action is _FAILED:
+            return
         if action == "write_pending":
             self.state.total_requests += 1
             # The socket is writable nearly always: try at once, wait for readiness only for
@@ -151,14 +154,14 @@ class _Connection:
             pass
         elif action == "read_pending":
             self.set_mode(_READ)
-        elif action is not None:
-            self.after_write(action)  # close, or an unknown action
+        else:
+            self.after_write(action)  # close, or an unknown action (None included)
 
     def on_writable(self):
         self.after_write(self.run(self.protocol.write_ready))
 
     def after_write(self, action):
-        if action is None:
+        if action is _FAILED:
             return  # the protocol raised: closed already
         if action == "continue" or action == "write_pending":
             self.set_mode(_WRITE)
@@ -173,9 +176,9 @@ class _Connection:
             self.close()
 
     def run(self, callback, *args):
-        """callback(*args), or None (connection closed, error logged) if it raised."""
+        """callback(*args), or _FAILED (connection closed, error logged) if it raised."""
         if self.closed:
-            return None
+            return _FAILED
         try:
             action = callback(*args)
         except Exception:
@@ -183,10 +186,10 @@ class _Connection:
             log.exception("reactor: protocol %r raised: connection on fd %d closed",
                           type(self.protocol).__name__, self.fd)
             self.close()
-            return None
+            return _FAILED
         if getattr(self.protocol, "io_error", None) is not None:
             self.close()
-            return None
+            return _FAILED
         return action
 
     def set_mode(self, mode):

@@ -7,7 +7,7 @@
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
 -export([echo/1, client_info_and_get_protocol/1, large_write_waits_for_writable/1,
          close_action/1, caller_keeps_its_fd/1, invalid_fd/1, peer_reset_during_write/1, bad_arguments/1,
-         protocol_raises/1, unknown_action/1, no_factory/1, too_many_connections/1,
+         protocol_raises/1, unknown_action/1, no_action/1, no_factory/1, too_many_connections/1,
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
          stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1]).
 
@@ -18,7 +18,7 @@ all() -> [{group, worker}, {group, owngil}].
 groups() ->
     Cases = [echo, client_info_and_get_protocol, large_write_waits_for_writable, close_action,
              caller_keeps_its_fd, invalid_fd, peer_reset_during_write, bad_arguments, protocol_raises,
-             unknown_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
+             unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
              contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
@@ -83,6 +83,13 @@ class Bogus(reactor.Protocol):
     def data_received(self, data):
         if data.startswith(b'boom'):
             return 'explode'
+        self.write_buffer.extend(data)
+        return 'write_pending'
+
+class Nothing(reactor.Protocol):
+    def data_received(self, data):
+        if data.startswith(b'boom'):
+            return None
         self.write_buffer.extend(data)
         return 'write_pending'
 
@@ -256,6 +263,10 @@ protocol_raises(Config) ->
 
 unknown_action(Config) ->
     protocol_fault(Config, <<"Bogus">>, "'explode'").
+
+%% A callback that returns nothing (a forgotten return) is an unknown action too.
+no_action(Config) ->
+    protocol_fault(Config, <<"Nothing">>, "None").
 
 %% The faulty connection closes, the fault is logged, the others and new ones are served.
 protocol_fault(Config, Protocol, Expect) ->
