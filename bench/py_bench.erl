@@ -67,7 +67,8 @@ run() ->
         step("asyncio loop throughput", fun() -> bench_loop(Cfg) end),
         step("conversion round trips", fun() -> bench_conversions(Cfg) end),
         step("py_buffer streaming", fun() -> bench_buffer(Cfg) end),
-        step("SharedDict get", fun() -> bench_shared_dict(Cfg) end)
+        step("SharedDict get", fun() -> bench_shared_dict(Cfg) end),
+        step("reactor echo", fun() -> bench_reactor(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -555,6 +556,84 @@ bench_shared_dict(Cfg = #cfg{round_ns = Dur}) ->
     [#row{id = "16a", label = "SharedDict get from Erlang (py:shared_dict_get/2)", unit = "ops/s", figures = Erl,
           note = Note},
      #row{id = "16b", label = "SharedDict get from Python (sd[key], worker context)", unit = "ops/s", figures = Py}].
+
+%% 17. Reactor echo: 64 B ping-pongs from Erlang clients (1 and 100 connections) to an echo
+%% protocol on a py_reactor_context (worker) and to the same echo on asyncio's stock loop in a
+%% plain python3 process (bench/reactor_bench.py), in the same run.
+bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
+    {ok, R} = py_reactor_context:start_link(bench, worker, #{max_connections => 1000}),
+    Ctx = py_reactor_context:context(R),
+    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
+    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
+    {ok, ReactorPort} = inet:port(L),
+    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {Stock, StockPort} = stock_echo_server(),
+    Run = fun(Port, NConns) -> rounds(Cfg, fun() -> echo_clients(Port, NConns, Dur) end) end,
+    try
+        One = Run(ReactorPort, 1),
+        OneStock = Run(StockPort, 1),
+        Hundred = Run(ReactorPort, 100),
+        HundredStock = Run(StockPort, 100),
+        Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
+        [#row{id = "17a", label = "reactor echo (64 B, 1 connection), py_reactor_context", unit = "round trips/s",
+              figures = One, note = Ratio(One, OneStock)},
+         #row{id = "17b", label = "reactor echo (64 B, 1 connection), stock asyncio loop (python3)",
+              unit = "round trips/s", figures = OneStock},
+         #row{id = "17c", label = "reactor echo (64 B, 100 connections), py_reactor_context",
+              unit = "round trips/s", figures = Hundred, note = Ratio(Hundred, HundredStock)},
+         #row{id = "17d", label = "reactor echo (64 B, 100 connections), stock asyncio loop (python3)",
+              unit = "round trips/s", figures = HundredStock}]
+    after
+        unlink(Acceptor),
+        exit(Acceptor, kill),
+        ok = gen_tcp:close(L),
+        catch port_close(Stock),
+        unlink(R),
+        ok = py_reactor_context:stop(R)
+    end.
+
+reactor_acceptor(L, R) ->
+    {ok, S} = gen_tcp:accept(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = py_reactor_context:handoff(R, Fd, #{}),
+    ok = gen_tcp:close(S),
+    reactor_acceptor(L, R).
+
+%% python3 bench/reactor_bench.py: prints its port, exits when its stdin closes.
+stock_echo_server() ->
+    Python = os:find_executable("python3"),
+    Port = open_port({spawn_executable, Python}, [{args, ["bench/reactor_bench.py"]}, {line, 64}, binary]),
+    receive
+        {Port, {data, {eol, Line}}} -> {Port, binary_to_integer(Line)}
+    after 10000 -> error(stock_server_did_not_start)
+    end.
+
+%% NConns clients each do 64 B ping-pongs for Dur ns; round trips per second, all together.
+echo_clients(Port, NConns, Dur) ->
+    Parent = self(),
+    Socks = [begin
+                 {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {nodelay, true}]),
+                 ok = gen_tcp:send(C, <<0:512>>),
+                 {ok, _} = gen_tcp:recv(C, 64, 5000),  % served before the clock starts
+                 C
+             end || _ <- lists:seq(1, NConns)],
+    T0 = now_ns(),
+    Deadline = T0 + Dur,
+    Pids = [spawn_link(fun() -> Parent ! {echoed, self(), echo_loop(C, Deadline, 0)} end) || C <- Socks],
+    Total = lists:sum([receive {echoed, P, N} -> N end || P <- Pids]),
+    Ns = now_ns() - T0,
+    [ok = gen_tcp:close(C) || C <- Socks],
+    Total * 1.0e9 / Ns.
+
+echo_loop(C, Deadline, N) ->
+    case now_ns() < Deadline of
+        false -> N;
+        true ->
+            ok = gen_tcp:send(C, <<N:512>>),
+            {ok, <<N:512>>} = gen_tcp:recv(C, 64, 5000),
+            echo_loop(C, Deadline, N + 1)
+    end.
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 

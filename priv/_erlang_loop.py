@@ -120,6 +120,7 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         self._erlang_hosted = False
         self._erlang_in_step = False
         self._erlang_replies = {}  # task -> the erlang._Reply its result goes to
+        self._erlang_shutdown_hooks = []  # called first by _erlang_shutdown (the reactor's)
 
     # --- hosted mode: the context steps the loop between requests --------------------------
 
@@ -161,6 +162,12 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
     def _erlang_shutdown(self, timeout=1.0):
         """Cancel every task (their callers get an error reply), give them timeout seconds to
         finish, and close the loop."""
+        for hook in self._erlang_shutdown_hooks:
+            try:
+                hook()
+            except Exception:
+                pass  # a hook's failure must not keep the loop open
+        self._erlang_shutdown_hooks = []
         tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
         for task in tasks:
             task.cancel()

@@ -1,0 +1,305 @@
+"""erlang.reactor: per-connection protocol objects driven by descriptor readiness.
+
+A reactor context (src/py_reactor_context.erl) hands each socket it receives to handoff() on
+its own thread. The connection keeps its own dup() of the descriptor and registers it with the
+context's hosted event loop (priv/_erlang_loop.py): readiness comes from the BEAM's poller
+(enif_select) like any asyncio reader or writer, and the callbacks below run on the context's
+thread between its requests. Nothing here blocks: every read and write is non-blocking.
+
+Importing this module makes it importable as `erlang.reactor` in this interpreter.
+
+Per context thread: the connections, the counters and the factory set on that thread (worker
+contexts share one interpreter, so a module global would mix their connections). A factory
+set on a thread that is not a reactor's is the interpreter's default.
+"""
+
+import logging
+import os
+import sys
+import threading
+
+import _erlang_async
+import erlang
+
+__all__ = ["Protocol", "set_protocol_factory", "get_protocol", "ACTIONS"]
+
+ACTIONS = ("continue", "write_pending", "read_pending", "close")
+READ_SIZE = 65536
+
+log = logging.getLogger("erlang.reactor")
+
+_READ, _WRITE = "read", "write"
+_FAILED = object()  # what run() returns when the callback raised (the connection is closed)
+_local = threading.local()
+_default_factory = None
+
+
+class Protocol:
+    """Base class of a connection's protocol: override data_received (and write_ready when
+    the default, which writes write_buffer out, does not fit)."""
+
+    def __init__(self):
+        self.fd = -1
+        self.client_info = {}
+        self.write_buffer = bytearray()
+        self.closed = False
+        self.io_error = None  # the OSError read() or write() met: the reactor closes the connection
+
+    def connection_made(self, fd, client_info):
+        self.fd = fd
+        self.client_info = client_info
+
+    def data_received(self, data):
+        raise NotImplementedError("data_received(data) must return an action")
+
+    def write_ready(self):
+        """Writes write_buffer out: 'continue' while some is left, then 'read_pending'."""
+        if self.write_buffer:
+            written = self.write(self.write_buffer)
+            del self.write_buffer[:written]
+        return "continue" if self.write_buffer else "read_pending"
+
+    def connection_lost(self):
+        pass
+
+    def read(self, size=READ_SIZE):
+        """Up to size bytes; b'' at end of stream, on an error or when nothing is available."""
+        try:
+            return os.read(self.fd, size)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            self.io_error = exc
+            return b""
+
+    def write(self, data):
+        """Bytes written (0 when the socket's buffer is full or on an error)."""
+        try:
+            return os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            self.io_error = exc  # e.g. the peer reset: waiting for writability would spin
+            return 0
+
+
+def set_protocol_factory(factory):
+    """factory() makes the protocol of each new connection. Set on a reactor context's thread
+    (its setup_code) it serves that context only; set elsewhere it is the interpreter's default."""
+    global _default_factory
+    if not callable(factory):
+        raise TypeError("the protocol factory must be callable")
+    state = getattr(_local, "reactor", None)
+    if state is not None:
+        state.factory = factory
+    else:
+        _default_factory = factory
+
+
+def get_protocol(fd):
+    """The protocol of this context's connection on fd, or None."""
+    state = getattr(_local, "reactor", None)
+    conn = state.connections.get(fd) if state is not None else None
+    return conn.protocol if conn is not None else None
+
+
+class _State:
+    """One reactor context's connections and counters (its thread only)."""
+
+    def __init__(self, max_connections):
+        self.max_connections = max_connections
+        self.loop = None
+        self.factory = None
+        self.connections = {}
+        self.total_connections = 0
+        self.total_requests = 0
+        self.protocol_errors = 0
+
+
+class _Connection:
+    """One handed-off descriptor: owns the fd (a dup), its protocol and its loop registration."""
+
+    def __init__(self, state, loop, fd, protocol):
+        self.state = state
+        self.loop = loop
+        self.fd = fd
+        self.protocol = protocol
+        self.mode = None
+        self.closed = False
+
+    def start(self):
+        self.loop.add_reader(self.fd, self.on_readable)
+        self.mode = _READ
+
+    def on_readable(self):
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()  # end of stream
+            return
+        action = self.run(self.protocol.data_received, data)
+        if action is _FAILED:
+            return
+        if action == "write_pending":
+            self.state.total_requests += 1
+            # The socket is writable nearly always: try at once, wait for readiness only for
+            # what the protocol could not write (it answers 'continue').
+            self.after_write(self.run(self.protocol.write_ready))
+        elif action == "continue":
+            pass
+        elif action == "read_pending":
+            self.set_mode(_READ)
+        else:
+            self.after_write(action)  # close, or an unknown action (None included)
+
+    def on_writable(self):
+        self.after_write(self.run(self.protocol.write_ready))
+
+    def after_write(self, action):
+        if action is _FAILED:
+            return  # the protocol raised: closed already
+        if action == "continue" or action == "write_pending":
+            self.set_mode(_WRITE)
+        elif action == "read_pending":
+            self.set_mode(_READ)
+        elif action == "close":
+            self.close()
+        else:
+            self.state.protocol_errors += 1
+            log.error("reactor: protocol %r returned %r, not one of %s: connection on fd %d closed",
+                      type(self.protocol).__name__, action, ", ".join(ACTIONS), self.fd)
+            self.close()
+
+    def run(self, callback, *args):
+        """callback(*args), or _FAILED (connection closed, error logged) if it raised."""
+        if self.closed:
+            return _FAILED
+        try:
+            action = callback(*args)
+        except Exception:
+            self.state.protocol_errors += 1
+            log.exception("reactor: protocol %r raised: connection on fd %d closed",
+                          type(self.protocol).__name__, self.fd)
+            self.close()
+            return _FAILED
+        if getattr(self.protocol, "io_error", None) is not None:
+            self.close()
+            return _FAILED
+        return action
+
+    def set_mode(self, mode):
+        if self.closed or mode == self.mode:
+            return
+        # Add the new interest before removing the old one: the selector modifies the
+        # registration instead of dropping it and registering the descriptor again.
+        if mode == _WRITE:
+            self.loop.add_writer(self.fd, self.on_writable)
+            self.loop.remove_reader(self.fd)
+        else:
+            self.loop.add_reader(self.fd, self.on_readable)
+            self.loop.remove_writer(self.fd)
+        self.mode = mode
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.state.connections.pop(self.fd, None)
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+            self.loop.remove_writer(self.fd)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.protocol.closed = True
+        try:
+            self.protocol.connection_lost()
+        except Exception:
+            self.state.protocol_errors += 1
+            log.exception("reactor: connection_lost of %r raised", type(self.protocol).__name__)
+
+
+# --- called by py_reactor_context on the context's thread ----------------------------------------
+
+def _start(max_connections):
+    """Makes this context thread a reactor."""
+    if getattr(_local, "reactor", None) is None:
+        _local.reactor = _State(max_connections)
+    _loop_of(_local.reactor)  # its descriptors (self-pipe) are made now, not at the first handoff
+    return True
+
+
+def _loop_of(state):
+    """The context's loop; when it shuts down (the context stops, py_event_loop:stop) the
+    reactor's connections are closed first, so that no descriptor outlives it."""
+    loop = _erlang_async.context_loop()
+    if state.loop is not loop:
+        loop._erlang_shutdown_hooks.append(_close_all)
+        state.loop = loop
+    return loop
+
+
+def _handoff(fd, client_info):
+    """Takes a dup() of fd (the caller keeps fd) and starts its protocol.
+    Returns ('ok', dup_fd) or ('error', reason)."""
+    state = _local.reactor
+    if len(state.connections) >= state.max_connections:
+        return ("error", "too_many_connections")
+    factory = state.factory or _default_factory
+    if factory is None:
+        return ("error", "no_protocol_factory")
+    try:
+        fd = os.dup(fd)  # close-on-exec, like every descriptor Python makes
+    except OSError as exc:
+        return ("error", _errno_name(exc))
+    try:
+        os.set_blocking(fd, False)
+        protocol = factory()
+    except Exception as exc:
+        os.close(fd)
+        log.exception("reactor: the protocol factory raised")
+        return ("error", f"protocol_factory: {exc!r}")
+    conn = _Connection(state, _loop_of(state), fd, protocol)
+    try:
+        conn.start()  # refused for a descriptor the poller cannot watch (a regular file)
+    except Exception as exc:
+        os.close(fd)
+        return ("error", _errno_name(exc) if isinstance(exc, OSError) else repr(exc))
+    state.connections[fd] = conn
+    state.total_connections += 1
+    conn.run(protocol.connection_made, fd, dict(client_info))
+    if conn.closed:
+        return ("error", "connection_made raised")
+    return ("ok", fd)
+
+
+def _errno_name(exc):
+    import errno
+    return errno.errorcode.get(exc.errno, "oserror").lower() if exc.errno else repr(exc)
+
+
+def _stats():
+    state = _local.reactor
+    return (len(state.connections), state.total_connections, state.total_requests,
+            state.max_connections, state.protocol_errors)
+
+
+def _close_all():
+    """Closes every connection of this context (connection_lost runs for each)."""
+    state = getattr(_local, "reactor", None)
+    if state is None:
+        return 0
+    conns = list(state.connections.values())
+    for conn in conns:
+        conn.close()
+    return len(conns)
+
+
+sys.modules["erlang.reactor"] = sys.modules[__name__]
+erlang.reactor = sys.modules[__name__]

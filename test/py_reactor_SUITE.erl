@@ -1,0 +1,388 @@
+%% py_reactor_context: sockets accepted by gen_tcp, handed off, served by Python protocols, in
+%% worker and owngil contexts. Loopback only.
+-module(py_reactor_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
+-export([echo/1, client_info_and_get_protocol/1, large_write_waits_for_writable/1,
+         close_action/1, caller_keeps_its_fd/1, invalid_fd/1, peer_reset_during_write/1, bad_arguments/1,
+         protocol_raises/1, unknown_action/1, no_action/1, no_factory/1, too_many_connections/1,
+         thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
+         stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1]).
+
+suite() -> [{timetrap, {minutes, 3}}].
+
+all() -> [{group, worker}, {group, owngil}].
+
+groups() ->
+    Cases = [echo, client_info_and_get_protocol, large_write_waits_for_writable, close_action,
+             caller_keeps_its_fd, invalid_fd, peer_reset_during_write, bad_arguments, protocol_raises,
+             unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
+             contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor],
+    [{worker, [], Cases}, {owngil, [], Cases}].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_group(owngil, Config) ->
+    case py_context:new(#{mode => owngil}) of
+        {ok, Ctx} -> ok = py_context:stop(Ctx), [{mode, owngil} | Config];
+        {error, _} -> {skip, "owngil contexts need Python 3.13+"}
+    end;
+init_per_group(Mode, Config) ->
+    [{mode, Mode} | Config].
+
+end_per_group(_, _Config) ->
+    ok.
+
+%% --- the protocols -------------------------------------------------------------------------------
+
+protocols() -> <<"
+import logging, threading
+import erlang.reactor as reactor
+
+class Echo(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(data)
+        return 'write_pending'
+
+class Info(reactor.Protocol):
+    def data_received(self, data):
+        me = reactor.get_protocol(self.fd) is self
+        self.write_buffer.extend(repr((self.client_info.get('addr'), self.client_info.get('port'), me)).encode())
+        return 'write_pending'
+
+class Big(reactor.Protocol):
+    # 4 MiB at once: more than the socket's buffer, so write_ready answers 'continue'
+    # until the peer has read enough.
+    def data_received(self, data):
+        self.write_buffer.extend(b'x' * (4 << 20))
+        return 'write_pending'
+
+class Once(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(b'bye')
+        return 'write_pending'
+    def write_ready(self):
+        self.write_buffer = self.write_buffer[self.write(self.write_buffer):]
+        return 'continue' if self.write_buffer else 'close'
+
+class Raises(reactor.Protocol):
+    def data_received(self, data):
+        if data.startswith(b'boom'):
+            raise ValueError('boom')
+        self.write_buffer.extend(data)
+        return 'write_pending'
+
+class Bogus(reactor.Protocol):
+    def data_received(self, data):
+        if data.startswith(b'boom'):
+            return 'explode'
+        self.write_buffer.extend(data)
+        return 'write_pending'
+
+class Nothing(reactor.Protocol):
+    def data_received(self, data):
+        if data.startswith(b'boom'):
+            return None
+        self.write_buffer.extend(data)
+        return 'write_pending'
+
+lost = []
+class Tracked(Echo):
+    def connection_lost(self):
+        lost.append(self.fd)
+
+seen = []
+class _Seen(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+    def emit(self, record):
+        if record.thread == self.thread:
+            seen.append(record.getMessage())
+logging.getLogger('erlang.reactor').addHandler(_Seen())
+">>.
+
+start(Config, Protocol) ->
+    start(Config, Protocol, #{}).
+
+start(Config, Protocol, Opts) ->
+    Code = <<(protocols())/binary, "\nreactor.set_protocol_factory(", Protocol/binary, ")\n">>,
+    {ok, R} = py_reactor_context:start_link(make_ref(), ?config(mode, Config), Opts#{setup_code => Code}),
+    R.
+
+listen() ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 128}]),
+    L.
+
+%% A connected pair: the client socket and the accepted one.
+pair(L) ->
+    {ok, Port} = inet:port(L),
+    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
+    {ok, S} = gen_tcp:accept(L),
+    {C, S}.
+
+%% Accepts one connection, hands it to R and closes Erlang's socket.
+connect(R, L) ->
+    connect(R, L, #{}).
+
+connect(R, L, Info) ->
+    {C, S} = pair(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = py_reactor_context:handoff(R, Fd, Info),
+    ok = gen_tcp:close(S),
+    C.
+
+echo_ok(C, Bin) ->
+    ok = gen_tcp:send(C, Bin),
+    {ok, Bin} = gen_tcp:recv(C, byte_size(Bin), 5000).
+
+wait_stats(R, Key, Value) ->
+    true = py_test_util:wait_until(fun() -> maps:get(Key, py_reactor_context:stats(R)) =:= Value end, 10000).
+
+stop(R) ->
+    unlink(R),
+    ok = py_reactor_context:stop(R).
+
+%% --- cases ---------------------------------------------------------------------------------------
+
+echo(Config) ->
+    R = start(Config, <<"Echo">>),
+    L = listen(),
+    C = connect(R, L),
+    [echo_ok(C, <<N:512>>) || N <- lists:seq(1, 100)],
+    #{active_connections := 1, total_connections := 1, total_requests := 100, protocol_errors := 0} =
+        py_reactor_context:stats(R),
+    ok = gen_tcp:close(C),
+    wait_stats(R, active_connections, 0),
+    stop(R).
+
+client_info_and_get_protocol(Config) ->
+    R = start(Config, <<"Info">>),
+    L = listen(),
+    C = connect(R, L, #{addr => <<"127.0.0.1">>, port => 4242, type => tcp}),
+    ok = gen_tcp:send(C, <<"?">>),
+    {ok, <<"('127.0.0.1', 4242, True)">>} = gen_tcp:recv(C, 0, 5000),
+    ok = gen_tcp:close(C),
+    stop(R).
+
+large_write_waits_for_writable(Config) ->
+    R = start(Config, <<"Big">>),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, <<"go">>),
+    {ok, Data} = gen_tcp:recv(C, 4 bsl 20, 10000),
+    4194304 = byte_size(Data),
+    echo_after_big(C),
+    ok = gen_tcp:close(C),
+    stop(R).
+
+%% After 'continue' (write mode) the protocol answered 'read_pending': it reads again.
+echo_after_big(C) ->
+    ok = gen_tcp:send(C, <<"again">>),
+    {ok, Data} = gen_tcp:recv(C, 4 bsl 20, 10000),
+    4194304 = byte_size(Data).
+
+close_action(Config) ->
+    R = start(Config, <<"Once">>),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, <<"hi">>),
+    {ok, <<"bye">>} = gen_tcp:recv(C, 3, 5000),
+    {error, closed} = gen_tcp:recv(C, 0, 5000),
+    wait_stats(R, active_connections, 0),
+    #{protocol_errors := 0} = py_reactor_context:stats(R),
+    stop(R).
+
+%% The reactor holds its own dup: the caller may close its socket at once (connect/2 does), or
+%% keep using its fd; closing the reactor's side does not close the caller's fd.
+caller_keeps_its_fd(Config) ->
+    R = start(Config, <<"Once">>),
+    L = listen(),
+    {C, S} = pair(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = py_reactor_context:handoff(R, Fd, #{}),
+    ok = gen_tcp:send(C, <<"hi">>),
+    {ok, <<"bye">>} = gen_tcp:recv(C, 3, 5000),
+    wait_stats(R, active_connections, 0),
+    %% The reactor closed its dup; the connection is still open through Erlang's socket.
+    ok = gen_tcp:send(S, <<"still here">>),
+    {ok, <<"still here">>} = gen_tcp:recv(C, 10, 5000),
+    ok = gen_tcp:close(S),
+    ok = gen_tcp:close(C),
+    stop(R).
+
+invalid_fd(Config) ->
+    R = start(Config, <<"Echo">>),
+    {error, ebadf} = py_reactor_context:handoff(R, -1, #{}),
+    {error, ebadf} = py_reactor_context:handoff(R, 1 bsl 30, #{}),
+    L = listen(),
+    {C, S} = pair(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = gen_tcp:close(S),
+    {error, ebadf} = py_reactor_context:handoff(R, Fd, #{}),
+    ok = gen_tcp:close(C),
+    #{active_connections := 0, total_connections := 0} = py_reactor_context:stats(R),
+    %% still serving
+    C2 = connect(R, L),
+    echo_ok(C2, <<"ok">>),
+    ok = gen_tcp:close(C2),
+    stop(R).
+
+%% The peer goes away while 4 MiB wait to be written: the write fails (EPIPE/ECONNRESET), the
+%% connection closes instead of waiting for a writability that keeps firing.
+peer_reset_during_write(Config) ->
+    R = start(Config, <<"Big">>),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, <<"go">>),
+    {ok, _} = gen_tcp:recv(C, 1, 5000),  % the reactor is writing
+    ok = gen_tcp:close(C),              % unread data: the kernel resets the connection
+    wait_stats(R, active_connections, 0),
+    #{protocol_errors := 0} = py_reactor_context:stats(R),
+    stop(R).
+
+bad_arguments(Config) ->
+    R = start(Config, <<"Echo">>),
+    {'EXIT', {badarg, _}} = (catch py_reactor_context:handoff(R, not_an_fd, #{})),
+    {'EXIT', {badarg, _}} = (catch py_reactor_context:handoff(R, 3, not_a_map)),
+    {error, {invalid_option, max_connections}} =
+        py_reactor_context:start_link(x, ?config(mode, Config), #{max_connections => 0}),
+    {error, {setup_code, {'SyntaxError', _}}} =
+        py_reactor_context:start_link(x, ?config(mode, Config), #{setup_code => <<"def (">>}),
+    stop(R).
+
+protocol_raises(Config) ->
+    protocol_fault(Config, <<"Raises">>, "raised").
+
+unknown_action(Config) ->
+    protocol_fault(Config, <<"Bogus">>, "'explode'").
+
+%% A callback that returns nothing (a forgotten return) is an unknown action too.
+no_action(Config) ->
+    protocol_fault(Config, <<"Nothing">>, "None").
+
+%% The faulty connection closes, the fault is logged, the others and new ones are served.
+protocol_fault(Config, Protocol, Expect) ->
+    R = start(Config, Protocol),
+    Ctx = py_reactor_context:context(R),
+    L = listen(),
+    Other = connect(R, L),
+    C = connect(R, L),
+    echo_ok(C, <<"fine">>),
+    ok = gen_tcp:send(C, <<"boom">>),
+    {error, closed} = gen_tcp:recv(C, 0, 5000),
+    wait_stats(R, active_connections, 1),
+    #{protocol_errors := 1} = py_reactor_context:stats(R),
+    {ok, [Logged]} = py:eval(Ctx, <<"seen">>),
+    true = string:find(Logged, Expect) =/= nomatch,
+    echo_ok(Other, <<"other">>),
+    C2 = connect(R, L),
+    echo_ok(C2, <<"new">>),
+    [ok = gen_tcp:close(S) || S <- [Other, C2]],
+    stop(R).
+
+no_factory(Config) ->
+    {ok, R} = py_reactor_context:start_link(nf, ?config(mode, Config)),
+    L = listen(),
+    {C, S} = pair(L),
+    {ok, Fd} = inet:getfd(S),
+    Before = py_test_util:fds(),
+    {error, no_protocol_factory} = py_reactor_context:handoff(R, Fd, #{}),
+    Before = py_test_util:fds(),
+    [ok = gen_tcp:close(X) || X <- [C, S]],
+    stop(R).
+
+too_many_connections(Config) ->
+    R = start(Config, <<"Echo">>, #{max_connections => 2}),
+    L = listen(),
+    C1 = connect(R, L),
+    C2 = connect(R, L),
+    {C3, S3} = pair(L),
+    {ok, Fd} = inet:getfd(S3),
+    {error, too_many_connections} = py_reactor_context:handoff(R, Fd, #{}),
+    #{max_connections := 2, active_connections := 2} = py_reactor_context:stats(R),
+    ok = gen_tcp:close(C1),
+    wait_stats(R, active_connections, 1),
+    ok = py_reactor_context:handoff(R, Fd, #{}),
+    echo_ok(C3, <<"third">>),
+    [ok = gen_tcp:close(X) || X <- [C2, C3, S3]],
+    stop(R).
+
+%% 1,000 connections opened (50 at a time), each echoes once, then dropped by the peer: no
+%% descriptor left behind (counted in /proc/self/fd).
+thousand_connections_no_fd_left(Config) ->
+    R = start(Config, <<"Tracked">>, #{max_connections => 100}),
+    Ctx = py_reactor_context:context(R),
+    L = listen(),
+    Before = py_test_util:fds(),
+    lists:foreach(
+      fun(_) ->
+              Cs = [connect(R, L) || _ <- lists:seq(1, 50)],
+              [echo_ok(C, <<"x">>) || C <- Cs],
+              [ok = gen_tcp:close(C) || C <- Cs],
+              wait_stats(R, active_connections, 0)
+      end, lists:seq(1, 20)),
+    #{total_connections := 1000, total_requests := 1000, protocol_errors := 0} = py_reactor_context:stats(R),
+    {ok, 1000} = py:eval(Ctx, <<"len(lost)">>),
+    Before = py_test_util:fds(),
+    stop(R).
+
+%% Several reactor contexts serve the connections accepted from one listening socket.
+contexts_share_one_listener(Config) ->
+    Rs = [start(Config, <<"Echo">>) || _ <- lists:seq(1, 4)],
+    L = listen(),
+    Cs = [connect(lists:nth(I rem 4 + 1, Rs), L) || I <- lists:seq(0, 39)],
+    Parent = self(),
+    Pids = [spawn_link(fun() -> [echo_ok(C, <<I:64>>) || I <- lists:seq(1, 20)], Parent ! {done, self()} end)
+            || C <- Cs],
+    [receive {done, P} -> ok end || P <- Pids],
+    [#{total_connections := 10, total_requests := 200} = py_reactor_context:stats(R) || R <- Rs],
+    [ok = gen_tcp:close(C) || C <- Cs],
+    [stop(R) || R <- Rs].
+
+stop_closes_connections(Config) ->
+    R = start(Config, <<"Echo">>),
+    L = listen(),
+    Before = py_test_util:fds(),
+    Cs = [connect(R, L) || _ <- lists:seq(1, 5)],
+    [echo_ok(C, <<"x">>) || C <- Cs],
+    stop(R),
+    [{error, closed} = gen_tcp:recv(C, 0, 5000) || C <- Cs],
+    [ok = gen_tcp:close(C) || C <- Cs],
+    true = py_test_util:wait_until(fun() -> py_test_util:fds() =< Before end, 5000).
+
+%% The reactor's process is killed (no terminate): its Python context stops with it, and the
+%% connections' descriptors are closed all the same.
+killed_reactor_leaves_no_fd(Config) ->
+    L = listen(),
+    Before = py_test_util:fds(),
+    R = start(Config, <<"Echo">>),
+    Ctx = py_reactor_context:context(R),
+    Cs = [connect(R, L) || _ <- lists:seq(1, 5)],
+    [echo_ok(C, <<"x">>) || C <- Cs],
+    unlink(R),
+    MRef = monitor(process, Ctx),
+    exit(R, kill),
+    receive {'DOWN', MRef, process, Ctx, _} -> ok end,
+    [{error, closed} = gen_tcp:recv(C, 0, 5000) || C <- Cs],
+    [ok = gen_tcp:close(C) || C <- Cs],
+    true = py_test_util:wait_until(fun() -> py_test_util:fds() =< Before end, 5000).
+
+default_reactor(Config) ->
+    {error, no_reactor_context} = py_reactor_context:handoff(3, #{}),
+    R = start(Config, <<"Echo">>, #{default => true}),
+    L = listen(),
+    {C, S} = pair(L),
+    {ok, Fd} = inet:getfd(S),
+    ok = py_reactor_context:handoff(Fd, #{}),
+    ok = gen_tcp:close(S),
+    echo_ok(C, <<"default">>),
+    ok = gen_tcp:close(C),
+    stop(R).
