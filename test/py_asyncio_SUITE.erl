@@ -77,10 +77,15 @@ no_implicit_policy(Config) ->
     {ok, <<"_UnixDefaultEventLoopPolicy">>} = py:call(loop_cases, no_policy_by_default, []),
     ok.
 
+%% Three `await erlang.sleep(0.05)' overlap: all three start before the first one ends (in the
+%% order Python logs them; one after the other would log start, end, start, ...), and none ends
+%% early. The total is a figure: other load only adds to it.
 erlang_sleep(Config) ->
-    {ok, Concurrent} = run(Config, <<"erlang_sleep_concurrent">>),
-    ct:pal("3 x await erlang.sleep(0.05) together: ~.1f ms", [Concurrent]),
-    true = Concurrent >= 45 andalso Concurrent < 140,
+    {ok, [Concurrent, Log, Shortest]} = run(Config, <<"erlang_sleep_concurrent">>),
+    ct:pal("3 x await erlang.sleep(0.05) together: ~.1f ms, the shortest ~.1f ms; order ~p",
+           [Concurrent, Shortest, Log]),
+    [<<"start">>, <<"start">>, <<"start">>, <<"end">>, <<"end">>, <<"end">>] = Log,
+    true = Shortest >= 49.0,
     {ok, [none, Sync]} = py:call(loop_cases, erlang_sleep_sync, [0.03]),
     true = Sync >= 29,
     ok.
@@ -137,7 +142,9 @@ timers_in_order(Config) ->
     ct:pal("fired ~p; lateness ~.2f..~.2f ms", [Order, EarliestLate, WorstLate]),
     Order = lists:sort(Order),
     true = EarliestLate >= -1.0,  % never (noticeably) early: loop.time() has 1 ns resolution
-    true = WorstLate < 5.0,
+    %% The lateness is a figure (a loaded machine adds to it); what fails is a timer the loop
+    %% leaves waiting for an unrelated wake-up (seconds: the case has nothing else to wake it).
+    true = WorstLate < 1000.0,
     ok.
 
 cancellation(Config) ->
@@ -153,31 +160,38 @@ task_exception(Config) ->
 
 %% --- the loop and its context ---------------------------------------------------------------------
 
-%% While a request's loop waits (300 ms sleep), the context's thread serves other requests.
+%% While a request's loop waits, the context's thread serves other requests: the loop waits
+%% until another request releases it, which a context that served nothing meanwhile never
+%% does (the wait gives up after 20 s and the call returns "not released").
 context_serves_while_loop_waits(Config) ->
     {ok, Ctx} = py_context:new(#{}),
     setup(Ctx, Config),
     Self = self(),
-    spawn_link(fun() -> Self ! {slow, py:call(Ctx, loop_cases, sleep_in_loop, [0.3])} end),
-    timer:sleep(50),
+    spawn_link(fun() -> Self ! {slow, py:call(Ctx, loop_cases, wait_in_loop, [Self, 20])} end),
+    receive <<"waiting">> -> ok after 20000 -> ct:fail(loop_not_waiting) end,
     T0 = erlang:monotonic_time(millisecond),
     {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
+    {ok, none} = py:call(Ctx, loop_cases, release_loop, []),
     Quick = erlang:monotonic_time(millisecond) - T0,
-    ct:pal("a call during the loop's wait took ~p ms", [Quick]),
-    true = Quick < 100,
-    receive {slow, {ok, <<"slept">>}} -> ok after 5000 -> ct:fail(slow_call_lost) end,
+    ct:pal("two calls during the loop's wait took ~p ms", [Quick]),
+    receive {slow, R} -> {ok, <<"released">>} = R after 30000 -> ct:fail(slow_call_lost) end,
     ok = py_context:stop(Ctx).
 
-%% A started loop with a listening server adds no thread.
+%% A started loop with a listening server that has served a client adds no thread.
 idle_loop_costs_no_thread(Config) ->
     {ok, Ctx} = py_context:new(#{}),
     setup(Ctx, Config),
-    timer:sleep(300),  % threads of earlier cases finish exiting
-    {ok, {PyThreads, OsThreads}} = py:call(Ctx, loop_cases, thread_count, []),
+    %% Threads of earlier cases (executors, subprocess watchers) may still be exiting: count
+    %% once the number has stopped changing; one that exits later only lowers the second count.
+    Count = fun() -> {ok, {Py, Os}} = py:call(Ctx, loop_cases, thread_count, []), {Py, Os} end,
+    true = py_test_util:wait_until(fun() -> C = Count(), timer:sleep(200), C =:= Count() end, 20000),
+    {PyThreads, OsThreads} = Count(),
     ok = py_event_loop:start(Ctx),
-    {ok, _Port} = py_event_loop:run_on(Ctx, loop_cases, start_echo_server, []),
-    timer:sleep(100),
-    {ok, {PyThreads, OsThreads}} = py:call(Ctx, loop_cases, thread_count, []),
+    {ok, Port} = py_event_loop:run_on(Ctx, loop_cases, start_echo_server, []),
+    {ok, 100} = echo_client(Port, 1),
+    {PyAfter, OsAfter} = Count(),
+    ct:pal("threads (Python, OS): ~p before, ~p with the server", [{PyThreads, OsThreads}, {PyAfter, OsAfter}]),
+    true = PyAfter =< PyThreads andalso OsAfter =< OsThreads,
     {ok, true} = py_event_loop:run_on(Ctx, loop_cases, stop_echo_server, []),
     ok = py_context:stop(Ctx).
 

@@ -21,7 +21,7 @@
          queued_request_on_stop/1, killed_caller/1, killed_callers_repeatedly/1,
          stop_with_stale_callback_reply/1]).
 
-suite() -> [{timetrap, {seconds, 60}}].
+suite() -> [{timetrap, {minutes, 3}}].
 
 all() ->
     [{group, lifecycle}, {group, namespaces}, {group, threads}, {group, owner},
@@ -43,6 +43,10 @@ groups() ->
      {stopping, [],
       [queued_request_on_stop, killed_caller, killed_callers_repeatedly, stop_with_stale_callback_reply,
        stop_pool_context_is_replaced]}].
+
+%% nap(pid, s): tells pid it runs (<<"napping">>), then sleeps s seconds. Cases that need a
+%% request to be running wait for that message rather than for a while.
+-define(NAP, <<"import time, erlang\ndef nap(pid, s):\n    erlang.send(pid, 'napping')\n    time.sleep(s)\n">>).
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -134,9 +138,18 @@ context_namespace_shared_by_processes(_Config) ->
     {ok, 7} = py:eval(Ctx, <<"shared2">>),
     ok = py_context:stop(Ctx).
 
+%% Both processes have written their v before either reads it.
 pool_namespace_per_process(_Config) ->
     Self = self(),
-    Pids = [spawn(fun() -> Self ! {self(), set_and_read(V)} end) || V <- [111, 222]],
+    Go = make_ref(),
+    Pids = [spawn(fun() ->
+                          ok = py:exec(iolist_to_binary(["v = ", integer_to_list(V)])),
+                          Self ! {ready, self()},
+                          receive Go -> ok end,
+                          Self ! {self(), py:eval(<<"v">>)}
+                  end) || V <- [111, 222]],
+    [receive {ready, P} -> ok after 5000 -> ct:fail(not_ready) end || P <- Pids],
+    [P ! Go || P <- Pids],
     [receive {P, R} -> {ok, V} = R after 5000 -> ct:fail(no_reply) end
      || {P, V} <- lists:zip(Pids, [111, 222])],
     {error, {'NameError', _}} = py:eval(<<"v">>).
@@ -170,7 +183,6 @@ pool_namespace_dies_with_process(_Config) ->
 
 set_and_read(V) ->
     ok = py:exec(iolist_to_binary(["v = ", integer_to_list(V)])),
-    timer:sleep(50),  % let the other process write its own v
     py:eval(<<"v">>).
 
 %% --- threads -----------------------------------------------------------------------------
@@ -212,7 +224,7 @@ owner_death_stops_context(_Config) ->
                           Self ! {ctx, self(), Ctx}
                   end),
     Ctx = receive {ctx, Owner, C} -> C after 5000 -> ct:fail(no_context) end,
-    ok = wait_dead(Ctx, 2000),
+    ok = wait_dead(Ctx, 30000),
     {error, _} = py:call(Ctx, math, sqrt, [4]),
     {error, _} = py:eval(Ctx, <<"1">>).
 
@@ -227,7 +239,7 @@ owner_death_other_user_gets_error(_Config) ->
     Ctx = receive {ctx, Owner, C} -> C after 5000 -> ct:fail(no_context) end,
     {ok, 9.0} = py:call(Ctx, math, sqrt, [81]),
     Owner ! die,
-    ok = wait_dead(Ctx, 2000),
+    ok = wait_dead(Ctx, 30000),
     {error, _} = py:call(Ctx, math, sqrt, [81]).
 
 wait_dead(Pid, Ms) ->
@@ -238,12 +250,14 @@ wait_dead(Pid, Ms) ->
 
 %% --- timeouts ----------------------------------------------------------------------------
 
+%% The call gives up at its deadline, and the sleep's late reply never comes: the next call on
+%% the same context runs after the sleep has ended, and a late reply would come before its own.
+%% (The elapsed-time bound only catches a call that waits for the sleep by a wide margin.)
 pool_call_timeout(_Config) ->
     flush(),
     T0 = erlang:monotonic_time(millisecond),
     {error, timeout} = py:call(time, sleep, [0.5], #{}, 50),
     true = erlang:monotonic_time(millisecond) - T0 < 1000,
-    timer:sleep(1000),
     {messages, []} = process_info(self(), messages),
     {ok, 4.0} = py:call(math, sqrt, [16]),
     {messages, []} = process_info(self(), messages).
@@ -254,7 +268,6 @@ context_call_timeout(_Config) ->
     T0 = erlang:monotonic_time(millisecond),
     {error, timeout} = py:call(Ctx, time, sleep, [0.5], #{timeout => 50}),
     true = erlang:monotonic_time(millisecond) - T0 < 1000,
-    timer:sleep(1000),
     {messages, []} = process_info(self(), messages),
     {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
     {messages, []} = process_info(self(), messages),
@@ -270,9 +283,9 @@ timeout_zero_or_reply(_Config) ->
               {error, timeout} -> ok;
               Other -> {unexpected, I, Other}
           end || {I, R} <- lists:zip(lists:seq(1, 300), Results)],
-    timer:sleep(200),
-    {messages, []} = process_info(self(), messages),
+    %% served after every earlier request: a stray reply of one would be here before its own
     {ok, 3} = py:call(Ctx, operator, add, [1, 2]),
+    {messages, []} = process_info(self(), messages),
     ok = py_context:stop(Ctx).
 
 %% Replies that take 0-3 ms against timeouts of 0-3 ms: each call gets its result or
@@ -286,9 +299,8 @@ timeout_races_slow_replies(_Config) ->
                     {error, timeout} -> timeout;
                     Other -> ct:fail({unexpected, I, Other})
                 end || I <- lists:seq(1, 400)],
-    timer:sleep(100),
+    {ok, 7} = py:call(Ctx, '__main__', slow, [7, 0]),  % after every earlier request
     {messages, []} = process_info(self(), messages),
-    {ok, 7} = py:call(Ctx, '__main__', slow, [7, 0]),
     ct:pal("~w replied, ~w timed out", [length([ok || ok <- Outcomes]), length([t || timeout <- Outcomes])]),
     ok = py_context:stop(Ctx).
 
@@ -371,41 +383,41 @@ run_callers(Call) ->
 
 queued_request_on_stop(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, ?NAP),
     Self = self(),
-    Long = spawn(fun() -> Self ! {long, self(), py:call(Ctx, time, sleep, [0.5])} end),
-    timer:sleep(100),  % the sleep is running now
+    Long = spawn(fun() -> Self ! {long, self(), py:call(Ctx, '__main__', nap, [Self, 0.5])} end),
+    receive <<"napping">> -> ok after 30000 -> ct:fail(sleep_not_running) end,
     Queued = spawn(fun() -> Self ! {queued, self(), py:call(Ctx, math, sqrt, [4])} end),
-    timer:sleep(50),  % the second request is queued behind it
+    true = py_test_util:wait_until(fun() -> waiting_for_reply(Queued) end, 30000),
     ok = py_context:stop(Ctx),
     receive {queued, Queued, R} ->
             {error, _} = R,
             ct:log("queued request got ~p", [R])
-    after 2000 -> ct:fail(queued_request_hangs)
+    after 30000 -> ct:fail(queued_request_hangs)
     end,
     receive {long, Long, L} ->
             ct:log("running request got ~p", [L]),
             true = (L =:= {ok, none}) orelse (element(1, L) =:= error)
-    after 2000 -> ct:fail(running_request_hangs)
+    after 30000 -> ct:fail(running_request_hangs)
     end,
     false = is_process_alive(Ctx).
 
 killed_caller(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, ?NAP),
     Self = self(),
     Caller = spawn(fun() ->
-                           Self ! {started, self()},
-                           Self ! {unexpected, py:call(Ctx, time, sleep, [0.2])}
+                           Self ! {unexpected, py:call(Ctx, '__main__', nap, [Self, 0.2])}
                    end),
-    receive {started, Caller} -> ok after 5000 -> ct:fail(not_started) end,
-    timer:sleep(50),
+    receive <<"napping">> -> ok after 30000 -> ct:fail(not_started) end,
     exit(Caller, kill),
     false = is_process_alive(Caller),
     Results = [py:call(Ctx, operator, mul, [I, 3]) || I <- lists:seq(1, 200)],
     Results = [{ok, I * 3} || I <- lists:seq(1, 200)],
     receive {unexpected, R} -> ct:fail({killed_caller_replied, R}) after 0 -> ok end,
     %% The pool works just as well after a pool caller is killed.
-    Pooled = spawn(fun() -> py:call(time, sleep, [0.2]) end),
-    timer:sleep(50),
+    Pooled = spawn(fun() -> ok = py:exec(?NAP), py:call('__main__', nap, [Self, 0.2]) end),
+    receive <<"napping">> -> ok after 30000 -> ct:fail(pooled_not_started) end,
     exit(Pooled, kill),
     [{ok, I} = py:call(operator, index, [I]) || I <- lists:seq(1, 200)],
     ok = py_context:stop(Ctx).
@@ -434,7 +446,7 @@ stop_pool_context_is_replaced(_Config) ->
                  end),
     Old = receive {picked, User, C} -> C after 5000 -> ct:fail(no_pick) end,
     ok = py_context:stop(Old),
-    ok = wait_until(fun() -> not lists:member(Old, py_context_router:contexts()) end, 2000),
+    ok = wait_until(fun() -> not lists:member(Old, py_context_router:contexts()) end, 30000),
     N = py_context_router:num_contexts(),
     true = lists:all(fun erlang:is_process_alive/1, py_context_router:contexts()),
     User ! go,
@@ -445,13 +457,18 @@ stop_pool_context_is_replaced(_Config) ->
     after 5000 -> ct:fail(no_reply)
     end.
 
-wait_until(F, Ms) when Ms =< 0 ->
-    case F() of true -> ok; false -> ct:fail(condition_not_met) end;
 wait_until(F, Ms) ->
-    case F() of
+    case py_test_util:wait_until(F, Ms) of
         true -> ok;
-        false -> timer:sleep(20), wait_until(F, Ms - 20)
+        false -> ct:fail(condition_not_met)
     end.
+
+%% Whether Pid has submitted its request and waits for the reply in receive.
+waiting_for_reply(Pid) ->
+    waiting_in_await(process_info(Pid, current_function)).
+
+waiting_in_await({current_function, {py_request, await, Arity}}) -> Arity >= 5;
+waiting_in_await(_) -> false.
 
 %% A callback answer nobody waits for any more (its caller died; it has no tag) still queued when
 %% the context stops: the stopping context skips it (it took the VM down: size_object, bad tag).
@@ -459,9 +476,11 @@ wait_until(F, Ms) ->
 stop_with_stale_callback_reply(_Config) ->
     {ok, Ctx} = py_context:new(#{mode => worker}),
     {ok, Ref, own} = py_context:lookup(Ctx),
+    ok = py:exec(Ctx, ?NAP),
     Self = self(),
-    spawn(fun() -> Self ! {slept, py:call(Ctx, time, sleep, [0.3])} end),
-    timer:sleep(50),  % the context is in the sleep: what comes now is queued
+    spawn(fun() -> Self ! {slept, py:call(Ctx, '__main__', nap, [Self, 0.3])} end),
+    receive <<"napping">> -> ok after 30000 -> ct:fail(sleep_not_running) end,
+    %% the context is in the sleep: what comes now is queued
     ok = py_nif:callback_reply(Ref, 424242, {ok, 1}),
     ok = py_context:stop(Ctx),
     receive {slept, R} -> {error, context_stopped} = R after 5000 -> ct:fail(no_reply) end.

@@ -622,18 +622,23 @@ million_element_list(_Config) ->
 
 %% A 2,000,000-element argument (copying it takes ~40 ms) is copied into the request on a
 %% dirty scheduler: microstate accounting shows the normal schedulers busy for far less than that
-%% while two such calls run (wall-clock probes are unreliable on a loaded 2-core machine).
+%% while two such calls run (wall-clock probes are unreliable on a loaded 2-core machine). msacc
+%% counts wall time too: a scheduler thread the OS gives to another job mid-call counts as busy,
+%% so best of 3; copies on the normal scheduler fail every attempt.
 big_argument_copied_off_scheduler(_Config) ->
     L = lists:seq(1, 2000000),
     true = msacc:available(),
-    msacc:start(),
-    {ok, 2000000} = py:call(builtins, len, [L]),
-    {ok, 2000000} = py:eval(<<"len(x)">>, #{x => L}),
-    Stats = msacc:stats(),
-    msacc:stop(),
-    Busy = lists:sum([maps:get(emulator, C) || #{type := scheduler, counters := C} <- Stats]) div 1000,
-    Dirty = lists:sum([maps:get(emulator, C) || #{type := dirty_cpu_scheduler, counters := C} <- Stats]) div 1000,
-    ct:pal("normal schedulers busy ~b ms, dirty CPU schedulers ~b ms", [Busy, Dirty]),
+    Measure = fun() ->
+                      msacc:start(),
+                      {ok, 2000000} = py:call(builtins, len, [L]),
+                      {ok, 2000000} = py:eval(<<"len(x)">>, #{x => L}),
+                      Stats = msacc:stats(),
+                      msacc:stop(),
+                      {lists:sum([maps:get(emulator, C) || #{type := scheduler, counters := C} <- Stats]) div 1000,
+                       lists:sum([maps:get(emulator, C) || #{type := dirty_cpu_scheduler, counters := C} <- Stats]) div 1000}
+              end,
+    {{Busy, Dirty}, Attempts} = py_test_util:best_of(3, Measure, fun({B, D}) -> D > B andalso B < 30 end),
+    ct:pal("normal schedulers busy ~b ms, dirty CPU schedulers ~b ms (attempt ~b)", [Busy, Dirty, Attempts]),
     true = Dirty > Busy,
     true = Busy < 30.
 

@@ -23,6 +23,7 @@
                 "def spin():\n"
                 "    global state\n"
                 "    state = 'running'\n"
+                "    __import__('builtins')._py_dist_spin = 'running'\n"
                 "    try:\n"
                 "        while True:\n"
                 "            pass\n"
@@ -179,11 +180,11 @@ context_pid_needs_py_dist(Config) ->
 %% --- callbacks ----------------------------------------------------------------------------------
 
 %% erlang.call on the peer runs a function registered on the peer; one registered only on the
-%% calling node is not seen there.
+%% calling node is not seen there (no such attribute of `erlang' there).
 callback_registered_per_node(Config) ->
     Node = ?config(node, Config),
     ok = py:register_function(dist_only_here, fun([X]) -> X end),
-    {error, {'NameError', _}} = py_dist:eval(Node, <<"__import__('erlang').dist_only_here(1)">>),
+    {error, {'AttributeError', _}} = py_dist:eval(Node, <<"__import__('erlang').dist_only_here(1)">>),
     {ok, 1} = py:eval(<<"__import__('erlang').dist_only_here(1)">>),
     ok = py:unregister_function(dist_only_here).
 
@@ -275,7 +276,11 @@ caller_exit_interrupts(Config) ->
     {ok, Ctx} = py_dist:new_context(Node),
     ok = py_dist:exec(Ctx, ?SPIN),
     Caller = spawn(fun() -> py_dist:call(Ctx, '__main__', spin, [], #{timeout => infinity}) end),
-    timer:sleep(300),
+    %% spin() runs: it says so in builtins, which the peer's pool contexts (the same main
+    %% interpreter) can read while the context's thread is in the loop
+    Running = fun() -> py_dist:eval(Node, <<"__import__('builtins').__dict__.pop('_py_dist_spin', None)">>)
+                           =:= {ok, <<"running">>} end,
+    true = py_test_util:wait_until(Running, 30000),
     T0 = erlang:monotonic_time(millisecond),
     exit(Caller, kill),
     %% Queued behind spin() on the context's thread: answered once spin() has been interrupted.
@@ -347,10 +352,14 @@ node_down_during_call(_Config) ->
     {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python]),
     Self = self(),
     Caller = spawn_link(fun() ->
-                                Self ! {result, py_dist:eval(Node, <<"__import__('time').sleep(20)">>,
+                                Self ! {result, py_dist:eval(Node, <<"(setattr(__import__('builtins'), '_py_dist_nap', 1), "
+                                                                     "__import__('time').sleep(20))">>,
                                                              #{}, #{timeout => 60000})}
                         end),
-    timer:sleep(500),
+    %% The sleep runs: a context of its own on the peer (the same main interpreter) sees the mark.
+    {ok, Watch} = py_dist:new_context(Node),
+    Sleeping = fun() -> py_dist:eval(Watch, <<"__import__('builtins').__dict__.pop('_py_dist_nap', 0)">>) =:= {ok, 1} end,
+    true = py_test_util:wait_until(Sleeping, 30000),
     T0 = erlang:monotonic_time(millisecond),
     ok = peer:stop(Peer),
     receive

@@ -35,13 +35,14 @@ two_processes_one_context(_Config) ->
                   spawn_link(fun() ->
                                      ok = py_context_router:bind_context(Ctx),
                                      ok = py:exec(Ctx, <<"owner = ", Value/binary>>),
+                                     Self ! {ready, self()},
                                      receive go -> ok end,
                                      Self ! {self(), py:eval(Ctx, <<"owner">>), py:call(threading, get_native_id, [])}
                              end)
           end,
     A = Run(<<"'a'">>),
     B = Run(<<"'b'">>),
-    timer:sleep(100),
+    [receive {ready, P} -> ok after 30000 -> ct:fail(not_ready) end || P <- [A, B]],
     A ! go, B ! go,
     {ok, <<"a">>} = receive {A, RA, _} -> RA end,
     {ok, <<"b">>} = receive {B, RB, _} -> RB end.

@@ -216,8 +216,8 @@ logger_restart(_Config) ->
     ok = py:configure_logging(),
     Old = whereis(py_logger),
     exit(Old, kill),
-    wait_new_logger(Old, 50),
-    wait_forwarded(50),
+    wait_new_logger(Old, 1500),  % polls for up to 30 s
+    wait_forwarded(300),  % up to 30 s
     flush(),
     hello(py:context()),
     check_hello(<<"x.y">>),

@@ -5,7 +5,7 @@
 -module(py_test_util).
 
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
-         flush/0, wait_until/2,
+         flush/0, wait_until/2, best_of/3,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
          sysmon_start/1, sysmon_stop/1, longest/2,
          now_ms/0, now_us/0, busy_wait_us/1,
@@ -75,6 +75,21 @@ wait_until_deadline(F, Deadline) ->
                 true -> false;
                 false -> timer:sleep(10), wait_until_deadline(F, Deadline)
             end
+    end.
+
+%% Runs Measure up to N times, until Ok(Result) holds: {Result, Attempts} for the first result
+%% that passes, or the last one. For figures that other jobs on the machine inflate now and then
+%% (a scheduler thread the OS takes away mid-measurement): the fault such a check guards against
+%% fails every attempt, a loaded machine rarely fails all of them.
+-spec best_of(pos_integer(), fun(() -> T), fun((T) -> boolean())) -> {T, pos_integer()}.
+best_of(N, Measure, Ok) ->
+    best_of(1, N, Measure, Ok).
+
+best_of(I, N, Measure, Ok) ->
+    Result = Measure(),
+    case Ok(Result) orelse I >= N of
+        true -> {Result, I};
+        false -> best_of(I + 1, N, Measure, Ok)
     end.
 
 %% --- the wake-up probe ---------------------------------------------------------------------------

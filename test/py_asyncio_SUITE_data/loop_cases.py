@@ -258,9 +258,19 @@ async def readers_and_writers():
 
 
 async def erlang_sleep_concurrent():
+    """Total ms, the order of starts and ends, and the shortest single sleep in ms."""
+    log, took = [], []
+
+    async def one():
+        log.append("start")
+        t = time.monotonic()
+        await erlang.sleep(0.05)
+        took.append((time.monotonic() - t) * 1000)
+        log.append("end")
+
     t0 = time.monotonic()
-    await asyncio.gather(erlang.sleep(0.05), erlang.sleep(0.05), erlang.sleep(0.05))
-    return (time.monotonic() - t0) * 1000
+    await asyncio.gather(one(), one(), one())
+    return [(time.monotonic() - t0) * 1000, log, min(took)]
 
 
 def erlang_sleep_sync(seconds):
@@ -320,6 +330,31 @@ def sleep_in_loop(seconds):
         await asyncio.sleep(seconds)
         return "slept"
     return erlang.run(main())
+
+
+_loop_released = False
+
+
+def wait_in_loop(pid, seconds):
+    """erlang.run of a coroutine that tells pid it waits, then waits until release_loop() is
+    called (by another request on this context) or seconds have passed."""
+    global _loop_released
+    _loop_released = False
+
+    async def main():
+        erlang.send(pid, "waiting")
+        deadline = time.monotonic() + seconds
+        while not _loop_released:
+            if time.monotonic() > deadline:
+                return "not released"
+            await asyncio.sleep(0.005)
+        return "released"
+    return erlang.run(main())
+
+
+def release_loop():
+    global _loop_released
+    _loop_released = True
 
 
 async def start_echo_server():
