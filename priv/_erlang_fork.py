@@ -33,6 +33,17 @@ def allowed():
     return _allowed
 
 
+def other_interpreters():
+    """How many interpreters besides this one live in the process (owngil contexts)."""
+    for name in ("_interpreters", "_xxsubinterpreters"):  # 3.13, then 3.12 and 3.11
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        return max(0, len(module.list_all()) - 1)
+    return 0
+
+
 def _guard(name, original):
     def guarded(*args, **kwargs):
         if not _allowed:
@@ -40,6 +51,14 @@ def _guard(name, original):
                 f"os.{name}() is refused in an erlang_python context: the child would be a broken "
                 "copy of the Erlang node holding its descriptors (use subprocess, or set the "
                 "erlang_python application env allow_fork to true)")
+        others = other_interpreters()
+        if others:
+            # The child would abort: CPython's PyOS_AfterFork_Child clears the other
+            # interpreters without a thread state (Fatal Python error: PyThreadState_Get;
+            # seen on 3.13.0).
+            raise RuntimeError(
+                f"os.{name}() is refused while {others} other interpreter(s) (owngil contexts) "
+                "live: CPython aborts the child when it clears them after the fork")
         return original(*args, **kwargs)
 
     guarded.__name__ = guarded.__qualname__ = name

@@ -9,6 +9,7 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
+-export([fork_refused_with_owngil_alive/1]).
 -export([stop_answers_queued_and_running/1, owner_exit_answers_queued_and_running/1,
          killed_context_leaves_no_row/1, fork_refused/1, fork_allowed_by_app_env/1,
          thread_event_loop_no_attribute_error/1, builtins_eval_by_name/1, tuple_above_max_arity/1]).
@@ -19,6 +20,7 @@ suite() -> [{timetrap, {minutes, 3}}].
 
 all() ->
     [{group, worker}, {group, owngil}, killed_context_leaves_no_row, fork_allowed_by_app_env,
+     fork_refused_with_owngil_alive,
      thread_event_loop_no_attribute_error, builtins_eval_by_name, tuple_above_max_arity].
 
 groups() ->
@@ -158,6 +160,9 @@ fork_allowed_by_app_env(_Config) ->
     try
         {ok, _} = application:ensure_all_started(erlang_python),
         {ok, Ctx} = py_context:new(#{mode => worker}),
+        %% An owngil interpreter of an earlier case may still be ending (its thread exits
+        %% when its code returns): fork is refused while one lives (below).
+        ok = wait_no_other_interpreters(Ctx, 300),
         {ok, 7} = py:eval(Ctx, <<"(lambda os: (lambda pid: os._exit(7) if pid == 0 else "
                                  "os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))(os.fork()))"
                                  "(__import__('os'))">>),
@@ -170,6 +175,41 @@ fork_allowed_by_app_env(_Config) ->
     {ok, Ctx2} = py_context:new(#{mode => worker}),
     {error, {'RuntimeError', _}} = py:eval(Ctx2, <<"__import__('os').fork()">>),
     ok = py_context:stop(Ctx2).
+
+%% Even when fork is allowed, it is refused while an owngil interpreter lives: CPython aborts the
+%% child when it clears the other interpreters (seen in CI: the child died of SIGABRT).
+fork_refused_with_owngil_alive(_Config) ->
+    case py_context:new(#{mode => owngil}) of
+        {error, {owngil_unsupported, _}} ->
+            {skip, "owngil contexts need Python 3.13"};
+        {ok, Own} ->
+            ok = application:stop(erlang_python),
+            ok = application:set_env(erlang_python, allow_fork, true),
+            try
+                {ok, _} = application:ensure_all_started(erlang_python),
+                {ok, Own2} = py_context:new(#{mode => owngil}),
+                {ok, Ctx} = py_context:new(#{mode => worker}),
+                {error, {'RuntimeError', Msg}} = py:eval(Ctx, <<"__import__('os').fork()">>),
+                true = string:find(Msg, "other interpreter") =/= nomatch,
+                {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+                ok = py_context:stop(Ctx),
+                ok = py_context:stop(Own2)
+            after
+                ok = application:stop(erlang_python),
+                ok = application:unset_env(erlang_python, allow_fork),
+                {ok, _} = application:ensure_all_started(erlang_python)
+            end,
+            _ = Own
+    end.
+
+%% Polls (every 100 ms, N times) until the process has no interpreter but the main one.
+wait_no_other_interpreters(_Ctx, 0) ->
+    {error, other_interpreters_remain};
+wait_no_other_interpreters(Ctx, N) ->
+    case py:call(Ctx, '_erlang_fork', other_interpreters, []) of
+        {ok, 0} -> ok;
+        {ok, _} -> timer:sleep(100), wait_no_other_interpreters(Ctx, N - 1)
+    end.
 
 %% --- erlang.new_event_loop() in a Python thread -------------------------------------------------
 
