@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <erl_nif.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -15,10 +16,10 @@
 namespace {
 
 ERL_NIF_TERM make_binary(ErlNifEnv* env, const char* text) {
-    ERL_NIF_TERM term;
+    ERL_NIF_TERM term{};
     const size_t size = std::strlen(text);
     unsigned char* data = enif_make_new_binary(env, size, &term);
-    if (size > 0) std::memcpy(data, text, size);
+    std::copy_n(text, size, data);
     return term;
 }
 

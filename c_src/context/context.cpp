@@ -479,6 +479,11 @@ void Context::run_request(RequestPtr& req) {
     struct ReleaseAfterReply {
         std::vector<py::Ref>& refs;
         size_t kept;
+        ReleaseAfterReply(std::vector<py::Ref>& r, size_t k) : refs(r), kept(k) {}
+        ReleaseAfterReply(const ReleaseAfterReply&) = delete;
+        ReleaseAfterReply(ReleaseAfterReply&&) = delete;
+        ReleaseAfterReply& operator=(const ReleaseAfterReply&) = delete;
+        ReleaseAfterReply& operator=(ReleaseAfterReply&&) = delete;
         ~ReleaseAfterReply() {
             std::vector<py::Ref> doomed(std::make_move_iterator(refs.begin() + static_cast<std::ptrdiff_t>(kept)),
                                         std::make_move_iterator(refs.end()));

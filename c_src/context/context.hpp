@@ -126,7 +126,7 @@ public:
 
     // bridge::Host: what the `erlang` Python module asks of the context running this thread.
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
-    PyObject* send(PyObject* pid, PyObject* message) override;
+    PyObject* send(PyObject* target, PyObject* message) override;
     PyObject* self_pid() override;
     aio::PollerPtr make_poller() override;
     bool wait_poller(aio::Poller& poller, double timeout) override;

@@ -95,16 +95,7 @@ void Interrupter::run() {
     std::vector<Request*> due;
     std::vector<bool> sent;
     for (;;) {
-        auto live =
-            std::stable_partition(targets_.begin(), targets_.end(), [](const Target& t) { return !t.req->ended(); });
-        if (live != targets_.end()) {  // dropped outside the lock: their memory may go with them
-            std::vector<Target> ended(std::make_move_iterator(live), std::make_move_iterator(targets_.end()));
-            targets_.erase(live, targets_.end());
-            lock.unlock();
-            ended.clear();
-            lock.lock();
-            continue;
-        }
+        if (drop_ended(lock)) continue;
         if (closing_ || (targets_.empty() && !interrupt_running_ && !stopping_)) {
             std::vector<Target> dropped;
             dropped.swap(targets_);
@@ -138,12 +129,33 @@ void Interrupter::run() {
         interrupt_now(due, sent,
                       take_running ? &running : nullptr);  // the targets stay alive: only this thread erases them
         lock.lock();
-        now = Clock::now();
-        if (running) targets_.push_back({std::move(running), now + kResend});  // interrupted: again if it goes on
-        for (Target& t : targets_) {
-            auto it = std::find(due.begin(), due.end(), t.req.get());
-            if (it != due.end()) t.next_try = now + (sent[size_t(it - due.begin())] ? kResend : kRetry);
-        }
+        reschedule(due, sent, std::move(running));
+    }
+}
+
+// Precondition: mutex_ held by lock. Drops the targets whose request ended, outside the lock
+// (their memory may go with them); true when there were some.
+bool Interrupter::drop_ended(std::unique_lock<std::mutex>& lock) {
+    auto live =
+        std::stable_partition(targets_.begin(), targets_.end(), [](const Target& t) { return !t.req->ended(); });
+    if (live == targets_.end()) return false;
+    std::vector<Target> ended(std::make_move_iterator(live), std::make_move_iterator(targets_.end()));
+    targets_.erase(live, targets_.end());
+    lock.unlock();
+    ended.clear();
+    lock.lock();
+    return true;
+}
+
+// Precondition: mutex_ held. After an attempt: an interrupted target is tried again in kResend
+// (if its code goes on), one that was not the running code in kRetry; `running' (interrupted
+// by py:interrupt/1) becomes a target.
+void Interrupter::reschedule(const std::vector<Request*>& due, const std::vector<bool>& sent, RequestPtr running) {
+    auto now = Clock::now();
+    if (running) targets_.push_back({std::move(running), now + kResend});
+    for (Target& t : targets_) {
+        auto it = std::find(due.begin(), due.end(), t.req.get());
+        if (it != due.end()) t.next_try = now + (sent[size_t(it - due.begin())] ? kResend : kRetry);
     }
 }
 

@@ -94,6 +94,8 @@ private:
     };
     void interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent, RequestPtr* running);
     void stop_now();
+    bool drop_ended(std::unique_lock<std::mutex>& lock);
+    void reschedule(const std::vector<Request*>& due, const std::vector<bool>& sent, RequestPtr running);
 
     RequestQueue& queue_;
     PyThreadState* tstate_ = nullptr;  // set by bind(), before any request runs

@@ -38,10 +38,10 @@ bool make_map_on_scheduler(ErlNifEnv* env, ERL_NIF_TERM* keys, ERL_NIF_TERM* val
 inline constexpr size_t kMaxPairsOnNormalScheduler = 4096;
 
 // The number of pairs of a job (0 for a term that is no job).
-size_t map_job_pairs(ErlNifEnv* env, ERL_NIF_TERM job);
+size_t map_job_pairs(ErlNifEnv* env, ERL_NIF_TERM term);
 
 // The builder's side: builds the map of a job (the second element of its message) unless the
 // thread that asked gave up waiting. Precondition: on a scheduler thread.
-bool run_map_job(ErlNifEnv* env, ERL_NIF_TERM job);
+bool run_map_job(ErlNifEnv* env, ERL_NIF_TERM term);
 
 }  // namespace erl
