@@ -7,6 +7,7 @@
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
          object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
          context_backtrace/3]).
+-export([subinterp_supported/0]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -33,6 +34,11 @@ load(PrivDir, PythonHome) ->
         {error, {reload, _}} -> ok;
         {error, _} = Error -> Error
     end.
+
+%% Whether this Python has subinterpreters with their own GIL (erlang_python 4.x's code asks this
+%% module): plain Erlang, {@link py:subinterp_supported/0}.
+-spec subinterp_supported() -> boolean().
+subinterp_supported() -> py:subinterp_supported().
 
 %% Whether CPython started when the library loaded.
 -spec runtime_status() -> ok | {error, binary()}.

@@ -19,6 +19,7 @@
          semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
          event_loop_exec_eval/1, event_loop_on_context/1, event_loop_result_message/1,
+         event_loop_pool_module/1,
          app_env_checked/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -40,7 +41,8 @@ groups() ->
                       semaphore_dead_holder, semaphore_waiter_cancelled, semaphore_bounds_running_calls,
                       semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
-                       event_loop_exec_eval, event_loop_on_context, event_loop_result_message]}].
+                       event_loop_exec_eval, event_loop_on_context, event_loop_result_message,
+                       event_loop_pool_module]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -655,3 +657,21 @@ wait_until(Fun, N) ->
         true -> ok;
         _ -> timer:sleep(10), wait_until(Fun, N - 1)
     end.
+
+%% py_event_loop_pool (4.x's name for the task functions without a context): the same tasks,
+%% results and options as py_event_loop, on the calling process's pool context.
+event_loop_pool_module(_Config) ->
+    {ok, 3.0} = py_event_loop_pool:await(py_event_loop_pool:create_task(math, sqrt, [9.0])),
+    Slow = py_event_loop_pool:create_task(asyncio, sleep, [0.01], #{result => slow}),
+    {ok, <<"slow">>} = py_event_loop_pool:await(Slow, 5000),
+    {ok, 4} = py_event_loop_pool:run(math, floor, [4.5]),
+    {ok, 8} = py_event_loop_pool:run(asyncio, sleep, [0.01], #{kwargs => #{result => 8}}),
+    {error, timeout} = py_event_loop_pool:run(asyncio, sleep, [5], #{timeout => 50}),
+    ok = py:exec(<<"import erlang\nasync def pool_tell(pid, msg, tail=''):\n"
+                   "    erlang.send(pid, msg + tail)\n">>),
+    ok = py_event_loop_pool:spawn_task('__main__', pool_tell, [self(), <<"five">>]),
+    receive <<"five">> -> ok after 5000 -> ct:fail(no_pool_spawned_task) end,
+    ok = py_event_loop_pool:spawn_task('__main__', pool_tell, [self(), <<"six">>], #{tail => <<"!">>}),
+    receive <<"six!">> -> ok after 5000 -> ct:fail(no_pool_spawned_task_kwargs) end,
+    {'EXIT', {badarg, _}} = (catch py_event_loop_pool:create_task(math, sqrt, not_a_list)),
+    ok.
