@@ -352,6 +352,7 @@ tracing(_Config) ->
          Ctx = new(Mode),
          ok = py:exec(Ctx, <<"with erlang.Span('outer', user_id=123) as span:\n"
                              "    span.event('checkpoint', items=10)\n"
+                             "    span.event('progress', percent=50)\n"
                              "    with erlang.Span('inner'):\n"
                              "        pass\n"
                              "try:\n"
@@ -368,13 +369,15 @@ tracing(_Config) ->
     true = py_test_util:wait_until(fun() -> {ok, S} = py:get_traces(), length(S) =:= N end, 5000),
     {ok, Spans} = py:get_traces(),
     ByName = fun(Name) -> [S || #{name := Nm} = S <- Spans, Nm =:= Name] end,
-    [#{span_id := OuterId, parent_id := undefined, status := ok, attributes := #{<<"user_id">> := 123},
-       events := [#{name := <<"checkpoint">>, attrs := #{<<"items">> := 10}, time := _}],
+    [#{span_id := OuterId, parent_id := undefined, status := "ok", attributes := #{<<"user_id">> := 123},
+       events := [#{name := <<"progress">>, time := TE2},
+                  #{name := <<"checkpoint">>, attrs := #{<<"items">> := 10}, time := TE1}],
        start_time := T0, end_time := T1, duration_us := D} | _] = ByName(<<"outer">>),
     D = T1 - T0,
-    [#{parent_id := OuterId, status := ok} | _] = ByName(<<"inner">>),
-    [#{status := error, end_attrs := #{<<"exception">> := <<"went wrong">>}} | _] = ByName(<<"risky">>),
-    [#{status := ok} | _] = ByName(<<"decorated">>),
+    true = TE1 =< TE2,
+    [#{parent_id := OuterId, status := "ok"} | _] = ByName(<<"inner">>),
+    [#{status := "error", end_attrs := #{<<"exception">> := <<"went wrong">>}} | _] = ByName(<<"risky">>),
+    [#{status := "ok"} | _] = ByName(<<"decorated">>),
     ok = py:disable_tracing(),
     ok = py:exec(<<"with erlang.Span('after'):\n    pass\n">>),
     {ok, true} = py:eval(<<"__import__('_erlang_trace')._sink is None">>),
