@@ -434,7 +434,19 @@ send_errors(_Config) ->
          {ok, <<"caught">>} = py:call(Ctx, '__main__', caught, [Dead]),
          {ok, true} = py:eval(Ctx, <<"issubclass(erlang.ProcessError, Exception)">>),
          {error, {'ProcessError', _}} = py:eval(Ctx, <<"erlang.send('h16_no_such_name', 1)">>),
-         {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.send(42, 1)">>)
+         {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.send(42, 1)">>),
+         %% 4.x's pattern: a handler naming erlang.SuspensionRequired ahead of `except
+         %% Exception' lets the real error through (the name resolves; it is never raised).
+         ok = py:exec(Ctx, <<"def guarded(p):\n"
+                             "    try:\n"
+                             "        erlang.send(p, 'x')\n"
+                             "    except erlang.SuspensionRequired:\n"
+                             "        raise\n"
+                             "    except Exception as e:\n"
+                             "        return type(e).__name__\n">>),
+         {ok, <<"ProcessError">>} = py:call(Ctx, '__main__', guarded, [Dead]),
+         {ok, [true, false]} = py:eval(Ctx, <<"[issubclass(erlang.SuspensionRequired, BaseException), "
+                                             "issubclass(erlang.SuspensionRequired, Exception)]">>)
      end || Mode <- modes()],
     ok.
 

@@ -253,6 +253,10 @@ constexpr const char* kPythonHelpers = R"PY(
 class ProcessError(Exception):
     """erlang.send to a process that is not alive, or to a name nobody registered."""
 
+class SuspensionRequired(BaseException):
+    """Named for code written for erlang_python 4.x (`except erlang.SuspensionRequired: raise`
+    ahead of `except Exception`). Never raised here: erlang.call waits on its own thread."""
+
 async def async_call(name, *args):
     """Awaitable erlang.call: runs the call on a thread of the loop's default executor, so the
     event loop keeps running meanwhile."""
