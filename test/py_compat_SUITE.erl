@@ -215,9 +215,11 @@ default_pool_resize(_Config) ->
     Size = py_context_router:num_contexts(),
     try
         ok = py_context_router:stop(),
+        0 = py:num_executors(),
         {ok, Two} = py_context_router:start(#{contexts => 2}),
         2 = length(Two),
         2 = py_context_router:num_contexts(),
+        2 = py:num_executors(),
         Two = [py_context_router:get_context(N) || N <- [1, 2]],
         {ok, 4.0} = py_context:call(py_context_router:get_context(), math, sqrt, [16], #{}),
         Old = py_context_router:get_context(),
