@@ -172,7 +172,7 @@ PyObject* erlang_self(PyObject*, PyObject*) {
 // importing erlang does not import asyncio).
 // clang-format off
 constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep", "ErlangEventLoop",
-                                      "ErlangEventLoopPolicy"};
+                                      "ErlangEventLoopPolicy", "EventLoopPolicy"};
 // clang-format on
 
 // The tracing API, defined in priv/_erlang_trace.py and imported at first use.
