@@ -7,6 +7,9 @@
 %% Environment:
 %%   BENCH_QUICK=1    one round and smaller counts (CI smoke run)
 %%   BENCH_ROUNDS=N   number of rounds (default 5; 1 with BENCH_QUICK=1)
+%%   BENCH_ONLY=a,b   only the sections whose name contains one of these words
+%%                    (e.g. BENCH_ONLY=conversion, BENCH_ONLY=py_buffer,SharedDict);
+%%                    BENCH_SECTIONS is the same
 -module(py_bench).
 
 -export([main/0, child/1]).
@@ -61,7 +64,10 @@ run() ->
         step("wake-up latency", fun() -> bench_wakeup(Cfg) end),
         step("context memory", fun() -> bench_ctx_mem(Cfg) end),
         step("parallel CPU-bound Python", fun() -> bench_parallel(Cfg) end),
-        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end)
+        step("asyncio loop throughput", fun() -> bench_loop(Cfg) end),
+        step("conversion round trips", fun() -> bench_conversions(Cfg) end),
+        step("py_buffer streaming", fun() -> bench_buffer(Cfg) end),
+        step("SharedDict get", fun() -> bench_shared_dict(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -90,6 +96,24 @@ config() ->
 
 %% Runs one group of rows; a crash becomes an error row so the rest of the table still prints.
 step(Name, Fun) ->
+    case selected(Name) of
+        true -> run_step(Name, Fun);
+        false -> []
+    end.
+
+%% BENCH_ONLY=a,b (or BENCH_SECTIONS): only the sections whose name contains a or b.
+selected(Name) ->
+    Only = case os:getenv("BENCH_ONLY") of
+               false -> os:getenv("BENCH_SECTIONS");
+               Set -> Set
+           end,
+    case Only of
+        false -> true;
+        "" -> true;
+        Words -> lists:any(fun(Word) -> string:find(Name, Word) =/= nomatch end, string:lexemes(Words, ","))
+    end.
+
+run_step(Name, Fun) ->
     io:format("running: ~ts ...~n", [Name]),
     T0 = now_ns(),
     Rows = try Fun()
@@ -265,6 +289,36 @@ bench_map(Cfg = #cfg{map_keys = NKeys, round_ns = Dur}) ->
           unit = "ms", figures = Ms},
      Row7b].
 
+%% C. Conversions: py:eval(<<"x">>, #{x => V}) round trips (V to Python and back), each round's
+%% figure the median of ?CONVERSION_RUNS round trips. The goals are issue 15's: creating 100,000
+%% Python ints and 100,000 Erlang integers, or copying 1 MiB twice, costs far less.
+-define(CONVERSION_RUNS, 31).
+bench_conversions(Cfg = #cfg{list_len = Len, map_keys = NKeys}) ->
+    Text = binary:copy(<<"The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFG\n">>, ?MIB div 64),
+    Bytes = binary:copy(<<255>>, ?MIB),
+    List = lists:seq(1, Len),
+    Map = maps:from_list([{<<"key_", (integer_to_binary(I))/binary>>, I} || I <- lists:seq(1, NKeys)]),
+    check({ok, true}, py:eval(<<"isinstance(x, str)">>, #{x => Text})),
+    check({ok, true}, py:eval(<<"isinstance(x, bytes)">>, #{x => Bytes})),
+    [conversion_row(Cfg, "C1", io_lib:format("list of ~s integers", [group(Len)]), List, 5),
+     conversion_row(Cfg, "C2", io_lib:format("map of ~s binary keys (integer values)", [group(NKeys)]), Map, 5),
+     conversion_row(Cfg, "C3", "1 MiB UTF-8 (ASCII) binary (str in Python)", Text, 1),
+     conversion_row(Cfg, "C4", "1 MiB non-UTF-8 binary (bytes in Python)", Bytes, 1)].
+
+conversion_row(Cfg, Id, What, V, GoalMs) ->
+    check({ok, V}, py:eval(<<"x">>, #{x => V})),
+    Ms = rounds(Cfg, fun() ->
+        median([begin
+                    T0 = now_ns(),
+                    {ok, _} = py:eval(<<"x">>, #{x => V}),
+                    (now_ns() - T0) / 1.0e6
+                end || _ <- lists:seq(1, ?CONVERSION_RUNS)])
+    end),
+    Verdict = case median(Ms) =< GoalMs of true -> "met"; false -> "NOT met" end,
+    #row{id = Id, label = ["py:eval(<<\"x\">>, #{x => V}) round trip, V = ", What], unit = "ms",
+         figures = Ms,
+         note = io_lib:format("goal <= ~w ms (~s); median of ~w per round", [GoalMs, Verdict, ?CONVERSION_RUNS])}.
+
 %% 8. CPU time of this OS process while the default pool is idle.
 bench_idle(Cfg = #cfg{idle_ms = Window}) ->
     NCtx = py_context_router:num_contexts(),
@@ -421,6 +475,86 @@ bench_loop(Cfg = #cfg{quick = Quick}) ->
           figures = EchoErl, note = Ratio(EchoErl, EchoStock)},
      #row{id = "14d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
           figures = EchoStock}].
+
+%% 15. py_buffer: 64 MiB written by Erlang in 64 KiB chunks into a buffer of unknown length
+%% (it grows), then read by Python in one pass through a memoryview (memoryview(b).tobytes():
+%% every byte read once). 15a is the whole trip, 15b/15c its two halves.
+bench_buffer(Cfg) ->
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, <<"def mv_pass(b):\n"
+                        "    mv = memoryview(b)\n"
+                        "    n = len(mv.tobytes())\n"
+                        "    mv.release()\n"
+                        "    return n\n"
+                        "def baseline(size):\n"
+                        "    import time\n"
+                        "    data = bytes(size)\n"
+                        "    t0 = time.perf_counter_ns()\n"
+                        "    mv_pass(data)\n"
+                        "    return size / (time.perf_counter_ns() - t0)\n">>),
+    Total = 64 * ?MIB,
+    Chunk = binary:copy(<<"0123456789abcdef">>, 4096),
+    Tck = clk_tck(),
+    Trip = fun(New) -> rounds(Cfg, fun() ->
+        {ok, B} = New(),
+        C0 = proc_cpu_ticks(),
+        T0 = now_ns(),
+        lists:foreach(fun(_) -> ok = py_buffer:write(B, Chunk) end, lists:seq(1, Total div byte_size(Chunk))),
+        ok = py_buffer:close(B),
+        T1 = now_ns(),
+        {ok, Total} = py:call(Ctx, '__main__', mv_pass, [B]),
+        T2 = now_ns(),
+        CpuNs = max(1, proc_cpu_ticks() - C0) * 1.0e9 / Tck,
+        {Total / (T2 - T0), Total / (T1 - T0), Total / (T2 - T1), Total / CpuNs}  % bytes/ns = GB/s
+    end) end,
+    Rounds = Trip(fun() -> py_buffer:new() end),
+    Known = Trip(fun() -> py_buffer:new(Total) end),
+    Baseline = rounds(Cfg, fun() -> {ok, R} = py:call(Ctx, '__main__', baseline, [Total]), R end),
+    ok = py_context:stop(Ctx),
+    Note = "64 MiB; GB/s = 10^9 B/s; read = one memoryview(b).tobytes() pass in a worker context",
+    [#row{id = "15a", label = "py_buffer 64 MiB: 64 KiB writes + close + Python memoryview read", unit = "GB/s",
+          figures = [A || {A, _, _, _} <- Rounds], note = Note},
+     #row{id = "15b", label = "py_buffer 64 MiB: the 1024 Erlang writes of 64 KiB alone", unit = "GB/s",
+          figures = [W || {_, W, _, _} <- Rounds]},
+     #row{id = "15c", label = "py_buffer 64 MiB: the Python memoryview read alone (py:call included)", unit = "GB/s",
+          figures = [R || {_, _, R, _} <- Rounds]},
+     #row{id = "15d", label = "py_buffer 64 MiB, length known (py_buffer:new(64 MiB)): whole trip", unit = "GB/s",
+          figures = [A || {A, _, _, _} <- Known]},
+     #row{id = "15f", label = "py_buffer 64 MiB whole trip (15a) per CPU-second of the VM", unit = "GB/CPU-s",
+          figures = [C || {_, _, _, C} <- Rounds],
+          note = "64 MiB / (utime + stime of the VM during the trip, all threads): the rate without other load"},
+     #row{id = "15e", label = "baseline: the same memoryview pass over a 64 MiB Python bytes", unit = "GB/s",
+          figures = Baseline, note = "the ceiling of the read pass on this machine at this load"}].
+
+%% 16. SharedDict get of a small value (a 3-key map) under a binary key: from Erlang
+%% (py:shared_dict_get/2) and from Python (sd['config'] in a loop inside one call).
+bench_shared_dict(Cfg = #cfg{round_ns = Dur}) ->
+    {ok, SD} = py:shared_dict_new(),
+    Value = #{<<"host">> => <<"localhost">>, <<"port">> => 8080, <<"tls">> => true},
+    ok = py:shared_dict_set(SD, <<"config">>, Value),
+    check(Value, py:shared_dict_get(SD, <<"config">>)),
+    Erl = rounds(Cfg, fun() ->
+        rate(timed(fun(_) -> Value = py:shared_dict_get(SD, <<"config">>) end, 1000, Dur))
+    end),
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, <<"from erlang import SharedDict\n"
+                        "def gets(h, n):\n"
+                        "    sd = SharedDict(h)\n"
+                        "    for _ in range(n):\n"
+                        "        v = sd['config']\n"
+                        "    return v['port']\n">>),
+    N = 100000,
+    Py = rounds(Cfg, fun() ->
+        T0 = now_ns(),
+        {ok, 8080} = py:call(Ctx, '__main__', gets, [SD, N]),
+        N * 1.0e9 / (now_ns() - T0)
+    end),
+    ok = py_context:stop(Ctx),
+    ok = py:shared_dict_destroy(SD),
+    Note = "value: a map of 3 keys; Python: 100,000 sd['config'] in one py:call (to_python of the map included)",
+    [#row{id = "16a", label = "SharedDict get from Erlang (py:shared_dict_get/2)", unit = "ops/s", figures = Erl,
+          note = Note},
+     #row{id = "16b", label = "SharedDict get from Python (sd[key], worker context)", unit = "ops/s", figures = Py}].
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 

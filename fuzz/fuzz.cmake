@@ -32,6 +32,7 @@ set_source_files_properties(
   ${CMAKE_CURRENT_SOURCE_DIR}/c_src/bridge/to_python.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/c_src/bridge/to_erlang.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/c_src/bridge/erlang_module.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/c_src/bridge/utf8.cpp
   ${FUZZ_HARNESS}
   PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
 # -shared-libsan: the library expects the shared ASan runtime, which is preloaded into the BEAM.

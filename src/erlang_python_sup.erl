@@ -1,8 +1,9 @@
 %% @doc Top supervisor. Owns the context registry table (so it survives restarts of the
 %% processes below), the table of setup steps (py_setup) and those of py_callback and py_state,
 %% and supervises the registry's janitor, the context supervisor, py_thread_callback, py_tracer,
-%% the pool router and py_logger, in that order. The `imports' and `paths' app env and preload
-%% code set before the start become setup steps here, before any context starts.
+%% the pool router, py_logger, py_semaphore and py_map_builder, in that order. The `imports' and
+%% `paths' app env and preload code set before the start become setup steps here, before any
+%% context starts.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -28,9 +29,12 @@ init([]) ->
         #{id => py_thread_callback, start => {py_thread_callback, start_link, []}},
         #{id => py_tracer, start => {py_tracer, start_link, []}},
         #{id => py_context_router, start => {py_context_router, start_link, []}, shutdown => 30000},
-        %% When it restarts, nothing but py_semaphore does (it reinstalls the Python handlers itself).
+        %% When it restarts, only py_semaphore and the map builder do too (it reinstalls the
+        %% Python handlers itself).
         #{id => py_logger, start => {py_logger, start_link, []}},
         %% The queue of callers waiting for a max_concurrent slot (py_semaphore).
-        #{id => py_semaphore, start => {py_semaphore, start_link, []}}
+        #{id => py_semaphore, start => {py_semaphore, start_link, []}},
+        %% Last: nothing else restarts with it (contexts build big maps by insertion meanwhile).
+        #{id => py_map_builder, start => {py_map_builder, start_link, []}}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

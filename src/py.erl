@@ -28,6 +28,8 @@
          stats/0, set_slow_request_ms/1,
          start_contexts/0, start_contexts/1, stop_contexts/0, contexts_started/0, subinterp_supported/0,
          register_pool/2, unregister_pool/1]).
+-export([shared_dict_new/0, shared_dict_get/2, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2,
+         shared_dict_keys/1, shared_dict_destroy/1]).
 -export([eval_on/4]).
 
 %% Node services, start-up code and tracing (erlang_python 4.x's shapes).
@@ -276,6 +278,37 @@ state_decr(Key) -> py_state:incr(Key, -1).
 -spec state_decr(term(), integer()) -> integer().
 state_decr(Key, N) when is_integer(N) -> py_state:incr(Key, -N);
 state_decr(_, _) -> erlang:error(badarg).
+
+%% --- SharedDict (docs/shared-dict.md) -----------------------------------------------------
+
+%% @doc A new SharedDict, owned by the calling process (destroyed when it exits). Python sees it
+%% as `erlang.SharedDict(Handle)' in every context.
+-spec shared_dict_new() -> {ok, reference()}.
+shared_dict_new() -> py_nif:shared_dict_new().
+
+%% @doc The value under Key, or `undefined'. badarg when the dict was destroyed.
+-spec shared_dict_get(reference(), term()) -> term().
+shared_dict_get(Dict, Key) -> py_nif:shared_dict_get(Dict, Key, undefined).
+
+%% @doc The value under Key, or Default.
+-spec shared_dict_get(reference(), term(), term()) -> term().
+shared_dict_get(Dict, Key, Default) -> py_nif:shared_dict_get(Dict, Key, Default).
+
+%% @doc Stores (a copy of) Value under Key.
+-spec shared_dict_set(reference(), term(), term()) -> ok.
+shared_dict_set(Dict, Key, Value) -> py_nif:shared_dict_set(Dict, Key, Value).
+
+%% @doc Removes Key; ok also when it was not there.
+-spec shared_dict_del(reference(), term()) -> ok.
+shared_dict_del(Dict, Key) -> py_nif:shared_dict_del(Dict, Key).
+
+%% @doc Every key, in no particular order.
+-spec shared_dict_keys(reference()) -> [term()].
+shared_dict_keys(Dict) -> py_nif:shared_dict_keys(Dict).
+
+%% @doc Drops every entry; later operations, from Erlang or Python, fail. Idempotent.
+-spec shared_dict_destroy(reference()) -> ok.
+shared_dict_destroy(Dict) -> py_nif:shared_dict_destroy(Dict).
 
 %% --- opaque object references -------------------------------------------------------------
 

@@ -6,14 +6,18 @@
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
          object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
-         context_backtrace/3]).
+         context_backtrace/3, set_map_builder/1, build_map/1,
+         shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
+         shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
 -export([subinterp_supported/0]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,
-       context_stats/1, context_backtrace/3, stream_ack/3]).
+       context_stats/1, context_backtrace/3, stream_ack/3, set_map_builder/1, build_map/1,
+       shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
+       shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
 
 -type context_ref() :: reference().
 -type namespace_ref() :: reference().
@@ -66,6 +70,15 @@ submit_call(_Ctx, _Ns, _Tag, _M, _F, _A, _Kw, _Mode) -> erlang:nif_error(nif_not
 -spec submit_eval(context_ref(), namespace_ref() | undefined, reference(), iodata(), map(), result_mode()) ->
     request_ref() | {error, context_stopped}.
 submit_eval(_Ctx, _Ns, _Tag, _Code, _Locals, _Mode) -> erlang:nif_error(nif_not_loaded).
+
+%% The process that builds maps of more than 128 keys for the contexts' threads (py_map_builder).
+-spec set_map_builder(pid() | undefined) -> ok.
+set_map_builder(_Pid) -> erlang:nif_error(nif_not_loaded).
+
+%% Builds the map of a `{py_map_job, Job}' message (a big one on a dirty CPU scheduler): false
+%% when the asking thread gave up waiting.
+-spec build_map(reference()) -> boolean().
+build_map(_Job) -> erlang:nif_error(nif_not_loaded).
 
 %% Whether a request has replied or was cancelled.
 -spec request_finished(request_ref()) -> boolean().
@@ -133,3 +146,36 @@ context_stats(_Ctx) -> erlang:nif_error(nif_not_loaded).
 %% follows.
 -spec context_backtrace(context_ref(), reference(), request_ref() | undefined) -> ok | {error, context_stopped}.
 context_backtrace(_Ctx, _Tag, _Request) -> erlang:nif_error(nif_not_loaded).
+
+%% SharedDict (py:shared_dict_*): badarg for a handle that is not a live dict.
+-spec shared_dict_new() -> {ok, reference()}.
+shared_dict_new() -> erlang:nif_error(nif_not_loaded).
+
+-spec shared_dict_get(reference(), term(), term()) -> term().
+shared_dict_get(_Dict, _Key, _Default) -> erlang:nif_error(nif_not_loaded).
+
+-spec shared_dict_set(reference(), term(), term()) -> ok.
+shared_dict_set(_Dict, _Key, _Value) -> erlang:nif_error(nif_not_loaded).
+
+-spec shared_dict_del(reference(), term()) -> ok.
+shared_dict_del(_Dict, _Key) -> erlang:nif_error(nif_not_loaded).
+
+-spec shared_dict_keys(reference()) -> [term()].
+shared_dict_keys(_Dict) -> erlang:nif_error(nif_not_loaded).
+
+-spec shared_dict_destroy(reference()) -> ok.
+shared_dict_destroy(_Dict) -> erlang:nif_error(nif_not_loaded).
+
+%% py_buffer: a byte buffer of the given initial capacity.
+-spec buffer_new(non_neg_integer()) -> {ok, reference()}.
+buffer_new(_Capacity) -> erlang:nif_error(nif_not_loaded).
+
+-spec buffer_write(reference(), binary()) -> ok | {error, closed | pinned | out_of_memory}.
+buffer_write(_Buffer, _Data) -> erlang:nif_error(nif_not_loaded).
+
+%% buffer_write/2 on a dirty CPU scheduler, for large binaries.
+-spec buffer_write_dirty(reference(), binary()) -> ok | {error, closed | pinned | out_of_memory}.
+buffer_write_dirty(_Buffer, _Data) -> erlang:nif_error(nif_not_loaded).
+
+-spec buffer_close(reference()) -> ok.
+buffer_close(_Buffer) -> erlang:nif_error(nif_not_loaded).

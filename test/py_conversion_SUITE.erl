@@ -24,7 +24,8 @@
          int_subclass_hooks_not_called/1, int_subclass_lying_abs/1, colliding_keys_past_32/1,
          dict_keys_make_no_atoms/1, exception_names_make_few_atoms/1,
          million_element_list/1, big_argument_copied_off_scheduler/1,
-         big_binary_bytes/1, big_binary_str/1]).
+         big_binary_bytes/1, big_binary_str/1,
+         utf8_check_agrees_with_python/1, big_dicts_from_arrays/1, big_dicts_without_map_builder/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -38,11 +39,12 @@ groups() ->
        floats, negative_zero, float_specials]},
      {text, [parallel],
       [utf8_binary_to_str, invalid_utf8_binary_to_bytes, empty_binary, nul_bytes_in_binaries,
-       non_ascii_str_to_binary, bytes_and_bytearray]},
+       non_ascii_str_to_binary, bytes_and_bytearray, utf8_check_agrees_with_python]},
      {atoms, [parallel], [booleans, none_atoms, other_atoms, unicode_atom]},
      {containers, [parallel],
       [lists, charlist, nested_lists, tuples, empty_tuple, maps_to_dicts, dicts_to_maps,
-       unhashable_key, large_dicts, large_dict_duplicate_keys, large_map_to_dict]},
+       unhashable_key, large_dicts, large_dict_duplicate_keys, large_map_to_dict,
+       big_dicts_from_arrays]},
      {erlang_terms, [parallel],
       [pid_round_trip, other_pid, ref_round_trip, fun_round_trip, fun_with_large_map,
        port_round_trip]},
@@ -55,7 +57,7 @@ groups() ->
      {limits, [],
       [dict_keys_make_no_atoms, exception_names_make_few_atoms, million_element_list,
        big_argument_copied_off_scheduler,
-       big_binary_bytes, big_binary_str]}].
+       big_binary_bytes, big_binary_str, big_dicts_without_map_builder]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -189,6 +191,34 @@ invalid_utf8_binary_to_bytes(_Config) ->
     Trunc = <<"ok", 16#E2, 16#82>>,
     <<"bytes">> = type_name(Trunc),
     same(Trunc).
+
+%% A binary becomes str exactly when Python's strict UTF-8 decoder accepts it (the NIF looks at
+%% the bytes itself first, up to 64 bytes past the first non-ASCII one): boundary sequences,
+%% random ones after ASCII runs of every length below 41 (ASCII is read 32 and 8 bytes at a
+%% time), and text whose first bad byte lies past that window (left to the decoder).
+utf8_check_agrees_with_python(_Config) ->
+    ok = py:exec(<<"def utf8_ok(b):\n"
+                   "    try:\n"
+                   "        bytes(b).decode('utf-8')\n"
+                   "        return True\n"
+                   "    except UnicodeDecodeError:\n"
+                   "        return False\n">>),
+    Leads = [16#7F, 16#80, 16#BF, 16#C0, 16#C1, 16#C2, 16#DF, 16#E0, 16#E1, 16#EC, 16#ED, 16#EE, 16#EF,
+             16#F0, 16#F1, 16#F3, 16#F4, 16#F5, 16#FF],
+    Conts = [16#00, 16#7F, 16#80, 16#8F, 16#90, 16#9F, 16#A0, 16#BF, 16#C0],
+    Boundary = [<<L, C1, C2, C3>> || L <- Leads, C1 <- Conts, C2 <- [16#80, 16#BF, 16#41], C3 <- [16#80, 16#41]] ++
+               [<<L, C1>> || L <- Leads, C1 <- Conts] ++ [<<L>> || L <- Leads],
+    rand:seed(exsss, {15, 4, 2026}),
+    Random = [<<(binary:copy(<<"a">>, rand:uniform(41) - 1))/binary,
+                (list_to_binary([rand:uniform(256) - 1 || _ <- lists:seq(1, rand:uniform(6))]))/binary>>
+              || _ <- lists:seq(1, 400)],
+    Late = [<<(binary:copy(<<"é"/utf8>>, N))/binary, Bad/binary>> || N <- [31, 32, 33, 40, 100],
+                                                                        Bad <- [<<255>>, <<16#ED, 16#A0, 16#80>>]],
+    Bins = Boundary ++ Random ++ Late,
+    {ok, Expected} = py:eval(<<"[utf8_ok(b) for b in l]">>, #{l => [binary_to_list(B) || B <- Bins]}),
+    {ok, Got} = py:eval(<<"[isinstance(b, str) for b in l]">>, #{l => Bins}),
+    [] = [B || {B, E, G} <- lists:zip3(Bins, Expected, Got), E =/= G],
+    true = lists:member(true, Got) andalso lists:member(false, Got).
 
 empty_binary(_Config) ->
     same(<<>>),
@@ -339,6 +369,57 @@ large_dicts(_Config) ->
     {ok, [#{}, M2]} = py:eval(<<"[{}, {'k%d' % i: [i] for i in range(300)}]">>),
     300 = map_size(M2),
     [7] = maps:get(<<"k7">>, M2).
+
+%% Dicts whose keys are all exact str or int are built from arrays: on the context's thread up to
+%% 128 keys, by py_map_builder past that (on a dirty scheduler past 4,096). Each map must equal
+%% the one Erlang builds, also exactly (=:=) and after term_to_binary/binary_to_term.
+big_dicts_from_arrays(_Config) ->
+    [begin
+         Code = iolist_to_binary(io_lib:format(
+                  "{**{'s%d' % i: i for i in range(~b)}, **{i: [i] for i in range(~b)}}", [N, N])),
+         {ok, M} = py:eval(Code),
+         Expected = maps:from_list([{<<"s", (integer_to_binary(I))/binary>>, I} || I <- lists:seq(0, N - 1)] ++
+                                   [{I, [I]} || I <- lists:seq(0, N - 1)]),
+         true = M =:= Expected,
+         true = 2 * N =:= map_size(M),
+         true = M =:= maps:from_list(maps:to_list(M)),
+         true = M =:= binary_to_term(term_to_binary(M)),
+         {ok, M} = ident(M)
+     end || N <- [17, 40, 64, 65, 2048, 2049, 10000]].
+
+%% Without the map builder (before it starts, or after it died) big dicts are built by
+%% insertion: the same maps.
+big_dicts_without_map_builder(_Config) ->
+    Builder = whereis(py_map_builder),
+    true = is_pid(Builder),
+    ok = py_nif:set_map_builder(undefined),
+    try
+        {ok, M} = py:eval(<<"{'k%d' % i: i for i in range(5000)}">>),
+        Expected = maps:from_list([{<<"k", (integer_to_binary(I))/binary>>, I} || I <- lists:seq(0, 4999)]),
+        true = M =:= Expected,
+        true = M =:= binary_to_term(term_to_binary(M))
+    after
+        ok = py_nif:set_map_builder(Builder)
+    end,
+    {ok, M2} = py:eval(<<"{'k%d' % i: i for i in range(5000)}">>),
+    true = M2 =:= maps:from_list(maps:to_list(M2)),
+    %% Killed, it is restarted alone (last child of a rest_for_one supervisor) and registers
+    %% its new pid.
+    MRef = monitor(process, Builder),
+    exit(Builder, kill),
+    receive {'DOWN', MRef, process, Builder, killed} -> ok end,
+    Restarted = wait_for_new_builder(Builder),
+    {ok, M3} = py:eval(<<"{'k%d' % i: i for i in range(5000)}">>),
+    true = M3 =:= M2,
+    Restarted = whereis(py_map_builder).
+
+wait_for_new_builder(Old) ->
+    case whereis(py_map_builder) of
+        New when is_pid(New), New =/= Old -> New;
+        _ ->
+            receive after 10 -> ok end,
+            wait_for_new_builder(Old)
+    end.
 
 large_dict_duplicate_keys(_Config) ->
     %% str and bytes keys that become the same binary: one entry each, the later one wins.

@@ -32,6 +32,7 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
+-export([buffers/1, shared_dict/1]).
 -export([readme/1, getting_started/1, type_conversion/1, contexts/1, owngil/1, callbacks/1,
          state_and_references/1, asyncio/1, distributed/1, elixir/1, logging/1, venv/1,
          performance/1, reliability/1, fuzzing/1, migration/1, installation/1, observability/1, docs_readme/1,
@@ -62,7 +63,9 @@ files() ->
      {fuzzing, "docs/fuzzing.md"},
      {migration, "docs/migration.md"},
      {installation, "docs/installation.md"},
-     {observability, "docs/observability.md"}].
+     {observability, "docs/observability.md"},
+     {buffers, "docs/buffers.md"},
+     {shared_dict, "docs/shared-dict.md"}].
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -95,6 +98,8 @@ reliability(_Config) -> doc_file(reliability).
 fuzzing(_Config) -> doc_file(fuzzing).
 migration(_Config) -> doc_file(migration).
 observability(_Config) -> doc_file(observability).
+buffers(_Config) -> doc_file(buffers).
+shared_dict(_Config) -> doc_file(shared_dict).
 
 %% Every Markdown file of docs/ (and README.md) has a case above.
 every_doc_has_a_case(_Config) ->

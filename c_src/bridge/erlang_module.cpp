@@ -6,9 +6,11 @@
 #include <utility>
 
 #include "aio/poller_object.hpp"
+#include "bridge/buffer_object.hpp"
 #include "bridge/callback_names.hpp"
 #include "bridge/erlang_process.hpp"
 #include "bridge/host.hpp"
+#include "bridge/shared_dict_object.hpp"
 #include "bridge/thread_call.hpp"
 #include "context/reply.hpp"
 #include "py/guard.hpp"
@@ -311,6 +313,8 @@ int erlang_exec(PyObject* module) {
     if (!st->interrupted || PyModule_AddObjectRef(module, "Interrupted", st->interrupted) < 0) return -1;
     if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
     if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
+    if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
+    if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }
@@ -323,6 +327,8 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->interrupted);
     Py_VISIT(st->reply);
     Py_VISIT(st->poller);
+    Py_VISIT(st->buffer);
+    Py_VISIT(st->sdict);
     return 0;
 }
 
@@ -334,6 +340,8 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->interrupted);
     Py_CLEAR(st->reply);
     Py_CLEAR(st->poller);
+    Py_CLEAR(st->buffer);
+    Py_CLEAR(st->sdict);
     return 0;
 }
 

@@ -15,6 +15,8 @@ struct ErlangTypes {
     PyObject* interrupted = nullptr;  // erlang.Interrupted: raised in code whose caller gave up
     PyTypeObject* reply = nullptr;    // erlang._Reply (context/reply.hpp)
     PyTypeObject* poller = nullptr;   // erlang._Poller (aio/poller_object.hpp)
+    PyTypeObject* buffer = nullptr;   // erlang.PyBuffer (bridge/buffer_object.hpp)
+    PyTypeObject* sdict = nullptr;    // erlang.SharedDict (bridge/shared_dict_object.hpp)
 };
 
 // PyInit function registered with PyImport_AppendInittab.

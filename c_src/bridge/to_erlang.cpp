@@ -7,6 +7,7 @@
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
 #include "erl/atoms.hpp"
+#include "erl/map_builder.hpp"
 #include "py/ref.hpp"
 
 namespace bridge {
@@ -55,6 +56,13 @@ bool bignum_to_erlang(ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out) {
 }
 
 bool int_to_erlang(ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out) {
+#if PY_VERSION_HEX >= 0x030C0000
+    auto* as_long = reinterpret_cast<PyLongObject*>(obj);
+    if (PyUnstable_Long_IsCompact(as_long)) {  // one digit: most ints, read in place
+        *out = enif_make_int64(env, PyUnstable_Long_CompactValue(as_long));
+        return true;
+    }
+#endif
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
     if (v == -1 && PyErr_Occurred()) return false;
@@ -104,75 +112,164 @@ bool opaque_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NI
 
 bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth);
 
-bool sequence_items(const Converter& cv, ErlNifEnv* env, PyObject* const* items, Py_ssize_t n,
-                    std::vector<ERL_NIF_TERM>& terms, int depth) {
-    terms.resize(static_cast<size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        if (!convert(cv, env, items[i], &terms[static_cast<size_t>(i)], depth + 1)) return false;
+// The terms of the containers being converted on this thread, innermost last: one buffer that
+// keeps its memory from one conversion to the next (a fresh array for a 100,000-item list is
+// 800 KB of new pages each time). A container converts its items onto the top and pops them;
+// nested conversions (also from Python code a conversion runs) push above and pop back first.
+class TermStack {
+public:
+    size_t size() const { return terms_.size(); }
+    void push(ERL_NIF_TERM t) { terms_.push_back(t); }
+    ERL_NIF_TERM* at(size_t i) { return terms_.data() + i; }
+    // Pops back to size n; the memory is kept unless it grew past kKeptTerms.
+    void pop_to(size_t n) {
+        terms_.resize(n);
+        if (n == 0 && terms_.capacity() > kKeptTerms) std::vector<ERL_NIF_TERM>().swap(terms_);
     }
-    return true;
-}
 
+private:
+    static constexpr size_t kKeptTerms = size_t(1) << 18;  // 2 MiB
+    std::vector<ERL_NIF_TERM> terms_;
+};
+
+thread_local TermStack t_stack;
+
+// A container's part of this thread's stack, popped when the container is done (also on
+// failure). Holds the stack by reference: one thread-local lookup per container, not per item.
+class StackFrame {
+public:
+    StackFrame() : stack_(t_stack), base_(stack_.size()) {}
+    StackFrame(const StackFrame&) = delete;
+    StackFrame& operator=(const StackFrame&) = delete;
+    ~StackFrame() { stack_.pop_to(base_); }
+    void push(ERL_NIF_TERM t) { stack_.push(t); }
+    size_t count() const { return stack_.size() - base_; }
+    ERL_NIF_TERM* terms() const { return stack_.at(base_); }
+
+private:
+    TermStack& stack_;
+    size_t base_;
+};
+
+// Items are read from the list one at a time, each held by a strong reference while it
+// converts, and the length is read again before each: converting an item can run Python code
+// (a finaliser during an allocation, a hook of an int subclass) that changes the list.
 bool list_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
-    // Convert from a snapshot: Python code run by a conversion hook cannot resize it under us.
-    // A copy of a list's items: converting an item can run Python code (a finaliser during an
-    // allocation) that changes the list.
-    py::Ref snapshot = py::Ref::steal(PyList_Check(obj) ? PyList_GetSlice(obj, 0, PY_SSIZE_T_MAX)
-                                                        : PySequence_Fast(obj, "not a sequence"));
-    if (!snapshot) return false;
-    std::vector<ERL_NIF_TERM> terms;
-    if (!sequence_items(cv, env, PySequence_Fast_ITEMS(snapshot.get()), PySequence_Fast_GET_SIZE(snapshot.get()), terms,
-                        depth))
-        return false;
-    *out = enif_make_list_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));
+    StackFrame frame;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(obj); ++i) {
+        py::Ref item = py::Ref::borrow(PyList_GET_ITEM(obj, i));
+        ERL_NIF_TERM term{};
+        if (!convert(cv, env, item.get(), &term, depth + 1)) return false;
+        frame.push(term);
+    }
+    *out = enif_make_list_from_array(env, frame.terms(), static_cast<unsigned>(frame.count()));
     return true;
 }
 
 // The largest tuple the BEAM can hold (MAX_ARITY: 2^24 - 1 elements).
 constexpr Py_ssize_t kMaxTupleArity = (Py_ssize_t(1) << 24) - 1;
 
+// A tuple cannot change, and its container holds it while its items convert.
 bool tuple_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
     if (PyTuple_GET_SIZE(obj) > kMaxTupleArity) {
         PyErr_Format(PyExc_ValueError, "a tuple of %zd elements cannot become an Erlang tuple (at most %zd)",
                      PyTuple_GET_SIZE(obj), kMaxTupleArity);
         return false;
     }
-    std::vector<ERL_NIF_TERM> terms;
-    if (!sequence_items(cv, env, &PyTuple_GET_ITEM(obj, 0), PyTuple_GET_SIZE(obj), terms, depth)) return false;
-    *out = enif_make_tuple_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));
+    StackFrame frame;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); ++i) {
+        ERL_NIF_TERM term{};
+        if (!convert(cv, env, PyTuple_GET_ITEM(obj, i), &term, depth + 1)) return false;
+        frame.push(term);
+    }
+    *out = enif_make_tuple_from_array(env, frame.terms(), static_cast<unsigned>(frame.count()));
     return true;
 }
 
-// enif_make_map_from_arrays sorts the keys with erts_qsort, which on OTP 23.3.4.15+, 24.3.4.2+,
-// 25.1+ and 26 (before the fix for erlang/otp#8208) assumes a scheduler thread once there are
-// more than 128 keys, and crashes the VM on a context's thread. And past 32 pairs (a hash map)
-// OTP 25 drops duplicate keys silently instead of failing, leaving a malformed map
-// (erlang/otp#10975, found by make fuzz). Past 32 entries the map is built by insertion.
+// enif_make_map_from_arrays has two limits on OTP 25. Past 32 pairs (a hash map) it drops
+// duplicate keys silently instead of failing, leaving a malformed map (erlang/otp#10975, found
+// by make fuzz): it is given more than 32 pairs only when the keys are known to be distinct.
+// Past 128 pairs it crashes off a scheduler thread (erlang/otp#8208): such maps are built on a
+// scheduler (erl/map_builder.hpp). Other maps of more than 32 pairs are built by insertion.
 constexpr size_t kMaxMapFromArrays = 32;
 
-ERL_NIF_TERM map_from_pairs(ErlNifEnv* env, std::vector<ERL_NIF_TERM>& keys, std::vector<ERL_NIF_TERM>& values) {
-    size_t head = std::min(keys.size(), kMaxMapFromArrays);
+ERL_NIF_TERM map_by_insertion(ErlNifEnv* env, ERL_NIF_TERM* keys, ERL_NIF_TERM* values, size_t n) {
+    size_t head = std::min(n, kMaxMapFromArrays);
     ERL_NIF_TERM map{};
-    if (!enif_make_map_from_arrays(env, keys.data(), values.data(), head, &map)) {
+    if (!enif_make_map_from_arrays(env, keys, values, head, &map)) {
         // Distinct Python keys became equal terms ('a' and b'a' are both <<"a">>): the last one wins.
         map = enif_make_new_map(env);
         for (size_t i = 0; i < head; ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
     }
-    for (size_t i = head; i < keys.size(); ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
+    for (size_t i = head; i < n; ++i) enif_make_map_put(env, map, keys[i], values[i], &map);
     return map;
 }
 
-bool dict_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
-    py::Ref items = py::Ref::steal(PyDict_Items(obj));  // snapshot
-    if (!items) return false;
-    Py_ssize_t n = PyList_GET_SIZE(items.get());
-    std::vector<ERL_NIF_TERM> keys(static_cast<size_t>(n)), values(static_cast<size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* pair = PyList_GET_ITEM(items.get(), i);
-        if (!convert(cv, env, PyTuple_GET_ITEM(pair, 0), &keys[static_cast<size_t>(i)], depth + 1)) return false;
-        if (!convert(cv, env, PyTuple_GET_ITEM(pair, 1), &values[static_cast<size_t>(i)], depth + 1)) return false;
+ERL_NIF_TERM map_from_pairs(ErlNifEnv* env, ERL_NIF_TERM* keys, ERL_NIF_TERM* values, size_t n, bool keys_distinct) {
+    ERL_NIF_TERM map{};
+    if (keys_distinct && n > kMaxMapFromArrays) {
+        if (n <= erl::kMaxPairsOffScheduler && enif_make_map_from_arrays(env, keys, values, n, &map)) return map;
+        if (n > erl::kMaxPairsOffScheduler) {
+            // The GIL is released while a scheduler builds it: the terms are this request's
+            // alone, and other contexts of the interpreter go on meanwhile.
+            bool built = false;
+            Py_BEGIN_ALLOW_THREADS;
+            built = erl::make_map_on_scheduler(env, keys, values, n, &map);
+            Py_END_ALLOW_THREADS;
+            if (built) return map;
+        }
     }
-    *out = map_from_pairs(env, keys, values);
+    return map_by_insertion(env, keys, values, n);
+}
+
+// Distinct exact str keys become distinct binaries (UTF-8 is one-to-one), distinct exact int
+// keys distinct integers, and a binary never equals an integer. Anything else may collide
+// ('a' and b'a', None and the atom none, NaNs, subclasses with their own __eq__).
+bool key_keeps_distinct(PyObject* key) { return PyUnicode_CheckExact(key) || PyLong_CheckExact(key); }
+
+// Holds strong references to a dict's keys and values, taken without running Python code, so
+// that the pairs converted are the dict's at one moment whatever converting them runs.
+class DictSnapshot {
+public:
+    explicit DictSnapshot(PyObject* dict) {
+        objects_.reserve(2 * static_cast<size_t>(PyDict_GET_SIZE(dict)));
+        Py_ssize_t pos = 0;
+        PyObject *key = nullptr, *value = nullptr;
+        while (PyDict_Next(dict, &pos, &key, &value)) {
+            objects_.push_back(Py_NewRef(key));
+            objects_.push_back(Py_NewRef(value));
+        }
+    }
+    DictSnapshot(const DictSnapshot&) = delete;
+    DictSnapshot& operator=(const DictSnapshot&) = delete;
+    ~DictSnapshot() {
+        for (PyObject* o : objects_) Py_DECREF(o);
+    }
+    size_t size() const { return objects_.size() / 2; }
+    PyObject* key(size_t i) const { return objects_[2 * i]; }
+    PyObject* value(size_t i) const { return objects_[2 * i + 1]; }
+
+private:
+    std::vector<PyObject*> objects_;
+};
+
+bool dict_to_erlang(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* out, int depth) {
+    DictSnapshot pairs(obj);
+    size_t n = pairs.size();
+    StackFrame frame;  // n keys, then n values
+    bool keys_distinct = true;
+    for (size_t i = 0; i < n; ++i) {
+        ERL_NIF_TERM term{};
+        if (!convert(cv, env, pairs.key(i), &term, depth + 1)) return false;
+        keys_distinct = keys_distinct && key_keeps_distinct(pairs.key(i));
+        frame.push(term);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        ERL_NIF_TERM term{};
+        if (!convert(cv, env, pairs.value(i), &term, depth + 1)) return false;
+        frame.push(term);
+    }
+    *out = map_from_pairs(env, frame.terms(), frame.terms() + n, n, keys_distinct);
     return true;
 }
 
@@ -181,6 +278,7 @@ bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* o
         PyErr_Format(PyExc_RecursionError, "value nested deeper than %d levels (or cyclic)", kMaxDepth);
         return false;
     }
+    if (PyLong_CheckExact(obj)) return int_to_erlang(env, obj, out);  // the commonest item first
     const erl::Atoms& a = erl::atoms();
     if (obj == Py_None) {
         *out = a.none;

@@ -2,8 +2,10 @@
 #include <cstring>
 #include <string>
 
+#include "bridge/buffer_object.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
+#include "bridge/utf8.hpp"
 #include "erl/atoms.hpp"
 #include "py/ref.hpp"
 
@@ -94,10 +96,11 @@ PyObject* binary_to_python(ErlNifEnv* env, ERL_NIF_TERM term) {
     }
     const char* data = reinterpret_cast<const char*>(bin.data);
     auto size = static_cast<Py_ssize_t>(bin.size);
+    if (!may_be_utf8(bin.data, bin.size)) return PyBytes_FromStringAndSize(data, size);  // not UTF-8
     PyObject* s = PyUnicode_DecodeUTF8(data, size, "strict");
     if (s) return s;
     if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return nullptr;
-    PyErr_Clear();  // not UTF-8: the binary arrives as bytes
+    PyErr_Clear();  // not UTF-8 after all: the binary arrives as bytes
     return PyBytes_FromStringAndSize(data, size);
 }
 
@@ -116,6 +119,7 @@ PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TER
         Py_INCREF(obj);
         return obj;
     }
+    if (shared::ByteBuffer* buf = ByteBufferResource::get(env, term)) return make_buffer_object(cv.types, buf);
     ErlNifBinary bin;
     if (!external_form(env, term, &bin)) return PyErr_NoMemory();
     PyObject* result = make_term(cv.types, bin.data, bin.size, term);
@@ -136,7 +140,10 @@ PyObject* list_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TERM term,
     ERL_NIF_TERM head{}, tail = term;
     for (unsigned i = 0; i < len; ++i) {
         enif_get_list_cell(env, tail, &head, &tail);
-        PyObject* item = convert(cv, env, head, depth + 1);
+        ErlNifSInt64 small = 0;  // the commonest item first: an integer of 64 bits (within the depth limit)
+        PyObject* item = depth + 1 <= kMaxDepth && enif_get_int64(env, head, &small)
+                             ? PyLong_FromLongLong(small)
+                             : convert(cv, env, head, depth + 1);
         if (!item) return nullptr;
         PyList_SET_ITEM(list.get(), i, item);
     }

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
+#include <unordered_set>
 #include <vector>
 
 #include "bridge/convert.hpp"
@@ -467,10 +469,22 @@ void Context::run_request(RequestPtr& req) {
     while (msg_envs_.size() <= depth) msg_envs_.emplace_back();
     if (!msg_envs_[depth]) msg_envs_[depth] = std::make_unique<erl::OwnedEnv>();  // new, or it went with a reply
     ErlNifEnv* env = msg_envs_[depth]->get();
-    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_};
+    WorkerScope scope{*types_, interp_, shared_ns_, code_cache_, names_, after_reply_};
     std::string traceback;
+    size_t kept = after_reply_.size();  // a nested request (during a callback) keeps its own
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
     stats_.finished(started_at, ticks_now(), is_error_reply(env, payload));
+    // At the end, once the reply is out. Moved out first: releasing runs finalisers, which may
+    // serve nested requests that use after_reply_ too.
+    struct ReleaseAfterReply {
+        std::vector<py::Ref>& refs;
+        size_t kept;
+        ~ReleaseAfterReply() {
+            std::vector<py::Ref> doomed(std::make_move_iterator(refs.begin() + static_cast<std::ptrdiff_t>(kept)),
+                                        std::make_move_iterator(refs.end()));
+            refs.resize(kept);  // only moved-from (empty) references go here
+        }
+    } release{after_reply_, kept};
     pop_running();
     req->mark_ended();
     interrupter_.settle(*req);

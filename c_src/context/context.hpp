@@ -28,6 +28,7 @@
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
 #include "py/interpreter.hpp"
+#include "py/ref.hpp"
 #include "py/subinterpreter.hpp"
 
 namespace bridge {
@@ -185,8 +186,9 @@ private:
     PyObject* erlang_module_ = nullptr;  // held: types_ lives in its state
     const bridge::ErlangTypes* types_ = nullptr;
     Namespace shared_ns_{serial_};
-    PyObject* code_cache_ = nullptr;  // see WorkerScope::code_cache
-    NameCache names_;                 // see WorkerScope::names
+    PyObject* code_cache_ = nullptr;    // see WorkerScope::code_cache
+    NameCache names_;                   // see WorkerScope::names
+    std::vector<py::Ref> after_reply_;  // see WorkerScope::after_reply
 
     // Worker-thread state of nested requests: a request that waits for an Erlang callback
     // serves the queue meanwhile (re-entrant calls run on top of it).

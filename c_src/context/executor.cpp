@@ -33,6 +33,10 @@ struct Job {
     }
     Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
     Ref name(int i) { return Ref::check(scope.names.get(request.env(), request.arg[i])); }
+    template <class... Refs>
+    void release_after_reply(Refs&&... refs) {
+        (scope.after_reply.push_back(std::forward<Refs>(refs)), ...);
+    }
     ERL_NIF_TERM ok_value(PyObject* value) const {
         ERL_NIF_TERM term{};
         if (!bridge::to_erlang(cv, msg_env, value, &term)) throw py::ErrorPending();
@@ -141,7 +145,9 @@ ERL_NIF_TERM run_call(Job& job) {
     if (enif_get_map_size(job.request.env(), job.request.arg[3], &nkw) && nkw > 0) kwargs = job.arg_to_python(3);
     if (is_builtin_eval(fn.get())) args = with_request_globals(job, std::move(args), kwargs.get());
     Ref result = Ref::check(PyObject_Call(fn.get(), args.get(), kwargs.get()));
-    return finish_result(job, result.get());
+    ERL_NIF_TERM reply = finish_result(job, result.get());
+    job.release_after_reply(std::move(arg_list), std::move(args), std::move(kwargs), std::move(result));
+    return reply;
 }
 
 // Compiled code is cached per context, keyed by the exact source: eval/exec of the same text
@@ -178,7 +184,9 @@ ERL_NIF_TERM run_eval(Job& job) {
     if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0)
         locals = job.arg_to_python(1);  // can run Python (a key's __hash__), and so reset the context
     Ref result = Ref::check(PyEval_EvalCode(code.get(), globals.get(), locals ? locals.get() : globals.get()));
-    return finish_result(job, result.get());
+    ERL_NIF_TERM reply = finish_result(job, result.get());
+    job.release_after_reply(std::move(locals), std::move(result));
+    return reply;
 }
 
 ERL_NIF_TERM run_exec(Job& job) {

@@ -5,12 +5,14 @@
 #include <erl_nif.h>
 
 #include <string>
+#include <vector>
 
 #include "bridge/erlang_module.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/request.hpp"
 #include "py/interpreter.hpp"
+#include "py/ref.hpp"
 
 namespace context {
 
@@ -20,6 +22,9 @@ struct WorkerScope {
     Namespace& shared_ns;
     PyObject* code_cache;  // dict: (start symbol, source bytes) -> code object; bounded
     NameCache& names;      // module and function names of calls
+    // Arguments and results released only after the reply is sent: freeing a big one (100,000
+    // ints) takes as long as converting it, and the caller need not wait for that.
+    std::vector<py::Ref>& after_reply;
 };
 
 // The reply payload, built in msg_env: {ok, Value} | ok | {error, Reason}. For a Python

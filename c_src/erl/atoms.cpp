@@ -38,6 +38,7 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.aborted = a("aborted");
     g_atoms.in_callback = a("in_callback");
     g_atoms.py_stream = a("py_stream");
+    g_atoms.py_map_job = a("py_map_job");
     g_atoms.data = a("data");
     g_atoms.done = a("done");
     g_atoms.cancelled = a("cancelled");

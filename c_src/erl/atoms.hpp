@@ -39,6 +39,7 @@ struct Atoms {
     ERL_NIF_TERM in_callback;
     // results that come later (asyncio, streams) and event-loop readiness
     ERL_NIF_TERM py_stream;
+    ERL_NIF_TERM py_map_job;
     ERL_NIF_TERM data;
     ERL_NIF_TERM done;
     ERL_NIF_TERM cancelled;

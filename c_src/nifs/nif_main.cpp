@@ -10,6 +10,7 @@
 #include "bridge/host.hpp"
 #include "context/context.hpp"
 #include "erl/atoms.hpp"
+#include "erl/map_builder.hpp"
 #include "nifs/nifs.hpp"
 #include "py/runtime.hpp"
 
@@ -29,8 +30,9 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     context::TickRate::start();
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
-        !aio::open_resources(env))
+        !aio::open_resources(env) || !erl::open_map_builder_resources(env))
         return 1;
+    if (!nifs::open_shared_resources(env)) return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     std::string priv_dir;
@@ -78,6 +80,18 @@ ErlNifFunc nif_funcs[] = {
     {"context_interrupt", 1, nifs::context_interrupt, 0},
     {"context_stats", 1, nifs::context_stats, 0},
     {"context_backtrace", 3, nifs::context_backtrace, 0},
+    {"set_map_builder", 1, nifs::set_map_builder, 0},
+    {"build_map", 1, nifs::build_map, 0},
+    {"shared_dict_new", 0, nifs::shared_dict_new, 0},
+    {"shared_dict_get", 3, nifs::shared_dict_get, 0},
+    {"shared_dict_set", 3, nifs::shared_dict_set, 0},
+    {"shared_dict_del", 2, nifs::shared_dict_del, 0},
+    {"shared_dict_keys", 1, nifs::shared_dict_keys, 0},
+    {"shared_dict_destroy", 1, nifs::shared_dict_destroy, 0},
+    {"buffer_new", 1, nifs::buffer_new, 0},
+    {"buffer_write", 2, nifs::buffer_write, 0},
+    {"buffer_write_dirty", 2, nifs::buffer_write, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"buffer_close", 1, nifs::buffer_close, 0},
 };
 
 }  // namespace

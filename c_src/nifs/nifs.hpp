@@ -43,9 +43,25 @@ void set_runtime_error(const std::string& reason);
 ERL_NIF_TERM thread_callback_reply(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM callback_names(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// map_nifs.cpp
+ERL_NIF_TERM set_map_builder(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM build_map(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// shared_nifs.cpp
+ERL_NIF_TERM shared_dict_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM shared_dict_get(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM shared_dict_set(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM shared_dict_del(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM shared_dict_keys(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM shared_dict_destroy(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM buffer_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM buffer_write(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM buffer_close(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
 bool open_callback_resources(ErlNifEnv* env);
+bool open_shared_resources(ErlNifEnv* env);
 
 }  // namespace nifs

@@ -4,6 +4,7 @@
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): POSIX sigaction, which <csignal> need not declare
 
 #include "config.hpp"
+#include "py/arena_cache.hpp"
 #include "py/ref.hpp"
 
 namespace py {
@@ -97,6 +98,7 @@ bool start_runtime(const std::string& priv_dir, PyObject* (*init_erlang)(), std:
         error = "cannot register the erlang module";
         return false;
     }
+    install_arena_cache();
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0;  // the BEAM owns SIGINT/SIGCHLD

@@ -1,0 +1,75 @@
+#include "shared/byte_buffer.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace shared {
+
+// malloc/realloc rather than a container: realloc lets the C library remap a large block when it
+// grows instead of copying it, and nothing is zeroed.
+ByteBuffer::ByteBuffer(size_t capacity) : capacity_(capacity ? capacity : 1) {
+    data_ = static_cast<unsigned char*>(std::malloc(capacity_));  // NOLINT(cppcoreguidelines-no-malloc)
+    if (!data_) throw std::bad_alloc();
+}
+
+ByteBuffer::~ByteBuffer() { std::free(data_); }  // NOLINT(cppcoreguidelines-no-malloc)
+
+ByteBuffer::WriteResult ByteBuffer::write(const unsigned char* data, size_t size) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (eof_ || closed_) return WriteResult::closed;
+        if (size > capacity_ - size_) {
+            if (pins_ > 0) return WriteResult::pinned;
+            size_t wanted = size_ + size;
+            if (wanted < size_) throw std::bad_alloc();  // overflow
+            size_t grown = capacity_;
+            while (grown < wanted) grown = grown > (SIZE_MAX / 2) ? wanted : grown * 2;
+            auto* moved =
+                static_cast<unsigned char*>(std::realloc(data_, grown));  // NOLINT(cppcoreguidelines-no-malloc)
+            if (!moved) throw std::bad_alloc();
+            data_ = moved;
+            capacity_ = grown;
+        }
+        if (size) std::memcpy(data_ + size_, data, size);
+        size_ += size;
+    }
+    changed_.notify_all();
+    return WriteResult::ok;
+}
+
+void ByteBuffer::end() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        eof_ = true;
+    }
+    changed_.notify_all();
+}
+
+void ByteBuffer::close() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        closed_ = true;
+    }
+    changed_.notify_all();
+}
+
+void ByteBuffer::wait_for_more(size_t seen, std::chrono::milliseconds slice) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait_for(lock, slice, [&] { return size_ > seen || eof_ || closed_; });
+}
+
+void ByteBuffer::pin(const unsigned char** data, size_t* size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++pins_;
+    *data = data_ + pos_;
+    *size = size_ - pos_;
+}
+
+void ByteBuffer::unpin() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --pins_;
+}
+
+}  // namespace shared
