@@ -178,7 +178,20 @@ context_new_options(_Config) ->
     ok = py_context:stop(Default),
     {ok, Auto} = py_context:new(#{mode => auto}),
     {ok, 1} = py_context:eval(Auto, <<"1">>),
-    ok = py_context:stop(Auto).
+    ok = py_context:stop(Auto),
+    %% 4.x's subinterp mode: an interpreter of its own (an owngil context here).
+    case py:subinterp_supported() of
+        true ->
+            {ok, Sub} = py_context:new(#{mode => subinterp}),
+            ok = py:exec(<<"h16_only_in_main = 1">>),
+            ok = py_context:exec(Sub, <<"import sys\nh16_sub = 2">>),
+            {ok, 2} = py_context:eval(Sub, <<"h16_sub">>),
+            {error, {'NameError', _}} = py_context:eval(Sub, <<"h16_only_in_main">>),
+            {ok, false} = py_context:eval(Sub, <<"__import__('_interpreters').get_current()[0] == 0">>),
+            ok = py_context:stop(Sub);
+        false ->
+            {error, {owngil_unsupported, _}} = py_context:new(#{mode => subinterp})
+    end.
 
 subinterp_supported(_Config) ->
     Expected = case py_context:new(#{mode => owngil}) of
