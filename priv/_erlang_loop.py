@@ -26,7 +26,8 @@ from asyncio import events
 
 import erlang
 
-__all__ = ["ErlangEventLoop", "ErlangEventLoopPolicy", "new_event_loop", "run", "install", "sleep"]
+__all__ = ["ErlangEventLoop", "ErlangEventLoopPolicy", "EventLoopPolicy", "new_event_loop", "run", "install",
+           "sleep"]
 
 # The running Python's version, read by install(); a module attribute so that tests can check
 # the behaviour of other versions.
@@ -210,6 +211,10 @@ class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
             return ErlangEventLoop()
         except RuntimeError:
             return super().new_event_loop()
+
+
+# erlang_python 3.x and 4.x's (and uvloop's) name for the policy.
+EventLoopPolicy = ErlangEventLoopPolicy
 
 
 def new_event_loop():

@@ -14,7 +14,7 @@
          eval/1, eval/2, eval/3,
          exec/1, exec/2,
          context/0, context/1,
-         execution_mode/0, version/0, is_ref/1, last_traceback/0,
+         execution_mode/0, num_executors/0, version/0, is_ref/1, last_traceback/0,
          register_function/2, register_function/3, unregister_function/1,
          state_store/2, state_fetch/1, state_remove/1, state_keys/0, state_clear/0,
          state_incr/1, state_incr/2, state_decr/1, state_decr/2,
@@ -189,6 +189,13 @@ execution_mode() ->
         owngil -> owngil;
         _ -> worker
     end.
+
+%% @doc The number of threads running Python calls of the default pool: one per context, so
+%% the number of contexts of the default pool (0 while it is stopped). erlang_python 4.x's
+%% name for its executor threads.
+-spec num_executors() -> non_neg_integer().
+num_executors() ->
+    py_context_router:num_contexts().
 
 %% @doc `{ok, Version}': the version of the embedded Python, e.g. `{ok, <<"3.13.0">>}'.
 -spec version() -> {ok, binary()}.

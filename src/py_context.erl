@@ -33,7 +33,9 @@
 %%
 %% Options: `mode': `worker' (the default: a thread on the main interpreter, sharing its GIL;
 %% `auto' means the same) or `owngil' (a subinterpreter with its own GIL, Python 3.13+; older
-%% Pythons give `{error, {owngil_unsupported, Version}}'). An unknown mode gives
+%% Pythons give `{error, {owngil_unsupported, Version}}'). `subinterp' (erlang_python 4.x's
+%% subinterpreter sharing the main GIL) gives an `owngil' context: an interpreter of its own,
+%% which is what code asking for `subinterp' relies on. An unknown mode gives
 %% `{error, {invalid_mode, Mode}}'. Options erlang_python 4.1 has that are not provided here
 %% give `{error, {unsupported_option, Key}}' (see docs/migration.md); any other key gives
 %% `{error, {unknown_option, Key}}'. `preload': Python statements (iodata) run in the
@@ -43,11 +45,16 @@
 -spec new(#{mode => term(), preload => iodata()}) -> {ok, context()} | {error, term()}.
 new(Opts) when is_map(Opts) ->
     case check_options(Opts) of
-        ok -> new_checked(maps:update_with(mode, fun(auto) -> worker; (M) -> M end, worker, Opts));
+        ok -> new_checked(maps:update_with(mode, fun context_mode/1, worker, Opts));
         {error, _} = Error -> Error
     end;
 new(_) ->
     erlang:error(badarg).
+
+%% 4.x's other names for the two modes.
+context_mode(auto) -> worker;
+context_mode(subinterp) -> owngil;
+context_mode(Mode) -> Mode.
 
 new_checked(Opts) ->
     case maps:get(mode, Opts, worker) of

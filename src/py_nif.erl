@@ -9,6 +9,7 @@
          context_backtrace/3, set_map_builder/1, build_map/1,
          shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
          shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
+-export([subinterp_supported/0]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -37,6 +38,11 @@ load(PrivDir, PythonHome) ->
         {error, {reload, _}} -> ok;
         {error, _} = Error -> Error
     end.
+
+%% Whether this Python has subinterpreters with their own GIL (erlang_python 4.x's code asks this
+%% module): plain Erlang, {@link py:subinterp_supported/0}.
+-spec subinterp_supported() -> boolean().
+subinterp_supported() -> py:subinterp_supported().
 
 %% Whether CPython started when the library loaded.
 -spec runtime_status() -> ok | {error, binary()}.

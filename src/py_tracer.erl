@@ -7,8 +7,8 @@
 %% T}', `{span_event, Id, Name, Attrs, T}' and `{span_end, Id, Status, EndAttrs, T}' (times in
 %% microseconds of a monotonic clock) with `erlang.send' and never waits. A completed span is
 %% `#{name, span_id, parent_id (undefined for a root span), start_time, end_time,
-%% duration_us, status (ok | error), attributes, end_attrs, events}', events oldest first as
-%% `#{name, attrs, time}'. At most 10000 completed spans are kept (the oldest are dropped).
+%% duration_us, status ("ok" | "error", strings as in 4.x), attributes, end_attrs, events}',
+%% events newest first (as in 4.x) as `#{name, attrs, time}'. At most 10000 completed spans are kept (the oldest are dropped).
 -module(py_tracer).
 -behaviour(gen_server).
 
@@ -87,14 +87,19 @@ handle_info({span_event, Id, Name, Attrs, T}, #state{open = Open} = State) ->
 handle_info({span_end, Id, Status, EndAttrs, T}, #state{open = Open} = State) ->
     case maps:take(Id, Open) of
         {#{start_time := Start, events := Events} = Span, Rest} ->
-            Done = Span#{status => Status, end_attrs => EndAttrs, end_time => T,
-                         duration_us => T - Start, events => lists:reverse(Events)},
+            Done = Span#{status => status_string(Status), end_attrs => EndAttrs, end_time => T,
+                         duration_us => T - Start, events => Events},
             {noreply, keep(Done, State#state{open = Rest})};
         error ->
             {noreply, State}
     end;
 handle_info(_Msg, State) ->
     {noreply, State}.
+
+%% 4.x gives a span's status as a string.
+status_string(Status) when is_atom(Status) -> atom_to_list(Status);
+status_string(Status) when is_binary(Status) -> binary_to_list(Status);
+status_string(Status) -> Status.
 
 parent(none) -> undefined;
 parent(Id) -> Id.

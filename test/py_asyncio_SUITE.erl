@@ -56,6 +56,10 @@ entry_points(Config) ->
     {ok, [<<"ErlangEventLoop">>, <<"ErlangEventLoop">>]} = py:call(loop_cases, loop_type, []),
     {ok, 42} = py:eval(<<"__import__('erlang').run(__import__('asyncio').sleep(0.01, 42))">>),
     {ok, true} = py:eval(<<"isinstance(__import__('erlang').new_event_loop(), __import__('erlang').ErlangEventLoop)">>),
+    %% 3.x and 4.x's name for the policy (as uvloop's), a policy that makes ErlangEventLoops.
+    {ok, true} = py:eval(<<"__import__('erlang').EventLoopPolicy is __import__('erlang').ErlangEventLoopPolicy">>),
+    {ok, <<"ErlangEventLoop">>} =
+        py:eval(<<"(lambda l: (type(l).__name__, l.close())[0])(__import__('erlang').EventLoopPolicy().new_event_loop())">>),
     ok.
 
 install_gating(Config) ->

@@ -19,6 +19,7 @@
          semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
          event_loop_exec_eval/1, event_loop_on_context/1, event_loop_result_message/1,
+         event_loop_pool_module/1,
          app_env_checked/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -40,7 +41,8 @@ groups() ->
                       semaphore_dead_holder, semaphore_waiter_cancelled, semaphore_bounds_running_calls,
                       semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
-                       event_loop_exec_eval, event_loop_on_context, event_loop_result_message]}].
+                       event_loop_exec_eval, event_loop_on_context, event_loop_result_message,
+                       event_loop_pool_module]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -176,7 +178,20 @@ context_new_options(_Config) ->
     ok = py_context:stop(Default),
     {ok, Auto} = py_context:new(#{mode => auto}),
     {ok, 1} = py_context:eval(Auto, <<"1">>),
-    ok = py_context:stop(Auto).
+    ok = py_context:stop(Auto),
+    %% 4.x's subinterp mode: an interpreter of its own (an owngil context here).
+    case py:subinterp_supported() of
+        true ->
+            {ok, Sub} = py_context:new(#{mode => subinterp}),
+            ok = py:exec(<<"h16_only_in_main = 1">>),
+            ok = py_context:exec(Sub, <<"import sys\nh16_sub = 2">>),
+            {ok, 2} = py_context:eval(Sub, <<"h16_sub">>),
+            {error, {'NameError', _}} = py_context:eval(Sub, <<"h16_only_in_main">>),
+            {ok, false} = py_context:eval(Sub, <<"__import__('_interpreters').get_current()[0] == 0">>),
+            ok = py_context:stop(Sub);
+        false ->
+            {error, {owngil_unsupported, _}} = py_context:new(#{mode => subinterp})
+    end.
 
 subinterp_supported(_Config) ->
     Expected = case py_context:new(#{mode => owngil}) of
@@ -213,9 +228,11 @@ default_pool_resize(_Config) ->
     Size = py_context_router:num_contexts(),
     try
         ok = py_context_router:stop(),
+        0 = py:num_executors(),
         {ok, Two} = py_context_router:start(#{contexts => 2}),
         2 = length(Two),
         2 = py_context_router:num_contexts(),
+        2 = py:num_executors(),
         Two = [py_context_router:get_context(N) || N <- [1, 2]],
         {ok, 4.0} = py_context:call(py_context_router:get_context(), math, sqrt, [16], #{}),
         Old = py_context_router:get_context(),
@@ -655,3 +672,21 @@ wait_until(Fun, N) ->
         true -> ok;
         _ -> timer:sleep(10), wait_until(Fun, N - 1)
     end.
+
+%% py_event_loop_pool (4.x's name for the task functions without a context): the same tasks,
+%% results and options as py_event_loop, on the calling process's pool context.
+event_loop_pool_module(_Config) ->
+    {ok, 3.0} = py_event_loop_pool:await(py_event_loop_pool:create_task(math, sqrt, [9.0])),
+    Slow = py_event_loop_pool:create_task(asyncio, sleep, [0.01], #{result => slow}),
+    {ok, <<"slow">>} = py_event_loop_pool:await(Slow, 5000),
+    {ok, 4} = py_event_loop_pool:run(math, floor, [4.5]),
+    {ok, 8} = py_event_loop_pool:run(asyncio, sleep, [0.01], #{kwargs => #{result => 8}}),
+    {error, timeout} = py_event_loop_pool:run(asyncio, sleep, [5], #{timeout => 50}),
+    ok = py:exec(<<"import erlang\nasync def pool_tell(pid, msg, tail=''):\n"
+                   "    erlang.send(pid, msg + tail)\n">>),
+    ok = py_event_loop_pool:spawn_task('__main__', pool_tell, [self(), <<"five">>]),
+    receive <<"five">> -> ok after 5000 -> ct:fail(no_pool_spawned_task) end,
+    ok = py_event_loop_pool:spawn_task('__main__', pool_tell, [self(), <<"six">>], #{tail => <<"!">>}),
+    receive <<"six!">> -> ok after 5000 -> ct:fail(no_pool_spawned_task_kwargs) end,
+    {'EXIT', {badarg, _}} = (catch py_event_loop_pool:create_task(math, sqrt, not_a_list)),
+    ok.

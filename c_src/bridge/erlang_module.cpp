@@ -174,7 +174,7 @@ PyObject* erlang_self(PyObject*, PyObject*) {
 // importing erlang does not import asyncio).
 // clang-format off
 constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep", "ErlangEventLoop",
-                                      "ErlangEventLoopPolicy"};
+                                      "ErlangEventLoopPolicy", "EventLoopPolicy"};
 // clang-format on
 
 // The tracing API, defined in priv/_erlang_trace.py and imported at first use.
@@ -254,6 +254,10 @@ PyMethodDef erlang_methods[] = {
 constexpr const char* kPythonHelpers = R"PY(
 class ProcessError(Exception):
     """erlang.send to a process that is not alive, or to a name nobody registered."""
+
+class SuspensionRequired(BaseException):
+    """Named for code written for erlang_python 4.x (`except erlang.SuspensionRequired: raise`
+    ahead of `except Exception`). Never raised here: erlang.call waits on its own thread."""
 
 async def async_call(name, *args):
     """Awaitable erlang.call: runs the call on a thread of the loop's default executor, so the
