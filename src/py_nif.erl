@@ -6,7 +6,9 @@
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1,
          thread_callback_reply/2, callback_names/2, context_interrupt/1]).
+-export([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1]).
 
+-nifs([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1]).
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1]).
@@ -104,3 +106,19 @@ callback_names(_Op, _Name) -> erlang:nif_error(nif_not_loaded).
 %% Interrupts the Python code context Ctx runs now (py:interrupt/1).
 -spec context_interrupt(context_ref()) -> ok | not_running.
 context_interrupt(_Ctx) -> erlang:nif_error(nif_not_loaded).
+
+%% Channels (py_channel, py_byte_channel).
+-spec channel_new(terms | bytes, non_neg_integer()) -> {ok, reference()}.
+channel_new(_Kind, _MaxSize) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_send(reference(), term()) -> ok | busy | {error, closed}.
+channel_send(_Channel, _Term) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_close(reference()) -> ok.
+channel_close(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_info(reference()) -> #{size := non_neg_integer(), max_size := non_neg_integer(), closed := boolean()}.
+channel_info(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_try_receive(reference()) -> {ok, term()} | {error, empty | closed}.
+channel_try_receive(_Channel) -> erlang:nif_error(nif_not_loaded).

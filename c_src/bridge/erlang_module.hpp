@@ -15,6 +15,7 @@ struct ErlangTypes {
     PyObject* interrupted = nullptr;  // erlang.Interrupted: raised in code whose caller gave up
     PyTypeObject* reply = nullptr;    // erlang._Reply (context/reply.hpp)
     PyTypeObject* poller = nullptr;   // erlang._Poller (aio/poller_object.hpp)
+    PyTypeObject* channel = nullptr;  // erlang.ChannelRef (bridge/channel_object.hpp)
 };
 
 // PyInit function registered with PyImport_AppendInittab.

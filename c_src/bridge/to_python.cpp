@@ -2,6 +2,7 @@
 #include <cstring>
 #include <string>
 
+#include "bridge/channel_object.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
 #include "erl/atoms.hpp"
@@ -111,6 +112,7 @@ PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TER
         Py_INCREF(obj);
         return obj;
     }
+    if (chan::Channel* channel = ChannelResource::get(env, term)) return make_channel_object(cv, channel);
     ErlNifBinary bin;
     if (!external_form(env, term, &bin)) return PyErr_NoMemory();
     PyObject* result = make_term(cv.types, bin.data, bin.size, term);

@@ -28,6 +28,7 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
+        !nifs::open_channel_resources(env) ||
         !aio::open_resources(env))
         return 1;
     int arity = 0;
@@ -73,6 +74,11 @@ ErlNifFunc nif_funcs[] = {
     {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
     {"callback_names", 2, nifs::callback_names, 0},
     {"context_interrupt", 1, nifs::context_interrupt, 0},
+    {"channel_new", 2, nifs::channel_new, 0},
+    {"channel_send", 2, nifs::channel_send, 0},
+    {"channel_close", 1, nifs::channel_close, 0},
+    {"channel_info", 1, nifs::channel_info, 0},
+    {"channel_try_receive", 1, nifs::channel_try_receive, 0},
 };
 
 }  // namespace

@@ -1,0 +1,87 @@
+// The storage of a channel (py_channel, py_byte_channel): a FIFO of messages that Erlang
+// writes and any interpreter reads. Each message is a copy of a term in an environment of its
+// own (process-independent), so no message belongs to an interpreter. Bounded channels refuse
+// a send that would exceed max_size bytes (the caller answers `busy`); nothing here blocks a
+// writer. Readers either poll, wait on the condition variable in bounded slices, or arm a
+// wake-up pipe that the next send or close writes to (for event loops).
+//
+// Thread safety: every member may be called from any thread, concurrently; none touches Python.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+namespace chan {
+
+enum class Kind { terms, bytes };
+
+enum class SendResult { ok, busy, closed, no_memory };
+
+enum class PopResult { message, empty, closed };
+
+// A queued term: `term` lives in `env`, which the reader gives back with Channel::recycle.
+struct Message {
+    ErlNifEnv* env = nullptr;
+    ERL_NIF_TERM term = 0;
+    size_t size = 0;
+};
+
+struct Info {
+    size_t size;      // bytes queued
+    size_t max_size;  // 0: unbounded
+    size_t length;    // messages queued
+    bool closed;
+};
+
+class Channel {
+public:
+    Channel(Kind kind, size_t max_size) : kind_(kind), max_size_(max_size) {}
+    Channel(const Channel&) = delete;
+    Channel& operator=(const Channel&) = delete;
+    ~Channel();
+
+    Kind kind() const { return kind_; }
+
+    // Copies term into the queue, counting `size` bytes against max_size. A message
+    // larger than max_size is accepted when the queue is empty, so that it can ever pass.
+    SendResult send(ERL_NIF_TERM term, size_t size);
+    // No more sends; readers drain what is queued, then see `closed`. Idempotent.
+    void close();
+
+    // The oldest message, without waiting.
+    PopResult try_pop(Message* out);
+    // Waits up to `slice` for a message; `empty` when the slice ended first.
+    PopResult wait_pop(Message* out, std::chrono::milliseconds slice);
+    // Gives back the environment of a message the reader is done with.
+    void recycle(ErlNifEnv* env);
+
+    Info info();
+
+    // Wake-up pipes of event-loop readers. arm(fd): true when a message or the close is there
+    // already (nothing armed); otherwise the next send or close writes one byte to fd and
+    // disarms it. disarm(fd) before closing fd.
+    bool arm(int fd);
+    void disarm(int fd);
+
+private:
+    ErlNifEnv* take_env();   // precondition: mutex_ held
+    void wake_locked();      // precondition: mutex_ held
+
+    const Kind kind_;
+    const size_t max_size_;
+    std::mutex mutex_;
+    std::condition_variable readable_;
+    std::deque<Message> queue_;
+    std::vector<ErlNifEnv*> spare_envs_;
+    std::vector<int> armed_fds_;
+    size_t size_ = 0;
+    bool closed_ = false;
+};
+
+}  // namespace chan
