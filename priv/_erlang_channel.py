@@ -78,11 +78,15 @@ class Channel:
         return None if got is None else got[0]
 
     def __iter__(self):
+        """Each message until the channel is closed and drained (receive() in a loop)."""
+        pop = self._ref._pop
         while True:
-            try:
-                yield self.receive()
-            except self._closed:
+            got = pop(0.0)
+            while got is None:
+                got = pop(_SLICE)
+            if got is False:
                 return
+            yield got[0]
 
     # --- asyncio -------------------------------------------------------------------------
 

@@ -28,14 +28,14 @@ PyObject* message_to_python(ChannelObject* self, const chan::Message& msg) {
     PyObject* result = nullptr;
     if (self->channel->kind() == chan::Kind::bytes) {
         ErlNifBinary bin;
-        if (enif_inspect_binary(msg.env, msg.term, &bin))
+        if (enif_inspect_binary(msg.segment->env, msg.term, &bin))
             result = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bin.data), Py_ssize_t(bin.size));
         else
             PyErr_SetString(PyExc_TypeError, "a byte channel message is not a binary");
     } else {
-        result = to_python(Converter{*self->types, *self->interp}, msg.env, msg.term);
+        result = to_python(Converter{*self->types, *self->interp}, msg.segment->env, msg.term);
     }
-    self->channel->recycle(msg.env);
+    self->channel->release(msg);
     return result;
 }
 

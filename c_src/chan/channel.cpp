@@ -3,23 +3,61 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 
 namespace chan {
 
 namespace {
-constexpr size_t kMaxSpareEnvs = 64;
-}
+constexpr size_t kMaxSpareSegments = 8;
+constexpr size_t kSegmentMessages = 256;  // consecutive messages that share an environment
+constexpr size_t kSegmentBytes = 65536;   // an environment whose messages outgrow this is sealed
+}  // namespace
 
 Channel::~Channel() {
-    for (Message& m : queue_) enif_free_env(m.env);
-    for (ErlNifEnv* env : spare_envs_) enif_free_env(env);
+    // Readers hold a reference to the resource while they read a message, so none is left.
+    std::vector<Segment*> all(spare_);
+    for (Message& m : queue_)
+        if (std::find(all.begin(), all.end(), m.segment) == all.end()) all.push_back(m.segment);
+    if (open_ && std::find(all.begin(), all.end(), open_) == all.end()) all.push_back(open_);
+    for (Segment* seg : all) {
+        enif_free_env(seg->env);
+        delete seg;
+    }
 }
 
-ErlNifEnv* Channel::take_env() {
-    if (spare_envs_.empty()) return enif_alloc_env();
-    ErlNifEnv* env = spare_envs_.back();
-    spare_envs_.pop_back();
-    return env;
+Segment* Channel::writable_segment() {
+    if (open_ && open_count_ < kSegmentMessages) return open_;
+    if (open_) open_->sealed = true;
+    open_ = nullptr;
+    Segment* seg = nullptr;
+    if (!spare_.empty()) {
+        seg = spare_.back();
+        spare_.pop_back();
+    } else {
+        ErlNifEnv* env = enif_alloc_env();
+        if (!env) return nullptr;
+        seg = new (std::nothrow) Segment{env, 0, false};
+        if (!seg) {
+            enif_free_env(env);
+            return nullptr;
+        }
+    }
+    seg->outstanding = 0;
+    seg->sealed = false;
+    open_ = seg;
+    open_count_ = 0;
+    return seg;
+}
+
+void Channel::free_or_keep_locked(Segment* seg) {
+    if (!seg->sealed || seg->outstanding) return;
+    enif_clear_env(seg->env);
+    if (spare_.size() < kMaxSpareSegments) {
+        spare_.push_back(seg);
+        return;
+    }
+    enif_free_env(seg->env);
+    delete seg;
 }
 
 void Channel::wake_locked() {
@@ -36,11 +74,14 @@ SendResult Channel::send(ERL_NIF_TERM term, size_t size) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return SendResult::closed;
     if (max_size_ && !queue_.empty() && size_ + size > max_size_) return SendResult::busy;
-    ErlNifEnv* own = take_env();
-    if (!own) return SendResult::no_memory;
+    Segment* seg = writable_segment();
+    if (!seg) return SendResult::no_memory;
     bool was_empty = queue_.empty();
-    queue_.push_back(Message{own, enif_make_copy(own, term), size});
+    queue_.push_back(Message{seg, enif_make_copy(seg->env, term), size});
+    ++seg->outstanding;
+    ++open_count_;
     size_ += size;
+    if (size > kSegmentBytes) open_count_ = kSegmentMessages;  // the next send starts a new one
     if (was_empty) wake_locked();
     return SendResult::ok;
 }
@@ -52,35 +93,33 @@ void Channel::close() {
     wake_locked();
 }
 
-PopResult Channel::try_pop(Message* out) {
-    std::lock_guard<std::mutex> lock(mutex_);
+PopResult Channel::pop_locked(Message* out) {
     if (queue_.empty()) return closed_ ? PopResult::closed : PopResult::empty;
     *out = queue_.front();
     queue_.pop_front();
     size_ -= out->size;
+    if (out->segment == open_) {  // seal it: no writer touches an environment a reader reads
+        open_->sealed = true;
+        open_ = nullptr;
+    }
     return PopResult::message;
+}
+
+PopResult Channel::try_pop(Message* out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pop_locked(out);
 }
 
 PopResult Channel::wait_pop(Message* out, std::chrono::milliseconds slice) {
     std::unique_lock<std::mutex> lock(mutex_);
     readable_.wait_for(lock, slice, [this] { return !queue_.empty() || closed_; });
-    if (queue_.empty()) return closed_ ? PopResult::closed : PopResult::empty;
-    *out = queue_.front();
-    queue_.pop_front();
-    size_ -= out->size;
-    return PopResult::message;
+    return pop_locked(out);
 }
 
-void Channel::recycle(ErlNifEnv* env) {
-    enif_clear_env(env);
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (spare_envs_.size() < kMaxSpareEnvs) {
-            spare_envs_.push_back(env);
-            return;
-        }
-    }
-    enif_free_env(env);
+void Channel::release(const Message& msg) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --msg.segment->outstanding;
+    free_or_keep_locked(msg.segment);
 }
 
 Info Channel::info() {

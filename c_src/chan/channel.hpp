@@ -1,6 +1,9 @@
 // The storage of a channel (py_channel, py_byte_channel): a FIFO of messages that Erlang
 // writes and any interpreter reads. Each message is a copy of a term in an environment of its
-// own (process-independent), so no message belongs to an interpreter. Bounded channels refuse
+// own (process-independent environments, shared by up to kSegmentMessages consecutive messages
+// so that a send does not pay for a new environment), so no message belongs to an interpreter.
+// A segment takes no more copies once a reader has taken one of its messages (it is sealed),
+// so readers only ever read environments no writer touches. Bounded channels refuse
 // a send that would exceed max_size bytes (the caller answers `busy`); nothing here blocks a
 // writer. Readers either poll, wait on the condition variable in bounded slices, or arm a
 // wake-up pipe that the next send or close writes to (for event loops).
@@ -25,9 +28,18 @@ enum class SendResult { ok, busy, closed, no_memory };
 
 enum class PopResult { message, empty, closed };
 
-// A queued term: `term` lives in `env`, which the reader gives back with Channel::recycle.
+// The environment a run of messages is copied into; freed (or kept for reuse) once sealed and
+// every message taken from it was released.
+struct Segment {
+    ErlNifEnv* env;
+    size_t outstanding;  // messages copied in and not yet released
+    bool sealed;
+};
+
+// A queued term: `term` lives in segment->env; the reader gives it back with
+// Channel::release once it no longer reads the term.
 struct Message {
-    ErlNifEnv* env = nullptr;
+    Segment* segment = nullptr;
     ERL_NIF_TERM term = 0;
     size_t size = 0;
 };
@@ -58,8 +70,8 @@ public:
     PopResult try_pop(Message* out);
     // Waits up to `slice` for a message; `empty` when the slice ended first.
     PopResult wait_pop(Message* out, std::chrono::milliseconds slice);
-    // Gives back the environment of a message the reader is done with.
-    void recycle(ErlNifEnv* env);
+    // The reader is done with msg's term.
+    void release(const Message& msg);
 
     Info info();
 
@@ -70,15 +82,20 @@ public:
     void disarm(int fd);
 
 private:
-    ErlNifEnv* take_env();   // precondition: mutex_ held
-    void wake_locked();      // precondition: mutex_ held
+    // Preconditions: mutex_ held.
+    Segment* writable_segment();
+    PopResult pop_locked(Message* out);
+    void free_or_keep_locked(Segment* segment);
+    void wake_locked();
 
     const Kind kind_;
     const size_t max_size_;
     std::mutex mutex_;
     std::condition_variable readable_;
     std::deque<Message> queue_;
-    std::vector<ErlNifEnv*> spare_envs_;
+    Segment* open_ = nullptr;  // where sends copy to; nullptr: make one at the next send
+    size_t open_count_ = 0;    // messages copied into open_
+    std::vector<Segment*> spare_;
     std::vector<int> armed_fds_;
     size_t size_ = 0;
     bool closed_ = false;

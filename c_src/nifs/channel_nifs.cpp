@@ -109,7 +109,7 @@ ERL_NIF_TERM channel_try_receive(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
             case chan::PopResult::message: break;
         }
         ERL_NIF_TERM term = enif_make_copy(env, msg.term);
-        channel->recycle(msg.env);
+        channel->release(msg);
         return enif_make_tuple2(env, erl::atoms().ok, term);
     });
 }
