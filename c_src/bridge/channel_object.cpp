@@ -30,8 +30,7 @@ PyObject* message_to_python(ChannelObject* self, const chan::Message& msg) {
         ErlNifBinary bin;
         if (enif_inspect_binary(msg.segment->env, msg.term, &bin))
             result = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bin.data), Py_ssize_t(bin.size));
-        else
-            PyErr_SetString(PyExc_TypeError, "a byte channel message is not a binary");
+        else PyErr_SetString(PyExc_TypeError, "a byte channel message is not a binary");
     } else {
         result = to_python(Converter{*self->types, *self->interp}, msg.segment->env, msg.term);
     }
@@ -115,8 +114,7 @@ PyObject* channel_drain(PyObject* obj, PyObject*) {
     ChannelObject* self = as_channel(obj);
     char buf[64];
     if (self->wake_read >= 0)
-        while (::read(self->wake_read, buf, sizeof buf) > 0) {
-        }
+        while (::read(self->wake_read, buf, sizeof buf) > 0) {}
     Py_RETURN_NONE;
 }
 

@@ -36,8 +36,8 @@ size_t message_size(ErlNifEnv* env, chan::Kind kind, ERL_NIF_TERM term) {
 }  // namespace
 
 bool open_channel_resources(ErlNifEnv* env) {
-    g_atoms = {enif_make_atom(env, "terms"), enif_make_atom(env, "bytes"),    enif_make_atom(env, "busy"),
-               enif_make_atom(env, "closed"), enif_make_atom(env, "empty"),    enif_make_atom(env, "size"),
+    g_atoms = {enif_make_atom(env, "terms"),    enif_make_atom(env, "bytes"), enif_make_atom(env, "busy"),
+               enif_make_atom(env, "closed"),   enif_make_atom(env, "empty"), enif_make_atom(env, "size"),
                enif_make_atom(env, "max_size"), enif_make_atom(env, "length")};
     return bridge::ChannelResource::open(env, "py_channel");
 }
@@ -46,16 +46,13 @@ bool open_channel_resources(ErlNifEnv* env) {
 ERL_NIF_TERM channel_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         chan::Kind kind;
-        if (argv[0] == g_atoms.terms)
-            kind = chan::Kind::terms;
-        else if (argv[0] == g_atoms.bytes)
-            kind = chan::Kind::bytes;
-        else
-            throw erl::BadArg();
+        if (argv[0] == g_atoms.terms) kind = chan::Kind::terms;
+        else if (argv[0] == g_atoms.bytes) kind = chan::Kind::bytes;
+        else throw erl::BadArg();
         ErlNifUInt64 max_size = 0;
         if (!enif_get_uint64(env, argv[1], &max_size)) throw erl::BadArg();
-        auto channel = erl::ResourcePtr<chan::Channel>::adopt(
-            bridge::ChannelResource::make(kind, static_cast<size_t>(max_size)));
+        auto channel =
+            erl::ResourcePtr<chan::Channel>::adopt(bridge::ChannelResource::make(kind, static_cast<size_t>(max_size)));
         return enif_make_tuple2(env, erl::atoms().ok, bridge::ChannelResource::term(env, channel.get()));
     });
 }

@@ -28,8 +28,7 @@ std::string iolist_string(ErlNifEnv* env, ERL_NIF_TERM info) {
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
-        !nifs::open_channel_resources(env) ||
-        !aio::open_resources(env))
+        !nifs::open_channel_resources(env) || !aio::open_resources(env))
         return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
