@@ -11,7 +11,7 @@
          backpressure/1, try_receive_states/1, context_manager/1, blocked_thread_keeps_context_serving/1,
          receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
-         bad_input/1, reply_to_pid/1]).
+         bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -92,6 +92,19 @@ def read_on_stock_loop(ch, pid):
 async def read_on_context_loop(ch, pid):
     return await _reader(ch, pid)
 
+def pop_with_pending_interrupt(ch):
+    # Raises KeyboardInterrupt on this thread and pops in the same C-level sequence (no bytecode
+    # in between): the pending interrupt must send the message back to the queue.
+    import ctypes, functools, operator
+    ref = Channel(ch)._ref
+    raise_it = functools.partial(ctypes.pythonapi.PyThreadState_SetAsyncExc,
+                                 ctypes.c_ulong(threading.get_ident()), ctypes.py_object(KeyboardInterrupt))
+    try:
+        got = list(map(operator.call, [raise_it, functools.partial(ref._pop, 0.0)]))
+        return ('not interrupted', got)
+    except KeyboardInterrupt:
+        return ref._info()['length']
+
 _kept = {}
 def keep(ch):
     _kept['ch'] = Channel(ch)
@@ -114,7 +127,7 @@ cases() ->
      try_receive_states, context_manager, blocked_thread_keeps_context_serving,
      receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
-     reply_to_pid].
+     reply_to_pid, pending_interrupt_keeps_message].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -366,3 +379,12 @@ def serve(ch):
 ">>),
     {ok, <<"done">>} = call(Config, serve, [Ch]),
     receive {<<"response">>, <<"COMPUTE">>} -> ok after 5000 -> ct:fail(no_reply) end.
+
+%% A message popped while an interrupt is pending on the reading thread goes back to the queue.
+pending_interrupt_keeps_message(Config) ->
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, first),
+    ok = py_channel:send(Ch, second),
+    {ok, 2} = call(Config, pop_with_pending_interrupt, [Ch]),
+    ok = py_channel:close(Ch),
+    {ok, [<<"first">>, <<"second">>]} = call(Config, drain, [Ch]).

@@ -60,6 +60,13 @@ PyObject* channel_pop(PyObject* obj, PyObject* arg) {
         got = self->channel->wait_pop(&msg, slice);
         Py_END_ALLOW_THREADS;
     }
+    // An interrupt (erlang.Interrupted, set by the context's interrupter) is pending: the
+    // caller gave up, so the message goes back for the next reader instead of being lost with
+    // this call's result. The exception surfaces at the caller's next bytecode.
+    if (got == chan::PopResult::message && PyThreadState_Get()->async_exc) {
+        self->channel->unpop(msg);
+        Py_RETURN_NONE;
+    }
     return pop_result(self, got, msg);
 }
 

@@ -116,6 +116,13 @@ PopResult Channel::wait_pop(Message* out, std::chrono::milliseconds slice) {
     return pop_locked(out);
 }
 
+void Channel::unpop(const Message& msg) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_front(msg);
+    size_ += msg.size;
+    readable_.notify_all();
+}
+
 void Channel::release(const Message& msg) {
     std::lock_guard<std::mutex> lock(mutex_);
     --msg.segment->outstanding;

@@ -70,6 +70,8 @@ public:
     PopResult try_pop(Message* out);
     // Waits up to `slice` for a message; `empty` when the slice ended first.
     PopResult wait_pop(Message* out, std::chrono::milliseconds slice);
+    // Puts a popped message back at the front (its reader cannot deliver it).
+    void unpop(const Message& msg);
     // The reader is done with msg's term.
     void release(const Message& msg);
 
