@@ -11,7 +11,8 @@
          backpressure/1, try_receive_states/1, context_manager/1, blocked_thread_keeps_context_serving/1,
          receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
-         bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1]).
+         bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
+         concurrent_readers/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -105,6 +106,18 @@ def pop_with_pending_interrupt(ch):
     except KeyboardInterrupt:
         return ref._info()['length']
 
+def read_in_threads(ch, nthreads):
+    # nthreads Python threads read one channel at once; returns every message read, sorted
+    c = Channel(ch)
+    got = [[] for _ in range(nthreads)]
+    def run(i):
+        for m in c:
+            got[i].append(m)
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return sorted(m for part in got for m in part)
+
 _kept = {}
 def keep(ch):
     _kept['ch'] = Channel(ch)
@@ -127,7 +140,7 @@ cases() ->
      try_receive_states, context_manager, blocked_thread_keeps_context_serving,
      receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
-     reply_to_pid, pending_interrupt_keeps_message].
+     reply_to_pid, pending_interrupt_keeps_message, concurrent_readers].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -388,3 +401,22 @@ pending_interrupt_keeps_message(Config) ->
     {ok, 2} = call(Config, pop_with_pending_interrupt, [Ch]),
     ok = py_channel:close(Ch),
     {ok, [<<"first">>, <<"second">>]} = call(Config, drain, [Ch]).
+
+%% Three Python threads of this context and a second context read one channel while a writer
+%% sends: every message is read exactly once.
+concurrent_readers(Config) ->
+    {ok, Other} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Other, ?PY),
+    {ok, Ch} = py_channel:new(),
+    N = 20000,
+    Self = self(),
+    spawn_link(fun() ->
+                       [ok = py_channel:send(Ch, {I, <<"payload">>}) || I <- lists:seq(1, N)],
+                       ok = py_channel:close(Ch)
+               end),
+    spawn_link(fun() -> Self ! {other, py:call(Other, '__main__', read_in_threads, [Ch, 1])} end),
+    {ok, Mine} = call(Config, read_in_threads, [Ch, 3]),
+    Theirs = receive {other, {ok, T}} -> T after 60000 -> ct:fail(other_reader_stuck) end,
+    ok = py_context:stop(Other),
+    Expected = [{I, <<"payload">>} || I <- lists:seq(1, N)],
+    Expected = lists:merge(Mine, Theirs).
