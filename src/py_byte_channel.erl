@@ -6,7 +6,7 @@
 %% iteration). `max_size' counts binary bytes. See docs/channels.md.
 -module(py_byte_channel).
 
--export([new/0, new/1, send/2, try_receive/1, close/1, info/1]).
+-export([new/0, new/1, send/2, try_receive/1, recv/1, recv/2, close/1, info/1]).
 
 -type channel() :: reference().
 -type opts() :: #{max_size => non_neg_integer()}.
@@ -29,6 +29,44 @@ send(Channel, Bytes) when is_binary(Bytes) -> py_nif:channel_send(Channel, Bytes
 %% @doc Takes the oldest queued binary from Erlang, without waiting.
 -spec try_receive(channel()) -> {ok, binary()} | {error, empty | closed}.
 try_receive(Channel) -> py_nif:channel_try_receive(Channel).
+
+%% @doc Takes the oldest queued binary from Erlang, waiting for one: {@link recv/2} with no
+%% time limit.
+-spec recv(channel()) -> {ok, binary()} | {error, closed}.
+recv(Channel) -> recv(Channel, infinity).
+
+%% @doc Takes the oldest queued binary from Erlang, waiting up to Timeout ms for one (in a
+%% `receive': the process waits, no scheduler does). `{error, closed}' once the channel is
+%% closed and drained; `{error, timeout}'; no message is left in the mailbox either way.
+-spec recv(channel(), timeout()) -> {ok, binary()} | {error, closed | timeout}.
+recv(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
+    Deadline = case Timeout of
+                   infinity -> infinity;
+                   _ -> erlang:monotonic_time(millisecond) + Timeout
+               end,
+    recv_until(Channel, {py_byte_channel_ready, make_ref()}, Deadline).
+
+recv_until(Channel, Wake, Deadline) ->
+    case py_nif:channel_try_receive(Channel) of
+        {error, empty} ->
+            case py_nif:channel_notify(Channel, Wake) of
+                ready ->
+                    recv_until(Channel, Wake, Deadline);
+                ok ->
+                    receive
+                        Wake -> recv_until(Channel, Wake, Deadline)
+                    after remaining(Deadline) ->
+                        ok = py_nif:channel_unnotify(Channel, Wake),
+                        receive Wake -> ok after 0 -> ok end,
+                        {error, timeout}
+                    end
+            end;
+        Result ->
+            Result
+    end.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 %% @doc No more sends: readers get what was queued, then ByteChannelClosed. Idempotent.
 -spec close(channel()) -> ok.

@@ -6,9 +6,11 @@
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, python_version/0, is_ref/1, object_owner/1,
          thread_callback_reply/2, callback_names/2, context_interrupt/1]).
--export([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1]).
+-export([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1,
+         channel_notify/2, channel_unnotify/2]).
 
--nifs([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1]).
+-nifs([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1,
+       channel_notify/2, channel_unnotify/2]).
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1]).
@@ -122,3 +124,10 @@ channel_info(_Channel) -> erlang:nif_error(nif_not_loaded).
 
 -spec channel_try_receive(reference()) -> {ok, term()} | {error, empty | closed}.
 channel_try_receive(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+%% Msg to the caller at the next send or close (`ready': there is something now).
+-spec channel_notify(reference(), term()) -> ok | ready.
+channel_notify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_unnotify(reference(), term()) -> ok.
+channel_unnotify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).

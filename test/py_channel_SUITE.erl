@@ -12,7 +12,7 @@
          receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
          bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
-         concurrent_readers/1]).
+         concurrent_readers/1, byte_recv_from_erlang/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -140,7 +140,8 @@ cases() ->
      try_receive_states, context_manager, blocked_thread_keeps_context_serving,
      receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
-     reply_to_pid, pending_interrupt_keeps_message, concurrent_readers].
+     reply_to_pid, pending_interrupt_keeps_message, concurrent_readers,
+     byte_recv_from_erlang].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -420,3 +421,21 @@ concurrent_readers(Config) ->
     ok = py_context:stop(Other),
     Expected = [{I, <<"payload">>} || I <- lists:seq(1, N)],
     Expected = lists:merge(Mine, Theirs).
+
+%% py_byte_channel:recv/1,2: an Erlang process waits in a receive for the next binary or the close.
+byte_recv_from_erlang(_Config) ->
+    {ok, B} = py_byte_channel:new(),
+    {error, timeout} = py_byte_channel:recv(B, 20),
+    [] = py_test_util:flush(),
+    Self = self(),
+    Waiting = fun(Pid) -> fun() -> process_info(Pid, status) =:= {status, waiting} end end,
+    P1 = spawn_link(fun() -> Self ! {got, py_byte_channel:recv(B)} end),
+    true = py_test_util:wait_until(Waiting(P1), 5000),
+    ok = py_byte_channel:send(B, <<"one">>),
+    receive {got, {ok, <<"one">>}} -> ok after 5000 -> ct:fail(no_recv) end,
+    P2 = spawn_link(fun() -> Self ! {got, py_byte_channel:recv(B, 10000)} end),
+    true = py_test_util:wait_until(Waiting(P2), 5000),
+    ok = py_byte_channel:close(B),
+    receive {got, {error, closed}} -> ok after 5000 -> ct:fail(no_closed) end,
+    {error, closed} = py_byte_channel:recv(B, 0),
+    [] = py_test_util:flush().

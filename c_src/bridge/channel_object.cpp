@@ -127,7 +127,7 @@ PyObject* channel_drain(PyObject* obj, PyObject*) {
 
 // _close(): py_channel:close/1 from Python.
 PyObject* channel_close(PyObject* obj, PyObject*) {
-    as_channel(obj)->channel->close();
+    as_channel(obj)->channel->close(nullptr);  // not a thread of ERTS
     Py_RETURN_NONE;
 }
 

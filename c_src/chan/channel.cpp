@@ -23,6 +23,7 @@ Channel::~Channel() {
         enif_free_env(seg->env);
         delete seg;
     }
+    for (PidWaiter& w : armed_pids_) enif_free_env(w.env);
 }
 
 Segment* Channel::writable_segment() {
@@ -60,8 +61,13 @@ void Channel::free_or_keep_locked(Segment* seg) {
     delete seg;
 }
 
-void Channel::wake_locked() {
+void Channel::wake_locked(ErlNifEnv* caller) {
     readable_.notify_all();
+    for (PidWaiter& w : armed_pids_) {
+        enif_send(caller, &w.pid, w.env, w.msg);  // fails harmlessly for a process that exited
+        enif_free_env(w.env);
+    }
+    armed_pids_.clear();
     for (int fd : armed_fds_) {
         const char byte = 1;
         // The pipe is non-blocking: when it is full a byte is already waiting to be read.
@@ -70,7 +76,7 @@ void Channel::wake_locked() {
     armed_fds_.clear();
 }
 
-SendResult Channel::send(ERL_NIF_TERM term, size_t size) {
+SendResult Channel::send(ERL_NIF_TERM term, size_t size, ErlNifEnv* caller) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return SendResult::closed;
     if (max_size_ && !queue_.empty() && size_ + size > max_size_) return SendResult::busy;
@@ -82,15 +88,15 @@ SendResult Channel::send(ERL_NIF_TERM term, size_t size) {
     ++open_count_;
     size_ += size;
     if (size > kSegmentBytes) open_count_ = kSegmentMessages;  // the next send starts a new one
-    if (was_empty) wake_locked();
+    if (was_empty) wake_locked(caller);
     return SendResult::ok;
 }
 
-void Channel::close() {
+void Channel::close(ErlNifEnv* caller) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return;
     closed_ = true;
-    wake_locked();
+    wake_locked(caller);
 }
 
 PopResult Channel::pop_locked(Message* out) {
@@ -144,6 +150,31 @@ bool Channel::arm(int fd) {
 void Channel::disarm(int fd) {
     std::lock_guard<std::mutex> lock(mutex_);
     armed_fds_.erase(std::remove(armed_fds_.begin(), armed_fds_.end(), fd), armed_fds_.end());
+}
+
+bool Channel::arm_pid(const ErlNifPid& pid, ERL_NIF_TERM msg) {
+    ErlNifEnv* env = enif_alloc_env();
+    if (!env) return true;  // the caller polls again instead of waiting
+    ERL_NIF_TERM copy = enif_make_copy(env, msg);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!queue_.empty() || closed_) {
+        enif_free_env(env);
+        return true;
+    }
+    armed_pids_.push_back(PidWaiter{pid, env, copy});
+    return false;
+}
+
+void Channel::disarm_pid(const ErlNifPid& pid, ERL_NIF_TERM msg) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = armed_pids_.begin(); it != armed_pids_.end();) {
+        if (enif_compare_pids(&it->pid, &pid) == 0 && enif_is_identical(it->msg, msg)) {
+            enif_free_env(it->env);
+            it = armed_pids_.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 }  // namespace chan

@@ -62,9 +62,11 @@ public:
 
     // Copies term into the queue, counting `size` bytes against max_size. A message
     // larger than max_size is accepted when the queue is empty, so that it can ever pass.
-    SendResult send(ERL_NIF_TERM term, size_t size);
+    // `caller`: the calling NIF's environment, nullptr on a thread ERTS did not make (it sends
+    // the messages of waiting Erlang processes).
+    SendResult send(ERL_NIF_TERM term, size_t size, ErlNifEnv* caller);
     // No more sends; readers drain what is queued, then see `closed`. Idempotent.
-    void close();
+    void close(ErlNifEnv* caller);
 
     // The oldest message, without waiting.
     PopResult try_pop(Message* out);
@@ -83,12 +85,18 @@ public:
     bool arm(int fd);
     void disarm(int fd);
 
+    // Erlang readers (py_byte_channel:recv/2): arm_pid is true when a message or the close is
+    // there now; otherwise the next send or close sends a copy of msg to pid, once.
+    // disarm_pid forgets the waiter pid armed with msg.
+    bool arm_pid(const ErlNifPid& pid, ERL_NIF_TERM msg);
+    void disarm_pid(const ErlNifPid& pid, ERL_NIF_TERM msg);
+
 private:
     // Preconditions: mutex_ held.
     Segment* writable_segment();
     PopResult pop_locked(Message* out);
     void free_or_keep_locked(Segment* segment);
-    void wake_locked();
+    void wake_locked(ErlNifEnv* caller);
 
     const Kind kind_;
     const size_t max_size_;
@@ -99,6 +107,12 @@ private:
     size_t open_count_ = 0;    // messages copied into open_
     std::vector<Segment*> spare_;
     std::vector<int> armed_fds_;
+    struct PidWaiter {
+        ErlNifPid pid;
+        ErlNifEnv* env;  // holds msg
+        ERL_NIF_TERM msg;
+    };
+    std::vector<PidWaiter> armed_pids_;
     size_t size_ = 0;
     bool closed_ = false;
 };

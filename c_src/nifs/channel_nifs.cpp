@@ -9,7 +9,7 @@ namespace nifs {
 namespace {
 
 struct ChannelAtoms {
-    ERL_NIF_TERM terms, bytes, busy, closed, empty, size, max_size, length;
+    ERL_NIF_TERM terms, bytes, busy, closed, empty, size, max_size, length, ready;
 };
 ChannelAtoms g_atoms;  // written once by the load callback, read-only afterwards
 
@@ -36,9 +36,9 @@ size_t message_size(ErlNifEnv* env, chan::Kind kind, ERL_NIF_TERM term) {
 }  // namespace
 
 bool open_channel_resources(ErlNifEnv* env) {
-    g_atoms = {enif_make_atom(env, "terms"),    enif_make_atom(env, "bytes"), enif_make_atom(env, "busy"),
-               enif_make_atom(env, "closed"),   enif_make_atom(env, "empty"), enif_make_atom(env, "size"),
-               enif_make_atom(env, "max_size"), enif_make_atom(env, "length")};
+    g_atoms = {enif_make_atom(env, "terms"),    enif_make_atom(env, "bytes"),  enif_make_atom(env, "busy"),
+               enif_make_atom(env, "closed"),   enif_make_atom(env, "empty"),  enif_make_atom(env, "size"),
+               enif_make_atom(env, "max_size"), enif_make_atom(env, "length"), enif_make_atom(env, "ready")};
     return bridge::ChannelResource::open(env, "py_channel");
 }
 
@@ -63,7 +63,7 @@ ERL_NIF_TERM channel_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         chan::Channel* channel = channel_arg(env, argv[0]);
         size_t size = message_size(env, channel->kind(), argv[1]);
-        switch (channel->send(argv[1], size)) {
+        switch (channel->send(argv[1], size, env)) {
             case chan::SendResult::ok: return erl::atoms().ok;
             case chan::SendResult::busy: return g_atoms.busy;
             case chan::SendResult::closed: throw erl::ErrorResult(g_atoms.closed);
@@ -76,7 +76,7 @@ ERL_NIF_TERM channel_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 // channel_close(Channel) -> ok.
 ERL_NIF_TERM channel_close(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
-        channel_arg(env, argv[0])->close();
+        channel_arg(env, argv[0])->close(env);
         return erl::atoms().ok;
     });
 }
@@ -108,6 +108,28 @@ ERL_NIF_TERM channel_try_receive(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
         ERL_NIF_TERM term = enif_make_copy(env, msg.term);
         channel->release(msg);
         return enif_make_tuple2(env, erl::atoms().ok, term);
+    });
+}
+
+// channel_notify(Channel, Msg) -> ok | ready: `ready` when a message or the close is there
+// now; else `ok`, and the next send or close sends Msg to the caller, once.
+ERL_NIF_TERM channel_notify(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        chan::Channel* channel = channel_arg(env, argv[0]);
+        ErlNifPid self;
+        if (!enif_self(env, &self)) throw erl::BadArg();
+        return channel->arm_pid(self, argv[1]) ? g_atoms.ready : erl::atoms().ok;
+    });
+}
+
+// channel_unnotify(Channel, Msg) -> ok: forgets the caller's channel_notify with Msg.
+ERL_NIF_TERM channel_unnotify(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        chan::Channel* channel = channel_arg(env, argv[0]);
+        ErlNifPid self;
+        if (!enif_self(env, &self)) throw erl::BadArg();
+        channel->disarm_pid(self, argv[1]);
+        return erl::atoms().ok;
     });
 }
 

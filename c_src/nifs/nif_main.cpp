@@ -78,6 +78,8 @@ ErlNifFunc nif_funcs[] = {
     {"channel_close", 1, nifs::channel_close, 0},
     {"channel_info", 1, nifs::channel_info, 0},
     {"channel_try_receive", 1, nifs::channel_try_receive, 0},
+    {"channel_notify", 2, nifs::channel_notify, 0},
+    {"channel_unnotify", 2, nifs::channel_unnotify, 0},
 };
 
 }  // namespace
