@@ -10,7 +10,7 @@ namespace chan {
 namespace {
 constexpr size_t kMaxSpareSegments = 8;
 constexpr size_t kSegmentMessages = 256;  // consecutive messages that share an environment
-constexpr size_t kSegmentBytes = 65536;   // an environment whose messages outgrow this is sealed
+constexpr size_t kSegmentBytes = 65536;   // a segment whose messages outgrow this takes no more
 }  // namespace
 
 Channel::~Channel() {
@@ -47,6 +47,7 @@ Segment* Channel::writable_segment() {
     seg->sealed = false;
     open_ = seg;
     open_count_ = 0;
+    open_bytes_ = 0;
     return seg;
 }
 
@@ -87,7 +88,8 @@ SendResult Channel::send(ERL_NIF_TERM term, size_t size, ErlNifEnv* caller) {
     ++seg->outstanding;
     ++open_count_;
     size_ += size;
-    if (size > kSegmentBytes) open_count_ = kSegmentMessages;  // the next send starts a new one
+    open_bytes_ += size;
+    if (open_bytes_ > kSegmentBytes) open_count_ = kSegmentMessages;  // the next send starts a new one
     if (was_empty) wake_locked(caller);
     return SendResult::ok;
 }

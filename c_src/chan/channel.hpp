@@ -105,6 +105,7 @@ private:
     std::deque<Message> queue_;
     Segment* open_ = nullptr;  // where sends copy to; nullptr: make one at the next send
     size_t open_count_ = 0;    // messages copied into open_
+    size_t open_bytes_ = 0;    // their bytes
     std::vector<Segment*> spare_;
     std::vector<int> armed_fds_;
     struct PidWaiter {
