@@ -9,8 +9,8 @@ namespace chan {
 
 namespace {
 constexpr size_t kMaxSpareSegments = 8;
-constexpr size_t kSegmentMessages = 256;  // consecutive messages that share an environment
-constexpr size_t kSegmentBytes = 65536;   // a segment whose messages outgrow this takes no more
+constexpr size_t kSegmentMessages = 256;   // consecutive messages that share an environment
+constexpr size_t kSegmentBytes = 1 << 20;  // a segment whose messages outgrow this takes no more
 }  // namespace
 
 Channel::~Channel() {

@@ -1,6 +1,6 @@
 // The storage of a channel (py_channel, py_byte_channel): a FIFO of messages that Erlang
 // writes and any interpreter reads. Each message is a copy of a term in an environment of its
-// own (process-independent environments, shared by up to kSegmentMessages consecutive messages
+// own (process-independent environments, shared by up to 256 consecutive messages (1 MiB)
 // so that a send does not pay for a new environment), so no message belongs to an interpreter.
 // A segment takes no more copies once a reader has taken one of its messages (it is sealed),
 // so readers only ever read environments no writer touches. Bounded channels refuse
