@@ -12,7 +12,7 @@
 %%                    BENCH_SECTIONS is the same
 -module(py_bench).
 
--export([main/0, child/1]).
+-export([main/0, child/1, channels/0]).
 
 -define(RESULTS_FILE, "bench/results/latest.md").
 -define(MIB, 1048576).
@@ -68,7 +68,8 @@ run() ->
         step("conversion round trips", fun() -> bench_conversions(Cfg) end),
         step("py_buffer streaming", fun() -> bench_buffer(Cfg) end),
         step("SharedDict get", fun() -> bench_shared_dict(Cfg) end),
-        step("reactor echo", fun() -> bench_reactor(Cfg) end)
+        step("reactor echo", fun() -> bench_reactor(Cfg) end),
+        step("channels", fun() -> bench_channels(Cfg) end)
     ]),
     Secs = (now_ns() - T0) / 1.0e9,
     Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
@@ -77,6 +78,15 @@ run() ->
     write_markdown(Header, Rows, Footer),
     io:format("Markdown written to ~s~n", [?RESULTS_FILE]),
     ok.
+
+%% Only the channel rows (15a-c):
+%% erl -noshell -pa _build/default/lib/erlang_python/ebin -pa _build/bench -eval 'py_bench:channels(), halt().'
+channels() ->
+    Cfg = config(),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Header = header(Cfg),
+    Rows = step("channels", fun() -> bench_channels(Cfg) end),
+    io:format("~n~ts~n~ts~n", [Header, text_table(Rows)]).
 
 config() ->
     Quick = os:getenv("BENCH_QUICK") =:= "1",
@@ -133,6 +143,7 @@ header(#cfg{rounds = R, quick = Quick}) ->
                   [Date, element(2, py:version()), erlang:system_info(otp_release), erlang:system_info(version),
                    erlang:system_info(schedulers), erlang:system_info(schedulers_online), R,
                    case Quick of true -> " BENCH_QUICK"; false -> "" end, git_commit()]).
+
 
 git_commit() ->
     case string:trim(os:cmd("git rev-parse --short HEAD 2>/dev/null")) of
@@ -634,6 +645,55 @@ echo_loop(C, Deadline, N) ->
             {ok, <<N:512>>} = gen_tcp:recv(C, 64, 5000),
             echo_loop(C, Deadline, N + 1)
     end.
+
+%% 15. Channels: Erlang py_channel:send/2 (a writer process) -> Python iteration over the channel
+%% in one worker context, end to end (from the first send until Python has read the close);
+%% every message is checked (count and bytes). 15c is send/2 alone into an unbounded channel.
+bench_channels(Cfg = #cfg{quick = Quick}) ->
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py:exec(Ctx, <<"
+from erlang.channel import Channel
+def bench_channel_read(ch):
+    n = size = 0
+    for msg in Channel(ch):
+        n += 1
+        size += len(msg[2]) if isinstance(msg, tuple) else len(msg)
+    return (n, size)
+">>),
+    {NSmall, NBig} = case Quick of true -> {100000, 5000}; false -> {1000000, 50000} end,
+    Small = {msg, 1, binary:copy(<<"a">>, 40)},   % 56 bytes in external format
+    Big = binary:copy(<<1>>, 16384),
+    Run = fun(Mod, Msg, N, Size) ->
+        rounds(Cfg, fun() -> channel_round(Ctx, Mod, Msg, N, Size) end)
+    end,
+    SmallRates = Run(py_channel, Small, NSmall, 40),
+    BigRates = Run(py_byte_channel, Big, NBig, 16384),
+    SendRates = rounds(Cfg, fun() ->
+        {ok, Ch} = py_channel:new(),
+        T0 = now_ns(),
+        channel_send_n(py_channel, Ch, Small, NSmall),
+        NSmall * 1.0e9 / (now_ns() - T0)
+    end),
+    ok = py_context:stop(Ctx),
+    [#row{id = "18a", label = "channel: send/2 -> Python iteration, 56 B terms, end to end", unit = "msgs/s",
+          figures = SmallRates, note = io_lib:format("~w messages per round, one worker context", [NSmall])},
+     #row{id = "18b", label = "byte channel: send/2 -> Python iteration, 16 KiB binaries", unit = "msgs/s",
+          figures = BigRates, note = io_lib:format("~w MB/s (median); the same cache-hot binary each send", [round(median(BigRates) * 16384 / 1.0e6)])},
+     #row{id = "18c", label = "channel: send/2 alone (56 B terms, unbounded)", unit = "msgs/s",
+          figures = SendRates}].
+
+channel_round(Ctx, Mod, Msg, N, Size) ->
+    {ok, Ch} = Mod:new(),
+    T0 = now_ns(),
+    Writer = spawn_link(fun() -> channel_send_n(Mod, Ch, Msg, N), ok = Mod:close(Ch) end),
+    Expected = {N, N * Size},
+    {ok, Expected} = py:call(Ctx, '__main__', bench_channel_read, [Ch], #{timeout => 120000}),
+    Rate = N * 1.0e9 / (now_ns() - T0),
+    unlink(Writer),
+    Rate.
+
+channel_send_n(_Mod, _Ch, _Msg, 0) -> ok;
+channel_send_n(Mod, Ch, Msg, K) -> ok = Mod:send(Ch, Msg), channel_send_n(Mod, Ch, Msg, K - 1).
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 

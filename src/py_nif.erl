@@ -10,6 +10,10 @@
          shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
          shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
 -export([subinterp_supported/0]).
+-export([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1,
+         channel_notify/2, channel_unnotify/2]).
+-nifs([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1,
+       channel_notify/2, channel_unnotify/2]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -179,3 +183,26 @@ buffer_write_dirty(_Buffer, _Data) -> erlang:nif_error(nif_not_loaded).
 
 -spec buffer_close(reference()) -> ok.
 buffer_close(_Buffer) -> erlang:nif_error(nif_not_loaded).
+
+%% Channels (py_channel, py_byte_channel).
+-spec channel_new(terms | bytes, non_neg_integer()) -> {ok, reference()}.
+channel_new(_Kind, _MaxSize) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_send(reference(), term()) -> ok | busy | {error, closed}.
+channel_send(_Channel, _Term) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_close(reference()) -> ok.
+channel_close(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_info(reference()) -> #{size := non_neg_integer(), max_size := non_neg_integer(), closed := boolean()}.
+channel_info(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_try_receive(reference()) -> {ok, term()} | {error, empty | closed}.
+channel_try_receive(_Channel) -> erlang:nif_error(nif_not_loaded).
+
+%% Msg to the caller at the next send or close (`ready': there is something now).
+-spec channel_notify(reference(), term()) -> ok | ready.
+channel_notify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).
+
+-spec channel_unnotify(reference(), term()) -> ok.
+channel_unnotify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).

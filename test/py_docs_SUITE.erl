@@ -34,7 +34,7 @@
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([buffers/1, shared_dict/1]).
 -export([readme/1, getting_started/1, type_conversion/1, contexts/1, owngil/1, callbacks/1,
-         state_and_references/1, asyncio/1, distributed/1, elixir/1, logging/1, venv/1,
+         state_and_references/1, asyncio/1, channels/1, distributed/1, elixir/1, logging/1, venv/1,
          performance/1, reliability/1, fuzzing/1, migration/1, installation/1, observability/1, docs_readme/1,
          reactor/1,
          every_doc_has_a_case/1, runner_reports_failures/1]).
@@ -55,6 +55,7 @@ files() ->
      {callbacks, "docs/callbacks.md"},
      {state_and_references, "docs/state-and-references.md"},
      {asyncio, "docs/asyncio.md"},
+     {channels, "docs/channels.md"},
      {distributed, "docs/distributed.md"},
      {elixir, "docs/elixir.md"},
      {logging, "docs/logging.md"},
@@ -91,6 +92,7 @@ owngil(_Config) -> doc_file(owngil).
 callbacks(_Config) -> doc_file(callbacks).
 state_and_references(_Config) -> doc_file(state_and_references).
 asyncio(_Config) -> doc_file(asyncio).
+channels(_Config) -> doc_file(channels).
 distributed(_Config) -> doc_file(distributed).
 elixir(_Config) -> doc_file(elixir).
 logging(_Config) -> doc_file(logging).

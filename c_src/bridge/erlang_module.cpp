@@ -8,6 +8,7 @@
 #include "aio/poller_object.hpp"
 #include "bridge/buffer_object.hpp"
 #include "bridge/callback_names.hpp"
+#include "bridge/channel_object.hpp"
 #include "bridge/erlang_process.hpp"
 #include "bridge/host.hpp"
 #include "bridge/shared_dict_object.hpp"
@@ -180,6 +181,15 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 // The tracing API, defined in priv/_erlang_trace.py and imported at first use.
 constexpr const char* kTraceNames[] = {"Span", "trace"};
 
+// The channel classes, defined in priv/_erlang_channel.py and imported at first use.
+constexpr const char* kChannelNames[] = {"Channel", "ChannelClosed", "ByteChannel", "ByteChannelClosed", "reply"};
+
+bool is_channel_name(PyObject* name) {
+    return std::ranges::any_of(kChannelNames, [name](const char* channel_name) {
+        return PyUnicode_CompareWithASCIIString(name, channel_name) == 0;
+    });
+}
+
 bool is_trace_name(PyObject* name) {
     return std::ranges::any_of(kTraceNames, [name](const char* trace_name) {
         return PyUnicode_CompareWithASCIIString(name, trace_name) == 0;
@@ -203,6 +213,10 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
     if (is_loop_name(name)) {
         py::Ref loop_module = py::Ref::steal(PyImport_ImportModule("_erlang_loop"));
         return loop_module ? PyObject_GetAttr(loop_module.get(), name) : nullptr;
+    }
+    if (is_channel_name(name)) {
+        py::Ref channel_module = py::Ref::steal(PyImport_ImportModule("_erlang_channel"));
+        return channel_module ? PyObject_GetAttr(channel_module.get(), name) : nullptr;
     }
     if (is_trace_name(name)) {
         py::Ref trace_module = py::Ref::steal(PyImport_ImportModule("_erlang_trace"));
@@ -288,6 +302,21 @@ def state_incr(key, n=1):
 def state_decr(key, n=1):
     """Atomically subtract n from the counter key; return the new value."""
     return call('$py_state', 'incr', key, -n)
+
+def _channel_module(name):
+    # erlang.channel and erlang.byte_channel (`from erlang.channel import Channel`): modules
+    # whose names resolve in priv/_erlang_channel.py, imported at first use.
+    import sys
+    mod = type(sys)('erlang.' + name)
+    def __getattr__(attr):
+        import _erlang_channel
+        return getattr(_erlang_channel, attr)
+    mod.__getattr__ = __getattr__
+    return sys.modules.setdefault(mod.__name__, mod)
+
+channel = _channel_module('channel')
+byte_channel = _channel_module('byte_channel')
+del _channel_module
 )PY";
 
 int add_python_helpers(PyObject* module) {
@@ -315,6 +344,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
     if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
     if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
+    if (add_type(module, &channel_type_spec, &st->channel) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }
@@ -329,6 +359,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->poller);
     Py_VISIT(st->buffer);
     Py_VISIT(st->sdict);
+    Py_VISIT(st->channel);
     return 0;
 }
 
@@ -342,6 +373,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->poller);
     Py_CLEAR(st->buffer);
     Py_CLEAR(st->sdict);
+    Py_CLEAR(st->channel);
     return 0;
 }
 

@@ -17,6 +17,7 @@ struct ErlangTypes {
     PyTypeObject* poller = nullptr;   // erlang._Poller (aio/poller_object.hpp)
     PyTypeObject* buffer = nullptr;   // erlang.PyBuffer (bridge/buffer_object.hpp)
     PyTypeObject* sdict = nullptr;    // erlang.SharedDict (bridge/shared_dict_object.hpp)
+    PyTypeObject* channel = nullptr;  // erlang.ChannelRef (bridge/channel_object.hpp)
 };
 
 // PyInit function registered with PyImport_AppendInittab.

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "bridge/buffer_object.hpp"
+#include "bridge/channel_object.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
 #include "bridge/utf8.hpp"
@@ -120,6 +121,7 @@ PyObject* opaque_term_to_python(const Converter& cv, ErlNifEnv* env, ERL_NIF_TER
         return obj;
     }
     if (shared::ByteBuffer* buf = ByteBufferResource::get(env, term)) return make_buffer_object(cv.types, buf);
+    if (chan::Channel* channel = ChannelResource::get(env, term)) return make_channel_object(cv, channel);
     ErlNifBinary bin;
     if (!external_form(env, term, &bin)) return PyErr_NoMemory();
     PyObject* result = make_term(cv.types, bin.data, bin.size, term);

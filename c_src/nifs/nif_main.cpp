@@ -30,7 +30,7 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     erl::init_atoms(env);
     context::TickRate::start();
     if (!nifs::open_context_resources(env) || !nifs::open_info_resources(env) || !nifs::open_callback_resources(env) ||
-        !aio::open_resources(env) || !erl::open_map_builder_resources(env))
+        !nifs::open_channel_resources(env) || !aio::open_resources(env) || !erl::open_map_builder_resources(env))
         return 1;
     if (!nifs::open_shared_resources(env)) return 1;
     int arity = 0;
@@ -92,6 +92,13 @@ ErlNifFunc nif_funcs[] = {
     {"buffer_write", 2, nifs::buffer_write, 0},
     {"buffer_write_dirty", 2, nifs::buffer_write, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"buffer_close", 1, nifs::buffer_close, 0},
+    {"channel_new", 2, nifs::channel_new, 0},
+    {"channel_send", 2, nifs::channel_send, 0},
+    {"channel_close", 1, nifs::channel_close, 0},
+    {"channel_info", 1, nifs::channel_info, 0},
+    {"channel_try_receive", 1, nifs::channel_try_receive, 0},
+    {"channel_notify", 2, nifs::channel_notify, 0},
+    {"channel_unnotify", 2, nifs::channel_unnotify, 0},
 };
 
 }  // namespace

@@ -57,11 +57,20 @@ ERL_NIF_TERM shared_dict_destroy(ErlNifEnv* env, int argc, const ERL_NIF_TERM ar
 ERL_NIF_TERM buffer_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM buffer_write(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM buffer_close(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+// channel_nifs.cpp
+ERL_NIF_TERM channel_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_close(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_info(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_try_receive(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_notify(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM channel_unnotify(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
 bool open_info_resources(ErlNifEnv* env);
 bool open_callback_resources(ErlNifEnv* env);
 bool open_shared_resources(ErlNifEnv* env);
+bool open_channel_resources(ErlNifEnv* env);
 
 }  // namespace nifs

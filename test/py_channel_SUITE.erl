@@ -1,0 +1,441 @@
+%% py_channel and py_byte_channel: Erlang writes, Python reads (receive, try_receive,
+%% async_receive, iteration), backpressure, close races, owners and contexts that go away.
+%% Every case runs on a worker context and on an owngil context (skipped below Python 3.13).
+-module(py_channel_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2,
+         end_per_group/2, init_per_testcase/2, end_per_testcase/2]).
+-export([terms_arrive/1, bytes_arrive/1, iterate_until_close/1, send_after_close/1,
+         backpressure/1, try_receive_states/1, context_manager/1, blocked_thread_keeps_context_serving/1,
+         receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
+         async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
+         bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
+         concurrent_readers/1, byte_recv_from_erlang/1]).
+
+-define(PY, <<"
+import threading, asyncio, erlang
+from erlang.channel import Channel, ChannelClosed, reply
+from erlang import ByteChannel, ByteChannelClosed
+
+def recv_n(ch, n):
+    c = Channel(ch)
+    return [c.receive() for _ in range(n)]
+
+def drain(ch):
+    return list(Channel(ch))
+
+def drain_bytes(ch):
+    return [type(b).__name__ for b in ByteChannel(ch)] + list(ByteChannel(ch))
+
+def bytes_n(ch, n):
+    c = ByteChannel(ch)
+    return [c.receive_bytes() for _ in range(n)]
+
+def try_states(ch):
+    c = Channel(ch)
+    out = [c.try_receive()]
+    out.append(c.try_receive())
+    return out
+
+def try_after_close(ch):
+    try:
+        Channel(ch).try_receive()
+    except ChannelClosed:
+        try:
+            Channel(ch).receive()
+        except ChannelClosed:
+            return 'closed'
+    return 'not closed'
+
+def with_block(ch):
+    with Channel(ch) as c:
+        return c.receive()
+
+_thread_state = {}
+
+def start_reader(ch, pid):
+    def run():
+        c = Channel(ch)
+        reply(pid, erlang.atom('reader_waiting'))
+        _thread_state['got'] = c.receive()
+        reply(pid, (erlang.atom('reader_got'), _thread_state['got']))
+    t = threading.Thread(target=run)
+    t.start()
+    return True
+
+def blocking_receive(ch, pid):
+    reply(pid, erlang.atom('blocking'))
+    return Channel(ch).receive()
+
+async def _reader(ch, pid):
+    c = Channel(ch)
+    ticks = 0
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            if ticks == 3:
+                reply(pid, erlang.atom('ticked'))
+            await asyncio.sleep(0.001)
+    t = asyncio.ensure_future(ticker())
+    got = [m async for m in c]
+    t.cancel()
+    return (got, ticks >= 3)
+
+def read_on_erlang_loop(ch, pid):
+    return erlang.run(_reader(ch, pid))
+
+def read_on_stock_loop(ch, pid):
+    return asyncio.run(_reader(ch, pid))
+
+async def read_on_context_loop(ch, pid):
+    return await _reader(ch, pid)
+
+def pop_with_pending_interrupt(ch):
+    # Raises KeyboardInterrupt on this thread and pops in the same C-level sequence (no bytecode
+    # in between): the pending interrupt must send the message back to the queue.
+    import ctypes, functools, operator
+    ref = Channel(ch)._ref
+    raise_it = functools.partial(ctypes.pythonapi.PyThreadState_SetAsyncExc,
+                                 ctypes.c_ulong(threading.get_ident()), ctypes.py_object(KeyboardInterrupt))
+    try:
+        got = list(map(operator.call, [raise_it, functools.partial(ref._pop, 0.0)]))
+        return ('not interrupted', got)
+    except KeyboardInterrupt:
+        return ref._info()['length']
+
+def read_in_threads(ch, nthreads):
+    # nthreads Python threads read one channel at once; returns every message read, sorted
+    c = Channel(ch)
+    got = [[] for _ in range(nthreads)]
+    def run(i):
+        for m in c:
+            got[i].append(m)
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return sorted(m for part in got for m in part)
+
+_kept = {}
+def keep(ch):
+    _kept['ch'] = Channel(ch)
+    return True
+
+def channel_arg_type(x):
+    try:
+        Channel(x)
+    except TypeError:
+        return 'TypeError'
+    return 'accepted'
+">>).
+
+suite() -> [{timetrap, {minutes, 3}}].
+
+all() -> [{group, worker}, {group, owngil}].
+
+cases() ->
+    [terms_arrive, bytes_arrive, iterate_until_close, send_after_close, backpressure,
+     try_receive_states, context_manager, blocked_thread_keeps_context_serving,
+     receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
+     async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
+     reply_to_pid, pending_interrupt_keeps_message, concurrent_readers,
+     byte_recv_from_erlang].
+
+groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Config.
+
+end_per_suite(_Config) -> ok.
+
+init_per_group(Mode, Config) ->
+    case py_context:new(#{mode => Mode}) of
+        {ok, Ctx} ->
+            ok = py_context:stop(Ctx),
+            [{mode, Mode} | Config];
+        {error, {owngil_unsupported, Version}} ->
+            {skip, "OWN_GIL contexts need Python 3.13+; this build uses " ++ binary_to_list(Version)}
+    end.
+
+end_per_group(_Mode, _Config) -> ok.
+
+%% A context per case, owned by the case's process.
+init_per_testcase(_Case, Config) ->
+    {ok, Ctx} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Ctx, ?PY),
+    [{ctx, Ctx} | Config].
+
+end_per_testcase(_Case, Config) ->
+    catch py_context:stop(?config(ctx, Config)),
+    ok.
+
+call(Config, F, Args) -> py:call(?config(ctx, Config), '__main__', F, Args).
+
+%% --- cases -----------------------------------------------------------------------------------
+
+terms_arrive(Config) ->
+    {ok, Ch} = py_channel:new(),
+    Terms = [{request, <<"data">>, 1}, [1, 2, 3], #{<<"k">> => 2.5}, 1 bsl 70, <<255, 0>>],
+    [ok = py_channel:send(Ch, T) || T <- Terms],
+    #{size := Size, max_size := 0, closed := false} = py_channel:info(Ch),
+    true = Size > 0,
+    {ok, [{<<"request">>, <<"data">>, 1}, [1, 2, 3], #{<<"k">> := 2.5}, Big, <<255, 0>>]} =
+        call(Config, recv_n, [Ch, 5]),
+    Big = 1 bsl 70,
+    #{size := 0} = py_channel:info(Ch).
+
+bytes_arrive(Config) ->
+    {ok, Ch} = py_byte_channel:new(),
+    ok = py_byte_channel:send(Ch, <<"text">>),
+    ok = py_byte_channel:send(Ch, binary:copy(<<7>>, 100000)),
+    {ok, [<<"text">>, Big]} = call(Config, bytes_n, [Ch, 2]),
+    100000 = byte_size(Big),
+    ok = py_byte_channel:send(Ch, <<"a">>),
+    ok = py_byte_channel:close(Ch),
+    %% every message is bytes, also valid UTF-8
+    {ok, [<<"bytes">>]} = call(Config, drain_bytes, [Ch]),
+    {error, closed} = py_byte_channel:send(Ch, <<"late">>),
+    {error, closed} = py_byte_channel:try_receive(Ch).
+
+iterate_until_close(Config) ->
+    {ok, Ch} = py_channel:new(),
+    [ok = py_channel:send(Ch, N) || N <- lists:seq(1, 1000)],
+    ok = py_channel:close(Ch),
+    Expected = lists:seq(1, 1000),
+    {ok, Expected} = call(Config, drain, [Ch]),
+    {ok, []} = call(Config, drain, [Ch]).
+
+send_after_close(_Config) ->
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:close(Ch),
+    ok = py_channel:close(Ch),
+    {error, closed} = py_channel:send(Ch, x),
+    #{closed := true, size := 0} = py_channel:info(Ch).
+
+backpressure(Config) ->
+    {ok, Ch} = py_channel:new(#{max_size => 200}),
+    Payload = binary:copy(<<1>>, 50),
+    Results = [py_channel:send(Ch, Payload) || _ <- lists:seq(1, 10)],
+    Ok = length([ok || ok <- Results]),
+    true = Ok >= 1 andalso Ok < 10,
+    busy = lists:last(Results),
+    #{size := Size, max_size := 200} = py_channel:info(Ch),
+    true = Size =< 200,
+    %% a message larger than max_size passes when the queue is empty
+    {ok, Got} = call(Config, recv_n, [Ch, Ok]),
+    Ok = length(Got),
+    ok = py_channel:send(Ch, binary:copy(<<1>>, 1000)),
+    busy = py_channel:send(Ch, x),
+    {ok, [_]} = call(Config, recv_n, [Ch, 1]),
+    ok = py_channel:send(Ch, x),
+    %% byte channels count binary bytes
+    {ok, B} = py_byte_channel:new(#{max_size => 10}),
+    ok = py_byte_channel:send(B, <<"12345678">>),
+    busy = py_byte_channel:send(B, <<"123">>),
+    ok = py_byte_channel:send(B, <<"12">>),
+    #{size := 10} = py_byte_channel:info(B).
+
+try_receive_states(Config) ->
+    {ok, Ch} = py_channel:new(),
+    {ok, [none, none]} = call(Config, try_states, [Ch]),
+    ok = py_channel:send(Ch, 1),
+    {ok, [1, none]} = call(Config, try_states, [Ch]),
+    ok = py_channel:close(Ch),
+    {ok, <<"closed">>} = call(Config, try_after_close, [Ch]).
+
+context_manager(Config) ->
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, 42),
+    {ok, 42} = call(Config, with_block, [Ch]),
+    {error, closed} = py_channel:send(Ch, 43).
+
+%% A threading.Thread blocked in receive() releases the GIL: the context answers other
+%% requests, callbacks and timeouts meanwhile.
+blocked_thread_keeps_context_serving(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    {ok, true} = call(Config, start_reader, [Ch, self()]),
+    receive reader_waiting -> ok after 5000 -> ct:fail(reader_not_started) end,
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
+    ok = py:register_function(chan_suite_double, fun([X]) -> 2 * X end),
+    {ok, 14} = py:eval(Ctx, <<"erlang.call('chan_suite_double', 7)">>, #{}),
+    {error, timeout} = py:call(Ctx, time, sleep, [2], #{timeout => 50}),
+    {ok, 9.0} = py:call(Ctx, math, sqrt, [81]),
+    [] = [M || {reader_got, _} = M <- py_test_util:flush()],
+    ok = py_channel:send(Ch, <<"wake">>),
+    receive {reader_got, <<"wake">>} -> ok after 5000 -> ct:fail(reader_not_woken) end,
+    py:unregister_function(chan_suite_double).
+
+%% A receive() in a request whose caller gives up ends (erlang.Interrupted between wait slices)
+%% without taking a message; the context keeps serving.
+receive_is_interruptible(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    {error, timeout} = py:call(Ctx, '__main__', blocking_receive, [Ch, self()], #{timeout => 100}),
+    receive blocking -> ok after 1000 -> ct:fail(not_blocking) end,
+    {ok, 2.0} = py:call(Ctx, math, sqrt, [4]),
+    ok = py_channel:send(Ch, kept),
+    {ok, [<<"kept">>]} = call(Config, recv_n, [Ch, 1]).
+
+async_receive_erlang_loop(Config) -> async_case(Config, read_on_erlang_loop).
+
+async_receive_stock_loop(Config) -> async_case(Config, read_on_stock_loop).
+
+%% On the context's own loop (py_event_loop tasks).
+async_receive_context_loop(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    Self = self(),
+    Ref = py_event_loop:create_task_on(Ctx, '__main__', read_on_context_loop, [Ch, Self]),
+    receive ticked -> ok after 5000 -> ct:fail(no_ticks) end,
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
+    [ok = py_channel:send(Ch, N) || N <- lists:seq(1, 50)],
+    ok = py_channel:close(Ch),
+    Expected = lists:seq(1, 50),
+    {ok, {Expected, true}} = py_event_loop:await(Ref, 10000).
+
+%% The coroutine reads while another task ticks; Erlang sends only once the ticker ran, so
+%% the reader had to wait on the loop without blocking it.
+async_case(Config, Reader) ->
+    {ok, Ch} = py_channel:new(),
+    Self = self(),
+    Writer = spawn_link(fun() ->
+                                receive go -> ok end,
+                                [ok = py_channel:send(Ch, N) || N <- lists:seq(1, 200)],
+                                ok = py_channel:close(Ch)
+                        end),
+    Relay = spawn_link(fun() -> receive ticked -> Writer ! go, Self ! relayed end end),
+    Expected = lists:seq(1, 200),
+    {ok, {Expected, true}} = call(Config, Reader, [Ch, Relay]),
+    receive relayed -> ok after 1000 -> ct:fail(no_relay) end.
+
+%% An Erlang writer racing close/1 against a Python reader: everything sent before the close
+%% is read, in order, whatever the interleaving.
+close_race_loses_nothing(Config) ->
+    lists:foreach(
+      fun(Round) ->
+              {ok, Ch} = py_channel:new(),
+              N = 500 + Round * 97,
+              Self = self(),
+              spawn_link(fun() ->
+                                 [ok = py_channel:send(Ch, I) || I <- lists:seq(1, N)],
+                                 ok = py_channel:close(Ch),
+                                 {error, closed} = py_channel:send(Ch, late),
+                                 Self ! {sent, Round}
+                         end),
+              Expected = lists:seq(1, N),
+              {ok, Expected} = call(Config, drain, [Ch]),
+              receive {sent, Round} -> ok after 5000 -> ct:fail(writer_stuck) end
+      end, lists:seq(1, 5)),
+    ok.
+
+%% A channel outlives the process that made it: what it queued is still read.
+owner_died(Config) ->
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                       {ok, Ch} = py_channel:new(),
+                                       [ok = py_channel:send(Ch, N) || N <- [1, 2, 3]],
+                                       Self ! {channel, Ch}
+                               end),
+    Ch = receive {channel, C} -> C after 5000 -> ct:fail(no_channel) end,
+    receive {'DOWN', Mon, process, Pid, normal} -> ok end,
+    ok = py_channel:send(Ch, 4),
+    ok = py_channel:close(Ch),
+    {ok, [1, 2, 3, 4]} = call(Config, drain, [Ch]).
+
+%% A context that held the channel, and was blocked in receive() until interrupted, stops; the
+%% channel keeps working for Erlang and for another context.
+context_stopped(Config) ->
+    Mode = ?config(mode, Config),
+    {ok, Ctx} = py_context:new(#{mode => Mode}),
+    ok = py:exec(Ctx, ?PY),
+    {ok, Ch} = py_channel:new(),
+    {ok, true} = py:call(Ctx, '__main__', keep, [Ch]),
+    Self = self(),
+    Caller = spawn(fun() -> Self ! {blocked_result, py:call(Ctx, '__main__', blocking_receive, [Ch, Self])} end),
+    receive blocking -> ok after 5000 -> ct:fail(not_blocking) end,
+    %% stop/1 waits for running code, as for any blocking call: py_context:interrupt/1 ends
+    %% the receive() within one wait slice
+    ok = py_context:interrupt(Ctx),
+    ok = py_context:stop(Ctx),
+    receive {blocked_result, {error, _}} -> ok after 10000 -> ct:fail({no_reply, Caller}) end,
+    ok = py_channel:send(Ch, after_stop),
+    #{closed := false} = py_channel:info(Ch),
+    ok = py_channel:close(Ch),
+    {ok, [<<"after_stop">>]} = call(Config, drain, [Ch]).
+
+bad_input(Config) ->
+    {'EXIT', {badarg, _}} = (catch py_channel:send(make_ref(), x)),
+    {'EXIT', {badarg, _}} = (catch py_channel:info(not_a_channel)),
+    {'EXIT', {badarg, _}} = (catch py_channel:close(self())),
+    {'EXIT', {badarg, _}} = (catch py_channel:new(#{max_size => -1})),
+    {'EXIT', {function_clause, _}} = (catch py_channel:new(not_a_map)),
+    {ok, B} = py_byte_channel:new(),
+    {'EXIT', {function_clause, _}} = (catch py_byte_channel:send(B, not_a_binary)),
+    {'EXIT', {badarg, _}} = (catch py_channel:send(B, not_a_binary)),
+    {ok, <<"TypeError">>} = call(Config, channel_arg_type, [42]),
+    {ok, <<"accepted">>} = call(Config, channel_arg_type, [B]),
+    {ok, 1.0} = py:call(?config(ctx, Config), math, sqrt, [1]).
+
+reply_to_pid(Config) ->
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, {request, self(), <<"compute">>}),
+    ok = py_channel:close(Ch),
+    ok = py:exec(?config(ctx, Config), <<"
+def serve(ch):
+    for msg in Channel(ch):
+        _, pid, data = msg
+        reply(pid, ('response', data.upper()))
+    return 'done'
+">>),
+    {ok, <<"done">>} = call(Config, serve, [Ch]),
+    receive {<<"response">>, <<"COMPUTE">>} -> ok after 5000 -> ct:fail(no_reply) end.
+
+%% A message popped while an interrupt is pending on the reading thread goes back to the queue.
+pending_interrupt_keeps_message(Config) ->
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, first),
+    ok = py_channel:send(Ch, second),
+    {ok, 2} = call(Config, pop_with_pending_interrupt, [Ch]),
+    ok = py_channel:close(Ch),
+    {ok, [<<"first">>, <<"second">>]} = call(Config, drain, [Ch]).
+
+%% Three Python threads of this context and a second context read one channel while a writer
+%% sends: every message is read exactly once.
+concurrent_readers(Config) ->
+    {ok, Other} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Other, ?PY),
+    {ok, Ch} = py_channel:new(),
+    N = 20000,
+    Self = self(),
+    spawn_link(fun() ->
+                       [ok = py_channel:send(Ch, {I, <<"payload">>}) || I <- lists:seq(1, N)],
+                       ok = py_channel:close(Ch)
+               end),
+    spawn_link(fun() -> Self ! {other, py:call(Other, '__main__', read_in_threads, [Ch, 1])} end),
+    {ok, Mine} = call(Config, read_in_threads, [Ch, 3]),
+    Theirs = receive {other, {ok, T}} -> T after 60000 -> ct:fail(other_reader_stuck) end,
+    ok = py_context:stop(Other),
+    Expected = [{I, <<"payload">>} || I <- lists:seq(1, N)],
+    Expected = lists:merge(Mine, Theirs).
+
+%% py_byte_channel:recv/1,2: an Erlang process waits in a receive for the next binary or the close.
+byte_recv_from_erlang(_Config) ->
+    {ok, B} = py_byte_channel:new(),
+    {error, timeout} = py_byte_channel:recv(B, 20),
+    [] = py_test_util:flush(),
+    Self = self(),
+    Waiting = fun(Pid) -> fun() -> process_info(Pid, status) =:= {status, waiting} end end,
+    P1 = spawn_link(fun() -> Self ! {got, py_byte_channel:recv(B)} end),
+    true = py_test_util:wait_until(Waiting(P1), 5000),
+    ok = py_byte_channel:send(B, <<"one">>),
+    receive {got, {ok, <<"one">>}} -> ok after 5000 -> ct:fail(no_recv) end,
+    P2 = spawn_link(fun() -> Self ! {got, py_byte_channel:recv(B, 10000)} end),
+    true = py_test_util:wait_until(Waiting(P2), 5000),
+    ok = py_byte_channel:close(B),
+    receive {got, {error, closed}} -> ok after 5000 -> ct:fail(no_closed) end,
+    {error, closed} = py_byte_channel:recv(B, 0),
+    [] = py_test_util:flush().
