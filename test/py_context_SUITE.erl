@@ -478,7 +478,7 @@ stop_with_stale_callback_reply(_Config) ->
     {ok, Ref, own} = py_context:lookup(Ctx),
     ok = py:exec(Ctx, ?NAP),
     Self = self(),
-    spawn(fun() -> Self ! {slept, py:call(Ctx, '__main__', nap, [Self, 0.3])} end),
+    spawn(fun() -> Self ! {slept, py:call(Ctx, '__main__', nap, [Self, 3])} end),
     receive <<"napping">> -> ok after 30000 -> ct:fail(sleep_not_running) end,
     %% the context is in the sleep: what comes now is queued
     ok = py_nif:callback_reply(Ref, 424242, {ok, 1}),
