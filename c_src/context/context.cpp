@@ -2,6 +2,7 @@
 
 #include <Python.h>
 
+#include <errno.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -83,13 +84,23 @@ void set_thread_priority(ThreadPriority priority) {
     switch (priority) {
         case ThreadPriority::Normal: return;
         case ThreadPriority::Low: {
-            // On Linux a nice value set with the thread id applies to that thread only.
-            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+            // Nice 10 below the thread's creator (a scheduler). On Linux a nice value set
+            // with the thread id applies to that thread only.
+            auto tid = static_cast<id_t>(gettid());
+            errno = 0;
+            int base = getpriority(PRIO_PROCESS, tid);
+            if (base == -1 && errno != 0) base = 0;
+            (void)setpriority(PRIO_PROCESS, tid, std::min(19, base + 10));
             return;
         }
         case ThreadPriority::Idle: {
             sched_param param{};
             (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
+            return;
+        }
+        case ThreadPriority::Batch: {
+            sched_param param{};
+            (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
             return;
         }
     }

@@ -36,10 +36,11 @@ namespace context {
 
 enum class Mode { Worker, OwnGil };
 
-// The OS scheduling class of a context's thread. Against a busy thread of normal priority the
-// BEAM's schedulers wake late (p99 140 ms for `receive after 1` on this project's machine);
-// `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
-enum class ThreadPriority { Normal, Low, Idle };
+// The OS scheduling class of a context's thread (app env thread_priority, docs/contexts.md).
+// Normal shares the CPU fairly with the BEAM's schedulers; Batch (SCHED_BATCH) gives Python
+// more of it and wakes the BEAM later; Low is nice 10 below the BEAM; Idle (SCHED_IDLE) runs
+// only when nothing else wants the CPU, so a busy node starves it.
+enum class ThreadPriority { Normal, Low, Idle, Batch };
 
 class Context final : public bridge::Host {
 public:

@@ -32,6 +32,7 @@ struct Atoms {
     ERL_NIF_TERM normal;
     ERL_NIF_TERM low;
     ERL_NIF_TERM idle;
+    ERL_NIF_TERM batch;
     // callbacks
     ERL_NIF_TERM py_callback;
     ERL_NIF_TERM unknown_function;

@@ -121,6 +121,7 @@ context::ThreadPriority get_priority(ERL_NIF_TERM term) {
     if (term == a.normal) return context::ThreadPriority::Normal;
     if (term == a.low) return context::ThreadPriority::Low;
     if (term == a.idle) return context::ThreadPriority::Idle;
+    if (term == a.batch) return context::ThreadPriority::Batch;
     throw erl::BadArg();
 }
 
