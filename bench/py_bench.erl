@@ -497,7 +497,8 @@ load_round_with(P, Cfg) ->
 load_round(Cfg, S) ->
     lists:append([python_share(Cfg, 1, S),
                   python_share(Cfg, 2, S),
-                  wakeup_under_python(Cfg, 2),
+                  wakeup_under_python(Cfg, worker, 2),
+                  wakeup_under_python(Cfg, owngil, 2),
                   request_rows_under_load(Cfg, S)]).
 
 %% One figure of one round: the row it belongs to, the fraction (or value), the quiet and loaded
@@ -581,10 +582,20 @@ busy(N) ->
 busy_work(0) -> ok;
 busy_work(K) -> busy_work(K - 1).
 
-%% (b) `receive after 1' wake-up latency while K contexts run CPU-bound Python (no Erlang load).
-wakeup_under_python(#cfg{round_ns = Dur, probes = NProbes}, K) ->
+%% (b) `receive after 1' wake-up latency while K contexts run CPU-bound Python (no Erlang load):
+%% K worker contexts (one GIL: one thread runs Python at a time), or K owngil contexts (K
+%% threads run Python at once). Skipped for owngil where it is not available.
+wakeup_under_python(Cfg, owngil, K) ->
+    case py_context:new(#{mode => owngil}) of
+        {ok, Probe} -> ok = py_context:stop(Probe), wakeup_under_python(Cfg, owngil, K, "L3b");
+        {error, _} -> []
+    end;
+wakeup_under_python(Cfg, worker, K) ->
+    wakeup_under_python(Cfg, worker, K, "L3a").
+
+wakeup_under_python(#cfg{round_ns = Dur, probes = NProbes}, Mode, K, Id) ->
     Quiet = probe(min(NProbes, 300), now_ns() + Dur),
-    Ctxs = [begin {ok, C} = py_context:new(#{mode => worker}), ok = py:exec(C, ?BURN_SRC), C end
+    Ctxs = [begin {ok, C} = py_context:new(#{mode => Mode}), ok = py:exec(C, ?BURN_SRC), C end
             || _ <- lists:seq(1, K)],
     Self = self(),
     Burner = spawn_link(fun() -> Self ! {burn_result, burn_rate(Ctxs, Dur + 200000000)} end),
@@ -593,7 +604,7 @@ wakeup_under_python(#cfg{round_ns = Dur, probes = NProbes}, K) ->
         Loaded = probe(NProbes, now_ns() + Dur),
         {_, Timeouts} = receive {burn_result, R} -> R end,
         P99 = percentile(Loaded, 99),
-        [load_figure("L3", io_lib:format("receive after 1 wake-up p99, ~w contexts busy in Python", [K]),
+        [load_figure(Id, io_lib:format("receive after 1 wake-up p99, ~w ~w contexts busy in Python", [K, Mode]),
                      "ms", P99, percentile(Quiet, 99), P99, Timeouts)]
     after
         unlink(Burner),

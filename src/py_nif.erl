@@ -31,7 +31,7 @@ priv_dir() ->
             Dir
     end.
 
--spec context_new(atom(), normal | batch | low | idle) -> {ok, context_ref()} | {error, term()}.
+-spec context_new(atom(), normal | auto | batch | low | idle) -> {ok, context_ref()} | {error, term()}.
 context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).
 
 -spec context_stop(context_ref(), reference()) -> ok.

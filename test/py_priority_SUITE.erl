@@ -6,7 +6,8 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, end_per_testcase/2]).
--export([each_option_reaches_the_thread/1, default_does_not_starve_python/1]).
+-export([each_option_reaches_the_thread/1, default_does_not_starve_python/1,
+         auto_is_raised_when_starved/1]).
 
 %% How much slower than quiet a CPU-bound call may get with every scheduler busy. A fair share
 %% on S cores with S busy schedulers is 2-3x; a SCHED_IDLE thread gets ~0.3% of a CPU there
@@ -17,7 +18,7 @@
 
 suite() -> [{timetrap, {seconds, 120}}].
 
-all() -> [each_option_reaches_the_thread, default_does_not_starve_python].
+all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -30,21 +31,23 @@ end_per_testcase(_Case, _Config) ->
     ok = application:unset_env(erlang_python, thread_priority).
 
 %% Every value of thread_priority sets the policy and nice value of a new context's thread, as
-%% /proc shows them for the thread Python runs on; the default is `normal'.
+%% /proc shows them for the thread Python runs on; the default is `auto'. An `auto' thread
+%% starts at SCHED_IDLE and may have been raised already on a machine busy with other work.
 each_option_reaches_the_thread(_Config) ->
-    Expected = [{idle, sched_idle, 0}, {low, sched_other, 10}, {batch, sched_batch, 0},
-                {normal, sched_other, 0}],
+    Expected = [{idle, [sched_idle], 0}, {low, [sched_other], 10}, {batch, [sched_batch], 0},
+                {normal, [sched_other], 0}, {auto, [sched_idle, sched_other], 0}],
     Base = nice_of_beam(),
     [begin
          ok = application:set_env(erlang_python, thread_priority, Prio),
          {ok, Ctx} = py_context:new(#{mode => worker}),
-         Got = policy_and_nice(Ctx),
+         {Policy, Nice} = policy_and_nice(Ctx),
          ok = py_context:stop(Ctx),
-         {Prio, {Policy, Nice}} = {Prio, Got}
-     end || {Prio, Policy, Nice0} <- Expected, Nice <- [relative_nice(Prio, Nice0, Base)]],
+         {Prio, true, Nice} = {Prio, lists:member(Policy, Policies), relative_nice(Prio, Nice0, Base)}
+     end || {Prio, Policies, Nice0} <- Expected],
     ok = application:unset_env(erlang_python, thread_priority),
     {ok, Default} = py_context:new(#{mode => worker}),
-    {sched_other, Base} = policy_and_nice(Default),
+    {DefaultPolicy, Base} = policy_and_nice(Default),
+    true = lists:member(DefaultPolicy, [sched_idle, sched_other]),  % auto
     ok = py_context:stop(Default).
 
 %% `low' is nice 10 relative to the BEAM's own nice value; the others keep it (SCHED_IDLE
@@ -53,10 +56,21 @@ relative_nice(low, Nice, Base) -> min(19, Base + Nice);
 relative_nice(_, _, Base) -> Base.
 
 %% With S busy Erlang processes (every scheduler has work), a CPU-bound call on a context at the
-%% default priority finishes within ?STARVATION_FACTOR times its quiet time. With the old
-%% default (`idle', SCHED_IDLE) it does not.
+%% default priority (`auto') finishes within ?STARVATION_FACTOR times its quiet time. With the
+%% old default (`idle', SCHED_IDLE) it does not.
 default_does_not_starve_python(_Config) ->
+    not_starved_under_busy_erlang().
+
+%% `auto' starts at SCHED_IDLE; starved under S busy Erlang processes, it is raised to normal
+%% priority (the call finishes within the same bound) and stays there while they run.
+auto_is_raised_when_starved(_Config) ->
+    ok = application:set_env(erlang_python, thread_priority, auto),
+    {sched_other, _} = not_starved_under_busy_erlang().
+
+%% Returns the thread's policy and nice value right after the loaded call.
+not_starved_under_busy_erlang() ->
     {ok, Ctx} = py_context:new(#{mode => worker}),
+    {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
     ok = py:exec(Ctx, ?BURN),
     N = 3000000,
     Quiet = lists:min([element(1, timer:tc(fun() -> {ok, _} = py:call(Ctx, '__main__', burn, [N]) end))
@@ -67,7 +81,8 @@ default_does_not_starve_python(_Config) ->
         {Us, Result} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N], #{timeout => Bound}) end),
         ct:pal("burn(~w): ~w ms quiet, ~w ms with ~w busy Erlang processes (bound ~w ms): ~p",
                [N, Quiet, Us div 1000, length(Busy), Bound, Result]),
-        {ok, _} = Result
+        {ok, _} = Result,
+        thread_sched(integer_to_list(Tid))
     after
         [exit(P, kill) || P <- Busy],
         ok = py_context:stop(Ctx)

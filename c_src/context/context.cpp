@@ -103,6 +103,7 @@ void set_thread_priority(ThreadPriority priority) {
             (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
             return;
         }
+        case ThreadPriority::Auto: return;  // PriorityGovernor::enroll
     }
 }
 }  // namespace
@@ -139,8 +140,11 @@ void* Context::thread_main(void* self) {
     auto* ctx = static_cast<Context*>(self);
     // A name of its own in top, perf and gdb (a new thread inherits its creator's: "1_scheduler").
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
-    set_thread_priority(ctx->priority_);
+    if (ctx->priority_ == ThreadPriority::Auto) ctx->governed_ = PriorityGovernor::enroll(ctx->queue_);
+    else set_thread_priority(ctx->priority_);
     ctx->run();
+    PriorityGovernor::leave(ctx->governed_);
+    ctx->governed_ = nullptr;
     set_thread_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
@@ -302,12 +306,14 @@ void Context::serve() {
             continue;
         }
         if (batch.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
+        if (governed_) governed_->begin_batch();
         PyEval_RestoreThread(tstate_);
         for (RequestPtr& req : batch) handle(req);
         batch.clear();  // drops request references while attached (their terms are plain memory)
         run_due_hosted_steps();
         interp_->drain();
         PyEval_SaveThread();
+        if (governed_) governed_->end_batch();
     }
     if (hosted_loop_) {
         PyEval_RestoreThread(tstate_);
@@ -497,7 +503,9 @@ RequestPtr Context::wait_callback_reply(uint64_t id) {
 bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
     PyEval_SaveThread();
+    if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
     bool more = queue_.pop_all(batch, deadline);
+    if (governed_) governed_->begin_batch();
     PyEval_RestoreThread(tstate_);
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
     return more;

@@ -50,6 +50,9 @@ public:
     void close();
     bool closed() const { return head_.load(std::memory_order_acquire) & kClosed; }
 
+    // Any thread: whether requests are queued (a hint: it may change at once).
+    bool has_pending() const { return (head_.load(std::memory_order_relaxed) & ~kClosed) != 0; }
+
 private:
     // head_ holds the most recently pushed request (each link holds one reference), with bit 0
     // set once the queue is closed.
@@ -61,7 +64,7 @@ private:
     void take_all(std::vector<RequestPtr>& out);
     void wake_sleeper();
 
-    const std::chrono::nanoseconds spin_;  // the longest spin
+    const std::chrono::nanoseconds spin_;   // the longest spin
     std::chrono::nanoseconds spin_budget_;  // worker only: the next spin's length (adaptive)
     std::atomic<uintptr_t> head_{0};
     std::atomic<bool> woken_{false};
