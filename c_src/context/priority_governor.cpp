@@ -1,6 +1,10 @@
 #include "context/priority_governor.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <chrono>
 #include <condition_variable>
@@ -14,10 +18,13 @@ namespace {
 // How often the governor looks while some governed thread has work, and while none has.
 constexpr std::chrono::milliseconds kPeriod{20};
 constexpr std::chrono::milliseconds kQuietPeriod{200};
-// Below this share of a CPU over a period with work all along, a thread is starved.
+// A thread with work that ran less than kStarvedShare of a period and waited for a CPU more
+// than kStarvedDelay of it is starved (three runnable threads on two CPUs each run about two
+// thirds of the time).
 constexpr double kStarvedShare = 0.25;
-// Above this share over kCalmPeriods periods in a row, nothing competes with it any more.
-constexpr double kCalmShare = 0.9;
+constexpr double kStarvedDelay = 0.5;
+// Below this part over kCalmPeriods periods in a row with work, nothing competes any more.
+constexpr double kCalmDelay = 0.1;
 constexpr int kCalmPeriods = 5;
 
 // Never destroyed: the governor thread waits on them until the process exits (destroying a
@@ -33,10 +40,23 @@ Governor& governor() {
     return *g;
 }
 
-int64_t cpu_ns(clockid_t clock) {
-    timespec ts{};
-    if (clock_gettime(clock, &ts) != 0) return -1;
-    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+// The time thread tid has spent on a CPU and runnable but waiting for one (ns; the first two
+// fields of /proc/self/task/TID/schedstat). False when the kernel does not say.
+bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", int(tid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    unsigned long long on_cpu = 0, waiting = 0;
+    if (std::sscanf(buf, "%llu %llu", &on_cpu, &waiting) != 2) return false;
+    on_cpu_ns = int64_t(on_cpu);
+    waiting_ns = int64_t(waiting);
+    return true;
 }
 
 bool set_policy(pthread_t thread, int policy) {
@@ -70,25 +90,28 @@ void* PriorityGovernor::governor_main(void*) {
 }
 
 bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns) {
-    int64_t cpu = cpu_ns(t.cpu_clock_);
-    uint64_t batches = t.batches_.load(std::memory_order_relaxed);
+    int64_t on_cpu = -1;
+    int64_t waited = -1;
+    bool known = sched_times(t.tid_, on_cpu, waited) && t.last_on_cpu_ns_ >= 0 && period_ns > 0;
     bool wanted = t.busy_.load(std::memory_order_relaxed) || (t.queue_ && t.queue_->has_pending());
-    // Work at both looks and no batch finished in between: it wanted the CPU all along.
-    bool all_along = wanted && t.wanted_ && batches == t.last_batches_;
-    double share =
-        (cpu >= 0 && t.last_cpu_ns_ >= 0 && period_ns > 0) ? double(cpu - t.last_cpu_ns_) / double(period_ns) : 1.0;
+    // Starved: it got little CPU and was runnable, waiting for one, most of the period (a thread
+    // waiting for the GIL or for a callback is not runnable). Unknown counts as starved: the
+    // thread then runs at normal priority, which is fair.
+    double share = known ? double(on_cpu - t.last_on_cpu_ns_) / double(period_ns) : 0.0;
+    double delay = known ? double(waited - t.last_delay_ns_) / double(period_ns) : 1.0;
     if (!t.raised_) {
-        if (all_along && share < kStarvedShare && set_policy(t.thread_, SCHED_OTHER)) {
+        if ((wanted || t.wanted_) && share < kStarvedShare && delay > kStarvedDelay &&
+            set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;
         }
-    } else if (all_along) {
-        t.calm_periods_ = share > kCalmShare ? t.calm_periods_ + 1 : 0;
+    } else if (wanted && t.wanted_) {
+        t.calm_periods_ = delay < kCalmDelay ? t.calm_periods_ + 1 : 0;
         if (t.calm_periods_ >= kCalmPeriods && set_policy(t.thread_, SCHED_IDLE)) t.raised_ = false;
     }
     t.wanted_ = wanted;
-    t.last_batches_ = batches;
-    t.last_cpu_ns_ = cpu;
+    t.last_on_cpu_ns_ = on_cpu;
+    t.last_delay_ns_ = waited;
     return wanted;
 }
 
@@ -107,11 +130,12 @@ GovernedThread* PriorityGovernor::enroll(const RequestQueue& queue) {
         g.started = pthread_create(&governor, &attr, &PriorityGovernor::governor_main, nullptr) == 0;
         pthread_attr_destroy(&attr);
     }
-    if (!g.started || pthread_getcpuclockid(t->thread_, &t->cpu_clock_) != 0 || !set_policy(t->thread_, SCHED_IDLE)) {
+    t->tid_ = gettid();
+    if (!g.started || !set_policy(t->thread_, SCHED_IDLE)) {
         delete t;
         return nullptr;
     }
-    t->last_cpu_ns_ = cpu_ns(t->cpu_clock_);
+    if (!sched_times(t->tid_, t->last_on_cpu_ns_, t->last_delay_ns_)) t->last_on_cpu_ns_ = -1;
     t->next_ = g.threads;
     g.threads = t;
     g.enrolled.notify_one();

@@ -1,13 +1,14 @@
 // thread_priority `auto`: a context thread runs at SCHED_IDLE, so the BEAM's schedulers take
-// the CPU from it at once when they wake, until it is starved: a thread with work that got less
-// than a quarter of the CPU over a period (another thread of normal priority, a busy scheduler
-// or another program, wanted it) is raised to normal priority, where it gets a fair share; once
-// it gets nearly all of a CPU again for a while, it goes back to SCHED_IDLE. One governor
-// thread, started with the first such context, watches every one of them.
+// the CPU from it at once when they wake, until it is starved: a thread with work that ran less
+// than a quarter of a period and waited for a CPU over half of it (the kernel's run delay: busy
+// schedulers or other programs took it) is raised to normal priority, where it gets a fair share; once it hardly waits any
+// more for a while, it goes back to SCHED_IDLE. A thread waiting for the GIL or for an Erlang
+// callback is not runnable, so it is not starved. One governor thread, started with the first
+// such context, watches every one of them.
 #pragma once
 
 #include <pthread.h>
-#include <time.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
@@ -21,24 +22,20 @@ class RequestQueue;
 class GovernedThread {
 public:
     // Context thread: before and after running a batch of requests.
-    void begin_batch() {
-        batches_.fetch_add(1, std::memory_order_relaxed);
-        busy_.store(true, std::memory_order_relaxed);
-    }
+    void begin_batch() { busy_.store(true, std::memory_order_relaxed); }
     void end_batch() { busy_.store(false, std::memory_order_relaxed); }
 
 private:
     friend class PriorityGovernor;
     pthread_t thread_{};
-    clockid_t cpu_clock_{};
+    pid_t tid_ = 0;
     const RequestQueue* queue_ = nullptr;
     std::atomic<bool> busy_{false};
-    std::atomic<uint64_t> batches_{0};
     // Governor only.
     bool raised_ = false;
     bool wanted_ = false;  // busy or with requests waiting at the last look
-    uint64_t last_batches_ = 0;
-    int64_t last_cpu_ns_ = 0;
+    int64_t last_on_cpu_ns_ = -1;
+    int64_t last_delay_ns_ = -1;
     int calm_periods_ = 0;
     GovernedThread* next_ = nullptr;
 };
