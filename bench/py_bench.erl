@@ -10,6 +10,8 @@
 %%   BENCH_ONLY=a,b   only the sections whose name contains one of these words
 %%                    (e.g. BENCH_ONLY=conversion, BENCH_ONLY=py_buffer,SharedDict);
 %%                    BENCH_SECTIONS is the same
+%%   BENCH_PRIORITIES=idle,low,normal  thread_priority values the "under load" section compares,
+%%                    interleaved round by round (default: the application's default only)
 -module(py_bench).
 
 -export([main/0, child/1, channels/0]).
@@ -52,7 +54,18 @@ run() ->
     Header = header(Cfg),
     io:format("~ts~n", [Header]),
     T0 = now_ns(),
-    Rows = lists:append([
+    Rows = all_rows(Cfg),  % BENCH_ONLY picks sections (step/2)
+    Secs = (now_ns() - T0) / 1.0e9,
+    Footer = io_lib:format("Total bench time: ~.1f s. Load average (uptime) at the end: ~ts.",
+                           [Secs, load_average()]),
+    Text = text_table(Rows),
+    io:format("~n~ts~n~ts~n~ts~n", [Header, Text, Footer]),
+    write_markdown(Header, Rows, Footer),
+    io:format("Markdown written to ~s~n", [?RESULTS_FILE]),
+    ok.
+
+all_rows(Cfg) ->
+    lists:append([
         step("empty NIF call", fun() -> bench_nif(Cfg) end),
         step("sequential py:call", fun() -> bench_seq_call(Cfg) end),
         step("concurrent py:call", fun() -> bench_concurrent(Cfg) end),
@@ -69,15 +82,16 @@ run() ->
         step("py_buffer streaming", fun() -> bench_buffer(Cfg) end),
         step("SharedDict get", fun() -> bench_shared_dict(Cfg) end),
         step("reactor echo", fun() -> bench_reactor(Cfg) end),
-        step("channels", fun() -> bench_channels(Cfg) end)
-    ]),
-    Secs = (now_ns() - T0) / 1.0e9,
-    Footer = io_lib:format("Total bench time: ~.1f s.", [Secs]),
-    Text = text_table(Rows),
-    io:format("~n~ts~n~ts~n~ts~n", [Header, Text, Footer]),
-    write_markdown(Header, Rows, Footer),
-    io:format("Markdown written to ~s~n", [?RESULTS_FILE]),
-    ok.
+        step("channels", fun() -> bench_channels(Cfg) end),
+        step("under load", fun() -> bench_under_load(Cfg) end)
+    ]).
+
+%% The 1, 5 and 15 minute load averages, as uptime prints them.
+load_average() ->
+    case file:read_file("/proc/loadavg") of
+        {ok, Bin} -> lists:join(" ", lists:sublist(string:lexemes(binary_to_list(Bin), " "), 3));
+        _ -> "unknown"
+    end.
 
 %% Only the channel rows (15a-c):
 %% erl -noshell -pa _build/default/lib/erlang_python/ebin -pa _build/bench -eval 'py_bench:channels(), halt().'
@@ -694,6 +708,259 @@ channel_round(Ctx, Mod, Msg, N, Size) ->
 
 channel_send_n(_Mod, _Ch, _Msg, 0) -> ok;
 channel_send_n(Mod, Ch, Msg, K) -> ok = Mod:send(Ch, Msg), channel_send_n(Mod, Ch, Msg, K - 1).
+
+%% --- under load (rows L*) ------------------------------------------------------------------------
+%%
+%% The same node with S busy Erlang processes (S = online schedulers: every scheduler has work)
+%% and/or contexts running CPU-bound Python: does each side keep a fair share of the CPU?
+%% Every figure is measured quiet and loaded in the same round (quiet first), and given as the
+%% loaded figure's fraction of the quiet one. With BENCH_PRIORITIES=idle,low,normal the rounds
+%% run each thread_priority in turn (the application is restarted with it), so the options are
+%% compared under the same machine load.
+%%
+%% To add a request-path row, add an entry to load_request_rows/0; to add another kind of
+%% measurement, add a function returning load figures (see load_figure/7) to load_round/2.
+
+%% A call that takes longer than this counts as a timeout (a starved context).
+-define(LOAD_CALL_TIMEOUT_MS, 5000).
+%% The unit of CPU-bound Python work: ~26 ms quiet on the project's machine.
+-define(BURN_N, 1000000).
+-define(BURN_SRC, <<"def burn(n):\n    return sum(range(n))\n">>).
+
+bench_under_load(Cfg = #cfg{rounds = Rounds}) ->
+    Default = application:get_env(erlang_python, thread_priority, normal),
+    Prios = load_priorities(Default),
+    io:format("  thread_priority: ~p (default ~p); load average at start ~ts~n",
+              [Prios, Default, load_average()]),
+    try
+        Figures = lists:append([[{P, F} || P <- Prios, F <- load_round_with(P, Cfg)]
+                                || _ <- lists:seq(1, Rounds)]),
+        load_rows(Prios, Default, Figures)
+    after
+        use_priority(Default)
+    end.
+
+load_priorities(Default) ->
+    case os:getenv("BENCH_PRIORITIES") of
+        false -> [Default];
+        "" -> [Default];
+        Text -> [list_to_existing_atom(string:trim(P)) || P <- string:lexemes(Text, ",")]
+    end.
+
+%% Restarts the application so that the default pool's threads run at priority P.
+use_priority(P) ->
+    case application:get_env(erlang_python, thread_priority) of
+        {ok, P} -> ok;
+        _ ->
+            ok = application:stop(erlang_python),
+            ok = application:set_env(erlang_python, thread_priority, P),
+            {ok, _} = application:ensure_all_started(erlang_python),
+            ok
+    end.
+
+load_round_with(P, Cfg) ->
+    ok = use_priority(P),
+    io:format("  round at ~p (load ~ts)~n", [P, load_average()]),
+    load_round(Cfg, erlang:system_info(schedulers_online)).
+
+load_round(Cfg, S) ->
+    lists:append([python_share(Cfg, 1, S),
+                  python_share(Cfg, 2, S),
+                  wakeup_under_python(Cfg, worker, 2),
+                  wakeup_under_python(Cfg, owngil, 2),
+                  request_rows_under_load(Cfg, S)]).
+
+%% One figure of one round: the row it belongs to, the fraction (or value), the quiet and loaded
+%% absolute figures and the calls that timed out.
+load_figure(Id, Label, Unit, Value, Quiet, Loaded, Timeouts) ->
+    #{id => Id, label => Label, unit => Unit, value => Value, quiet => Quiet, loaded => Loaded,
+      timeouts => Timeouts}.
+
+fraction(_Loaded, Quiet) when Quiet == 0 -> 0.0;
+fraction(Loaded, Quiet) -> Loaded / Quiet.
+
+%% (a) and (b): K contexts run CPU-bound Python back to back, alone, then with S busy Erlang
+%% processes; the busy processes run alone, then with the Python. Both sides' throughput under
+%% the other's load, as a fraction of alone.
+python_share(#cfg{round_ns = Dur}, K, S) ->
+    Ctxs = [begin {ok, C} = py_context:new(#{mode => worker}), ok = py:exec(C, ?BURN_SRC), C end
+            || _ <- lists:seq(1, K)],
+    try
+        {PyQuiet, _} = burn_rate(Ctxs, Dur),
+        ErlQuiet = with_busy(S, fun() -> timer:sleep(Dur div 1000000) end),
+        {{PyLoaded, Timeouts}, ErlLoaded} =
+            with_busy_result(S, fun() -> burn_rate(Ctxs, Dur) end),
+        Ctx = case K of 1 -> "1 context"; _ -> io_lib:format("~w contexts", [K]) end,
+        [load_figure(io_lib:format("L~wa", [K]),
+                     io_lib:format("Python throughput, ~s CPU-bound, ~w busy Erlang processes", [Ctx, S]),
+                     "x quiet", fraction(PyLoaded, PyQuiet), PyQuiet, PyLoaded, Timeouts),
+         load_figure(io_lib:format("L~wb", [K]),
+                     io_lib:format("  Erlang throughput, ~w busy processes, beside ~s of Python", [S, Ctx]),
+                     "x quiet", fraction(ErlLoaded, ErlQuiet), ErlQuiet, ErlLoaded, 0)]
+    after
+        [py_context:stop(C) || C <- Ctxs]
+    end.
+
+%% Python work done per second (burn(?BURN_N) calls) by one caller per context, calling back to
+%% back for Dur ns; a call that times out ends its caller. {Rate, Timeouts}.
+burn_rate(Ctxs, Dur) ->
+    Parent = self(),
+    T0 = now_ns(),
+    Deadline = T0 + Dur,
+    Pids = [spawn_link(fun() -> Parent ! {burned, self(), burn_until(C, Deadline, 0)} end) || C <- Ctxs],
+    Results = [receive {burned, P, R} -> R end || P <- Pids],
+    Elapsed = now_ns() - T0,
+    Done = lists:sum([N || {N, _} <- Results]),
+    {Done * 1.0e9 / Elapsed, length([t || {_, timeout} <- Results])}.
+
+burn_until(Ctx, Deadline, N) ->
+    case py:call(Ctx, '__main__', burn, [?BURN_N], #{timeout => ?LOAD_CALL_TIMEOUT_MS}) of
+        {ok, _} ->
+            case now_ns() >= Deadline of
+                true -> {N + 1, ok};
+                false -> burn_until(Ctx, Deadline, N + 1)
+            end;
+        {error, timeout} -> {N, timeout}
+    end.
+
+%% S busy Erlang processes run while Fun() runs: their throughput (work units/s).
+with_busy(S, Fun) ->
+    {_, Rate} = with_busy_result(S, Fun),
+    Rate.
+
+with_busy_result(S, Fun) ->
+    T0 = now_ns(),
+    Pids = [spawn_link(fun() -> busy(0) end) || _ <- lists:seq(1, S)],
+    try
+        Result = Fun(),
+        [P ! {stop, self()} || P <- Pids],
+        Units = lists:sum([receive {busy_done, P, N} -> N end || P <- Pids]),
+        {Result, Units * 1.0e9 / (now_ns() - T0)}
+    after
+        [exit(P, kill) || P <- Pids]
+    end.
+
+busy(N) ->
+    receive
+        {stop, From} -> From ! {busy_done, self(), N}
+    after 0 ->
+        busy_work(1000),
+        busy(N + 1)
+    end.
+
+busy_work(0) -> ok;
+busy_work(K) -> busy_work(K - 1).
+
+%% (b) `receive after 1' wake-up latency while K contexts run CPU-bound Python (no Erlang load):
+%% K worker contexts (one GIL: one thread runs Python at a time), or K owngil contexts (K
+%% threads run Python at once). Skipped for owngil where it is not available.
+wakeup_under_python(Cfg, owngil, K) ->
+    case py_context:new(#{mode => owngil}) of
+        {ok, Probe} -> ok = py_context:stop(Probe), wakeup_under_python(Cfg, owngil, K, "L3b");
+        {error, _} -> []
+    end;
+wakeup_under_python(Cfg, worker, K) ->
+    wakeup_under_python(Cfg, worker, K, "L3a").
+
+wakeup_under_python(#cfg{round_ns = Dur, probes = NProbes}, Mode, K, Id) ->
+    Quiet = probe(min(NProbes, 300), now_ns() + Dur),
+    Ctxs = [begin {ok, C} = py_context:new(#{mode => Mode}), ok = py:exec(C, ?BURN_SRC), C end
+            || _ <- lists:seq(1, K)],
+    Self = self(),
+    Burner = spawn_link(fun() -> Self ! {burn_result, burn_rate(Ctxs, Dur + 200000000)} end),
+    try
+        timer:sleep(50),
+        Loaded = probe(NProbes, now_ns() + Dur),
+        {_, Timeouts} = receive {burn_result, R} -> R end,
+        P99 = percentile(Loaded, 99),
+        [load_figure(Id, io_lib:format("receive after 1 wake-up p99, ~w ~w contexts busy in Python", [K, Mode]),
+                     "ms", P99, percentile(Quiet, 99), P99, Timeouts)]
+    after
+        unlink(Burner),
+        exit(Burner, kill),
+        [py_context:stop(C) || C <- Ctxs]
+    end.
+
+%% (c) Request-path rows: each one's throughput with S busy Erlang processes, as a fraction of
+%% quiet. Each entry: {Id, Label, Fun}; Fun(Deadline) makes calls until Deadline (ns) and
+%% returns {Calls, Timeouts}.
+load_request_rows() ->
+    Text = binary:copy(<<"The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFG\n">>, ?MIB div 64),
+    List = lists:seq(1, 100000),
+    [{"L4a", "sequential py:call(math, sqrt, [X])",
+      fun(D) -> calls_until(fun(I) -> py:call(math, sqrt, [I], #{}, ?LOAD_CALL_TIMEOUT_MS) end, D) end},
+     {"L4b", "8 processes py:call(math, sqrt, [X]), default pool",
+      fun(D) -> concurrent_calls_until(8, fun(I) -> py:call(math, sqrt, [I], #{}, ?LOAD_CALL_TIMEOUT_MS) end, D) end},
+     {"L4c", "sequential py:eval(<<\"x + 1\">>, #{x => N})",
+      fun(D) -> calls_until(fun(I) -> py:eval(<<"x + 1">>, #{x => I}, ?LOAD_CALL_TIMEOUT_MS) end, D) end},
+     {"L4d", "1 MiB UTF-8 binary round trip (eval x)",
+      fun(D) -> calls_until(fun(_) -> py:eval(<<"x">>, #{x => Text}, ?LOAD_CALL_TIMEOUT_MS) end, D) end},
+     {"L4e", "list of 100,000 integers round trip (eval x)",
+      fun(D) -> calls_until(fun(_) -> py:eval(<<"x">>, #{x => List}, ?LOAD_CALL_TIMEOUT_MS) end, D) end},
+     {"L4z", "reference, no Python: message round trip to an Erlang process",
+      fun(D) -> erlang_round_trips_until(D) end}].
+
+%% What the BEAM itself gives a request/reply exchange between two processes under the same
+%% load: the ceiling for the rows above, which make the same kind of exchange with a thread.
+erlang_round_trips_until(Deadline) ->
+    Echo = spawn_link(fun Loop() -> receive {From, X} -> From ! {self(), X}, Loop(); stop -> ok end end),
+    Result = calls_until(fun(I) -> Echo ! {self(), I}, receive {Echo, I} -> {ok, I} end end, Deadline),
+    Echo ! stop,
+    Result.
+
+request_rows_under_load(#cfg{round_ns = Dur}, S) ->
+    lists:append([request_row_under_load(Row, Dur, S) || Row <- load_request_rows()]).
+
+request_row_under_load({Id, Label, Fun}, Dur, S) ->
+    _ = Fun(now_ns() + Dur div 10),  % warm-up
+    Quiet = call_rate(Fun, Dur),
+    {Loaded, _} = with_busy_result(S, fun() -> call_rate(Fun, Dur) end),
+    [load_figure(Id, io_lib:format("~ts, ~w busy Erlang processes", [Label, S]), "x quiet",
+                 fraction(element(1, Loaded), element(1, Quiet)), element(1, Quiet), element(1, Loaded),
+                 element(2, Loaded))].
+
+%% {Calls/s, Timeouts} of Fun over Dur ns.
+call_rate(Fun, Dur) ->
+    T0 = now_ns(),
+    {Calls, Timeouts} = Fun(T0 + Dur),
+    {Calls * 1.0e9 / (now_ns() - T0), Timeouts}.
+
+%% Calls Fun(I) until Deadline; a timeout ends the loop. {Calls, Timeouts}.
+calls_until(Fun, Deadline) -> calls_until(Fun, Deadline, 0).
+
+calls_until(Fun, Deadline, N) ->
+    case Fun(N) of
+        {ok, _} ->
+            case (N band 7 =/= 7) orelse now_ns() < Deadline of
+                true -> calls_until(Fun, Deadline, N + 1);
+                false -> {N + 1, 0}
+            end;
+        {error, timeout} -> {N, 1}
+    end.
+
+concurrent_calls_until(NProcs, Fun, Deadline) ->
+    Parent = self(),
+    Pids = [spawn_link(fun() -> Parent ! {calls, self(), calls_until(Fun, Deadline)} end)
+            || _ <- lists:seq(1, NProcs)],
+    Results = [receive {calls, P, R} -> R end || P <- Pids],
+    {lists:sum([C || {C, _} <- Results]), lists:sum([T || {_, T} <- Results])}.
+
+%% One table row per (row id, priority): the per-round figures, and in the note the quiet and
+%% loaded medians and the timeouts over all rounds.
+load_rows(Prios, Default, Figures) ->
+    Ids = lists:usort([lists:flatten(maps:get(id, F)) || {_, F} <- Figures]),
+    [load_row(Id, P, Default, [F || {P1, F} <- Figures, P1 =:= P, lists:flatten(maps:get(id, F)) =:= Id])
+     || Id <- Ids, P <- Prios].
+
+load_row(Id, P, Default, Fs = [F | _]) ->
+    Mark = case P of Default -> " (default)"; _ -> "" end,
+    Timeouts = lists:sum([maps:get(timeouts, X) || X <- Fs]),
+    Note = io_lib:format("quiet ~ts, loaded ~ts~ts",
+                         [fmt(median([maps:get(quiet, X) || X <- Fs])),
+                          fmt(median([maps:get(loaded, X) || X <- Fs])),
+                          case Timeouts of 0 -> ""; _ -> io_lib:format("; ~w TIMEOUTS (~w ms)", [Timeouts, ?LOAD_CALL_TIMEOUT_MS]) end]),
+    #row{id = Id, label = io_lib:format("~ts [~p~ts]", [maps:get(label, F), P, Mark]),
+         unit = maps:get(unit, F), figures = [maps:get(value, X) || X <- Fs], note = Note}.
 
 %% --- rows run in a child VM ------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ check() ->
 -spec valid(atom(), term()) -> boolean().
 valid(num_contexts, N) -> is_integer(N) andalso N >= 1;
 valid(context_mode, Mode) -> Mode =:= worker orelse Mode =:= owngil;
-valid(thread_priority, P) -> P =:= idle orelse P =:= low orelse P =:= normal;
+valid(thread_priority, P) -> lists:member(P, [auto, normal, batch, low, idle]);
 valid(max_concurrent, M) -> M =:= infinity orelse (is_integer(M) andalso M >= 1);
 valid(python_home, Dir) -> is_path(Dir);
 valid(libpython, File) -> is_path(File);

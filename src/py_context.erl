@@ -298,7 +298,7 @@ init_registry() ->
           {ok, #state{}} | {stop, term()}.
 init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
     process_flag(trap_exit, true),
-    Priority = application:get_env(erlang_python, thread_priority, idle),
+    Priority = application:get_env(erlang_python, thread_priority, auto),
     case py_nif:context_new(Mode, Priority) of
         {ok, Ref} ->
             case started(Ref) of

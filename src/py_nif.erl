@@ -52,7 +52,7 @@ subinterp_supported() -> py:subinterp_supported().
 -spec runtime_status() -> ok | {error, binary()}.
 runtime_status() -> erlang:nif_error(nif_not_loaded).
 
--spec context_new(atom(), normal | low | idle) -> {ok, context_ref()} | {error, term()}.
+-spec context_new(atom(), normal | auto | batch | low | idle) -> {ok, context_ref()} | {error, term()}.
 context_new(_Mode, _Priority) -> erlang:nif_error(nif_not_loaded).
 
 -spec context_stop(context_ref(), reference()) -> ok.

@@ -9,8 +9,8 @@
 %% binary, a 10^7-element list, ...), a soak run of about 4-5 minutes:
 %%     PY_STRESS=full rebar3 ct --suite test/py_stress_SUITE
 %% Cases that need OWN_GIL contexts (Python 3.13+) skip that part, with the reason, on older
-%% Pythons. Timing figures depend on the machine's other load: context threads run at
-%% SCHED_IDLE by default, so Python only gets CPU time nothing else wants.
+%% Pythons. Timing figures depend on the machine's other load: context threads share the CPU
+%% with it (thread_priority normal by default, docs/contexts.md).
 %%
 %% Large GCs (long_gc) are reported but not asserted: OTP collects large heaps on dirty
 %% schedulers (an 86 ms collection did not delay a probe on a one-scheduler node).
@@ -1257,7 +1257,8 @@ atom_table(Config) ->
 
 %% Every pool context and a few owngil contexts run a CPU-bound Python loop for D seconds
 %% (5 s bounded, 60 s full) while a probe process sleeps 1 ms in a loop: its p99 wake-up stays
-%% under 5 ms. Context threads run at SCHED_IDLE by default (docs/contexts.md).
+%% under 5 ms. Context threads run at normal priority by default (docs/contexts.md): the kernel
+%% wakes a sleeping scheduler ahead of a thread that has been running.
 cpu_bound_probe(Config) ->
     Secs = size_of(Config, cpu_seconds),
     NOwn = case ?config(owngil, Config) of true -> size_of(Config, cpu_owngil); false -> 0 end,

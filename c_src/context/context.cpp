@@ -2,6 +2,7 @@
 
 #include <Python.h>
 
+#include <errno.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -99,8 +100,13 @@ void set_thread_priority(ThreadPriority priority) {
     switch (priority) {
         case ThreadPriority::Normal: return;
         case ThreadPriority::Low: {
-            // On Linux a nice value set with the thread id applies to that thread only.
-            (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+            // Nice 10 below the thread's creator (a scheduler). On Linux a nice value set
+            // with the thread id applies to that thread only.
+            auto tid = static_cast<id_t>(gettid());
+            errno = 0;
+            int base = getpriority(PRIO_PROCESS, tid);
+            if (base == -1 && errno != 0) base = 0;
+            (void)setpriority(PRIO_PROCESS, tid, std::min(19, base + 10));
             return;
         }
         case ThreadPriority::Idle: {
@@ -108,6 +114,12 @@ void set_thread_priority(ThreadPriority priority) {
             (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
             return;
         }
+        case ThreadPriority::Batch: {
+            sched_param param{};
+            (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+            return;
+        }
+        case ThreadPriority::Auto: return;  // PriorityGovernor::enroll
     }
 }
 }  // namespace
@@ -162,9 +174,12 @@ void* Context::thread_main(void* self) {
     auto* ctx = static_cast<Context*>(self);
     // A name of its own in top, perf and gdb (a new thread inherits its creator's: "1_scheduler").
     pthread_setname_np(pthread_self(), ctx->mode_ == Mode::OwnGil ? "py_owngil" : "py_worker");
-    set_thread_priority(ctx->priority_);
+    if (ctx->priority_ == ThreadPriority::Auto) ctx->governed_ = PriorityGovernor::enroll(ctx->queue_);
+    else set_thread_priority(ctx->priority_);
     ctx->run();
     ctx->waker_->disarm();  // before the release below may free the context
+    PriorityGovernor::leave(ctx->governed_);
+    ctx->governed_ = nullptr;
     set_thread_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
@@ -367,6 +382,7 @@ void Context::serve() {
             continue;
         }
         if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
+        if (governed_) governed_->begin_batch();
         PyEval_RestoreThread(tstate_);
         // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
         if (backlog_.empty()) {
@@ -391,6 +407,7 @@ void Context::serve() {
         interp_->drain();
         if (mode_ == Mode::OwnGil) sample_memory();
         PyEval_SaveThread();
+        if (governed_) governed_->end_batch();
     }
     if (hosted_loop_) {
         PyEval_RestoreThread(tstate_);
@@ -659,7 +676,9 @@ RequestPtr Context::wait_callback_reply(uint64_t id) {
 bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
     PyEval_SaveThread();
+    if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
     bool more = queue_.pop_all(batch, deadline);
+    if (governed_) governed_->begin_batch();
     PyEval_RestoreThread(tstate_);
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
     return more;

@@ -22,6 +22,7 @@
 #include "context/interrupter.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
+#include "context/priority_governor.hpp"
 #include "context/request_queue.hpp"
 #include "context/stack_probe.hpp"
 #include "context/stats.hpp"
@@ -39,10 +40,12 @@ namespace context {
 
 enum class Mode { Worker, OwnGil };
 
-// The OS scheduling class of a context's thread. Against a busy thread of normal priority the
-// BEAM's schedulers wake late (p99 140 ms for `receive after 1` on this project's machine);
-// `Idle` (SCHED_IDLE) lets them preempt Python at once. See docs/performance.md.
-enum class ThreadPriority { Normal, Low, Idle };
+// The OS scheduling class of a context's thread (app env thread_priority, docs/contexts.md).
+// Normal shares the CPU fairly with the BEAM's schedulers; Batch (SCHED_BATCH) gives Python
+// more of it and wakes the BEAM later; Low is nice 10 below the BEAM; Idle (SCHED_IDLE) runs
+// only when nothing else wants the CPU, so a busy node starves it; Auto is Idle until the
+// thread is starved, then Normal until it is not (context/priority_governor.hpp).
+enum class ThreadPriority { Normal, Low, Idle, Batch, Auto };
 
 class Context final : public bridge::Host, private StopHandler {
 public:
@@ -180,8 +183,9 @@ private:
 
     // Worker-thread state (touched only by the worker thread after start()).
     PyThreadState* tstate_ = nullptr;
-    py::OwnGilInterpreter owngil_;  // owngil mode only
-    std::string exit_error_;        // why the worker could not start or end cleanly
+    GovernedThread* governed_ = nullptr;  // thread_priority auto only
+    py::OwnGilInterpreter owngil_;        // owngil mode only
+    std::string exit_error_;              // why the worker could not start or end cleanly
     py::InterpreterPtr interp_;
     PyObject* erlang_module_ = nullptr;  // held: types_ lives in its state
     const bridge::ErlangTypes* types_ = nullptr;

@@ -54,26 +54,52 @@ void RequestQueue::wake_sleeper() {
     wake_.notify_one();
 }
 
+namespace {
+// Between two clock readings of a running spin (every 64 pauses, a few µs) a longer gap means
+// the thread was preempted.
+constexpr std::chrono::microseconds kPreemptedGap{50};
+// Spins shorter than this are not worth starting.
+constexpr std::chrono::microseconds kMinSpin{2};
+}  // namespace
+
 bool RequestQueue::spin_until_work(Clock::time_point deadline) {
-    deadline = std::min(deadline, Clock::now() + spin_);
+    if (spin_budget_ < kMinSpin) return has_work();
+    auto last = Clock::now();
+    deadline = std::min(deadline, last + spin_budget_);
     spinning_.store(true, std::memory_order_relaxed);
     bool found = false;
-    for (unsigned i = 0;; ++i) {
+    bool preempted = false;
+    for (unsigned i = 1;; ++i) {
         if ((found = has_work())) break;
         cpu_relax();
-        if ((i & 63) == 0 && Clock::now() >= deadline) break;
+        if ((i & 63) == 0) {
+            auto now = Clock::now();
+            if (now - last > kPreemptedGap) {
+                preempted = true;
+                break;
+            }
+            if (now >= deadline) break;
+            last = now;
+        }
     }
     spinning_.store(false, std::memory_order_relaxed);
+    if (preempted) spin_budget_ /= 4;
     return found;
 }
 
 void RequestQueue::sleep_until_work(Clock::time_point deadline) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    sleeping_.store(true);
-    auto ready = [this] { return has_work(); };
-    if (deadline == Clock::time_point::max()) wake_.wait(lock, ready);
-    else wake_.wait_until(lock, deadline, ready);
-    sleeping_.store(false);
+    auto start = Clock::now();
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        sleeping_.store(true);
+        auto ready = [this] { return has_work(); };
+        if (deadline == Clock::time_point::max()) wake_.wait(lock, ready);
+        else wake_.wait_until(lock, deadline, ready);
+        sleeping_.store(false);
+    }
+    // Work that came sooner than a full spin would have ended: spinning would have found it.
+    if (spin_budget_ < spin_ && head_.load(std::memory_order_relaxed) != 0 && Clock::now() - start < spin_)
+        spin_budget_ = std::min(spin_, spin_budget_ + spin_ / 8);
 }
 
 void RequestQueue::take_all(std::vector<RequestPtr>& out) {

@@ -33,6 +33,8 @@ void init_atoms(ErlNifEnv* env) {
     g_atoms.normal = a("normal");
     g_atoms.low = a("low");
     g_atoms.idle = a("idle");
+    g_atoms.batch = a("batch");
+    g_atoms.auto_ = a("auto");
     g_atoms.py_callback = a("py_callback");
     g_atoms.unknown_function = a("unknown_function");
     g_atoms.aborted = a("aborted");

@@ -32,6 +32,8 @@ struct Atoms {
     ERL_NIF_TERM normal;
     ERL_NIF_TERM low;
     ERL_NIF_TERM idle;
+    ERL_NIF_TERM batch;
+    ERL_NIF_TERM auto_;
     // callbacks
     ERL_NIF_TERM py_callback;
     ERL_NIF_TERM unknown_function;

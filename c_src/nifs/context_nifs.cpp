@@ -133,6 +133,8 @@ context::ThreadPriority get_priority(ERL_NIF_TERM term) {
     if (term == a.normal) return context::ThreadPriority::Normal;
     if (term == a.low) return context::ThreadPriority::Low;
     if (term == a.idle) return context::ThreadPriority::Idle;
+    if (term == a.batch) return context::ThreadPriority::Batch;
+    if (term == a.auto_) return context::ThreadPriority::Auto;
     throw erl::BadArg();
 }
 

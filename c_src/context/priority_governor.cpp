@@ -1,0 +1,158 @@
+#include "context/priority_governor.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "context/request_queue.hpp"
+
+namespace context {
+namespace {
+
+// How often the governor looks while some governed thread has work, and while none has.
+constexpr std::chrono::milliseconds kPeriod{20};
+constexpr std::chrono::milliseconds kQuietPeriod{200};
+// A thread with work that ran less than kStarvedShare of a period and waited for a CPU more
+// than kStarvedDelay of it is starved (three runnable threads on two CPUs each run about two
+// thirds of the time).
+constexpr double kStarvedShare = 0.25;
+constexpr double kStarvedDelay = 0.5;
+// Below this part over kCalmPeriods periods in a row with work, nothing competes any more.
+constexpr double kCalmDelay = 0.1;
+constexpr int kCalmPeriods = 5;
+
+// Never destroyed: the governor thread waits on them until the process exits (destroying a
+// condition variable with a waiter blocks exit()).
+struct Governor {
+    std::mutex mutex;
+    std::condition_variable enrolled;
+    GovernedThread* threads = nullptr;  // guarded by mutex
+    bool started = false;               // guarded by mutex
+};
+Governor& governor() {
+    static auto* g = new Governor();
+    return *g;
+}
+
+// The time thread tid has spent on a CPU and runnable but waiting for one (ns; the first two
+// fields of /proc/self/task/TID/schedstat). False when the kernel does not say.
+bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", int(tid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    unsigned long long on_cpu = 0, waiting = 0;
+    if (std::sscanf(buf, "%llu %llu", &on_cpu, &waiting) != 2) return false;
+    on_cpu_ns = int64_t(on_cpu);
+    waiting_ns = int64_t(waiting);
+    return true;
+}
+
+bool set_policy(pthread_t thread, int policy) {
+    sched_param param{};
+    return pthread_setschedparam(thread, policy, &param) == 0;
+}
+
+}  // namespace
+
+void* PriorityGovernor::governor_main(void*) {
+    pthread_setname_np(pthread_self(), "py_governor");
+    Governor& g = governor();
+    auto last = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(g.mutex);
+    bool any_wanted = false;
+    for (;;) {
+        if (!g.threads) {
+            g.enrolled.wait(lock, [&g] { return g.threads != nullptr; });
+            last = std::chrono::steady_clock::now();
+        }
+        g.enrolled.wait_for(lock, any_wanted ? kPeriod : kQuietPeriod);
+        auto now = std::chrono::steady_clock::now();
+        int64_t period_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
+        last = now;
+        any_wanted = false;
+        for (GovernedThread* t = g.threads; t; t = t->next_) {
+            if (look_at(*t, period_ns)) any_wanted = true;
+        }
+    }
+    return nullptr;
+}
+
+bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns) {
+    int64_t on_cpu = -1;
+    int64_t waited = -1;
+    bool known = sched_times(t.tid_, on_cpu, waited) && t.last_on_cpu_ns_ >= 0 && period_ns > 0;
+    bool wanted = t.busy_.load(std::memory_order_relaxed) || (t.queue_ && t.queue_->has_pending());
+    // Starved: it got little CPU and was runnable, waiting for one, most of the period (a thread
+    // waiting for the GIL or for a callback is not runnable). Unknown counts as starved: the
+    // thread then runs at normal priority, which is fair.
+    double share = known ? double(on_cpu - t.last_on_cpu_ns_) / double(period_ns) : 0.0;
+    double delay = known ? double(waited - t.last_delay_ns_) / double(period_ns) : 1.0;
+    if (!t.raised_) {
+        if ((wanted || t.wanted_) && share < kStarvedShare && delay > kStarvedDelay &&
+            set_policy(t.thread_, SCHED_OTHER)) {
+            t.raised_ = true;
+            t.calm_periods_ = 0;
+        }
+    } else if (wanted && t.wanted_) {
+        t.calm_periods_ = delay < kCalmDelay ? t.calm_periods_ + 1 : 0;
+        if (t.calm_periods_ >= kCalmPeriods && set_policy(t.thread_, SCHED_IDLE)) t.raised_ = false;
+    }
+    t.wanted_ = wanted;
+    t.last_on_cpu_ns_ = on_cpu;
+    t.last_delay_ns_ = waited;
+    return wanted;
+}
+
+GovernedThread* PriorityGovernor::enroll(const RequestQueue& queue) {
+    auto* t = new GovernedThread();
+    t->thread_ = pthread_self();
+    t->queue_ = &queue;
+    Governor& g = governor();
+    std::lock_guard<std::mutex> lock(g.mutex);
+    if (!g.started) {
+        // Started before this thread turns to SCHED_IDLE: a new thread inherits the policy.
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t governor{};
+        g.started = pthread_create(&governor, &attr, &PriorityGovernor::governor_main, nullptr) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    t->tid_ = gettid();
+    if (!g.started || !set_policy(t->thread_, SCHED_IDLE)) {
+        delete t;
+        return nullptr;
+    }
+    if (!sched_times(t->tid_, t->last_on_cpu_ns_, t->last_delay_ns_)) t->last_on_cpu_ns_ = -1;
+    t->next_ = g.threads;
+    g.threads = t;
+    g.enrolled.notify_one();
+    return t;
+}
+
+void PriorityGovernor::leave(GovernedThread* thread) {
+    if (!thread) return;
+    Governor& g = governor();
+    std::lock_guard<std::mutex> lock(g.mutex);
+    for (GovernedThread** p = &g.threads; *p; p = &(*p)->next_) {
+        if (*p == thread) {
+            *p = thread->next_;
+            break;
+        }
+    }
+    delete thread;
+}
+
+}  // namespace context

@@ -1,0 +1,123 @@
+%% -*- coding: utf-8 -*-
+%% Tests of the OS scheduling of context threads (app env `thread_priority', docs/contexts.md):
+%% each option reaches the thread, and with the default a busy node does not starve Python.
+-module(py_priority_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([suite/0, all/0, init_per_suite/1, end_per_suite/1, end_per_testcase/2]).
+-export([each_option_reaches_the_thread/1, default_does_not_starve_python/1,
+         auto_is_raised_when_starved/1]).
+
+%% How much slower than quiet a CPU-bound call may get with every scheduler busy. A fair share
+%% on S cores with S busy schedulers is 2-3x; a SCHED_IDLE thread gets ~0.3% of a CPU there
+%% (`sum(range(3000000))': 78 ms quiet, no result within 30 s), so this bound only fails a thread
+%% that is starved.
+-define(STARVATION_FACTOR, 20).
+-define(BURN, <<"def burn(n):\n    return sum(range(n))\n">>).
+
+suite() -> [{timetrap, {seconds, 120}}].
+
+all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Config.
+
+end_per_suite(_Config) ->
+    ok = application:stop(erlang_python).
+
+end_per_testcase(_Case, _Config) ->
+    ok = application:unset_env(erlang_python, thread_priority).
+
+%% Every value of thread_priority sets the policy and nice value of a new context's thread, as
+%% /proc shows them for the thread Python runs on; the default is `auto'. An `auto' thread
+%% starts at SCHED_IDLE and may have been raised already on a machine busy with other work.
+each_option_reaches_the_thread(_Config) ->
+    Expected = [{idle, [sched_idle], 0}, {low, [sched_other], 10}, {batch, [sched_batch], 0},
+                {normal, [sched_other], 0}, {auto, [sched_idle, sched_other], 0}],
+    Base = nice_of_beam(),
+    [begin
+         ok = application:set_env(erlang_python, thread_priority, Prio),
+         {ok, Ctx} = py_context:new(#{mode => worker}),
+         {Policy, Nice} = policy_and_nice(Ctx),
+         ok = py_context:stop(Ctx),
+         {Prio, true, Nice} = {Prio, lists:member(Policy, Policies), relative_nice(Prio, Nice0, Base)}
+     end || {Prio, Policies, Nice0} <- Expected],
+    ok = application:unset_env(erlang_python, thread_priority),
+    {ok, Default} = py_context:new(#{mode => worker}),
+    {DefaultPolicy, Base} = policy_and_nice(Default),
+    true = lists:member(DefaultPolicy, [sched_idle, sched_other]),  % auto
+    ok = py_context:stop(Default).
+
+%% `low' is nice 10 relative to the BEAM's own nice value; the others keep it (SCHED_IDLE
+%% ignores nice values, the field keeps the inherited one).
+relative_nice(low, Nice, Base) -> min(19, Base + Nice);
+relative_nice(_, _, Base) -> Base.
+
+%% With S busy Erlang processes (every scheduler has work), a CPU-bound call on a context at the
+%% default priority (`auto') finishes within ?STARVATION_FACTOR times its quiet time. With the
+%% old default (`idle', SCHED_IDLE) it does not.
+default_does_not_starve_python(_Config) ->
+    not_starved_under_busy_erlang().
+
+%% `auto' starts at SCHED_IDLE; starved under S busy Erlang processes, it is raised to normal
+%% priority (the call finishes within the same bound) and stays there while they run.
+auto_is_raised_when_starved(_Config) ->
+    ok = application:set_env(erlang_python, thread_priority, auto),
+    {sched_other, _} = not_starved_under_busy_erlang().
+
+%% Returns the thread's policy and nice value right after the loaded call.
+not_starved_under_busy_erlang() ->
+    {ok, Ctx} = py_context:new(#{mode => worker}),
+    {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
+    ok = py:exec(Ctx, ?BURN),
+    N = 3000000,
+    Quiet = lists:min([element(1, timer:tc(fun() -> {ok, _} = py:call(Ctx, '__main__', burn, [N]) end))
+                       || _ <- lists:seq(1, 3)]) div 1000,
+    Bound = max(500, ?STARVATION_FACTOR * Quiet),
+    Busy = start_busy(erlang:system_info(schedulers_online)),
+    try
+        {Us, Result} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N], #{timeout => Bound}) end),
+        ct:pal("burn(~w): ~w ms quiet, ~w ms with ~w busy Erlang processes (bound ~w ms): ~p",
+               [N, Quiet, Us div 1000, length(Busy), Bound, Result]),
+        {ok, _} = Result,
+        thread_sched(integer_to_list(Tid))
+    after
+        [exit(P, kill) || P <- Busy],
+        ok = py_context:stop(Ctx)
+    end.
+
+%% S processes that never wait; returns once each has started running.
+start_busy(S) ->
+    Parent = self(),
+    Pids = [spawn(fun() -> Parent ! {busy, self()}, busy() end) || _ <- lists:seq(1, S)],
+    [receive {busy, P} -> ok end || P <- Pids],
+    Pids.
+
+busy() ->
+    _ = lists:seq(1, 1000),
+    busy().
+
+%% The scheduling policy and nice value of the thread context Ctx runs Python on.
+policy_and_nice(Ctx) ->
+    {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
+    thread_sched(integer_to_list(Tid)).
+
+nice_of_beam() ->
+    {_, Nice} = thread_sched(os:getpid()),
+    Nice.
+
+%% From /proc/self/task/Tid/stat: field 19 is the nice value, field 41 the policy.
+thread_sched(Tid) ->
+    {ok, Stat} = file:read_file("/proc/self/task/" ++ Tid ++ "/stat"),
+    [_, Rest] = binary:split(Stat, <<") ">>),
+    Fields = binary:split(Rest, <<" ">>, [global]),  % from field 3
+    Nice = binary_to_integer(lists:nth(19 - 2, Fields)),
+    Policy = case binary_to_integer(lists:nth(41 - 2, Fields)) of
+                 0 -> sched_other;
+                 3 -> sched_batch;
+                 5 -> sched_idle;
+                 Other -> Other
+             end,
+    {Policy, Nice}.
