@@ -322,18 +322,9 @@ name_key(Name) -> Name.
 %% `{py_not_started, _}' when the default pool is not running.
 -spec pick() -> slot().
 pick() ->
-    case get(?BOUND_KEY) of
-        undefined ->
-            case get(?PICK_KEY) of
-                undefined ->
-                    case pick_next(pool(), ?PICK_KEY) of
-                        {error, _} -> erlang:error({py_not_started, "the default pool of contexts is not running"});
-                        Picked -> Picked
-                    end;
-                Picked -> Picked
-            end;
-        Bound ->
-            Bound
+    case pick_in(fun pool/0, ?BOUND_KEY, ?PICK_KEY) of
+        {error, _} -> erlang:error({py_not_started, "the default pool of contexts is not running"});
+        Picked -> Picked
     end.
 
 %% @private
@@ -344,14 +335,18 @@ pick(?DEFAULT) ->
     catch error:{py_not_started, _} -> {error, {pool_not_started, ?DEFAULT}}
     end;
 pick(Pool) ->
-    case get(bound_key(Pool)) of
+    case pick_in(fun() -> pool(Pool) end, bound_key(Pool), pick_key(Pool)) of
+        {error, _} -> {error, {pool_not_started, Pool}};
+        Picked -> Picked
+    end.
+
+%% The context bound to the calling process, else the one it picked before, else a new pick
+%% from the pool PoolOf() gives (kept under PickKey); {error, _} when that pool is not running.
+pick_in(PoolOf, BoundKey, PickKey) ->
+    case get(BoundKey) of
         undefined ->
-            case get(pick_key(Pool)) of
-                undefined ->
-                    case pick_next(pool(Pool), pick_key(Pool)) of
-                        {error, _} -> {error, {pool_not_started, Pool}};
-                        Picked -> Picked
-                    end;
+            case get(PickKey) of
+                undefined -> pick_next(PoolOf(), PickKey);
                 Picked -> Picked
             end;
         Bound ->

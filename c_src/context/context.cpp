@@ -156,18 +156,7 @@ void Context::stop(const ErlNifPid* notify, ERL_NIF_TERM tag) {
 // interrupt what the context holds (Interrupter::stop).
 void Context::begin_stop() {
     queue_.close();
-    if (!interrupter_.stop(*this)) return;
-    ContextResource::keep(this);  // released by the interrupter thread when it exits
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t thread{};
-    int rc = pthread_create(&thread, &attr, &Context::interrupter_main, this);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        interrupter_.thread_failed();
-        ContextResource::release(this);
-    }
+    if (interrupter_.stop(*this)) start_interrupter();
 }
 
 void* Context::thread_main(void* self) {
