@@ -2,10 +2,10 @@
 
 #include <Python.h>
 
-#include <errno.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <algorithm>
 #include <chrono>

@@ -1,10 +1,13 @@
 #include "context/priority_governor.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include <chrono>
 #include <condition_variable>
@@ -23,6 +26,12 @@ constexpr std::chrono::milliseconds kQuietPeriod{200};
 // thirds of the time).
 constexpr double kStarvedShare = 0.25;
 constexpr double kStarvedDelay = 0.5;
+// The BEAM's normal schedulers busy more than this part of their CPU time over a period: they
+// are what starves a context thread (else other context threads or other programs are).
+constexpr double kBeamBusy = 0.5;
+// How many periods between two looks for the BEAM's scheduler threads (they are started with
+// the VM; the look reads /proc/self/task/*/comm).
+constexpr int kSchedulerRescan = 250;
 // Below this part over kCalmPeriods periods in a row with work, nothing competes any more.
 constexpr double kCalmDelay = 0.1;
 constexpr int kCalmPeriods = 5;
@@ -59,6 +68,53 @@ bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
     return true;
 }
 
+// The BEAM's normal scheduler threads ("1_scheduler", "2_scheduler", ...) and their CPU time
+// at the last look. Governor thread only.
+struct SchedulerThread {
+    pid_t tid;
+    int64_t last_on_cpu_ns;
+};
+
+std::vector<SchedulerThread> find_schedulers() {
+    std::vector<SchedulerThread> found;
+    DIR* dir = opendir("/proc/self/task");
+    if (!dir) return found;
+    while (dirent* entry = readdir(dir)) {  // NOLINT(concurrency-mt-unsafe): this thread's own DIR
+        if (entry->d_name[0] == '.') continue;
+        char path[300];  // d_name is at most 255 bytes
+        std::snprintf(path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char name[32] = {};
+        ssize_t n = read(fd, name, sizeof name - 1);
+        close(fd);
+        if (n <= 0) continue;
+        const char* suffix = std::strstr(name, "_scheduler");
+        if (suffix && suffix != name && (suffix[10] == '\n' || suffix[10] == 0)) {
+            int64_t on_cpu = -1;
+            int64_t waiting = -1;
+            pid_t tid = pid_t(std::atoi(entry->d_name));
+            if (sched_times(tid, on_cpu, waiting)) found.push_back({tid, on_cpu});
+        }
+    }
+    closedir(dir);
+    return found;
+}
+
+// Whether the schedulers were on their CPUs more than kBeamBusy of the period, on average.
+bool beam_busy(std::vector<SchedulerThread>& schedulers, int64_t period_ns) {
+    if (schedulers.empty() || period_ns <= 0) return true;  // unknown: as before, fair
+    int64_t used = 0;
+    for (SchedulerThread& s : schedulers) {
+        int64_t on_cpu = -1;
+        int64_t waiting = -1;
+        if (!sched_times(s.tid, on_cpu, waiting)) continue;
+        used += on_cpu - s.last_on_cpu_ns;
+        s.last_on_cpu_ns = on_cpu;
+    }
+    return double(used) > kBeamBusy * double(period_ns) * double(schedulers.size());
+}
+
 bool set_policy(pthread_t thread, int policy) {
     sched_param param{};
     return pthread_setschedparam(thread, policy, &param) == 0;
@@ -72,6 +128,9 @@ void* PriorityGovernor::governor_main(void*) {
     auto last = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(g.mutex);
     bool any_wanted = false;
+    std::vector<SchedulerThread> schedulers;
+    int until_rescan = 0;
+    bool busy = true;  // until the first measure: as before the schedulers were watched
     for (;;) {
         if (!g.threads) {
             g.enrolled.wait(lock, [&g] { return g.threads != nullptr; });
@@ -81,15 +140,21 @@ void* PriorityGovernor::governor_main(void*) {
         auto now = std::chrono::steady_clock::now();
         int64_t period_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
         last = now;
+        if (until_rescan-- <= 0) {
+            schedulers = find_schedulers();  // their CPU time counts from this look on; busy stays
+            until_rescan = kSchedulerRescan;
+        } else {
+            busy = beam_busy(schedulers, period_ns);
+        }
         any_wanted = false;
         for (GovernedThread* t = g.threads; t; t = t->next_) {
-            if (look_at(*t, period_ns)) any_wanted = true;
+            if (look_at(*t, period_ns, busy)) any_wanted = true;
         }
     }
     return nullptr;
 }
 
-bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns) {
+bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_busy) {
     int64_t on_cpu = -1;
     int64_t waited = -1;
     bool known = sched_times(t.tid_, on_cpu, waited) && t.last_on_cpu_ns_ >= 0 && period_ns > 0;
@@ -100,7 +165,7 @@ bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns) {
     double share = known ? double(on_cpu - t.last_on_cpu_ns_) / double(period_ns) : 0.0;
     double delay = known ? double(waited - t.last_delay_ns_) / double(period_ns) : 1.0;
     if (!t.raised_) {
-        if ((wanted || t.wanted_) && share < kStarvedShare && delay > kStarvedDelay &&
+        if ((wanted || t.wanted_) && beam_busy && share < kStarvedShare && delay > kStarvedDelay &&
             set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;

@@ -1,8 +1,10 @@
 // thread_priority `auto`: a context thread runs at SCHED_IDLE, so the BEAM's schedulers take
-// the CPU from it at once when they wake, until it is starved: a thread with work that ran less
-// than a quarter of a period and waited for a CPU over half of it (the kernel's run delay: busy
-// schedulers or other programs took it) is raised to normal priority, where it gets a fair share; once it hardly waits any
-// more for a while, it goes back to SCHED_IDLE. A thread waiting for the GIL or for an Erlang
+// the CPU from it at once when they wake, until the BEAM starves it: a thread with work that ran
+// less than a quarter of a period and waited for a CPU over half of it (the kernel's run delay),
+// while the BEAM's schedulers were busy more than half of the period, is raised to normal
+// priority, where it gets a fair share; once it hardly waits any more for a while, it goes back
+// to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
+// cores, the schedulers mostly asleep) stay at SCHED_IDLE, so the BEAM still wakes at once. A thread waiting for the GIL or for an Erlang
 // callback is not runnable, so it is not starved. One governor thread, started with the first
 // such context, watches every one of them.
 #pragma once
@@ -50,8 +52,9 @@ public:
 
 private:
     static void* governor_main(void*);
-    // Governor thread, its mutex held: one look at t after period_ns. True when t had work.
-    static bool look_at(GovernedThread& t, int64_t period_ns);
+    // Governor thread, its mutex held: one look at t after period_ns, the BEAM's schedulers
+    // busy (see beam_busy) or not. True when t had work.
+    static bool look_at(GovernedThread& t, int64_t period_ns, bool beam_busy);
 };
 
 }  // namespace context

@@ -45,7 +45,7 @@ bool open_channel_resources(ErlNifEnv* env) {
 // channel_new(terms | bytes, MaxSize) -> {ok, Channel}. MaxSize 0: unbounded.
 ERL_NIF_TERM channel_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
-        chan::Kind kind;
+        chan::Kind kind = chan::Kind::terms;
         if (argv[0] == g_atoms.terms) kind = chan::Kind::terms;
         else if (argv[0] == g_atoms.bytes) kind = chan::Kind::bytes;
         else throw erl::BadArg();
@@ -88,7 +88,7 @@ ERL_NIF_TERM channel_info(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         ERL_NIF_TERM keys[] = {g_atoms.size, g_atoms.max_size, g_atoms.closed};
         ERL_NIF_TERM values[] = {enif_make_uint64(env, info.size), enif_make_uint64(env, info.max_size),
                                  info.closed ? erl::atoms().true_ : erl::atoms().false_};
-        ERL_NIF_TERM map;
+        ERL_NIF_TERM map{};
         if (!enif_make_map_from_arrays(env, keys, values, 3, &map)) throw erl::BadArg();
         return map;
     });
