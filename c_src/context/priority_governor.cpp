@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -93,7 +94,7 @@ std::vector<SchedulerThread> find_schedulers() {
         if (suffix && suffix != name && (suffix[10] == '\n' || suffix[10] == 0)) {
             int64_t on_cpu = -1;
             int64_t waiting = -1;
-            pid_t tid = pid_t(std::atoi(entry->d_name));
+            auto tid = static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10));
             if (sched_times(tid, on_cpu, waiting)) found.push_back({tid, on_cpu});
         }
     }
