@@ -65,12 +65,32 @@ default_does_not_starve_python(_Config) ->
 %% priority (the call finishes within the same bound) and stays there while they run.
 auto_is_raised_when_starved(_Config) ->
     ok = application:set_env(erlang_python, thread_priority, auto),
-    {sched_other, _} = not_starved_under_busy_erlang().
+    Self = self(),
+    %% Sampled while the call runs (the governor may lower it again once it runs freely).
+    Sampler = spawn_link(fun() -> receive {tid, Tid} -> sample(Tid, Self, []) end end),
+    _ = not_starved_under_busy_erlang(Sampler),
+    Sampler ! stop,
+    Seen = receive {policies, P} -> P after 10000 -> ct:fail(no_samples) end,
+    ct:pal("policies seen during the loaded call: ~p", [lists:usort(Seen)]),
+    true = lists:member(sched_other, Seen).
+
+sample(Tid, To, Acc) ->
+    receive
+        stop -> To ! {policies, Acc}
+    after 5 ->
+        {Policy, _} = thread_sched(Tid),
+        sample(Tid, To, [Policy | Acc])
+    end.
 
 %% Returns the thread's policy and nice value right after the loaded call.
 not_starved_under_busy_erlang() ->
+    not_starved_under_busy_erlang(undefined).
+
+%% Sampler, when a pid, gets {tid, Tid} (a string) before the loaded call.
+not_starved_under_busy_erlang(Sampler) ->
     {ok, Ctx} = py_context:new(#{mode => worker}),
     {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
+    is_pid(Sampler) andalso (Sampler ! {tid, integer_to_list(Tid)}),
     ok = py:exec(Ctx, ?BURN),
     N = 3000000,
     Quiet = lists:min([element(1, timer:tc(fun() -> {ok, _} = py:call(Ctx, '__main__', burn, [N]) end))
