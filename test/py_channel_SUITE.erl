@@ -152,13 +152,7 @@ init_per_suite(Config) ->
 end_per_suite(_Config) -> ok.
 
 init_per_group(Mode, Config) ->
-    case py_context:new(#{mode => Mode}) of
-        {ok, Ctx} ->
-            ok = py_context:stop(Ctx),
-            [{mode, Mode} | Config];
-        {error, {owngil_unsupported, Version}} ->
-            {skip, "OWN_GIL contexts need Python 3.13+; this build uses " ++ binary_to_list(Version)}
-    end.
+    py_test_util:mode_group(Mode, Config).
 
 end_per_group(_Mode, _Config) -> ok.
 

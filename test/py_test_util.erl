@@ -4,6 +4,7 @@
 %% peer nodes for the suites that need a second node.
 -module(py_test_util).
 
+-export([mode_group/2]).
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
          flush/0, wait_until/2, best_of/3,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
@@ -266,3 +267,15 @@ start_peer(Prefix, CodePath) ->
            end,
     {ok, Peer, Node} = peer:start(Opts),
     {Peer, Node}.
+
+%% init_per_group of a group named after a context mode (worker | owngil): Config with
+%% {mode, Mode}, or a skip when this Python cannot run that mode (owngil needs 3.13).
+-spec mode_group(worker | owngil, list()) -> list() | {skip, string()}.
+mode_group(Mode, Config) ->
+    case py_context:new(#{mode => Mode}) of
+        {ok, Ctx} ->
+            ok = py_context:stop(Ctx),
+            [{mode, Mode} | Config];
+        {error, {owngil_unsupported, Version}} ->
+            {skip, "owngil contexts need Python 3.13+; this build uses " ++ binary_to_list(Version)}
+    end.
