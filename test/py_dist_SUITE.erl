@@ -275,6 +275,8 @@ caller_exit_interrupts(Config) ->
     Node = ?config(node, Config),
     {ok, Ctx} = py_dist:new_context(Node),
     ok = py_dist:exec(Ctx, ?SPIN),
+    %% timeout_interrupts may have left the flag behind (builtins outlive its context)
+    {ok, _} = py_dist:eval(Node, <<"__import__('builtins').__dict__.pop('_py_dist_spin', None)">>),
     Caller = spawn(fun() -> py_dist:call(Ctx, '__main__', spin, [], #{timeout => infinity}) end),
     %% spin() runs: it says so in builtins, which the peer's pool contexts (the same main
     %% interpreter) can read while the context's thread is in the loop
