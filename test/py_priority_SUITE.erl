@@ -14,6 +14,8 @@
 %% (`sum(range(3000000))': 78 ms quiet, no result within 30 s), so this bound only fails a thread
 %% that is starved.
 -define(STARVATION_FACTOR, 20).
+%% A call that took less than this many times its quiet time was not starved.
+-define(NOT_STARVED_FACTOR, 10).
 -define(BURN, <<"def burn(n):\n    return sum(range(n))\n">>).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -68,11 +70,19 @@ auto_is_raised_when_starved(_Config) ->
     Self = self(),
     %% Sampled while the call runs (the governor may lower it again once it runs freely).
     Sampler = spawn_link(fun() -> receive {tid, Tid} -> sample(Tid, Self, []) end end),
-    _ = not_starved_under_busy_erlang(Sampler),
+    {_, Quiet, Loaded} = not_starved_under_busy_erlang(Sampler),
     Sampler ! stop,
     Seen = receive {policies, P} -> P after 10000 -> ct:fail(no_samples) end,
     ct:pal("policies seen during the loaded call: ~p", [lists:usort(Seen)]),
-    true = lists:member(sched_other, Seen).
+    case lists:member(sched_other, Seen) of
+        true -> ok;
+        %% Not raised: only right if the thread was not starved, which happens when other
+        %% programs keep the BEAM's schedulers off their CPUs (the governor then leaves it).
+        false when Loaded < ?NOT_STARVED_FACTOR * Quiet + 100 ->
+            {skip, lists:flatten(io_lib:format("the idle thread was not starved (~w ms loaded, ~w ms quiet): "
+                                 "the machine is busy with other programs", [Loaded, Quiet]))};
+        false -> ct:fail({starved_and_not_raised, Loaded, Quiet})
+    end.
 
 sample(Tid, To, Acc) ->
     receive
@@ -98,24 +108,37 @@ not_starved_under_busy_erlang(Sampler) ->
     %% At least 5 s: the governor looks every 200 ms while the context is idle, then every 20 ms;
     %% a starved thread (idle) never finishes while the busy processes run.
     Bound = max(5000, ?STARVATION_FACTOR * Quiet),
-    Busy = start_busy(erlang:system_info(schedulers_online)),
+    Busy = start_busy(2 * erlang:system_info(schedulers_online)),
     try
         {Us, Result} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N], #{timeout => Bound}) end),
         ct:pal("burn(~w): ~w ms quiet, ~w ms with ~w busy Erlang processes (bound ~w ms): ~p",
                [N, Quiet, Us div 1000, length(Busy), Bound, Result]),
         {ok, _} = Result,
-        thread_sched(integer_to_list(Tid))
+        {thread_sched(integer_to_list(Tid)), Quiet, Us div 1000}
     after
         [exit(P, kill) || P <- Busy],
         ok = py_context:stop(Ctx)
     end.
 
-%% S processes that never wait; returns once each has started running.
-start_busy(S) ->
+%% N processes that never wait; returns once each has started running and every scheduler
+%% has been busy for most of a 100 ms look (or after 5 s of looking: other programs may keep
+%% the schedulers off their CPUs).
+start_busy(N) ->
     Parent = self(),
-    Pids = [spawn(fun() -> Parent ! {busy, self()}, busy() end) || _ <- lists:seq(1, S)],
+    Pids = [spawn(fun() -> Parent ! {busy, self()}, busy() end) || _ <- lists:seq(1, N)],
     [receive {busy, P} -> ok end || P <- Pids],
+    _ = py_test_util:wait_until(fun schedulers_saturated/0, 5000),
     Pids.
+
+schedulers_saturated() ->
+    erlang:system_flag(scheduler_wall_time, true),
+    T0 = lists:sort(erlang:statistics(scheduler_wall_time)),
+    receive after 100 -> ok end,
+    T1 = lists:sort(erlang:statistics(scheduler_wall_time)),
+    S = erlang:system_info(schedulers_online),
+    Busy = [(A1 - A0) / max(1, W1 - W0)
+            || {{I, A0, W0}, {I, A1, W1}} <- lists:zip(T0, T1), I =< S],
+    lists:all(fun(F) -> F > 0.9 end, Busy).
 
 busy() ->
     _ = lists:seq(1, 1000),
