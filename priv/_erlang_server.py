@@ -21,7 +21,7 @@ def _socket_of(fd, kind):
     except OSError as exc:
         raise OSError(exc.errno, f"fd {fd}: {exc.strerror}") from None
     if sock.type != kind:
-        sock.detach()  # not ours to close: the caller gave the wrong descriptor
+        sock.close()  # handed over all the same: closed like any other
         wanted = "datagram" if kind == socket.SOCK_DGRAM else "stream"
         raise ValueError(f"fd {fd} is not a {wanted} socket")
     sock.setblocking(False)
