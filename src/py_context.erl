@@ -26,6 +26,8 @@
 %% Worker loops: Ctx -> {running, Serial, LoopRef} | stopped (read by submit/5 and loop_ref/1).
 -define(LOOPS, py_context_loops).
 -define(LOOP_GRACE, 5000).
+%% How long start_loop/2 waits for the context's thread to take the start (it may be busy).
+-define(LOOP_START_TIMEOUT, 15000).
 %% After the grace period and its interrupt, how long stop_loop/2 still waits.
 -define(LOOP_INTERRUPT_WAIT, 2000).
 -define(STOP_DEADLINE, 5000).
@@ -556,7 +558,7 @@ handle_call(stop, _From, #state{ref = Ref} = State) ->
 handle_call({start_loop, Owner}, _From, #state{ref = Ref, loop = undefined} = State) ->
     Serial = erlang:unique_integer([positive]),
     Start = fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_worker', start, [self(), Serial], #{}, plain) end,
-    case py_request:run(Ref, undefined, ?LOOP_GRACE, Start) of
+    case py_request:run(Ref, undefined, ?LOOP_START_TIMEOUT, Start) of
         {ok, true} ->
             ets:insert(?LOOPS, {self(), {running, Serial, make_ref()}}),
             {reply, ok, State#state{loop = {Serial, Owner, erlang:monitor(process, Owner)}}};
