@@ -77,7 +77,12 @@ async def stop_serving(server):
     if servers is not None:
         servers.discard(server)
     if isinstance(server, asyncio.AbstractServer):
-        # Only the listening socket, not wait_closed(): on 3.12+ that waits for every
-        # connection to end.
-        await asyncio.sleep(0)
+        # Connections accepted just before are still being set up by asyncio's
+        # _accept_connection2 tasks: once those are done, every accepted connection has its
+        # protocol (connection_made called), so a caller that then waits for its connections
+        # to end misses none. Not wait_closed(): on 3.12+ that waits for every connection.
+        setting_up = [t for t in asyncio.all_tasks()
+                      if getattr(t.get_coro(), "__name__", "") == "_accept_connection2"]
+        if setting_up:
+            await asyncio.wait(setting_up, timeout=5)
     return None

@@ -139,7 +139,11 @@ echo_v(Port, Data) ->
     echo(Port, Data, 3 + byte_size(Data)).
 
 echo(Port, Data, Size) ->
-    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 10000),
+    echo(Port, Data, Size, []).
+
+%% linger 0: closed with a reset, so 10,000 connections leave no TIME_WAIT port behind.
+echo(Port, Data, Size, Opts) ->
+    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false} | Opts], 10000),
     ok = gen_tcp:send(C, Data),
     Reply = gen_tcp:recv(C, Size, 10000),
     ok = gen_tcp:close(C),
@@ -479,7 +483,8 @@ pool_10k_connections(Config) ->
     T0 = py_test_util:now_ms(),
     Pids = [spawn_link(fun() ->
                                Ok = length([ok || _ <- lists:seq(1, 2500),
-                                                  echo_v(Port, <<"ping">>) =:= {ok, <<"v1 ping">>}]),
+                                                  echo(Port, <<"ping">>, 7, [{linger, {true, 0}}])
+                                                      =:= {ok, <<"v1 ping">>}]),
                                Self ! {done, self(), Ok}
                        end) || _ <- lists:seq(1, 4)],
     Served = lists:sum([receive {done, P, N} -> N after 240000 -> ct:fail(clients_stuck) end || P <- Pids]),
