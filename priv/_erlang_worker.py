@@ -66,9 +66,15 @@ def start(ctx_pid, serial):
     return True
 
 
-def stop(serial, grace):
+def stop(serial, grace, waiter=None):
     """Stop worker loop serial: cancel its tasks, give them grace seconds, close the loop.
-    False when it is not the running worker loop."""
+    False when it is not the running worker loop. waiter (a pid) is told when the stop starts
+    to run: from then on, interrupting the context's running code lands here."""
+    if waiter is not None:
+        try:
+            erlang.send(waiter, erlang.atom("stop_running"))
+        except Exception:
+            pass  # stop_loop gave up waiting
     worker = getattr(_local, "worker", None)
     if worker is None or worker.serial != serial:
         return False
@@ -82,9 +88,15 @@ def stop(serial, grace):
         _erlang_async.stop_context_loop(grace)
     except BaseException:
         # erlang.Interrupted (stop_loop's interrupt) raised in a task that did not give the
-        # thread back: close the loop without waiting any longer.
-        if not loop.is_closed():
-            loop._erlang_shutdown(0)
+        # thread back: close the loop without waiting any longer (the interrupter may raise
+        # once more while it closes).
+        for _ in range(3):
+            try:
+                if not loop.is_closed():
+                    loop._erlang_shutdown(0)
+                break
+            except BaseException:
+                continue
     # Tasks that ignored their cancellation for the whole grace period are dropped with the
     # loop: their callers still get their one reply.
     for task, reply in replies.items():

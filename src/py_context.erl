@@ -280,11 +280,13 @@ stop_loop(Ctx) ->
 %% @doc Stops the worker loop of Ctx: its servers (`erlang.server') stop accepting, its
 %% connections are aborted, its tasks are cancelled and given Grace ms to finish (tasks that
 %% ignore the cancellation are dropped then), and the loop is closed. From the call on,
-%% `submit' gets `{error, loop_stopped}'. When the context's thread does not come to it
-%% within Grace ms plus one second (a task that never yields), the Python code the context
-%% runs is interrupted. `ok' once the loop is closed, `{error, no_loop}' when none runs,
-%% `{error, timeout}' when the thread was still busy 2 seconds after the interrupt (the loop
-%% is closed when it comes back; the owner is told then).
+%% `submit' gets `{error, loop_stopped}'. When the stop has not ended Grace ms plus one
+%% second later (a task that holds the thread once cancelled), the stop's own Python code is
+%% interrupted (never another request of the context) and the loop closed at once.
+%% `ok' once the loop is closed, `{error, no_loop}' when none runs, `{error, timeout}' when
+%% the thread was still busy 2 seconds later (a request or task that holds the thread
+%% before the stop could start: the loop is closed when the thread comes to it; the owner is
+%% told then).
 -spec stop_loop(context(), non_neg_integer()) -> ok | {error, term()}.
 stop_loop(Ctx, Grace) when is_pid(Ctx), is_integer(Grace), Grace >= 0 ->
     case loop_call(Ctx, stopping_loop) of
@@ -295,12 +297,18 @@ stop_loop(_, _) ->
     erlang:error(badarg).
 
 %% The stop runs in a process of its own, which tells the context process when it is done
-%% (also after stop_loop/2 gave up waiting).
+%% (also after stop_loop/2 gave up waiting). The stop's Python code says when it starts to run:
+%% only then does an interrupt land in it (and not in another request of the context).
 wait_loop_stopped(Ctx, Serial, Ref, Grace) ->
-    Stop = fun(R, Ns, Tag) ->
-                   py_nif:submit_call(R, Ns, Tag, '_erlang_worker', stop, [Serial, Grace / 1000], #{}, plain)
-           end,
+    Self = self(),
+    Tag = make_ref(),
+    %% Forwards the "started" message while this call waits (none reaches the caller after).
+    Waiter = spawn(fun() -> receive stop_running -> Self ! {stop_running, Tag} end end),
     {Pid, Mon} = spawn_monitor(fun() ->
+                                       Stop = fun(R, Ns, T) ->
+                                                      py_nif:submit_call(R, Ns, T, '_erlang_worker', stop,
+                                                                         [Serial, Grace / 1000, Waiter], #{}, plain)
+                                              end,
                                        Result = case py_request:run(Ref, undefined, infinity, Stop) of
                                                     {ok, _} -> ok;
                                                     {error, _} = Error -> Error
@@ -308,14 +316,20 @@ wait_loop_stopped(Ctx, Serial, Ref, Grace) ->
                                        _ = loop_call(Ctx, {loop_ended, Serial, Result}),
                                        exit({loop_stopped, Result})
                                end),
-    receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
-    after Grace + 1000 ->
-        _ = py:interrupt(Ctx),
-        receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
-        after ?LOOP_INTERRUPT_WAIT ->
-            erlang:demonitor(Mon, [flush]),
-            {error, timeout}
-        end
+    Outcome = receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
+              after Grace + 1000 ->
+                  receive {stop_running, Tag} -> _ = py:interrupt(Ctx)
+                  after 0 -> ok
+                  end,
+                  receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
+                  after ?LOOP_INTERRUPT_WAIT ->
+                      erlang:demonitor(Mon, [flush]),
+                      {error, timeout}
+                  end
+              end,
+    exit(Waiter, kill),
+    receive {stop_running, Tag} -> Outcome
+    after 0 -> Outcome
     end.
 
 %% @doc The reference of the worker loop Ctx runs now (a new one at each start_loop/1,2):

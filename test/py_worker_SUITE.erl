@@ -10,7 +10,7 @@
          init_per_testcase/2, end_per_testcase/2]).
 -export([log/2]).
 -export([submit_results/1, calls_while_loop_runs/1, loop_exit_to_owner/1, owner_exit_stops_loop/1,
-         stop_loop_ignores_cancellation/1, submit_to_stopped_loop/1, context_stop_ends_loop/1,
+         stop_loop_ignores_cancellation/1, stop_loop_interrupts_a_hog/1, submit_to_stopped_loop/1, context_stop_ends_loop/1,
          dup_fd/1, serve_gen_tcp_and_socket/1, serve_udp/1, adopt_accepted/1, serve_bad_fd/1,
          protocol_raises/1,
          pool_rolling_reload/1, pool_worker_killed_mid_request/1, pool_10k_connections/1]).
@@ -21,7 +21,7 @@ all() -> [{group, worker}, {group, owngil}].
 
 groups() ->
     Cases = [submit_results, calls_while_loop_runs, loop_exit_to_owner, owner_exit_stops_loop,
-             stop_loop_ignores_cancellation, submit_to_stopped_loop, context_stop_ends_loop, dup_fd,
+             stop_loop_ignores_cancellation, stop_loop_interrupts_a_hog, submit_to_stopped_loop, context_stop_ends_loop, dup_fd,
              serve_gen_tcp_and_socket, serve_udp, adopt_accepted, serve_bad_fd, protocol_raises,
              pool_rolling_reload, pool_worker_killed_mid_request, pool_10k_connections],
     [{worker, [], Cases}, {owngil, [], Cases}].
@@ -100,6 +100,14 @@ async def stubborn():
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             pass  # ignores its cancellation
+
+async def hog_on_cancel():
+    STARTED.append('hog')
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        while True:      # once cancelled, holds the thread
+            time.sleep(0.01)
 
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
@@ -254,6 +262,24 @@ stop_loop_ignores_cancellation(Config) ->
     {error, {'CancelledError', _}} = py_event_loop:await(Ref, 10000),
     receive {py_loop_exit, Ctx, ok} -> ok after 10000 -> ct:fail(no_loop_exit) end,
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx).
+
+%% A task that holds the thread once cancelled: the stop's own code is interrupted after the
+%% grace period (plus a second), the loop closed, the task's caller answered.
+stop_loop_interrupts_a_hog(Config) ->
+    Ctx = new_ctx(Config),
+    ok = py_context:start_loop(Ctx),
+    {ok, Ref} = py_context:submit(Ctx, '__main__', hog_on_cancel, []),
+    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"len(STARTED)">>) =:= {ok, 1} end, 10000),
+    T0 = py_test_util:now_ms(),
+    ok = py_context:stop_loop(Ctx, 200),
+    ct:pal("stop_loop on a task holding the thread once cancelled: ~b ms (grace 200 ms + 1 s)",
+           [py_test_util:now_ms() - T0]),
+    {error, _} = py_event_loop:await(Ref, 10000),
+    receive {py_loop_exit, Ctx, ok} -> ok after 10000 -> ct:fail(no_loop_exit) end,
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    {error, loop_stopped} = py_context:submit(Ctx, '__main__', plain, [1]),
+    [] = [M || {stop_running, _} = M <- py_test_util:flush()],
     ok = py_context:stop(Ctx).
 
 submit_to_stopped_loop(Config) ->
