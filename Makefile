@@ -82,7 +82,7 @@ demo: build
 
 # The examples are escripts run from the repository root (their -pa names the built ebin).
 EXAMPLES := basic_example callbacks_example gen_server_example stream_example \
-            asyncio_echo_example owngil_map_example distributed_example
+            asyncio_echo_example owngil_map_example distributed_example worker_pool_example
 
 example: build
 	@if [ -z "$(NAME)" ] || [ ! -f examples/$(NAME) ]; then \

@@ -83,7 +83,8 @@ all_rows(Cfg) ->
         step("SharedDict get", fun() -> bench_shared_dict(Cfg) end),
         step("reactor echo", fun() -> bench_reactor(Cfg) end),
         step("channels", fun() -> bench_channels(Cfg) end),
-        step("under load", fun() -> bench_under_load(Cfg) end)
+        step("under load", fun() -> bench_under_load(Cfg) end),
+        step("worker loops", fun() -> bench_workers(Cfg) end)
     ]).
 
 %% The 1, 5 and 15 minute load averages, as uptime prints them.
@@ -616,6 +617,66 @@ bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
         catch port_close(Stock),
         unlink(R),
         ok = py_reactor_context:stop(R)
+    end.
+
+%% W. Worker loops (docs/servers.md): py_context:submit_await/4 round trips from one process
+%% (a coroutine and a plain function) on a worker context's running loop, and 64 B echo through
+%% a worker serving a py:dup_fd/1 copy of an Erlang listener with erlang.server, next to the
+%% same echo on asyncio's stock loop in a plain python3 process (bench/reactor_bench.py), in
+%% the same run.
+bench_workers(Cfg = #cfg{round_ns = Dur}) ->
+    {ok, Ctx} = py_context:new(#{preload => <<"
+import asyncio, erlang
+async def coro(x):
+    return x
+def plain(x):
+    return x
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+async def serve(fd):
+    await erlang.server.serve(fd, Echo, backlog=512)
+    return 'serving'
+">>}),
+    ok = py_context:start_loop(Ctx),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
+    {ok, Port} = inet:port(L),
+    {ok, Fd} = py:dup_fd(L),
+    check({ok, <<"serving">>}, py_context:submit_await(Ctx, '__main__', serve, [Fd])),
+    {Stock, StockPort} = stock_echo_server(),
+    Submit = fun(F) ->
+                     rounds(Cfg, fun() ->
+                         rate(timed(fun(I) -> {ok, I} = py_context:submit_await(Ctx, '__main__', F, [I]) end, 10, Dur))
+                     end)
+             end,
+    Run = fun(P, NConns) -> rounds(Cfg, fun() -> echo_clients(P, NConns, Dur) end) end,
+    try
+        Coro = Submit(coro),
+        Plain = Submit(plain),
+        One = Run(Port, 1),
+        OneStock = Run(StockPort, 1),
+        Hundred = Run(Port, 100),
+        HundredStock = Run(StockPort, 100),
+        Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
+        Us = fun(F) -> io_lib:format("~.1f us per round trip (median)", [1.0e6 / median(F)]) end,
+        [#row{id = "W1", label = "py_context:submit_await/4 of a coroutine, worker loop, 1 process",
+              unit = "round trips/s", figures = Coro, note = Us(Coro)},
+         #row{id = "W2", label = "py_context:submit_await/4 of a plain function, worker loop, 1 process",
+              unit = "round trips/s", figures = Plain, note = Us(Plain)},
+         #row{id = "W3", label = "echo (64 B, 1 connection) through a worker loop (erlang.server on a dup_fd)",
+              unit = "round trips/s", figures = One, note = Ratio(One, OneStock)},
+         #row{id = "W4", label = "echo (64 B, 1 connection), stock asyncio loop (python3)", unit = "round trips/s",
+              figures = OneStock},
+         #row{id = "W5", label = "echo (64 B, 100 connections) through a worker loop", unit = "round trips/s",
+              figures = Hundred, note = Ratio(Hundred, HundredStock)},
+         #row{id = "W6", label = "echo (64 B, 100 connections), stock asyncio loop (python3)",
+              unit = "round trips/s", figures = HundredStock}]
+    after
+        catch port_close(Stock),
+        ok = gen_tcp:close(L),
+        _ = py_context:stop(Ctx)
     end.
 
 reactor_acceptor(L, R) ->

@@ -37,12 +37,13 @@ def context_loop():
     return loop
 
 
-def stop_context_loop():
-    """Cancel the tasks of this context's loop (their callers get an error) and close it."""
+def stop_context_loop(timeout=1.0):
+    """Cancel the tasks of this context's loop (their callers get an error), give them
+    timeout seconds to finish, and close it."""
     loop = getattr(_local, "loop", None)
     _local.loop = None
     if loop is not None and not loop.is_closed():
-        loop._erlang_shutdown()
+        loop._erlang_shutdown(timeout)
         return True
     return False
 

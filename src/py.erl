@@ -31,6 +31,7 @@
 -export([shared_dict_new/0, shared_dict_get/2, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2,
          shared_dict_keys/1, shared_dict_destroy/1]).
 -export([eval_on/4]).
+-export([dup_fd/1]).
 
 %% Node services, start-up code and tracing (erlang_python 4.x's shapes).
 -export([reload/1, parallel/1, memory_stats/0, gc/0, gc/1, tracemalloc_start/0, tracemalloc_start/1,
@@ -836,3 +837,26 @@ check_map(M) -> is_map(M) orelse erlang:error(badarg).
 check_timeout(infinity) -> ok;
 check_timeout(T) when is_integer(T), T >= 0 -> ok;
 check_timeout(_) -> erlang:error(badarg).
+
+%% @doc A duplicate of a file descriptor, for Python to own: `{ok, NewFd}' or
+%% `{error, Reason}' (`ebadf' for a descriptor that is not open). Fd is a descriptor number
+%% (`inet:getfd/1' of a `gen_tcp'/`gen_udp' socket, `socket:getopt(S, {otp, fd})'), or the
+%% `gen_tcp'/`gen_udp' port or `socket' itself. The copy is close-on-exec; the original stays
+%% Erlang's, so Erlang may close its socket at any time (docs/servers.md). Hand the copy to
+%% `erlang.server.serve/adopt', which close it when done.
+-spec dup_fd(integer() | port() | socket:socket()) -> {ok, non_neg_integer()} | {error, term()}.
+dup_fd(Fd) when is_integer(Fd) ->
+    py_nif:dup_fd(Fd);
+dup_fd(Port) when is_port(Port) ->
+    case inet:getfd(Port) of
+        {ok, Fd} -> py_nif:dup_fd(Fd);
+        {error, _} = Error -> Error
+    end;
+dup_fd({'$socket', _} = Socket) ->
+    case socket:getopt(Socket, {otp, fd}) of
+        {ok, Fd} when is_integer(Fd) -> py_nif:dup_fd(Fd);
+        {ok, _} -> {error, ebadf};
+        {error, _} = Error -> Error
+    end;
+dup_fd(_) ->
+    erlang:error(badarg).

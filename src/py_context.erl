@@ -13,6 +13,8 @@
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3, stats/1, backtrace/1]).
 -export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, registered/0, init_registry/0]).
+-export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1,
+         submit/4, submit/5, submit_await/4, submit_await/5, submit_await/6]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([context/0, mode/0]).
@@ -21,13 +23,22 @@
 -type mode() :: worker | owngil.
 
 -define(REGISTRY, py_context_registry).
+%% Worker loops: Ctx -> {running, Serial, LoopRef} | stopped (read by submit/5 and loop_ref/1).
+-define(LOOPS, py_context_loops).
+-define(LOOP_GRACE, 5000).
+%% How long start_loop/2 waits for the context's thread to take the start (it may be busy).
+-define(LOOP_START_TIMEOUT, 15000).
+%% After the grace period and its interrupt, how long stop_loop/2 still waits.
+-define(LOOP_INTERRUPT_WAIT, 2000).
 -define(STOP_DEADLINE, 5000).
 -define(FORK_POLICY_KEY, {?MODULE, fork_policy}).
 -define(IDLE_EXIT, 5).
 
 -record(state, {ref :: py_nif:context_ref(),
                 owner_mon :: reference() | undefined,
-                stopped = false :: boolean()}).
+                stopped = false :: boolean(),
+                %% The worker loop: its serial, owner and the owner's monitor.
+                loop :: {integer(), pid(), reference()} | undefined}).
 
 %% @doc Starts a new context owned by the calling process.
 %%
@@ -237,6 +248,155 @@ backtrace(Ctx) ->
                         end
                 end).
 
+%% --- worker loops (erlang_python 4.1's names and shapes; docs/servers.md) ----------------------
+
+%% @doc Makes the context's event loop a worker loop owned by the calling process: see
+%% {@link start_loop/2}.
+-spec start_loop(context()) -> ok | {error, term()}.
+start_loop(Ctx) ->
+    start_loop(Ctx, #{}).
+
+%% @doc Starts the worker loop of context Ctx and returns at once: the context's own event
+%% loop (the one `py_event_loop' tasks run on), which the context steps whenever a descriptor
+%% is ready, a timer is due or work was scheduled. Option `owner' (default: the caller): the
+%% process that gets `{py_loop_exit, Ctx, Result}' when the loop ends (`ok' after
+%% {@link stop_loop/2}, `{error, loop_stopped}' after `py_event_loop:stop/1',
+%% `{error, context_stopped}' when the context stops); the loop is stopped when the owner
+%% exits. Unlike erlang_python 4.1, calls, evals and callbacks on Ctx keep working while the
+%% loop runs. `{error, loop_running}' when it runs already, `{error, context_not_found}'.
+-spec start_loop(context(), #{owner => pid()}) -> ok | {error, term()}.
+start_loop(Ctx, Opts) when is_pid(Ctx), is_map(Opts) ->
+    Owner = maps:get(owner, Opts, self()),
+    is_pid(Owner) orelse erlang:error(badarg),
+    loop_call(Ctx, {start_loop, Owner});
+start_loop(_, _) ->
+    erlang:error(badarg).
+
+%% @doc {@link stop_loop/2} with a grace period of 5 seconds.
+-spec stop_loop(context()) -> ok | {error, term()}.
+stop_loop(Ctx) ->
+    stop_loop(Ctx, ?LOOP_GRACE).
+
+%% @doc Stops the worker loop of Ctx: its servers (`erlang.server') stop accepting, its
+%% connections are aborted, its tasks are cancelled and given Grace ms to finish (tasks that
+%% ignore the cancellation are dropped then), and the loop is closed. From the call on,
+%% `submit' gets `{error, loop_stopped}'. When the stop has not ended Grace ms plus one
+%% second later (a task that holds the thread once cancelled), the stop's own Python code is
+%% interrupted (never another request of the context) and the loop closed at once.
+%% `ok' once the loop is closed, `{error, no_loop}' when none runs, `{error, timeout}' when
+%% the thread was still busy 2 seconds later (a request or task that holds the thread
+%% before the stop could start: the loop is closed when the thread comes to it; the owner is
+%% told then).
+-spec stop_loop(context(), non_neg_integer()) -> ok | {error, term()}.
+stop_loop(Ctx, Grace) when is_pid(Ctx), is_integer(Grace), Grace >= 0 ->
+    case loop_call(Ctx, stopping_loop) of
+        {ok, Serial, Ref} -> wait_loop_stopped(Ctx, Serial, Ref, Grace);
+        {error, _} = Error -> Error
+    end;
+stop_loop(_, _) ->
+    erlang:error(badarg).
+
+%% The stop runs in a process of its own, which tells the context process when it is done
+%% (also after stop_loop/2 gave up waiting). The stop's Python code says when it starts to run:
+%% only then does an interrupt land in it (and not in another request of the context).
+wait_loop_stopped(Ctx, Serial, Ref, Grace) ->
+    Self = self(),
+    Tag = make_ref(),
+    %% Forwards the "started" message while this call waits (none reaches the caller after).
+    Waiter = spawn(fun() -> receive stop_running -> Self ! {stop_running, Tag} end end),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                       Stop = fun(R, Ns, T) ->
+                                                      py_nif:submit_call(R, Ns, T, '_erlang_worker', stop,
+                                                                         [Serial, Grace / 1000, Waiter], #{}, plain)
+                                              end,
+                                       Result = case py_request:run(Ref, undefined, infinity, Stop) of
+                                                    {ok, _} -> ok;
+                                                    {error, _} = Error -> Error
+                                                end,
+                                       _ = loop_call(Ctx, {loop_ended, Serial, Result}),
+                                       exit({loop_stopped, Result})
+                               end),
+    Outcome = receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
+              after Grace + 1000 ->
+                  receive {stop_running, Tag} -> _ = py:interrupt(Ctx)
+                  after 0 -> ok
+                  end,
+                  receive {'DOWN', Mon, process, Pid, {loop_stopped, Result}} -> Result
+                  after ?LOOP_INTERRUPT_WAIT ->
+                      erlang:demonitor(Mon, [flush]),
+                      {error, timeout}
+                  end
+              end,
+    exit(Waiter, kill),
+    receive {stop_running, Tag} -> Outcome
+    after 0 -> Outcome
+    end.
+
+%% @doc The reference of the worker loop Ctx runs now (a new one at each start_loop/1,2):
+%% `{ok, LoopRef}', `{error, no_loop}' when none runs.
+-spec loop_ref(context()) -> {ok, reference()} | {error, no_loop}.
+loop_ref(Ctx) when is_pid(Ctx) ->
+    case ets:lookup(?LOOPS, Ctx) of
+        [{_, {running, _Serial, LoopRef}}] -> {ok, LoopRef};
+        _ -> {error, no_loop}
+    end;
+loop_ref(_) ->
+    erlang:error(badarg).
+
+%% @doc {@link submit/5} without keyword arguments.
+-spec submit(context(), py:py_module(), py:py_func(), list()) -> {ok, reference()} | {error, term()}.
+submit(Ctx, Module, Function, Args) ->
+    submit(Ctx, Module, Function, Args, #{}).
+
+%% @doc Schedules `Module.Function(*Args, **Kwargs)' on the event loop of Ctx and returns
+%% `{ok, TaskRef}' at once: a coroutine function's coroutine runs as a task, any other
+%% function is called. The result arrives as `{async_result, TaskRef, {ok, Value} |
+%% {error, Reason}}' (`py_event_loop:await/1,2' receives it). A context whose worker loop was
+%% stopped gives `{error, loop_stopped}' at once (until start_loop/1,2 again); without any
+%% worker loop, the task runs on the context's event loop all the same (as
+%% `py_event_loop:create_task_on/5'). The task is cancelled when the calling process exits.
+-spec submit(context(), py:py_module(), py:py_func(), list(), map()) -> {ok, reference()} | {error, term()}.
+submit(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), is_list(Args), is_map(Kwargs) ->
+    case ets:lookup(?LOOPS, Ctx) of
+        [{_, stopped}] -> {error, loop_stopped};
+        _ ->
+            case lookup(Ctx) of
+                {ok, _, _} ->
+                    (is_name(Module) andalso is_name(Function)) orelse erlang:error(badarg),
+                    {ok, py_task:start_queued(Ctx, Module, Function, Args, Kwargs, async)};
+                error -> {error, context_not_found}
+            end
+    end;
+submit(_, _, _, _, _) ->
+    erlang:error(badarg).
+
+%% @doc {@link submit_await/6} without keyword arguments, timeout 5 s.
+-spec submit_await(context(), py:py_module(), py:py_func(), list()) -> py:py_result().
+submit_await(Ctx, Module, Function, Args) ->
+    submit_await(Ctx, Module, Function, Args, #{}, 5000).
+
+%% @doc {@link submit_await/6} with timeout 5 s.
+-spec submit_await(context(), py:py_module(), py:py_func(), list(), map()) -> py:py_result().
+submit_await(Ctx, Module, Function, Args, Kwargs) ->
+    submit_await(Ctx, Module, Function, Args, Kwargs, 5000).
+
+%% @doc {@link submit/5}, then `py_event_loop:await(TaskRef, Timeout)': the result, or
+%% `{error, timeout}' (the task cancelled).
+-spec submit_await(context(), py:py_module(), py:py_func(), list(), map(), py:timeout_ms()) -> py:py_result().
+submit_await(Ctx, Module, Function, Args, Kwargs, Timeout) ->
+    case submit(Ctx, Module, Function, Args, Kwargs) of
+        {ok, TaskRef} -> py_event_loop:await(TaskRef, Timeout);
+        {error, _} = Error -> Error
+    end.
+
+is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
+
+%% A worker-loop request to the context's process; {error, context_not_found} when it is gone.
+loop_call(Ctx, Request) ->
+    try gen_server:call(Ctx, Request, infinity)
+    catch exit:_ -> {error, context_not_found}
+    end.
+
 with_env(Ctx, Env, Timeout, Submit) when is_reference(Env) ->
     on_ref(Ctx, fun(Ref) -> py_request:run(Ref, Env, Timeout, Submit) end);
 with_env(_, _, _, _) ->
@@ -291,6 +451,7 @@ registered() ->
 -spec init_registry() -> ok.
 init_registry() ->
     _ = ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
+    _ = ets:new(?LOOPS, [named_table, public, set, {read_concurrency, true}]),
     ok.
 
 %% @private
@@ -403,11 +564,30 @@ wait_exited(Tag) ->
 
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) ->
-          {stop, normal, ok | {error, term()}, #state{}} | {reply, {error, unknown_call}, #state{}}.
+          {stop, normal, ok | {error, term()}, #state{}} | {reply, term(), #state{}}.
 handle_call(stop, _From, #state{ref = Ref} = State) ->
     ets:delete(?REGISTRY, self()),
     Status = stop_thread(Ref),
     {stop, normal, Status, State#state{stopped = true}};
+handle_call({start_loop, Owner}, _From, #state{ref = Ref, loop = undefined} = State) ->
+    Serial = erlang:unique_integer([positive]),
+    Start = fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_worker', start, [self(), Serial], #{}, plain) end,
+    case py_request:run(Ref, undefined, ?LOOP_START_TIMEOUT, Start) of
+        {ok, true} ->
+            ets:insert(?LOOPS, {self(), {running, Serial, make_ref()}}),
+            {reply, ok, State#state{loop = {Serial, Owner, erlang:monitor(process, Owner)}}};
+        {error, _} = Error ->
+            {reply, Error, State}
+    end;
+handle_call({start_loop, _Owner}, _From, State) ->
+    {reply, {error, loop_running}, State};
+handle_call(stopping_loop, _From, #state{loop = {Serial, _, _}} = State) ->
+    ets:insert(?LOOPS, {self(), stopped}),
+    {reply, {ok, Serial, State#state.ref}, State};
+handle_call(stopping_loop, _From, State) ->
+    {reply, {error, no_loop}, State};
+handle_call({loop_ended, Serial, Result}, _From, State) ->
+    {reply, ok, loop_ended(Serial, Result, State)};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -424,6 +604,14 @@ handle_info({select, Watch, _, Mode}, State) ->
     {noreply, State};
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
     {stop, normal, State};
+handle_info({'DOWN', Mon, process, _, _}, #state{loop = {_, _, Mon}} = State) ->
+    %% The loop's owner is gone: stop the loop, from a process of its own (stopping steps the
+    %% loop, whose readiness comes through this process).
+    Ctx = self(),
+    _ = spawn(fun() -> stop_loop(Ctx, ?LOOP_GRACE) end),
+    {noreply, State};
+handle_info({'$py_loop_exit', Serial, Result}, State) ->
+    {noreply, loop_ended(Serial, Result, State)};
 handle_info({'EXIT', _, Reason}, State) ->
     {stop, Reason, State};
 handle_info(_Msg, State) ->
@@ -431,9 +619,27 @@ handle_info(_Msg, State) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{stopped = true}) ->
-    ok;
-terminate(_Reason, #state{ref = Ref}) ->
+terminate(_Reason, #state{stopped = true} = State) ->
+    context_ended(State);
+terminate(_Reason, #state{ref = Ref} = State) ->
     ets:delete(?REGISTRY, self()),
     _ = stop_thread(Ref),
+    context_ended(State).
+
+%% The context is gone: the owner of its worker loop learns it.
+context_ended(#state{loop = Loop}) ->
+    ets:delete(?LOOPS, self()),
+    case Loop of
+        {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
+        undefined -> ok
+    end,
     ok.
+
+%% Worker loop Serial ended with Result (once: a later report of the same loop is ignored).
+loop_ended(Serial, Result, #state{loop = {Serial, Owner, Mon}} = State) ->
+    erlang:demonitor(Mon, [flush]),
+    ets:insert(?LOOPS, {self(), stopped}),
+    Owner ! {py_loop_exit, self(), Result},
+    State#state{loop = undefined};
+loop_ended(_Serial, _Result, State) ->
+    State.

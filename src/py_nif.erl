@@ -14,6 +14,8 @@
          channel_notify/2, channel_unnotify/2]).
 -nifs([channel_new/2, channel_send/2, channel_close/1, channel_info/1, channel_try_receive/1,
        channel_notify/2, channel_unnotify/2]).
+-export([dup_fd/1]).
+-nifs([dup_fd/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -206,3 +208,6 @@ channel_notify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).
 
 -spec channel_unnotify(reference(), term()) -> ok.
 channel_unnotify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).
+
+-spec dup_fd(integer()) -> {ok, non_neg_integer()} | {error, term()}.
+dup_fd(_Fd) -> erlang:nif_error(nif_not_loaded).

@@ -10,7 +10,7 @@
 %% late result arrives after `{error, timeout}'.
 -module(py_task).
 
--export([start/6, await/2]).
+-export([start/6, start_queued/6, await/2]).
 
 -define(RELAY_KEY(Ref), {'$py_task', Ref}).
 %% Tasks of one process remembered (for await/2) before those whose relay is gone are forgotten.
@@ -45,6 +45,39 @@ resolve(pool) ->
     py_request:resolve(pool);
 resolve(Ctx) ->
     py_request:resolve(Ctx).
+
+%% start/6 on a context, returning once the request is in the context's queue: a request
+%% made after this call returns (py_context:stop_loop/2) is served after it.
+-spec start_queued(py_context:context(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) ->
+    reference().
+start_queued(Ctx, Module, Function, Args, Kwargs, Mode) ->
+    Caller = self(),
+    Ref = make_ref(),
+    prune(),
+    Submit = fun(CtxRef, Ns, Tag) -> py_nif:submit_call(CtxRef, Ns, Tag, Module, Function, Args, Kwargs, Mode) end,
+    case resolve(Ctx) of
+        {ok, CtxRef, Ns} ->
+            Relay = spawn_link(fun() -> queued_relay(Caller, Ref, CtxRef, Ns, Submit) end),
+            Mon = erlang:monitor(process, Relay),
+            receive
+                {queued, Ref} -> erlang:demonitor(Mon, [flush]);
+                {'DOWN', Mon, process, Relay, _} -> ok
+            end,
+            put(?RELAY_KEY(Ref), Relay);
+        {error, _} = Error ->
+            Caller ! {async_result, Ref, Error}
+    end,
+    Ref.
+
+queued_relay(Caller, Ref, CtxRef, Ns, Submit) ->
+    Pending = py_request:start(CtxRef, Ns, Submit),
+    Caller ! {queued, Ref},
+    Result = case Pending of
+                 {error, _} = Error -> Error;
+                 _ -> py_request:wait(Pending, infinity)
+             end,
+    Caller ! {async_result, Ref, Result},
+    unlink(Caller).
 
 relay(Caller, Ref, CtxRef, Ns, Submit) ->
     Result = py_request:run(CtxRef, Ns, infinity, Submit),

@@ -36,7 +36,7 @@
 -export([readme/1, getting_started/1, type_conversion/1, contexts/1, owngil/1, callbacks/1,
          state_and_references/1, asyncio/1, channels/1, distributed/1, elixir/1, logging/1, venv/1,
          performance/1, reliability/1, fuzzing/1, migration/1, installation/1, observability/1, docs_readme/1,
-         reactor/1,
+         reactor/1, servers/1,
          every_doc_has_a_case/1, runner_reports_failures/1]).
 %% Used by runner_reports_failures/1.
 -export([blocks_of/1, run_blocks/2]).
@@ -68,7 +68,8 @@ files() ->
      {observability, "docs/observability.md"},
      {buffers, "docs/buffers.md"},
      {shared_dict, "docs/shared-dict.md"},
-     {reactor, "docs/reactor.md"}].
+     {reactor, "docs/reactor.md"},
+     {servers, "docs/servers.md"}].
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -105,6 +106,7 @@ observability(_Config) -> doc_file(observability).
 buffers(_Config) -> doc_file(buffers).
 shared_dict(_Config) -> doc_file(shared_dict).
 reactor(_Config) -> doc_file(reactor).
+servers(_Config) -> doc_file(servers).
 
 %% Every Markdown file of docs/ (and README.md) has a case above.
 every_doc_has_a_case(_Config) ->

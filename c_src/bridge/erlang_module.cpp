@@ -317,6 +317,19 @@ def _channel_module(name):
 channel = _channel_module('channel')
 byte_channel = _channel_module('byte_channel')
 del _channel_module
+
+def _server_module():
+    # erlang.server (serve, adopt, stop_serving): priv/_erlang_server.py, imported at first use.
+    import sys
+    mod = type(sys)('erlang.server')
+    def __getattr__(attr):
+        import _erlang_server
+        return getattr(_erlang_server, attr)
+    mod.__getattr__ = __getattr__
+    return sys.modules.setdefault(mod.__name__, mod)
+
+server = _server_module()
+del _server_module
 )PY";
 
 int add_python_helpers(PyObject* module) {

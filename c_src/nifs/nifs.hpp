@@ -65,6 +65,8 @@ ERL_NIF_TERM channel_info(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM channel_try_receive(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM channel_notify(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM channel_unnotify(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+// fd_nifs.cpp
+ERL_NIF_TERM dup_fd(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // Resource types owned by each area, opened at load.
 bool open_context_resources(ErlNifEnv* env);
