@@ -269,6 +269,10 @@ constexpr const char* kPythonHelpers = R"PY(
 class ProcessError(Exception):
     """erlang.send to a process that is not alive, or to a name nobody registered."""
 
+class NotRegistered(ProcessError, TypeError):
+    """erlang.send to a name nobody registered. Also a TypeError, what erlang_python 4.1 raised
+    for any name destination, so `except TypeError` written for 4.1 still catches it."""
+
 class SuspensionRequired(BaseException):
     """Named for code written for erlang_python 4.x (`except erlang.SuspensionRequired: raise`
     ahead of `except Exception`). Never raised here: erlang.call waits on its own thread."""
