@@ -182,7 +182,7 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 constexpr const char* kTraceNames[] = {"Span", "trace"};
 
 // The channel classes, defined in priv/_erlang_channel.py and imported at first use.
-constexpr const char* kChannelNames[] = {"Channel", "ChannelClosed", "ByteChannel", "ByteChannelClosed", "reply"};
+constexpr const char* kChannelNames[] = {"Channel", "ChannelClosed", "ByteChannel", "ByteChannelClosed", "ChannelBusy", "reply"};
 
 bool is_channel_name(PyObject* name) {
     return std::ranges::any_of(kChannelNames, [name](const char* channel_name) {
