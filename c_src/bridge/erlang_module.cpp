@@ -10,6 +10,7 @@
 #include "bridge/callback_names.hpp"
 #include "bridge/channel_object.hpp"
 #include "bridge/erlang_process.hpp"
+#include "bridge/reactor_buffer_object.hpp"
 #include "bridge/host.hpp"
 #include "bridge/shared_dict_object.hpp"
 #include "bridge/thread_call.hpp"
@@ -260,6 +261,8 @@ PyMethodDef erlang_methods[] = {
     {"atom", py::guarded<&erlang_atom>, METH_O, "atom(name): an Erlang atom (converts to the atom, not a binary)."},
     {"_atom", py::guarded<&erlang_atom>, METH_O, nullptr},
     {"__getattr__", py::guarded<&erlang_getattr>, METH_O, nullptr},
+    {"_reactor_read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py::guarded<&reactor_read>)),
+     METH_FASTCALL, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -349,6 +352,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
     if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
     if (add_type(module, &channel_type_spec, &st->channel) < 0) return -1;
+    if (add_reactor_buffer_type(module) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }
