@@ -440,7 +440,23 @@ reactor_buffer(Config) ->
          {ok, <<"ok">>} = gen_tcp:recv(C, 2, 5000)
      end || Msg <- [<<"ping">>, <<"x">>, binary:copy(<<"abc">>, 1000)]],
     ok = gen_tcp:close(C),
-    stop(R).
+    stop(R),
+    %% erlang.reactor in any context, and ReactorBuffer._test_create to unit-test a protocol
+    {ok, Ctx} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Ctx, <<"
+import erlang.reactor as reactor
+class Up(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(data.upper())
+        return 'write_pending'
+p = Up()
+buf = reactor.ReactorBuffer._test_create(b'GET / HTTP/1.1')
+">>),
+    {ok, [<<"write_pending">>, <<"GET / HTTP/1.1">>, true, true]} =
+        py:eval(Ctx, <<"[p.data_received(buf), bytes(p.write_buffer), buf.find(b'HTTP') == 6, "
+                       "hasattr(erlang, 'reactor')]">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"reactor.ReactorBuffer(b'x')">>),
+    ok = py_context:stop(Ctx).
 
 %% 'async_pending': the response comes from a thread, which calls signal_write_ready(fd).
 async_pending_from_thread(Config) ->

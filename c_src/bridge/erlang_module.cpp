@@ -310,20 +310,22 @@ def state_decr(key, n=1):
     """Atomically subtract n from the counter key; return the new value."""
     return call('$py_state', 'incr', key, -n)
 
-def _channel_module(name):
-    # erlang.channel and erlang.byte_channel (`from erlang.channel import Channel`): modules
-    # whose names resolve in priv/_erlang_channel.py, imported at first use.
+def _submodule(name, impl):
+    # erlang.channel, erlang.byte_channel (`from erlang.channel import Channel`) and
+    # erlang.reactor (`import erlang.reactor as reactor`, in every interpreter): modules whose
+    # names resolve in priv/<impl>.py, imported at first use.
     import sys
     mod = type(sys)('erlang.' + name)
     def __getattr__(attr):
-        import _erlang_channel
-        return getattr(_erlang_channel, attr)
+        import importlib
+        return getattr(importlib.import_module(impl), attr)
     mod.__getattr__ = __getattr__
     return sys.modules.setdefault(mod.__name__, mod)
 
-channel = _channel_module('channel')
-byte_channel = _channel_module('byte_channel')
-del _channel_module
+channel = _submodule('channel', '_erlang_channel')
+byte_channel = _submodule('byte_channel', '_erlang_channel')
+reactor = _submodule('reactor', '_erlang_reactor')
+del _submodule
 )PY";
 
 int add_python_helpers(PyObject* module) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstring>
 
 #include "py/ref.hpp"
 
@@ -40,9 +41,26 @@ void reactor_buffer_dealloc(PyObject* self) {
     Py_DECREF(type);
 }
 
+// ReactorBuffer._test_create(data): a ReactorBuffer holding a copy of data (erlang_python 4.x's
+// name), to unit-test a protocol's data_received without a socket.
+PyObject* reactor_buffer_test_create(PyObject* cls, PyObject* arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return nullptr;
+    auto* type = reinterpret_cast<PyTypeObject*>(cls);
+    PyObject* obj = type->tp_alloc(type, view.len);
+    if (obj) {
+        reset_cached_hash(obj);
+        if (view.len > 0) std::memcpy(PyBytes_AS_STRING(obj), view.buf, size_t(view.len));
+    }
+    PyBuffer_Release(&view);
+    return obj;
+}
+
 PyMethodDef reactor_buffer_methods[] = {
     {"memoryview", reactor_buffer_memoryview, METH_NOARGS,
      "memoryview(): a read-only memoryview of the data, without a copy."},
+    {"_test_create", reactor_buffer_test_create, METH_O | METH_CLASS,
+     "_test_create(data): a ReactorBuffer holding a copy of data (for tests)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
