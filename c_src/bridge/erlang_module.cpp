@@ -10,8 +10,8 @@
 #include "bridge/callback_names.hpp"
 #include "bridge/channel_object.hpp"
 #include "bridge/erlang_process.hpp"
-#include "bridge/reactor_buffer_object.hpp"
 #include "bridge/host.hpp"
+#include "bridge/reactor_buffer_object.hpp"
 #include "bridge/shared_dict_object.hpp"
 #include "bridge/thread_call.hpp"
 #include "context/reply.hpp"
@@ -183,7 +183,8 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 constexpr const char* kTraceNames[] = {"Span", "trace"};
 
 // The channel classes, defined in priv/_erlang_channel.py and imported at first use.
-constexpr const char* kChannelNames[] = {"Channel", "ChannelClosed", "ByteChannel", "ByteChannelClosed", "ChannelBusy", "reply"};
+constexpr const char* kChannelNames[] = {"Channel",           "ChannelClosed", "ByteChannel",
+                                         "ByteChannelClosed", "ChannelBusy",   "reply"};
 
 bool is_channel_name(PyObject* name) {
     return std::ranges::any_of(kChannelNames, [name](const char* channel_name) {
