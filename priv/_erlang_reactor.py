@@ -21,7 +21,8 @@ import threading
 import _erlang_async
 import erlang
 
-__all__ = ["Protocol", "ReactorBuffer", "set_protocol_factory", "get_protocol", "signal_write_ready", "ACTIONS"]
+__all__ = ["Protocol", "ReactorBuffer", "set_protocol_factory", "get_protocol", "signal_write_ready", "ACTIONS",
+           "init_connection", "on_read_ready", "on_write_ready", "close_connection"]
 
 ACTIONS = ("continue", "write_pending", "read_pending", "async_pending", "close")
 READ_SIZE = 65536
@@ -35,6 +36,8 @@ _default_factory = None
 # Every open connection of this interpreter by descriptor, for signal_write_ready (any thread).
 _live = {}
 _live_lock = threading.Lock()
+# Protocols driven by hand through init_connection/on_read_ready/... (no reactor, no loop).
+_manual = {}
 
 ReactorBuffer = erlang.ReactorBuffer  # what data_received gets: bytes the kernel read into it
 
@@ -120,10 +123,52 @@ def signal_write_ready(fd):
 
 
 def get_protocol(fd):
-    """The protocol of this context's connection on fd, or None."""
+    """The protocol of this context's connection on fd (or of one made by init_connection), or None."""
     state = getattr(_local, "reactor", None)
     conn = state.connections.get(fd) if state is not None else None
-    return conn.protocol if conn is not None else None
+    return conn.protocol if conn is not None else _manual.get(fd)
+
+
+# --- driving a protocol by hand (erlang_python 4.x's functions) ------------------------------------
+# For tests and for code that runs its own readiness loop: nothing here registers fd anywhere,
+# reads or writes happen only when called, and the caller keeps owning fd (never closed here).
+
+def init_connection(fd, client_info):
+    """Makes the protocol of fd with the factory in effect and calls connection_made."""
+    state = getattr(_local, "reactor", None)
+    factory = (state.factory if state is not None else None) or _default_factory
+    if factory is None:
+        raise RuntimeError("no protocol factory: call set_protocol_factory first")
+    protocol = factory()
+    protocol.connection_made(fd, dict(client_info))
+    _manual[fd] = protocol
+    return protocol
+
+
+def on_read_ready(fd):
+    """One read from fd into data_received; its action ("close" at end of stream, or when fd
+    has no protocol)."""
+    protocol = _manual.get(fd)
+    if protocol is None:
+        return "close"
+    data = protocol.read()
+    if not data:
+        return "close"
+    return protocol.data_received(data)
+
+
+def on_write_ready(fd):
+    """write_ready's action ("close" when fd has no protocol)."""
+    protocol = _manual.get(fd)
+    return protocol.write_ready() if protocol is not None else "close"
+
+
+def close_connection(fd):
+    """Forgets fd's protocol and calls its connection_lost (fd itself stays open)."""
+    protocol = _manual.pop(fd, None)
+    if protocol is not None:
+        protocol.closed = True
+        protocol.connection_lost()
 
 
 class _State:

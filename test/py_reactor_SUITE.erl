@@ -11,7 +11,7 @@
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
          stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1,
          reactor_buffer/1, async_pending_from_thread/1, async_pending_signalled_first/1,
-         async_pending_signal_by_call/1]).
+         async_pending_signal_by_call/1, driven_by_hand/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -23,7 +23,7 @@ groups() ->
              unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
              contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor,
              reactor_buffer, async_pending_from_thread, async_pending_signalled_first,
-             async_pending_signal_by_call],
+             async_pending_signal_by_call, driven_by_hand],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -506,3 +506,37 @@ async_pending_signal_by_call(Config) ->
     wait_stats(R, active_connections, 0),
     {ok, false} = py:eval(Ctx, <<"__import__('erlang.reactor').reactor.signal_write_ready(fd)">>, #{fd => Fd}),
     stop(R).
+
+%% 4.x's init_connection/on_read_ready/on_write_ready/close_connection drive a protocol without a
+%% reactor (a socketpair here): the caller reads the actions; the descriptor stays the caller's.
+driven_by_hand(Config) ->
+    {ok, Ctx} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Ctx, <<"
+import socket
+import erlang.reactor as reactor
+gone = []
+class Echo(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(data)
+        return 'write_pending'
+    def connection_lost(self):
+        gone.append(self.fd)
+a, b = socket.socketpair()
+a.setblocking(False)
+reactor.set_protocol_factory(Echo)
+p = reactor.init_connection(a.fileno(), {'type': 'test'})
+b.send(b'hello')
+">>),
+    {ok, [<<"write_pending">>, <<"hello">>, true, <<"test">>]} =
+        py:eval(Ctx, <<"[reactor.on_read_ready(a.fileno()), bytes(p.write_buffer), "
+                       "reactor.get_protocol(a.fileno()) is p, p.client_info['type']]">>),
+    {ok, [<<"read_pending">>, <<"hello">>]} =
+        py:eval(Ctx, <<"[reactor.on_write_ready(a.fileno()), b.recv(16)]">>),
+    ok = py:exec(Ctx, <<"reactor.close_connection(a.fileno())">>),
+    {ok, [true, true, none, <<"close">>, <<"close">>]} =
+        py:eval(Ctx, <<"[gone == [a.fileno()], p.closed, reactor.get_protocol(a.fileno()), "
+                       "reactor.on_read_ready(a.fileno()), reactor.on_write_ready(a.fileno())]">>),
+    %% the descriptor is still the caller's: open and usable
+    {ok, 2} = py:eval(Ctx, <<"a.send(b'ok')">>),
+    ok = py:exec(Ctx, <<"a.close(); b.close()">>),
+    ok = py_context:stop(Ctx).
