@@ -734,6 +734,13 @@ def bench_channel_read(ch):
         n += 1
         size += len(msg[2]) if isinstance(msg, tuple) else len(msg)
     return (n, size)
+def bench_send_bytes(ref, n):
+    ch = erlang.ByteChannel(ref)
+    data = bytes(64)
+    for _ in range(n):
+        ch.send_bytes(data)
+    ch.close()
+    return n
 ">>),
     {NSmall, NBig} = case Quick of true -> {100000, 5000}; false -> {1000000, 50000} end,
     Small = {msg, 1, binary:copy(<<"a">>, 40)},   % 56 bytes in external format
@@ -749,13 +756,36 @@ def bench_channel_read(ch):
         channel_send_n(py_channel, Ch, Small, NSmall),
         NSmall * 1.0e9 / (now_ns() - T0)
     end),
+    NPy = NSmall div 5,
+    PyToErl = rounds(Cfg, fun() -> send_bytes_round(Ctx, NPy) end),
     ok = py_context:stop(Ctx),
     [#row{id = "18a", label = "channel: send/2 -> Python iteration, 56 B terms, end to end", unit = "msgs/s",
           figures = SmallRates, note = io_lib:format("~w messages per round, one worker context", [NSmall])},
      #row{id = "18b", label = "byte channel: send/2 -> Python iteration, 16 KiB binaries", unit = "msgs/s",
           figures = BigRates, note = io_lib:format("~w MB/s (median); the same cache-hot binary each send", [round(median(BigRates) * 16384 / 1.0e6)])},
      #row{id = "18c", label = "channel: send/2 alone (56 B terms, unbounded)", unit = "msgs/s",
-          figures = SendRates}].
+          figures = SendRates},
+     #row{id = "R1", label = "byte channel: Python send_bytes (64 B) -> Erlang recv/2, end to end", unit = "msgs/s",
+          figures = PyToErl, note = io_lib:format("~w messages per round; one worker context writes, one Erlang process reads", [NPy])}].
+
+%% R1: a worker context writes N 64-byte messages with ByteChannel.send_bytes and closes; this
+%% process reads them with py_byte_channel:recv/2 until the close. From the call to the last read.
+send_bytes_round(Ctx, N) ->
+    {ok, Ch} = py_byte_channel:new(),
+    T0 = now_ns(),
+    Self = self(),
+    Writer = spawn_link(fun() -> Self ! {written, py:call(Ctx, '__main__', bench_send_bytes, [Ch, N], #{timeout => 120000})} end),
+    N = recv_all(Ch, 0),
+    Rate = N * 1.0e9 / (now_ns() - T0),
+    receive {written, {ok, N}} -> ok end,
+    unlink(Writer),
+    Rate.
+
+recv_all(Ch, K) ->
+    case py_byte_channel:recv(Ch, 120000) of
+        {ok, <<0:512>>} -> recv_all(Ch, K + 1);
+        {error, closed} -> K
+    end.
 
 channel_round(Ctx, Mod, Msg, N, Size) ->
     {ok, Ch} = Mod:new(),

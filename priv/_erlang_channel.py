@@ -17,7 +17,7 @@ import time
 
 import erlang
 
-__all__ = ['Channel', 'ChannelClosed', 'ByteChannel', 'ByteChannelClosed', 'reply']
+__all__ = ['Channel', 'ChannelClosed', 'ChannelBusy', 'ByteChannel', 'ByteChannelClosed', 'reply']
 
 _SLICE = 0.05  # seconds of one wait; an interrupt surfaces between slices
 
@@ -28,6 +28,12 @@ class ChannelClosed(Exception):
 
 class ByteChannelClosed(ChannelClosed):
     """ChannelClosed of a ByteChannel."""
+
+
+class ChannelBusy(RuntimeError):
+    """Raised by ByteChannel.send_bytes when the channel holds max_size bytes already (what
+    py_byte_channel:send/2 answers with `busy`): nothing was queued, try again later. A
+    RuntimeError, as erlang_python 4.1 raised for a full channel."""
 
 
 def _ref_of(channel_ref):
@@ -184,6 +190,20 @@ class ByteChannel(Channel):
     async def async_receive_bytes(self):
         """The next bytes; other coroutines run while none are queued."""
         return await self.async_receive()
+
+    def send_bytes(self, data):
+        """Queues a copy of data (bytes, bytearray, memoryview, any bytes-like object) on the
+        channel, as py_byte_channel:send/2 does: Erlang reads it with py_byte_channel:recv/1,2
+        or try_receive/1, Python with receive_bytes(). True; ChannelBusy when the channel is
+        full (max_size), ByteChannelClosed after close. Never waits for a reader."""
+        if isinstance(data, str):
+            raise TypeError("send_bytes needs bytes-like data, not str (encode it first)")
+        result = self._ref._send_bytes(data)
+        if result == 'ok':
+            return True
+        if result == 'busy':
+            raise ChannelBusy("the byte channel is full (max_size reached)")
+        raise ByteChannelClosed("the byte channel is closed")
 
 
 def reply(pid, term):

@@ -21,17 +21,25 @@ import threading
 import _erlang_async
 import erlang
 
-__all__ = ["Protocol", "set_protocol_factory", "get_protocol", "ACTIONS"]
+__all__ = ["Protocol", "ReactorBuffer", "set_protocol_factory", "get_protocol", "signal_write_ready", "ACTIONS",
+           "init_connection", "on_read_ready", "on_write_ready", "close_connection"]
 
-ACTIONS = ("continue", "write_pending", "read_pending", "close")
+ACTIONS = ("continue", "write_pending", "read_pending", "async_pending", "close")
 READ_SIZE = 65536
 
 log = logging.getLogger("erlang.reactor")
 
-_READ, _WRITE = "read", "write"
+_READ, _WRITE, _PAUSED = "read", "write", "paused"
 _FAILED = object()  # what run() returns when the callback raised (the connection is closed)
 _local = threading.local()
 _default_factory = None
+# Every open connection of this interpreter by descriptor, for signal_write_ready (any thread).
+_live = {}
+_live_lock = threading.Lock()
+# Protocols driven by hand through init_connection/on_read_ready/... (no reactor, no loop).
+_manual = {}
+
+ReactorBuffer = erlang.ReactorBuffer  # what data_received gets: bytes the kernel read into it
 
 
 class Protocol:
@@ -96,11 +104,71 @@ def set_protocol_factory(factory):
         _default_factory = factory
 
 
+def signal_write_ready(fd):
+    """Tells the reactor that the response of the connection on fd, which answered
+    "async_pending", is in its write_buffer: write_ready runs next, on the reactor's thread.
+    Callable from any thread and from coroutines. True when fd is an open connection of this
+    interpreter's reactors (a signal that comes before the "async_pending" answer is kept for it),
+    False otherwise."""
+    with _live_lock:
+        conn = _live.get(fd)
+    if conn is None:
+        return False
+    conn.signalled = True
+    try:
+        conn.loop.call_soon_threadsafe(conn.on_signal)
+    except RuntimeError:  # the loop is closed: the connection is being closed with it
+        return False
+    return True
+
+
 def get_protocol(fd):
-    """The protocol of this context's connection on fd, or None."""
+    """The protocol of this context's connection on fd (or of one made by init_connection), or None."""
     state = getattr(_local, "reactor", None)
     conn = state.connections.get(fd) if state is not None else None
-    return conn.protocol if conn is not None else None
+    return conn.protocol if conn is not None else _manual.get(fd)
+
+
+# --- driving a protocol by hand (erlang_python 4.x's functions) ------------------------------------
+# For tests and for code that runs its own readiness loop: nothing here registers fd anywhere,
+# reads or writes happen only when called, and the caller keeps owning fd (never closed here).
+
+def init_connection(fd, client_info):
+    """Makes the protocol of fd with the factory in effect and calls connection_made."""
+    state = getattr(_local, "reactor", None)
+    factory = (state.factory if state is not None else None) or _default_factory
+    if factory is None:
+        raise RuntimeError("no protocol factory: call set_protocol_factory first")
+    protocol = factory()
+    protocol.connection_made(fd, dict(client_info))
+    _manual[fd] = protocol
+    return protocol
+
+
+def on_read_ready(fd):
+    """One read from fd into data_received; its action ("close" at end of stream, or when fd
+    has no protocol)."""
+    protocol = _manual.get(fd)
+    if protocol is None:
+        return "close"
+    data = protocol.read()
+    if not data:
+        return "close"
+    return protocol.data_received(data)
+
+
+def on_write_ready(fd):
+    """write_ready's action ("close" when fd has no protocol)."""
+    protocol = _manual.get(fd)
+    return protocol.write_ready() if protocol is not None else "close"
+
+
+def close_connection(fd):
+    """Forgets fd's protocol and calls its connection_lost (fd itself stays open)."""
+    protocol = _manual.pop(fd, None)
+    if protocol is not None:
+        protocol.closed = True
+        protocol.connection_lost()
 
 
 class _State:
@@ -126,19 +194,22 @@ class _Connection:
         self.protocol = protocol
         self.mode = None
         self.closed = False
+        self.signalled = False  # signal_write_ready came and no write_ready ran since
 
     def start(self):
         self.loop.add_reader(self.fd, self.on_readable)
         self.mode = _READ
+        with _live_lock:
+            _live[self.fd] = self
 
     def on_readable(self):
         try:
-            data = os.read(self.fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
+            data = erlang._reactor_read(self.fd, READ_SIZE)  # a ReactorBuffer, read in place
         except OSError:
             self.close()
             return
+        if data is None:
+            return  # nothing after all (EAGAIN)
         if not data:
             self.close()  # end of stream
             return
@@ -155,9 +226,22 @@ class _Connection:
         elif action == "read_pending":
             self.set_mode(_READ)
         else:
-            self.after_write(action)  # close, or an unknown action (None included)
+            self.after_write(action)  # async_pending, close, or an unknown action (None included)
 
     def on_writable(self):
+        self.signalled = False
+        self.after_write(self.run(self.protocol.write_ready))
+
+    def on_signal(self):
+        """signal_write_ready's callback, on the reactor's thread: the awaited response is ready."""
+        if self.closed or not self.signalled:
+            return  # served already
+        if self.mode != _PAUSED:
+            # The callback that ran meanwhile did not answer "async_pending": nothing waits.
+            self.signalled = False
+            return
+        self.signalled = False
+        self.state.total_requests += 1
         self.after_write(self.run(self.protocol.write_ready))
 
     def after_write(self, action):
@@ -167,6 +251,10 @@ class _Connection:
             self.set_mode(_WRITE)
         elif action == "read_pending":
             self.set_mode(_READ)
+        elif action == "async_pending":
+            self.set_mode(_PAUSED)  # neither read nor write until signal_write_ready(fd)
+            if self.signalled:
+                self.loop.call_soon(self.on_signal)  # it came while the callback ran
         elif action == "close":
             self.close()
         else:
@@ -197,7 +285,10 @@ class _Connection:
             return
         # Add the new interest before removing the old one: the selector modifies the
         # registration instead of dropping it and registering the descriptor again.
-        if mode == _WRITE:
+        if mode == _PAUSED:
+            self.loop.remove_reader(self.fd)
+            self.loop.remove_writer(self.fd)
+        elif mode == _WRITE:
             self.loop.add_writer(self.fd, self.on_writable)
             self.loop.remove_reader(self.fd)
         else:
@@ -210,6 +301,9 @@ class _Connection:
             return
         self.closed = True
         self.state.connections.pop(self.fd, None)
+        with _live_lock:
+            if _live.get(self.fd) is self:
+                del _live[self.fd]
         if not self.loop.is_closed():
             self.loop.remove_reader(self.fd)
             self.loop.remove_writer(self.fd)

@@ -183,9 +183,18 @@ context() ->
 context(N) ->
     py_context_router:get_context(N).
 
-%% @doc The mode of the default pool's contexts (app env `context_mode').
--spec execution_mode() -> worker | owngil.
+%% @doc How the default pool runs Python, in erlang_python 4.x's words: `multi_executor'
+%% (worker contexts: one thread each, sharing the main interpreter's GIL) or `subinterp'
+%% (owngil contexts: a subinterpreter and GIL each). From the app env `context_mode'.
+%% `free_threaded' (4.x on a free-threaded Python build) is not returned here.
+-spec execution_mode() -> multi_executor | subinterp.
 execution_mode() ->
+    case pool_mode() of
+        owngil -> subinterp;
+        worker -> multi_executor
+    end.
+
+pool_mode() ->
     case application:get_env(erlang_python, context_mode, worker) of
         owngil -> owngil;
         _ -> worker
@@ -346,7 +355,7 @@ to_term(Obj) ->
 on_object(Obj, Submit) ->
     is_ref(Obj) orelse erlang:error(badarg),
     case py_nif:object_owner(Obj) of
-        main -> on_main_interpreter(execution_mode(), Submit);
+        main -> on_main_interpreter(pool_mode(), Submit);
         {context, Ref} -> py_request:run(Ref, undefined, ?DEFAULT_TIMEOUT, Submit);
         gone -> {error, interpreter_gone}
     end.

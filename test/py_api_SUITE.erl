@@ -375,7 +375,7 @@ version(_Config) ->
     {ok, V} = py:eval(<<"__import__('platform').python_version()">>).
 
 execution_mode(_Config) ->
-    worker = py:execution_mode().
+    multi_executor = py:execution_mode().
 
 num_contexts_default(_Config) ->
     N = erlang:system_info(schedulers),

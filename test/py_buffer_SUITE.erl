@@ -10,7 +10,7 @@
 -export([erlang_api/1, bad_input/1, file_interface/1, iteration_and_lines/1, seek_tell_find/1,
          memoryview_zero_copy/1, pinned_growth_refused/1, memoryview_outlives_close/1, python_close/1,
          blocking_read_gets_later_writes/1, blocking_read_is_interruptible/1, creator_died/1,
-         reader_races_close/1, large_write/1, context_stops_during_read/1]).
+         reader_races_close/1, large_write/1, context_stops_during_read/1, made_in_python/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -19,7 +19,8 @@ all() -> [erlang_api, bad_input, {group, worker}, {group, owngil}].
 groups() ->
     Cases = [file_interface, iteration_and_lines, seek_tell_find, memoryview_zero_copy, pinned_growth_refused,
              memoryview_outlives_close, python_close, blocking_read_gets_later_writes,
-             blocking_read_is_interruptible, creator_died, reader_races_close, large_write, context_stops_during_read],
+             blocking_read_is_interruptible, creator_died, reader_races_close, large_write, context_stops_during_read,
+             made_in_python],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -315,3 +316,17 @@ context_stops_during_read(Config) ->
     Other = context(Config),
     %% an interrupted read(-1) claimed nothing: it takes its bytes only at the end of data
     {ok, <<"first second">>} = py:call(Other, '__main__', read_all, [B]).
+
+%% PyBuffer._test_create(data) (4.x's name): a buffer holding a copy of data, at EOF, made in
+%% Python with no Erlang writer: the same reads as a py_buffer's; not bytes-like input is a
+%% TypeError.
+made_in_python(Config) ->
+    Ctx = context(Config),
+    ok = py:exec(Ctx, <<"b = erlang.PyBuffer._test_create(bytearray(b'line1\\nline2\\n'))">>),
+    {ok, [<<"line1\n">>, <<"line2\n">>]} = py:eval(Ctx, <<"b.readlines()">>),
+    {ok, [true, 12, 0]} = py:eval(Ctx, <<"[b.at_eof(), b.tell(), b.seek(0)]">>),
+    {ok, <<"line1\nline2\n">>} = py:eval(Ctx, <<"bytes(memoryview(b))">>),
+    {ok, [<<>>, true]} = py:eval(Ctx, <<"(lambda e: [e.read(), e.at_eof()])(erlang.PyBuffer._test_create(b''))">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.PyBuffer._test_create('text')">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.PyBuffer()">>),
+    ok = py_context:stop(Ctx).

@@ -12,7 +12,7 @@
          receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
          bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
-         concurrent_readers/1, byte_recv_from_erlang/1]).
+         concurrent_readers/1, byte_recv_from_erlang/1, send_bytes_from_python/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -123,6 +123,30 @@ def keep(ch):
     _kept['ch'] = Channel(ch)
     return True
 
+def send_all(ch, chunks):
+    c = ByteChannel(ch)
+    return [c.send_bytes(x) for x in chunks]
+
+def send_outcome(ch, data):
+    try:
+        return ByteChannel(ch).send_bytes(data)
+    except erlang.channel.ChannelBusy as e:
+        return ('busy', isinstance(e, RuntimeError))
+    except ByteChannelClosed:
+        return 'closed'
+    except TypeError:
+        return 'TypeError'
+
+def send_from_thread(ch, n):
+    def run():
+        c = ByteChannel(ch)
+        for i in range(n):
+            c.send_bytes(b'%d' % i)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return True
+
 def channel_arg_type(x):
     try:
         Channel(x)
@@ -141,7 +165,7 @@ cases() ->
      receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
      reply_to_pid, pending_interrupt_keeps_message, concurrent_readers,
-     byte_recv_from_erlang].
+     byte_recv_from_erlang, send_bytes_from_python].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -442,4 +466,45 @@ byte_recv_from_erlang(_Config) ->
     ok = py_byte_channel:close(B),
     receive {got, {error, closed}} -> ok after 5000 -> ct:fail(no_closed) end,
     {error, closed} = py_byte_channel:recv(B, 0),
+    [] = py_test_util:flush().
+
+%% ByteChannel.send_bytes: Python writes, Erlang (recv/try_receive) and Python (receive_bytes)
+%% read; bytes-like objects of any kind; a full channel raises ChannelBusy (a RuntimeError), a
+%% closed one ByteChannelClosed; a str or a term channel is a TypeError. ({bytes, Bin}: a
+%% binary that arrives as bytes even when it is valid UTF-8.)
+send_bytes_from_python(Config) ->
+    {ok, B} = py_byte_channel:new(),
+    Self = self(),
+    Reader = spawn_link(fun() -> Self ! {got, py_byte_channel:recv(B, 10000)} end),
+    true = py_test_util:wait_until(fun() -> process_info(Reader, status) =:= {status, waiting} end, 5000),
+    {ok, [true, true, true]} = call(Config, send_all, [B, [{bytes, <<"one">>}, {bytes, <<"two">>}, {bytes, <<"three">>}]]),
+    receive {got, {ok, <<"one">>}} -> ok after 10000 -> ct:fail(no_recv) end,
+    {ok, <<"two">>} = py_byte_channel:try_receive(B),
+    {ok, <<"three">>} = py_byte_channel:try_receive(B),
+    {error, empty} = py_byte_channel:try_receive(B),
+    {ok, true} = py:eval(?config(ctx, Config), <<"erlang.ByteChannel(c).send_bytes(b'whole')">>, #{c => B}),
+    {ok, true} = py:eval(?config(ctx, Config), <<"erlang.ByteChannel(c).send_bytes(memoryview(b'view')[1:])">>, #{c => B}),
+    {ok, true} = py:eval(?config(ctx, Config), <<"erlang.ByteChannel(c).send_bytes(bytearray(1000))">>, #{c => B}),
+    {ok, <<"whole">>} = py_byte_channel:recv(B, 5000),
+    {ok, <<"iew">>} = py_byte_channel:try_receive(B),
+    {ok, Zeros} = py_byte_channel:recv(B),
+    Zeros = <<0:8000>>,
+    %% Python to Python, also from a thread of its own
+    {ok, true} = call(Config, send_from_thread, [B, 50]),
+    {ok, Got} = call(Config, bytes_n, [B, 50]),
+    Got = [integer_to_binary(I) || I <- lists:seq(0, 49)],
+    {ok, <<"TypeError">>} = py:eval(?config(ctx, Config), <<"send_outcome(c, 'str')">>, #{c => B}),
+    {ok, <<"TypeError">>} = py:eval(?config(ctx, Config), <<"send_outcome(c, 42)">>, #{c => B}),
+    {ok, Small} = py_byte_channel:new(#{max_size => 8}),
+    {ok, true} = call(Config, send_outcome, [Small, {bytes, <<"12345678">>}]),
+    {ok, {<<"busy">>, true}} = call(Config, send_outcome, [Small, {bytes, <<"9">>}]),
+    {ok, <<"12345678">>} = py_byte_channel:recv(Small, 5000),
+    {ok, true} = call(Config, send_outcome, [Small, {bytes, <<"9">>}]),
+    ok = py_byte_channel:close(Small),
+    {ok, <<"closed">>} = call(Config, send_outcome, [Small, {bytes, <<"late">>}]),
+    {ok, <<"9">>} = py_byte_channel:recv(Small, 5000),
+    {error, closed} = py_byte_channel:recv(Small, 0),
+    {ok, Terms} = py_channel:new(),
+    {error, {'TypeError', _}} =
+        py:eval(?config(ctx, Config), <<"erlang.ByteChannel(c).send_bytes(b'x')">>, #{c => Terms}),
     [] = py_test_util:flush().

@@ -238,7 +238,7 @@ owngil_pool(_Config) ->
     ok = application:set_env(erlang_python, num_contexts, 2),
     try
         {ok, _} = application:ensure_all_started(erlang_python),
-        owngil = py:execution_mode(),
+        subinterp = py:execution_mode(),
         [C1, C2 | _] = py_context_router:contexts(),
         ok = py:exec(C1, <<"import sys\nsys.pool_marker = 1">>),
         {ok, true} = py:eval(C1, <<"hasattr(__import__('sys'), 'pool_marker')">>),

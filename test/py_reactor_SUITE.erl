@@ -9,7 +9,9 @@
          close_action/1, caller_keeps_its_fd/1, invalid_fd/1, peer_reset_during_write/1, bad_arguments/1,
          protocol_raises/1, unknown_action/1, no_action/1, no_factory/1, too_many_connections/1,
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
-         stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1]).
+         stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1,
+         reactor_buffer/1, async_pending_from_thread/1, async_pending_signalled_first/1,
+         async_pending_signal_by_call/1, driven_by_hand/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -19,7 +21,9 @@ groups() ->
     Cases = [echo, client_info_and_get_protocol, large_write_waits_for_writable, close_action,
              caller_keeps_its_fd, invalid_fd, peer_reset_during_write, bad_arguments, protocol_raises,
              unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
-             contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor],
+             contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor,
+             reactor_buffer, async_pending_from_thread, async_pending_signalled_first,
+             async_pending_signal_by_call, driven_by_hand],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -92,6 +96,45 @@ class Nothing(reactor.Protocol):
             return None
         self.write_buffer.extend(data)
         return 'write_pending'
+
+class Zero(reactor.Protocol):
+    # What data is: a ReactorBuffer (bytes the kernel read into it), usable as bytes.
+    def data_received(self, data):
+        text = bytes(data).decode()
+        checks = [isinstance(data, reactor.ReactorBuffer), isinstance(data, bytes),
+                  type(data) is not bytes, data.memoryview().readonly, memoryview(data).obj is data,
+                  data == text.encode(), hash(data) == hash(text.encode()), data.decode() == text,
+                  data.startswith(text[:1].encode()), data[0] == ord(text[0]), len(data) == len(text),
+                  data.find(text[-1:].encode()) >= 0]
+        self.write_buffer.extend(b'ok' if all(checks) else repr(checks).encode())
+        return 'write_pending'
+
+class Deferred(reactor.Protocol):
+    # The response is made on another thread; the connection waits without reading.
+    def data_received(self, data):
+        payload = bytes(data)
+        def work():
+            self.write_buffer.extend(payload.upper())
+            assert reactor.signal_write_ready(self.fd)
+        threading.Thread(target=work).start()
+        return 'async_pending'
+
+class SignalFirst(reactor.Protocol):
+    # signal_write_ready before the 'async_pending' answer: the signal is kept for it.
+    def data_received(self, data):
+        self.write_buffer.extend(bytes(data) + (b'!' if reactor.signal_write_ready(-5) is False else b'?'))
+        reactor.signal_write_ready(self.fd)
+        return 'async_pending'
+
+parked = []
+class Parked(reactor.Protocol):
+    # Never signals by itself: the test closes the peer, then signals from Erlang.
+    def data_received(self, data):
+        parked.append(self.fd)
+        return 'async_pending'
+    def write_ready(self):
+        self.write_buffer.extend(b'late')
+        return super().write_ready()
 
 lost = []
 class Tracked(Echo):
@@ -386,3 +429,114 @@ default_reactor(Config) ->
     echo_ok(C, <<"default">>),
     ok = gen_tcp:close(C),
     stop(R).
+
+%% data_received gets a ReactorBuffer: a bytes subclass read in place, with memoryview().
+reactor_buffer(Config) ->
+    R = start(Config, <<"Zero">>),
+    L = listen(),
+    C = connect(R, L),
+    [begin
+         ok = gen_tcp:send(C, Msg),
+         {ok, <<"ok">>} = gen_tcp:recv(C, 2, 5000)
+     end || Msg <- [<<"ping">>, <<"x">>, binary:copy(<<"abc">>, 1000)]],
+    ok = gen_tcp:close(C),
+    stop(R),
+    %% erlang.reactor in any context, and ReactorBuffer._test_create to unit-test a protocol
+    {ok, Ctx} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Ctx, <<"
+import erlang.reactor as reactor
+class Up(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(data.upper())
+        return 'write_pending'
+p = Up()
+buf = reactor.ReactorBuffer._test_create(b'GET / HTTP/1.1')
+">>),
+    {ok, [<<"write_pending">>, <<"GET / HTTP/1.1">>, true, true]} =
+        py:eval(Ctx, <<"[p.data_received(buf), bytes(p.write_buffer), buf.find(b'HTTP') == 6, "
+                       "hasattr(erlang, 'reactor')]">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"reactor.ReactorBuffer(b'x')">>),
+    ok = py_context:stop(Ctx).
+
+%% 'async_pending': the response comes from a thread, which calls signal_write_ready(fd).
+async_pending_from_thread(Config) ->
+    R = start(Config, <<"Deferred">>),
+    L = listen(),
+    Cs = [connect(R, L) || _ <- lists:seq(1, 3)],
+    [[begin
+          ok = gen_tcp:send(C, <<"abc", N>>),
+          Up = <<"ABC", (N - 32)>>,  % N is a lowercase letter
+          {ok, Up} = gen_tcp:recv(C, 4, 5000)
+      end || C <- Cs] || N <- lists:seq($a, $t)],
+    #{total_requests := 60, protocol_errors := 0, active_connections := 3} = py_reactor_context:stats(R),
+    [ok = gen_tcp:close(C) || C <- Cs],
+    wait_stats(R, active_connections, 0),
+    stop(R).
+
+%% A signal that comes before the callback answers 'async_pending' is not lost; a signal for
+%% a descriptor that is no connection answers False.
+async_pending_signalled_first(Config) ->
+    R = start(Config, <<"SignalFirst">>),
+    L = listen(),
+    C = connect(R, L),
+    [begin
+         ok = gen_tcp:send(C, <<"hey">>),
+         {ok, <<"hey!">>} = gen_tcp:recv(C, 4, 5000)
+     end || _ <- lists:seq(1, 10)],
+    #{total_requests := 10, protocol_errors := 0} = py_reactor_context:stats(R),
+    ok = gen_tcp:close(C),
+    stop(R).
+
+%% A connection parked in 'async_pending' is served by a signal sent from a py:eval on the
+%% reactor's context; a signal once it is closed answers False.
+async_pending_signal_by_call(Config) ->
+    R = start(Config, <<"Parked">>),
+    Ctx = py_reactor_context:context(R),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, <<"wait">>),
+    true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(parked)">>) end, 10000),
+    {ok, Fd} = py:eval(Ctx, <<"parked[0]">>),
+    #{active_connections := 1} = py_reactor_context:stats(R),
+    {ok, true} = py:eval(Ctx, <<"__import__('erlang.reactor').reactor.signal_write_ready(fd)">>, #{fd => Fd}),
+    {ok, <<"late">>} = gen_tcp:recv(C, 4, 5000),
+    %% served: a second signal finds the connection reading again and changes nothing
+    {ok, true} = py:eval(Ctx, <<"__import__('erlang.reactor').reactor.signal_write_ready(fd)">>, #{fd => Fd}),
+    ok = gen_tcp:close(C),
+    wait_stats(R, active_connections, 0),
+    {ok, false} = py:eval(Ctx, <<"__import__('erlang.reactor').reactor.signal_write_ready(fd)">>, #{fd => Fd}),
+    stop(R).
+
+%% 4.x's init_connection/on_read_ready/on_write_ready/close_connection drive a protocol without a
+%% reactor (a socketpair here): the caller reads the actions; the descriptor stays the caller's.
+driven_by_hand(Config) ->
+    {ok, Ctx} = py_context:new(#{mode => ?config(mode, Config)}),
+    ok = py:exec(Ctx, <<"
+import socket
+import erlang.reactor as reactor
+gone = []
+class Echo(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(data)
+        return 'write_pending'
+    def connection_lost(self):
+        gone.append(self.fd)
+a, b = socket.socketpair()
+a.setblocking(False)
+reactor.set_protocol_factory(Echo)
+p = reactor.init_connection(a.fileno(), {'type': 'test'})
+b.send(b'hello')
+">>),
+    {ok, [<<"write_pending">>, <<"hello">>, true, <<"test">>]} =
+        py:eval(Ctx, <<"[reactor.on_read_ready(a.fileno()), bytes(p.write_buffer), "
+                       "reactor.get_protocol(a.fileno()) is p, p.client_info['type']]">>),
+    {ok, [<<"read_pending">>, <<"hello">>]} =
+        py:eval(Ctx, <<"[reactor.on_write_ready(a.fileno()), b.recv(16)]">>),
+    ok = py:exec(Ctx, <<"reactor.close_connection(a.fileno())">>),
+    {ok, [true, true, none, <<"close">>, <<"close">>]} =
+        py:eval(Ctx, <<"[gone == [a.fileno()], p.closed, reactor.get_protocol(a.fileno()), "
+                       "reactor.on_read_ready(a.fileno()), reactor.on_write_ready(a.fileno())]">>),
+    %% the descriptor is still the caller's: open and usable
+    {ok, 2} = py:eval(Ctx, <<"a.send(b'ok')">>),
+    ok = py:exec(Ctx, <<"a.close(); b.close()">>),
+    ok = py_context:stop(Ctx).

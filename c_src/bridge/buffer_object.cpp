@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <new>
 
 #include "py/ref.hpp"
 
@@ -314,6 +315,32 @@ void buffer_dealloc(PyObject* self) {
     Py_DECREF(tp);
 }
 
+// PyBuffer._test_create(data): a py_buffer holding a copy of data, written and ended (EOF), as
+// if Erlang had written it (erlang_python 4.x's name): unit tests of code that reads a buffer
+// need no Erlang side.
+PyObject* buffer_test_create(PyObject* cls, PyObject* arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return nullptr;
+    shared::ByteBuffer* buf = nullptr;
+    try {
+        buf = ByteBufferResource::make(std::max<size_t>(size_t(view.len), 1));
+        buf->write(static_cast<const unsigned char*>(view.buf), size_t(view.len));
+    } catch (const std::bad_alloc&) {
+        if (buf) ByteBufferResource::release(buf);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    PyBuffer_Release(&view);
+    buf->end();
+    auto* obj = PyObject_New(BufferObject, reinterpret_cast<PyTypeObject*>(cls));
+    if (!obj) {
+        ByteBufferResource::release(buf);
+        return nullptr;
+    }
+    obj->buf = buf;  // takes the reference make() returned
+    return reinterpret_cast<PyObject*>(obj);
+}
+
 // clang-format off
 PyMethodDef buffer_methods[] = {
     {"read", buffer_read, METH_VARARGS, "read(size=-1): up to size bytes (all up to EOF when -1); blocks while none is there."},
@@ -329,6 +356,7 @@ PyMethodDef buffer_methods[] = {
     {"readable", return_true, METH_NOARGS, nullptr},
     {"writable", return_false, METH_NOARGS, nullptr},
     {"seekable", return_true, METH_NOARGS, nullptr},
+    {"_test_create", buffer_test_create, METH_O | METH_CLASS, "_test_create(data): a buffer holding data, at EOF (for tests)."},
     {nullptr, nullptr, 0, nullptr},
 };
 // clang-format on

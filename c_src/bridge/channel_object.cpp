@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <new>
 
 #include "bridge/convert.hpp"
+#include "erl/env.hpp"
 #include "py/ref.hpp"
 
 namespace bridge {
@@ -87,6 +89,35 @@ PyObject* channel_pop_many(PyObject* obj, PyObject* arg) {
         if (!value || PyList_Append(list.get(), value.get()) < 0) return nullptr;
     }
     return list.release();
+}
+
+// _send_bytes(data): queues a copy of a bytes-like object on a byte channel, as
+// py_byte_channel:send/2 does from Erlang; 'ok', 'busy' (max_size reached) or 'closed'.
+PyObject* channel_send_bytes(PyObject* obj, PyObject* arg) {
+    ChannelObject* self = as_channel(obj);
+    if (self->channel->kind() != chan::Kind::bytes) {
+        PyErr_SetString(PyExc_TypeError, "send_bytes: not a py_byte_channel");
+        return nullptr;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return nullptr;
+    erl::OwnedEnv env;
+    ERL_NIF_TERM term{};
+    unsigned char* data = enif_make_new_binary(env.get(), size_t(view.len), &term);
+    if (data && view.len > 0) std::memcpy(data, view.buf, size_t(view.len));
+    PyBuffer_Release(&view);
+    if (!data) return PyErr_NoMemory();
+    chan::SendResult sent;
+    Py_BEGIN_ALLOW_THREADS;  // the queue's lock; wakes waiting Erlang processes (not a thread of ERTS)
+    sent = self->channel->send(term, size_t(view.len), nullptr);
+    Py_END_ALLOW_THREADS;
+    switch (sent) {
+        case chan::SendResult::ok: return PyUnicode_FromString("ok");
+        case chan::SendResult::busy: return PyUnicode_FromString("busy");
+        case chan::SendResult::closed: return PyUnicode_FromString("closed");
+        case chan::SendResult::no_memory: break;
+    }
+    return PyErr_NoMemory();
 }
 
 // _wake_fd(): the read end of this object's wake-up pipe (made at first use).
@@ -178,6 +209,7 @@ PyMethodDef channel_methods[] = {
     {"_disarm", channel_disarm, METH_NOARGS, nullptr},
     {"_drain", channel_drain, METH_NOARGS, nullptr},
     {"_close", channel_close, METH_NOARGS, nullptr},
+    {"_send_bytes", channel_send_bytes, METH_O, nullptr},
     {"_info", channel_info, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -11,6 +11,7 @@
 #include "bridge/channel_object.hpp"
 #include "bridge/erlang_process.hpp"
 #include "bridge/host.hpp"
+#include "bridge/reactor_buffer_object.hpp"
 #include "bridge/shared_dict_object.hpp"
 #include "bridge/thread_call.hpp"
 #include "context/reply.hpp"
@@ -182,7 +183,8 @@ constexpr const char* kLoopNames[] = {"new_event_loop", "run", "install", "sleep
 constexpr const char* kTraceNames[] = {"Span", "trace"};
 
 // The channel classes, defined in priv/_erlang_channel.py and imported at first use.
-constexpr const char* kChannelNames[] = {"Channel", "ChannelClosed", "ByteChannel", "ByteChannelClosed", "reply"};
+constexpr const char* kChannelNames[] = {"Channel",           "ChannelClosed", "ByteChannel",
+                                         "ByteChannelClosed", "ChannelBusy",   "reply"};
 
 bool is_channel_name(PyObject* name) {
     return std::ranges::any_of(kChannelNames, [name](const char* channel_name) {
@@ -260,6 +262,8 @@ PyMethodDef erlang_methods[] = {
     {"atom", py::guarded<&erlang_atom>, METH_O, "atom(name): an Erlang atom (converts to the atom, not a binary)."},
     {"_atom", py::guarded<&erlang_atom>, METH_O, nullptr},
     {"__getattr__", py::guarded<&erlang_getattr>, METH_O, nullptr},
+    {"_reactor_read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py::guarded<&reactor_read>)),
+     METH_FASTCALL, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -268,6 +272,10 @@ PyMethodDef erlang_methods[] = {
 constexpr const char* kPythonHelpers = R"PY(
 class ProcessError(Exception):
     """erlang.send to a process that is not alive, or to a name nobody registered."""
+
+class NotRegistered(ProcessError, TypeError):
+    """erlang.send to a name nobody registered. Also a TypeError, what erlang_python 4.1 raised
+    for any name destination, so `except TypeError` written for 4.1 still catches it."""
 
 class SuspensionRequired(BaseException):
     """Named for code written for erlang_python 4.x (`except erlang.SuspensionRequired: raise`
@@ -303,33 +311,23 @@ def state_decr(key, n=1):
     """Atomically subtract n from the counter key; return the new value."""
     return call('$py_state', 'incr', key, -n)
 
-def _channel_module(name):
-    # erlang.channel and erlang.byte_channel (`from erlang.channel import Channel`): modules
-    # whose names resolve in priv/_erlang_channel.py, imported at first use.
+def _submodule(name, impl):
+    # erlang.channel, erlang.byte_channel (`from erlang.channel import Channel`) and
+    # erlang.reactor (`import erlang.reactor as reactor`, in every interpreter): modules whose
+    # names resolve in priv/<impl>.py, imported at first use.
     import sys
     mod = type(sys)('erlang.' + name)
     def __getattr__(attr):
-        import _erlang_channel
-        return getattr(_erlang_channel, attr)
+        import importlib
+        return getattr(importlib.import_module(impl), attr)
     mod.__getattr__ = __getattr__
     return sys.modules.setdefault(mod.__name__, mod)
 
-channel = _channel_module('channel')
-byte_channel = _channel_module('byte_channel')
-del _channel_module
-
-def _server_module():
-    # erlang.server (serve, adopt, stop_serving): priv/_erlang_server.py, imported at first use.
-    import sys
-    mod = type(sys)('erlang.server')
-    def __getattr__(attr):
-        import _erlang_server
-        return getattr(_erlang_server, attr)
-    mod.__getattr__ = __getattr__
-    return sys.modules.setdefault(mod.__name__, mod)
-
-server = _server_module()
-del _server_module
+channel = _submodule('channel', '_erlang_channel')
+byte_channel = _submodule('byte_channel', '_erlang_channel')
+reactor = _submodule('reactor', '_erlang_reactor')
+server = _submodule('server', '_erlang_server')
+del _submodule
 )PY";
 
 int add_python_helpers(PyObject* module) {
@@ -358,6 +356,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
     if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
     if (add_type(module, &channel_type_spec, &st->channel) < 0) return -1;
+    if (add_reactor_buffer_type(module) < 0) return -1;
     if (PyModule_AddFunctions(module, erlang_methods) < 0) return -1;
     return add_python_helpers(module);
 }

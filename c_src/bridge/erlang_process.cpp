@@ -47,10 +47,11 @@ NameAtom existing_atom(const ErlangTypes& types, PyObject* name, ErlNifEnv* env,
     return NameAtom::Failed;
 }
 
-// Raises erlang.ProcessError(message).
-PyObject* process_error(const char* message, PyObject* target) {
+// Raises erlang.<exception>(message): ProcessError, or NotRegistered (a ProcessError that is
+// also the TypeError 4.1 raised for a name destination).
+PyObject* process_error(const char* message, PyObject* target, const char* exception = "ProcessError") {
     py::Ref module = py::Ref::steal(PyImport_ImportModule("erlang"));
-    py::Ref cls = py::Ref::steal(module ? PyObject_GetAttrString(module.get(), "ProcessError") : nullptr);
+    py::Ref cls = py::Ref::steal(module ? PyObject_GetAttrString(module.get(), exception) : nullptr);
     if (!cls) return nullptr;
     PyErr_Format(cls.get(), message, target);
     return nullptr;
@@ -106,10 +107,11 @@ PyObject* send_message(const Converter& cv, PyObject* target, PyObject* message)
                              "erlang.send(pid, term): pid must be an erlang.Pid or a registered name, not %.100s",
                              Py_TYPE(target)->tp_name);
                 return nullptr;
-            case NameAtom::Missing: return process_error("no process is registered as %R", target);
+            case NameAtom::Missing: return process_error("no process is registered as %R", target, "NotRegistered");
             case NameAtom::Found: break;
         }
-        if (!enif_whereis_pid(nullptr, atom, &to)) return process_error("no process is registered as %R", target);
+        if (!enif_whereis_pid(nullptr, atom, &to))
+            return process_error("no process is registered as %R", target, "NotRegistered");
     }
     ERL_NIF_TERM term{};
     if (!to_erlang(cv, env.get(), message, &term)) return nullptr;
