@@ -413,7 +413,8 @@ bool Context::next_batch(std::vector<RequestPtr>& batch) {
     if (!backlog_.empty()) return true;
     auto deadline = RequestQueue::Clock::time_point::max();
     if (hosted_loop_) deadline = hosted_due() ? RequestQueue::Clock::time_point::min() : hosted_deadline_;
-    return queue_.pop_all(batch, deadline);
+    if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
+    return queue_.pop_all(batch, deadline, governed_ ? governed_->busy_flag() : nullptr);
 }
 
 namespace {
@@ -666,7 +667,7 @@ bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
     PyEval_SaveThread();
     if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
-    bool more = queue_.pop_all(batch, deadline);
+    bool more = queue_.pop_all(batch, deadline, governed_ ? governed_->busy_flag() : nullptr);
     if (governed_) governed_->begin_batch();
     PyEval_RestoreThread(tstate_);
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));

@@ -33,6 +33,9 @@ constexpr double kBeamBusy = 0.5;
 // How many periods between two looks for the BEAM's scheduler threads (they are started with
 // the VM; the look reads /proc/self/task/*/comm).
 constexpr int kSchedulerRescan = 250;
+// Starved this many periods in a row (half a second), a thread is raised even while the BEAM is
+// not busy: other programs are starving it, and the BEAM does not need the CPU it would take.
+constexpr int kStarvedAlonePeriods = 25;
 // Below this part over kCalmPeriods periods in a row with work, nothing competes any more.
 constexpr double kCalmDelay = 0.1;
 constexpr int kCalmPeriods = 5;
@@ -67,6 +70,23 @@ bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
     on_cpu_ns = int64_t(on_cpu);
     waiting_ns = int64_t(waiting);
     return true;
+}
+
+// Whether thread tid is runnable now (state R in /proc/self/task/TID/stat: on a CPU or waiting
+// for one). The kernel adds to the run delay of schedstat only when a waiting thread gets a CPU,
+// so a thread that never gets one shows no delay at all: this is how it is seen.
+bool runnable_now(pid_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(tid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char* end_of_name = std::strrchr(buf, ')');  // the name may hold spaces and parentheses
+    return end_of_name && end_of_name[1] == ' ' && end_of_name[2] == 'R';
 }
 
 // The BEAM's normal scheduler threads ("1_scheduler", "2_scheduler", ...) and their CPU time
@@ -165,17 +185,25 @@ bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_b
     // thread then runs at normal priority, which is fair.
     double share = known ? double(on_cpu - t.last_on_cpu_ns_) / double(period_ns) : 0.0;
     double delay = known ? double(waited - t.last_delay_ns_) / double(period_ns) : 1.0;
+    // Runnable at this look and the last one with little CPU between them is starved as well
+    // (the run delay shows only once the thread gets a CPU, see runnable_now).
+    bool runnable = runnable_now(t.tid_);
     if (!t.raised_) {
-        if ((wanted || t.wanted_) && beam_busy && share < kStarvedShare && delay > kStarvedDelay &&
+        bool starved =
+            (wanted || t.wanted_) && share < kStarvedShare && (delay > kStarvedDelay || (runnable && t.was_runnable_));
+        t.starved_periods_ = starved ? t.starved_periods_ + 1 : 0;
+        if (starved && (beam_busy || t.starved_periods_ >= kStarvedAlonePeriods) &&
             set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;
+            t.starved_periods_ = 0;
         }
     } else if (wanted && t.wanted_) {
         t.calm_periods_ = delay < kCalmDelay ? t.calm_periods_ + 1 : 0;
         if (t.calm_periods_ >= kCalmPeriods && set_policy(t.thread_, SCHED_IDLE)) t.raised_ = false;
     }
     t.wanted_ = wanted;
+    t.was_runnable_ = runnable;
     t.last_on_cpu_ns_ = on_cpu;
     t.last_delay_ns_ = waited;
     return wanted;

@@ -4,8 +4,10 @@
 // while the BEAM's schedulers were busy more than half of the period, is raised to normal
 // priority, where it gets a fair share; once it hardly waits any more for a while, it goes back
 // to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
-// cores, the schedulers mostly asleep) stay at SCHED_IDLE, so the BEAM still wakes at once. A thread waiting for the GIL or for an Erlang
-// callback is not runnable, so it is not starved. One governor thread, started with the first
+// cores, the schedulers mostly asleep) stay at SCHED_IDLE, so the BEAM still wakes at once; a
+// thread starved half a second in a row while the BEAM is not busy (other programs take the
+// CPUs) is raised too. A thread waiting for the GIL or for an Erlang callback is not runnable,
+// so it is not starved. One governor thread, started with the first
 // such context, watches every one of them.
 #pragma once
 
@@ -26,6 +28,9 @@ public:
     // Context thread: before and after running a batch of requests.
     void begin_batch() { busy_.store(true, std::memory_order_relaxed); }
     void end_batch() { busy_.store(false, std::memory_order_relaxed); }
+    // Context thread: the flag RequestQueue::pop_all sets before it takes requests, so that a
+    // thread starved between taking them and begin_batch() still counts as having work.
+    std::atomic<bool>* busy_flag() { return &busy_; }
 
 private:
     friend class PriorityGovernor;
@@ -39,6 +44,8 @@ private:
     int64_t last_on_cpu_ns_ = -1;
     int64_t last_delay_ns_ = -1;
     int calm_periods_ = 0;
+    int starved_periods_ = 0;    // starved at this many looks in a row
+    bool was_runnable_ = false;  // runnable at the last look
     GovernedThread* next_ = nullptr;
 };
 

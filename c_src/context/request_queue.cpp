@@ -115,9 +115,10 @@ void RequestQueue::take_all(std::vector<RequestPtr>& out) {
     std::reverse(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());  // pushed last, listed first
 }
 
-bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
+bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline, std::atomic<bool>* taking) {
     if (!spin_until_work(deadline) && Clock::now() < deadline) sleep_until_work(deadline);
     woken_.store(false);
+    if (taking) taking->store(true, std::memory_order_seq_cst);
     take_all(out);
     return !out.empty() || !closed();
 }

@@ -38,8 +38,10 @@ public:
 
     // Worker thread only. Waits until work arrives, the queue closes, wake() is called or the
     // deadline passes, then moves every queued request into out (possibly none), oldest first.
-    // Returns false when the queue is closed and empty.
-    bool pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline = Clock::time_point::max());
+    // Returns false when the queue is closed and empty. taking, when given, is set before the
+    // requests leave the queue: whoever reads it and has_pending() sees the work in one of them.
+    bool pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline = Clock::time_point::max(),
+                 std::atomic<bool>* taking = nullptr);
 
     // Any thread (a stopping context's interrupter): moves every queued request into out, as
     // pop_all does without waiting. Each request goes to exactly one of the takers.
