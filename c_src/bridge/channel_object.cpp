@@ -107,7 +107,7 @@ PyObject* channel_send_bytes(PyObject* obj, PyObject* arg) {
     if (data && view.len > 0) std::memcpy(data, view.buf, size_t(view.len));
     PyBuffer_Release(&view);
     if (!data) return PyErr_NoMemory();
-    chan::SendResult sent;
+    chan::SendResult sent{};
     Py_BEGIN_ALLOW_THREADS;  // the queue's lock; wakes waiting Erlang processes (not a thread of ERTS)
     sent = self->channel->send(term, size_t(view.len), nullptr);
     Py_END_ALLOW_THREADS;

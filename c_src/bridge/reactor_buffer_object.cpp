@@ -120,7 +120,7 @@ PyObject* reactor_read(PyObject* module, PyObject* const* args, Py_ssize_t nargs
     if (!buf) return nullptr;
     reset_cached_hash(buf.get());
     char* data = PyBytes_AS_STRING(buf.get());
-    ssize_t got;
+    ssize_t got = 0;
     int err = 0;
     Py_BEGIN_ALLOW_THREADS;
     do {

@@ -59,9 +59,13 @@ public:
 
 private:
     static void* governor_main(void*);
-    // Governor thread, its mutex held: one look at t after period_ns, the BEAM's schedulers
-    // busy (see beam_busy) or not. True when t had work.
-    static bool look_at(GovernedThread& t, int64_t period_ns, bool beam_busy);
+    struct Look {
+        bool beam_busy;      // the BEAM's schedulers were busy (see beam_busy)
+        bool others_starve;  // the governed threads together had less than half the CPUs
+    };
+    // Governor thread, its mutex held: one look at t after period_ns; adds t's share of one CPU
+    // over the period to python_share. True when t had work.
+    static bool look_at(GovernedThread& t, int64_t period_ns, const Look& look, double& python_share);
 };
 
 }  // namespace context
