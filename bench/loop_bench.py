@@ -60,3 +60,35 @@ def timers(loop_name, n):
 
 def echo(loop_name, n, size):
     return _on(loop_name, _echo, n, size)
+
+
+async def _echo_many(conns, n, size):
+    """conns loopback TCP connections to one echo server on the loop, each doing n ping-pongs of
+    size bytes at the same time; the rate counts every connection's round trips."""
+    async def handle(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=conns)
+    port = server.sockets[0].getsockname()[1]
+    pairs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(conns)]
+    payload = b"x" * size
+
+    async def client(reader, writer):
+        for _ in range(n):
+            writer.write(payload)
+            await reader.readexactly(size)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(r, w) for r, w in pairs))
+    rate = conns * n / (time.perf_counter() - t0)
+    for _, writer in pairs:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+    return rate
+
+
+def echo_many(loop_name, conns, n, size):
+    return _on(loop_name, _echo_many, conns, n, size)

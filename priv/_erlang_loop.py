@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from asyncio import events
+from asyncio import selector_events
 
 import erlang
 
@@ -110,6 +111,37 @@ class ErlangSelector(selectors._BaseSelectorImpl):
         self._poller.close()
 
 
+class _ErlangSocketTransport(selector_events._SelectorSocketTransport):
+    """asyncio's socket transport, reading into its loop's reusable buffer: the stock one asks
+    recv() for a new max_size (256 KiB) bytes object per read, which a context thread's malloc
+    arena maps and unmaps again and again; the data handed to the protocol is the same."""
+
+    def _read_ready__data_received(self):
+        if self._conn_lost:
+            return
+        buffer = self._loop._erlang_read_buffer
+        if self.max_size != len(buffer):
+            return super()._read_ready__data_received()  # a size set by the user: asyncio's path
+        try:
+            nbytes = self._sock.recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not nbytes:
+            self._read_ready__on_eof()
+            return
+        try:
+            self._protocol.data_received(bytes(buffer[:nbytes]))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+
 class ErlangEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
 
@@ -122,12 +154,21 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         self._erlang_in_step = False
         self._erlang_replies = {}  # task -> the erlang._Reply its result goes to
         self._erlang_shutdown_hooks = []  # called first by _erlang_shutdown (the reactor's)
+        # What socket transports read into (one at a time: the loop runs on one thread).
+        self._erlang_read_buffer = memoryview(bytearray(selector_events._SelectorSocketTransport.max_size))
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if _VERSION >= (3, 12):
+            self._ensure_fd_no_transport(sock)  # as the base class does since 3.12
+        return _ErlangSocketTransport(self, sock, protocol, waiter, extra, server)
 
     # --- hosted mode: the context steps the loop between requests --------------------------
 
     def _erlang_host(self):
         """Hand the loop to the context of this thread, which steps it from now on."""
         self._erlang_hosted = True
+        self._call_soon = self._erlang_hosted_call_soon
+        self.call_at = self._erlang_hosted_call_at
         self._selector._hosted = True
         self._thread_id = threading.get_ident()
         self._selector._poller.host(self)
@@ -177,17 +218,20 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
             self._erlang_step()  # until the tasks' done callbacks (their replies) have run
         self._selector._poller.host(None)
         self._erlang_hosted = False
+        del self._call_soon, self.call_at
         self._selector._hosted = False
         self._thread_id = None
         self.close()
 
-    def _call_soon(self, callback, args, context):
-        handle = super()._call_soon(callback, args, context)
+    # A hosted loop's scheduling asks its context for a step (instance attributes set by
+    # _erlang_host: an owned loop schedules through asyncio's methods at their own cost).
+    def _erlang_hosted_call_soon(self, callback, args, context):
+        handle = asyncio.SelectorEventLoop._call_soon(self, callback, args, context)
         self._erlang_request_step()
         return handle
 
-    def call_at(self, when, callback, *args, context=None):
-        handle = super().call_at(when, callback, *args, context=context)
+    def _erlang_hosted_call_at(self, when, callback, *args, context=None):
+        handle = asyncio.SelectorEventLoop.call_at(self, when, callback, *args, context=context)
         self._erlang_request_step()
         return handle
 

@@ -141,14 +141,19 @@ PyObject* poller_wait(PyObject* self, PyObject* arg) {
     Poller* p = usable(self, &host);
     if (!p) return nullptr;
     p->arm_pending();
-    if (!p->has_ready() && timeout != 0 && !host->wait_poller(*p, timeout)) return nullptr;
+    if (!p->has_ready()) {
+        if (timeout == 0) p->poll_now();
+        else if (!host->wait_poller(*p, timeout)) return nullptr;
+    }
     return ready_list(p);
 }
 
 // poll() -> [(fd, events)]: what is ready now, without waiting.
 PyObject* poller_poll(PyObject* self, PyObject*) {
     Poller* p = usable(self);
-    return p ? ready_list(p) : nullptr;
+    if (!p) return nullptr;
+    if (!p->has_ready()) p->poll_now();
+    return ready_list(p);
 }
 
 // arm(): hands the modes that fired back to the BEAM (the loop has consumed them).

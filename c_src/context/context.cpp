@@ -705,8 +705,16 @@ PyObject* Context::self_pid() {
 // --- the event loop support ------------------------------------------------------------------
 
 aio::PollerPtr Context::make_poller() {
+    if (!fd_waiter_) {
+        fd_waiter_ = aio::FdWaiter::make();
+        if (!fd_waiter_) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return {};
+        }
+        queue_.attach_fd_waiter(fd_waiter_.get());
+    }
     try {
-        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, owner_pid_));
+        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, fd_waiter_));
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return {};

@@ -50,6 +50,10 @@ void RequestQueue::close() {
 }
 
 void RequestQueue::wake_sleeper() {
+    if (sleeping_on_descriptors_.load()) {
+        fd_waiter_.load()->wake();
+        return;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_one();
 }
@@ -115,8 +119,24 @@ void RequestQueue::take_all(std::vector<RequestPtr>& out) {
     std::reverse(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());  // pushed last, listed first
 }
 
+// The worker sleeps in the epoll set; a push (or wake) that sees sleeping_ set writes the
+// waiter's eventfd, which ends the wait even when written before it began.
+void RequestQueue::sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point deadline) {
+    sleeping_on_descriptors_.store(true);
+    sleeping_.store(true);
+    if (!has_work()) waiter.wait(deadline);
+    sleeping_.store(false);
+    sleeping_on_descriptors_.store(false);
+}
+
 bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
-    if (!spin_until_work(deadline) && Clock::now() < deadline) sleep_until_work(deadline);
+    aio::FdWaiter* waiter = fd_waiter_.load(std::memory_order_relaxed);
+    if (waiter && waiter->has_watches()) {
+        // A spin would not see a ready descriptor: sleep on them (and on requests) at once.
+        sleep_on_descriptors(*waiter, deadline);
+    } else if (!spin_until_work(deadline) && Clock::now() < deadline) {
+        sleep_until_work(deadline);
+    }
     woken_.store(false);
     take_all(out);
     return !out.empty() || !closed();

@@ -9,6 +9,10 @@
 // that arrives while the worker sleeps, sooner than a full spin would have lasted, lengthens
 // them again. On a busy machine a spinning thread holds a CPU the BEAM's schedulers (and the
 // caller) need, and the kernel treats it as CPU-bound; a sleeping one is woken at once.
+//
+// While the context's event loops watch descriptors (an aio::FdWaiter with watches), the worker
+// does not spin and sleeps in the waiter's epoll set instead of the condition variable, so
+// that a ready descriptor wakes it as directly as a request does.
 #pragma once
 
 #include <atomic>
@@ -18,6 +22,7 @@
 #include <mutex>
 #include <vector>
 
+#include "aio/fd_waiter.hpp"
 #include "context/request.hpp"
 
 namespace context {
@@ -54,6 +59,10 @@ public:
     void close();
     bool closed() const { return head_.load(std::memory_order_acquire) & kClosed; }
 
+    // Worker thread, once: the epoll set to sleep on while it watches descriptors. It must
+    // outlive the queue's last push (the context holds it).
+    void attach_fd_waiter(aio::FdWaiter* waiter) { fd_waiter_.store(waiter); }
+
     // Any thread: whether requests are queued (a hint: it may change at once).
     bool has_pending() const { return (head_.load(std::memory_order_relaxed) & ~kClosed) != 0; }
 
@@ -65,6 +74,7 @@ private:
     bool has_work() const { return head_.load() != 0 || woken_.load(); }
     bool spin_until_work(Clock::time_point deadline);
     void sleep_until_work(Clock::time_point deadline);
+    void sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point deadline);
     void take_all(std::vector<RequestPtr>& out);
     void wake_sleeper();
 
@@ -74,6 +84,8 @@ private:
     std::atomic<bool> woken_{false};
     std::atomic<bool> sleeping_{false};
     std::atomic<bool> spinning_{false};
+    std::atomic<bool> sleeping_on_descriptors_{false};  // set before sleeping_, cleared after
+    std::atomic<aio::FdWaiter*> fd_waiter_{nullptr};
     std::mutex mutex_;  // only for sleeping and waking
     std::condition_variable wake_;
 };
