@@ -18,10 +18,12 @@ thread-safe entry point is call_soon_threadsafe).
 
 import asyncio
 import selectors
+import signal
 import sys
 import threading
 import time
 import warnings
+from asyncio import coroutines
 from asyncio import events
 from asyncio import selector_events
 
@@ -44,6 +46,7 @@ class ErlangSelector(selectors._BaseSelectorImpl):
         super().__init__()
         self._poller = erlang._Poller()
         self._hosted = False
+        self._on_signal = None  # the loop's signal dispatcher
 
     def register(self, fileobj, events, data=None):
         key = super().register(fileobj, events, data)
@@ -91,6 +94,8 @@ class ErlangSelector(selectors._BaseSelectorImpl):
             key = fd_to_key.get(fd)
             if key is not None:
                 out.append((key, mask & key.events))
+            elif fd < 0 and self._on_signal is not None:
+                self._on_signal(-fd)  # an OS signal routed by OTP (see ErlangEventLoop.add_signal_handler)
         return out
 
     def _wait(self, timeout):
@@ -142,6 +147,24 @@ class _ErlangSocketTransport(selector_events._SelectorSocketTransport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
 
+# The signals OTP routes to Erlang (os:set_signal/2) that a loop may handle, by number.
+_ROUTABLE_SIGNALS = {int(getattr(signal, name.upper())): name
+                     for name in ("sighup", "sigquit", "sigabrt", "sigalrm", "sigterm", "sigusr1", "sigusr2",
+                                  "sigtstp")}
+
+
+_is_coroutine_function = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
+def _route_signal(name):
+    """Has OTP route the signal to erl_signal_server: at once inside a request, else through
+    erl_signal_server's py_signal handler (a message; py_signal:routed() shows it done)."""
+    try:
+        erlang.call("_py_signal_route", erlang.atom(name))
+    except RuntimeError:
+        erlang.send(erlang.atom("erl_signal_server"), (erlang.atom("py_signal_route"), erlang.atom(name)))
+
+
 class ErlangEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
 
@@ -154,6 +177,8 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         self._erlang_in_step = False
         self._erlang_replies = {}  # task -> the erlang._Reply its result goes to
         self._erlang_shutdown_hooks = []  # called first by _erlang_shutdown (the reactor's)
+        self._erlang_signal_handlers = {}  # signal number -> events.Handle
+        self._selector._on_signal = self._erlang_handle_signal
         # What socket transports read into (one at a time: the loop runs on one thread).
         self._erlang_read_buffer = memoryview(bytearray(selector_events._SelectorSocketTransport.max_size))
 
@@ -240,6 +265,55 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         (other threads go through call_soon_threadsafe's self-pipe, a ready descriptor)."""
         if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
             self._selector._poller.request_step()
+
+    # --- OS signals, routed by OTP (see src/py_signal.erl) ---------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on this loop when the node receives signal sig. Only the signals
+        OTP routes (SIGHUP, SIGQUIT, SIGABRT, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SIGTSTP);
+        others raise RuntimeError, as signals that cannot be caught do on asyncio's loop."""
+        if coroutines.iscoroutine(callback) or _is_coroutine_function(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._erlang_check_signal(sig)
+        self._check_closed()
+        name = _ROUTABLE_SIGNALS.get(sig)
+        if name is None:
+            raise RuntimeError(f"sig {sig:d} cannot be caught: OTP routes only "
+                               + ", ".join(sorted(n.upper() for n in _ROUTABLE_SIGNALS.values()))
+                               + " to Erlang (os:set_signal/2)")
+        self._erlang_signal_handlers[sig] = events.Handle(callback, args, self, None)
+        self._selector._poller.subscribe_signal(sig)
+        _route_signal(name)
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler of signal sig; True if there was one."""
+        self._erlang_check_signal(sig)
+        if self._erlang_signal_handlers.pop(sig, None) is None:
+            return False
+        if self._selector is not None:
+            self._selector._poller.unsubscribe_signal(sig)
+        return True
+
+    @staticmethod
+    def _erlang_check_signal(sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _erlang_handle_signal(self, sig):
+        handle = self._erlang_signal_handlers.get(sig)
+        if handle is None:
+            return  # removed since it was sent
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self._add_callback(handle)
+
+    def close(self):
+        for sig in list(getattr(self, "_erlang_signal_handlers", ())):
+            self.remove_signal_handler(sig)
+        super().close()
 
     def run_forever(self):
         if self._erlang_hosted:

@@ -133,4 +133,14 @@ void Poller::on_ready(FdWatch* w, int mode, bool wake) {
     if (wake) waker_->wake();
 }
 
+void Poller::on_signal(int signum) {
+    if (signum <= 0 || signum >= 64) return;
+    pending_signals_.fetch_or(uint64_t{1} << signum, std::memory_order_acq_rel);
+    {
+        std::lock_guard<std::mutex> lock(ready_mutex_);
+        has_ready_.store(true, std::memory_order_release);
+    }
+    waker_->wake();
+}
+
 }  // namespace aio

@@ -82,6 +82,11 @@ public:
     // context's thread, which needs no wake-up: wake false).
     void on_ready(FdWatch* w, int mode, bool wake = true);
 
+    // Any thread: OS signal signum (1..63) reached a loop that asked for it (aio/signal_router).
+    void on_signal(int signum);
+    // Context thread: the signals that arrived since the last call, as a bit set (bit n: signal n).
+    uint64_t take_signals() { return pending_signals_.exchange(0, std::memory_order_acq_rel); }
+
     // Context thread: the hosted loop has work (see Context::hosted_due).
     void request_step() { step_requested_.store(true, std::memory_order_release); }
     bool take_step_request() { return step_requested_.exchange(false, std::memory_order_acq_rel); }
@@ -97,6 +102,7 @@ private:
     std::vector<std::pair<FdWatchPtr, int>> ready_;  // guarded by ready_mutex_
     std::atomic<bool> has_ready_{false};
     std::atomic<bool> step_requested_{false};
+    std::atomic<uint64_t> pending_signals_{0};
 };
 
 using PollerResource = erl::Resource<Poller>;

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "aio/signal_router.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/erlang_module.hpp"
 #include "bridge/erlang_process.hpp"
@@ -403,6 +404,7 @@ void Context::serve() {
         shutdown_hosted_loop();
         PyEval_SaveThread();
     }
+    aio::unsubscribe_signals_of(serial_);  // loops left open: no signal reaches them any more
     bridge::set_current_host(nullptr);
 }
 

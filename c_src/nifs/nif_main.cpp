@@ -99,6 +99,7 @@ ErlNifFunc nif_funcs[] = {
     {"channel_try_receive", 1, nifs::channel_try_receive, 0},
     {"channel_notify", 2, nifs::channel_notify, 0},
     {"channel_unnotify", 2, nifs::channel_unnotify, 0},
+    {"loop_signal", 1, nifs::loop_signal, 0},
 };
 
 }  // namespace
