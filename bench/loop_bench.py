@@ -92,3 +92,27 @@ async def _echo_many(conns, n, size):
 
 def echo_many(loop_name, conns, n, size):
     return _on(loop_name, _echo_many, conns, n, size)
+
+
+async def _idle_cpu(seconds):
+    """CPU time of the loop's thread while the loop waits, idle, for seconds with a server and
+    one connected client open (descriptors armed, nothing ready), in ms per second."""
+    async def handle(reader, writer):
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.05)  # the connection accepted: nothing left to do
+    t0 = time.thread_time()
+    await asyncio.sleep(seconds)
+    cpu = time.thread_time() - t0
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return cpu * 1000 / seconds
+
+
+def idle_cpu(loop_name, seconds):
+    return _on(loop_name, _idle_cpu, seconds)
