@@ -63,7 +63,7 @@ private:
     // The watches in the epoll set by key (epoll_event.data): a ready event finds its watch
     // here, never through an address another thread may have released.
     std::unordered_map<uint64_t, erl::ResourcePtr<FdWatch>> watches_;  // guarded by mutex_
-    uint64_t next_key_ = 1;                                             // guarded by mutex_
+    uint64_t next_key_ = 1;                                            // guarded by mutex_
     std::atomic<size_t> watched_{0};
     Clock::time_point last_wait_end_{};  // context thread
 };

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <utility>
 
-
 namespace aio {
 
 bool open_resources(ErlNifEnv* env) {

@@ -40,10 +40,10 @@ struct FdWatch {
     ~FdWatch();
 
     erl::ResourcePtr<Poller> poller;
-    const int fd;    // the loop's descriptor number (the selector's key)
-    int dup_fd;      // what the FdWaiter watches; closed when the watch is removed
-    int wanted = 0;  // modes the loop wants
-    int armed = 0;   // modes armed in the FdWaiter that have not fired yet
+    const int fd;             // the loop's descriptor number (the selector's key)
+    int dup_fd;               // what the FdWaiter watches; closed when the watch is removed
+    int wanted = 0;           // modes the loop wants
+    int armed = 0;            // modes armed in the FdWaiter that have not fired yet
     uint64_t waiter_key = 0;  // its key in the FdWaiter (0: not in its epoll set)
     bool queued_for_arming = false;
     std::atomic<bool> stopped{false};  // unregistered: late notifications are dropped
