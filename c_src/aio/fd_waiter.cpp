@@ -114,11 +114,11 @@ int wait_events(int epoll_fd, epoll_event* events, FdWaiter::Clock::time_point d
 }
 }  // namespace
 
-void FdWaiter::wait(Clock::time_point deadline) {
+int FdWaiter::wait(Clock::time_point deadline) {
     epoll_event events[kMaxEvents];
     int n = wait_events(epoll_fd_, events, deadline);
     last_wait_end_ = Clock::now();
-    if (n <= 0) return;  // timed out, or EINTR: the caller looks again
+    if (n <= 0) return 0;  // timed out, or EINTR: the caller looks again
     std::vector<std::pair<erl::ResourcePtr<FdWatch>, uint32_t>> ready;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -134,19 +134,25 @@ void FdWaiter::wait(Clock::time_point deadline) {
             uint64_t count = 0;
             (void)!::read(event_fd_, &count, sizeof count);
         }
+    int delivered = 0;
     for (auto& [w, bits] : ready) {
         int armed = w->armed;
         w->armed = 0;  // one-shot: every mode of the descriptor is off until armed again
         int modes = ((bits & EPOLLIN) ? kRead : 0) | ((bits & EPOLLOUT) ? kWrite : 0);
         if (bits & (EPOLLERR | EPOLLHUP)) modes |= armed;  // as poll(): the loop's own I/O sees the error
         modes &= armed;
-        if (modes) w->poller->on_ready(w.get(), modes, /*wake=*/false);
-        else if (armed && arm(w, armed) == 0) w->armed = armed;  // nothing it asked for: the same modes again
+        if (modes) {
+            w->poller->on_ready(w.get(), modes, /*wake=*/false);
+            ++delivered;
+        } else if (armed && arm(w, armed) == 0) {
+            w->armed = armed;  // nothing it asked for: the same modes again
+        }
     }
+    return delivered;
 }
 
 void FdWaiter::poll_unless_fresh() {
-    if (Clock::now() - last_wait_end_ >= kFreshFor) wait(Clock::time_point::min());
+    if (Clock::now() - last_wait_end_ >= kFreshFor) (void)wait(Clock::time_point::min());
 }
 
 void FdWaiter::wake() {

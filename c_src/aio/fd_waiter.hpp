@@ -46,12 +46,16 @@ public:
 
     // Context thread: sleeps until a watched descriptor is ready, wake() is called or the
     // deadline passes; ready descriptors are handed to their pollers (Poller::on_ready).
-    void wait(Clock::time_point deadline);
+    // Returns how many were.
+    int wait(Clock::time_point deadline);
     // Context thread: collects readiness without waiting, unless the last wait ended less than
     // kFreshFor ago: a loop that never sleeps runs many iterations between two system calls,
     // and a descriptor waits at most that long.
     void poll_unless_fresh();
     static constexpr std::chrono::microseconds kFreshFor{50};
+
+    // Context thread: collects readiness without waiting; true when some arrived.
+    bool poll_ready() { return wait(Clock::time_point::min()) > 0; }
 
     // Any thread: ends the current (or next) wait.
     void wake();

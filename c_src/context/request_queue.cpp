@@ -66,7 +66,7 @@ constexpr std::chrono::microseconds kPreemptedGap{50};
 constexpr std::chrono::microseconds kMinSpin{2};
 }  // namespace
 
-bool RequestQueue::spin_until_work(Clock::time_point deadline) {
+bool RequestQueue::spin_until_work(Clock::time_point deadline, aio::FdWaiter* waiter) {
     if (spin_budget_ < kMinSpin) return has_work();
     auto last = Clock::now();
     deadline = std::min(deadline, last + spin_budget_);
@@ -77,6 +77,10 @@ bool RequestQueue::spin_until_work(Clock::time_point deadline) {
         if ((found = has_work())) break;
         cpu_relax();
         if ((i & 63) == 0) {
+            if (waiter && waiter->poll_ready()) {
+                found = true;  // a descriptor is ready: its loop has work
+                break;
+            }
             auto now = Clock::now();
             if (now - last > kPreemptedGap) {
                 preempted = true;
@@ -131,11 +135,10 @@ void RequestQueue::sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point
 
 bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline) {
     aio::FdWaiter* waiter = fd_waiter_.load(std::memory_order_relaxed);
-    if (waiter && waiter->has_watches()) {
-        // A spin would not see a ready descriptor: sleep on them (and on requests) at once.
-        sleep_on_descriptors(*waiter, deadline);
-    } else if (!spin_until_work(deadline) && Clock::now() < deadline) {
-        sleep_until_work(deadline);
+    if (waiter && !waiter->has_watches()) waiter = nullptr;
+    if (!spin_until_work(deadline, waiter) && Clock::now() < deadline) {
+        if (waiter) sleep_on_descriptors(*waiter, deadline);
+        else sleep_until_work(deadline);
     }
     woken_.store(false);
     take_all(out);

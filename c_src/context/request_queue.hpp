@@ -10,9 +10,10 @@
 // them again. On a busy machine a spinning thread holds a CPU the BEAM's schedulers (and the
 // caller) need, and the kernel treats it as CPU-bound; a sleeping one is woken at once.
 //
-// While the context's event loops watch descriptors (an aio::FdWaiter with watches), the worker
-// does not spin and sleeps in the waiter's epoll set instead of the condition variable, so
-// that a ready descriptor wakes it as directly as a request does.
+// While the context's event loops watch descriptors (an aio::FdWaiter with watches), the spin
+// also looks at them (a non-blocking epoll_wait every few microseconds) and the worker sleeps
+// in the waiter's epoll set instead of the condition variable, so that a ready descriptor
+// wakes it as directly as a request does.
 #pragma once
 
 #include <atomic>
@@ -72,7 +73,7 @@ private:
     static constexpr uintptr_t kClosed = 1;
 
     bool has_work() const { return head_.load() != 0 || woken_.load(); }
-    bool spin_until_work(Clock::time_point deadline);
+    bool spin_until_work(Clock::time_point deadline, aio::FdWaiter* waiter);
     void sleep_until_work(Clock::time_point deadline);
     void sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point deadline);
     void take_all(std::vector<RequestPtr>& out);
