@@ -77,6 +77,11 @@ public:
     // Context thread: collects the readiness of the context's descriptors without waiting (a
     // loop that never sleeps still sees its I/O; see FdWaiter::poll_unless_fresh).
     void poll_now() { waiter_->poll_unless_fresh(); }
+    // Context thread: the same, always; true when this poller has readiness now.
+    bool poll_ready() {
+        (void)waiter_->poll_ready();
+        return has_ready();
+    }
 
     // Any thread: a notification for watch w (from the fd_ready NIF, or the FdWaiter on the
     // context's thread, which needs no wake-up: wake false).

@@ -149,7 +149,7 @@ PyObject* poller_wait(PyObject* self, PyObject* arg) {
     p->arm_pending();
     if (!p->has_ready()) {
         if (timeout == 0) p->poll_now();
-        else if (!host->wait_poller(*p, timeout)) return nullptr;
+        else if (!p->poll_ready() && !host->wait_poller(*p, timeout)) return nullptr;  // nothing ready yet: wait
     }
     return ready_list(p);
 }

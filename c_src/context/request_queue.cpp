@@ -71,9 +71,9 @@ bool RequestQueue::spin_until_work(Clock::time_point deadline, aio::FdWaiter* wa
     auto last = Clock::now();
     deadline = std::min(deadline, last + spin_budget_);
     spinning_.store(true, std::memory_order_relaxed);
-    bool found = false;
+    bool found = waiter && waiter->poll_ready();  // what is ready already, before any pause
     bool preempted = false;
-    for (unsigned i = 1;; ++i) {
+    for (unsigned i = 1; !found; ++i) {
         if ((found = has_work())) break;
         cpu_relax();
         if ((i & 63) == 0) {
