@@ -1,10 +1,10 @@
-"""ErlangEventLoop: asyncio's own selector event loop, with the BEAM as its poller.
+"""ErlangEventLoop: asyncio's own selector event loop, with the context's thread as its poller.
 
 The loop is asyncio's SelectorEventLoop (transports, servers, sock_*, subprocesses, executors
-are asyncio's code); only the selector differs. ErlangSelector registers descriptors with the
-BEAM's poller (enif_select): readiness reaches the context's thread as an event, and while the
-loop waits the context's thread sleeps, or serves the context's other requests. So an idle loop
-costs no thread of its own and no CPU.
+are asyncio's code); only the selector differs. ErlangSelector registers descriptors in the
+context thread's own epoll set (c_src/aio/fd_waiter.hpp), which that thread sleeps on with its
+request queue: while the loop waits the context's thread sleeps, or serves the context's other
+requests. So an idle loop costs no thread of its own and no CPU.
 
 A loop runs in one of two ways:
   * owned: erlang.run(main()), asyncio.Runner(loop_factory=erlang.new_event_loop) or
@@ -40,7 +40,7 @@ _ENTRY_POINTS = "erlang.run(main()) or asyncio.Runner(loop_factory=erlang.new_ev
 
 
 class ErlangSelector(selectors._BaseSelectorImpl):
-    """A selectors.BaseSelector whose readiness comes from the BEAM (erlang._Poller)."""
+    """A selectors.BaseSelector whose readiness comes from the context's thread (erlang._Poller)."""
 
     def __init__(self):
         super().__init__()
@@ -166,7 +166,7 @@ def _route_signal(name):
 
 
 class ErlangEventLoop(asyncio.SelectorEventLoop):
-    """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
+    """An asyncio event loop whose descriptor readiness and waiting are driven by its context."""
 
     def __init__(self):
         # Closed until the base class has set the loop up: when ErlangSelector() refuses (not

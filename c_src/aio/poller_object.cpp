@@ -237,7 +237,7 @@ PyType_Slot poller_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(py::guarded<&poller_new>)},
     {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&poller_dealloc>)},
     {Py_tp_methods, poller_methods},
-    {Py_tp_doc, const_cast<char*>("Descriptor readiness from the BEAM's poller (enif_select), for ErlangEventLoop.")},
+    {Py_tp_doc, const_cast<char*>("Descriptor readiness from the context thread's epoll set, for ErlangEventLoop.")},
     {0, nullptr},
 };
 
