@@ -492,6 +492,12 @@ bench_loop(Cfg = #cfg{quick = Quick}) ->
     TimersStock = Rate(timers, [stock, Timers]),
     EchoErl = Rate(echo, [erlang, Echoes, 64]),
     EchoStock = Rate(echo, [stock, Echoes, 64]),
+    ManyRounds = case Quick of true -> 20; false -> 200 end,
+    ManyErl = Rate(echo_many, [erlang, 100, ManyRounds, 64]),
+    ManyStock = Rate(echo_many, [stock, 100, ManyRounds, 64]),
+    IdleSeconds = case Quick of true -> 0.5; false -> 2.0 end,
+    IdleErl = Rate(idle_cpu, [erlang, IdleSeconds]),
+    IdleStock = Rate(idle_cpu, [stock, IdleSeconds]),
     ok = py_context:stop(Ctx),
     Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
     [#row{id = "14a", label = "timer chain (call_later(0)), ErlangEventLoop", unit = "timers/s",
@@ -501,7 +507,15 @@ bench_loop(Cfg = #cfg{quick = Quick}) ->
      #row{id = "14c", label = "TCP echo round trip (64 B, loopback), ErlangEventLoop", unit = "round trips/s",
           figures = EchoErl, note = Ratio(EchoErl, EchoStock)},
      #row{id = "14d", label = "TCP echo round trip (64 B, loopback), stock asyncio loop", unit = "round trips/s",
-          figures = EchoStock}].
+          figures = EchoStock},
+     #row{id = "L1", label = "TCP echo, 100 concurrent connections (64 B), ErlangEventLoop", unit = "round trips/s",
+          figures = ManyErl, note = Ratio(ManyErl, ManyStock)},
+     #row{id = "L2", label = "TCP echo, 100 concurrent connections (64 B), stock asyncio loop", unit = "round trips/s",
+          figures = ManyStock},
+     #row{id = "L3", label = "idle loop (server + 1 connection open), ErlangEventLoop: its thread's CPU",
+          unit = "ms CPU/s", figures = IdleErl, note = "0 = no CPU while idle"},
+     #row{id = "L4", label = "idle loop (server + 1 connection open), stock asyncio loop: its thread's CPU",
+          unit = "ms CPU/s", figures = IdleStock}].
 
 %% 15. py_buffer: 64 MiB written by Erlang in 64 KiB chunks into a buffer of unknown length
 %% (it grows), then read by Python in one pass through a memoryview (memoryview(b).tobytes():

@@ -1,10 +1,10 @@
-"""ErlangEventLoop: asyncio's own selector event loop, with the BEAM as its poller.
+"""ErlangEventLoop: asyncio's own selector event loop, with the context's thread as its poller.
 
 The loop is asyncio's SelectorEventLoop (transports, servers, sock_*, subprocesses, executors
-are asyncio's code); only the selector differs. ErlangSelector registers descriptors with the
-BEAM's poller (enif_select): readiness reaches the context's thread as an event, and while the
-loop waits the context's thread sleeps, or serves the context's other requests. So an idle loop
-costs no thread of its own and no CPU.
+are asyncio's code); only the selector differs. ErlangSelector registers descriptors in the
+context thread's own epoll set (c_src/aio/fd_waiter.hpp), which that thread sleeps on with its
+request queue: while the loop waits the context's thread sleeps, or serves the context's other
+requests. So an idle loop costs no thread of its own and no CPU.
 
 A loop runs in one of two ways:
   * owned: erlang.run(main()), asyncio.Runner(loop_factory=erlang.new_event_loop) or
@@ -18,11 +18,14 @@ thread-safe entry point is call_soon_threadsafe).
 
 import asyncio
 import selectors
+import signal
 import sys
 import threading
 import time
 import warnings
+from asyncio import coroutines
 from asyncio import events
+from asyncio import selector_events
 
 import erlang
 
@@ -37,12 +40,13 @@ _ENTRY_POINTS = "erlang.run(main()) or asyncio.Runner(loop_factory=erlang.new_ev
 
 
 class ErlangSelector(selectors._BaseSelectorImpl):
-    """A selectors.BaseSelector whose readiness comes from the BEAM (erlang._Poller)."""
+    """A selectors.BaseSelector whose readiness comes from the context's thread (erlang._Poller)."""
 
     def __init__(self):
         super().__init__()
         self._poller = erlang._Poller()
         self._hosted = False
+        self._on_signal = None  # the loop's signal dispatcher
 
     def register(self, fileobj, events, data=None):
         key = super().register(fileobj, events, data)
@@ -90,6 +94,8 @@ class ErlangSelector(selectors._BaseSelectorImpl):
             key = fd_to_key.get(fd)
             if key is not None:
                 out.append((key, mask & key.events))
+            elif fd < 0 and self._on_signal is not None:
+                self._on_signal(-fd)  # an OS signal routed by OTP (see ErlangEventLoop.add_signal_handler)
         return out
 
     def _wait(self, timeout):
@@ -110,8 +116,57 @@ class ErlangSelector(selectors._BaseSelectorImpl):
         self._poller.close()
 
 
+class _ErlangSocketTransport(selector_events._SelectorSocketTransport):
+    """asyncio's socket transport, reading into its loop's reusable buffer: the stock one asks
+    recv() for a new max_size (256 KiB) bytes object per read, which a context thread's malloc
+    arena maps and unmaps again and again; the data handed to the protocol is the same."""
+
+    def _read_ready__data_received(self):
+        if self._conn_lost:
+            return
+        buffer = self._loop._erlang_read_buffer
+        if self.max_size != len(buffer):
+            return super()._read_ready__data_received()  # a size set by the user: asyncio's path
+        try:
+            nbytes = self._sock.recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not nbytes:
+            self._read_ready__on_eof()
+            return
+        try:
+            self._protocol.data_received(bytes(buffer[:nbytes]))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+
+# The signals OTP routes to Erlang (os:set_signal/2) that a loop may handle, by number.
+_ROUTABLE_SIGNALS = {int(getattr(signal, name.upper())): name
+                     for name in ("sighup", "sigquit", "sigabrt", "sigalrm", "sigterm", "sigusr1", "sigusr2",
+                                  "sigtstp")}
+
+
+_is_coroutine_function = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
+def _route_signal(name):
+    """Has OTP route the signal to erl_signal_server: at once inside a request, else through
+    erl_signal_server's py_signal handler (a message; py_signal:routed() shows it done)."""
+    try:
+        erlang.call("_py_signal_route", erlang.atom(name))
+    except RuntimeError:
+        erlang.send(erlang.atom("erl_signal_server"), (erlang.atom("py_signal_route"), erlang.atom(name)))
+
+
 class ErlangEventLoop(asyncio.SelectorEventLoop):
-    """An asyncio event loop whose descriptor readiness and waiting are driven by the BEAM."""
+    """An asyncio event loop whose descriptor readiness and waiting are driven by its context."""
 
     def __init__(self):
         # Closed until the base class has set the loop up: when ErlangSelector() refuses (not
@@ -122,12 +177,23 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         self._erlang_in_step = False
         self._erlang_replies = {}  # task -> the erlang._Reply its result goes to
         self._erlang_shutdown_hooks = []  # called first by _erlang_shutdown (the reactor's)
+        self._erlang_signal_handlers = {}  # signal number -> events.Handle
+        self._selector._on_signal = self._erlang_handle_signal
+        # What socket transports read into (one at a time: the loop runs on one thread).
+        self._erlang_read_buffer = memoryview(bytearray(selector_events._SelectorSocketTransport.max_size))
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if _VERSION >= (3, 12):
+            self._ensure_fd_no_transport(sock)  # as the base class does since 3.12
+        return _ErlangSocketTransport(self, sock, protocol, waiter, extra, server)
 
     # --- hosted mode: the context steps the loop between requests --------------------------
 
     def _erlang_host(self):
         """Hand the loop to the context of this thread, which steps it from now on."""
         self._erlang_hosted = True
+        self._call_soon = self._erlang_hosted_call_soon
+        self.call_at = self._erlang_hosted_call_at
         self._selector._hosted = True
         self._thread_id = threading.get_ident()
         self._selector._poller.host(self)
@@ -177,17 +243,20 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
             self._erlang_step()  # until the tasks' done callbacks (their replies) have run
         self._selector._poller.host(None)
         self._erlang_hosted = False
+        del self._call_soon, self.call_at
         self._selector._hosted = False
         self._thread_id = None
         self.close()
 
-    def _call_soon(self, callback, args, context):
-        handle = super()._call_soon(callback, args, context)
+    # A hosted loop's scheduling asks its context for a step (instance attributes set by
+    # _erlang_host: an owned loop schedules through asyncio's methods at their own cost).
+    def _erlang_hosted_call_soon(self, callback, args, context):
+        handle = asyncio.SelectorEventLoop._call_soon(self, callback, args, context)
         self._erlang_request_step()
         return handle
 
-    def call_at(self, when, callback, *args, context=None):
-        handle = super().call_at(when, callback, *args, context=context)
+    def _erlang_hosted_call_at(self, when, callback, *args, context=None):
+        handle = asyncio.SelectorEventLoop.call_at(self, when, callback, *args, context=context)
         self._erlang_request_step()
         return handle
 
@@ -196,6 +265,55 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         (other threads go through call_soon_threadsafe's self-pipe, a ready descriptor)."""
         if self._erlang_hosted and not self._erlang_in_step and threading.get_ident() == self._thread_id:
             self._selector._poller.request_step()
+
+    # --- OS signals, routed by OTP (see src/py_signal.erl) ---------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on this loop when the node receives signal sig. Only the signals
+        OTP routes (SIGHUP, SIGQUIT, SIGABRT, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SIGTSTP);
+        others raise RuntimeError, as signals that cannot be caught do on asyncio's loop."""
+        if coroutines.iscoroutine(callback) or _is_coroutine_function(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._erlang_check_signal(sig)
+        self._check_closed()
+        name = _ROUTABLE_SIGNALS.get(sig)
+        if name is None:
+            raise RuntimeError(f"sig {sig:d} cannot be caught: OTP routes only "
+                               + ", ".join(sorted(n.upper() for n in _ROUTABLE_SIGNALS.values()))
+                               + " to Erlang (os:set_signal/2)")
+        self._erlang_signal_handlers[sig] = events.Handle(callback, args, self, None)
+        self._selector._poller.subscribe_signal(sig)
+        _route_signal(name)
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler of signal sig; True if there was one."""
+        self._erlang_check_signal(sig)
+        if self._erlang_signal_handlers.pop(sig, None) is None:
+            return False
+        if self._selector is not None:
+            self._selector._poller.unsubscribe_signal(sig)
+        return True
+
+    @staticmethod
+    def _erlang_check_signal(sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _erlang_handle_signal(self, sig):
+        handle = self._erlang_signal_handlers.get(sig)
+        if handle is None:
+            return  # removed since it was sent
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self._add_callback(handle)
+
+    def close(self):
+        for sig in list(getattr(self, "_erlang_signal_handlers", ())):
+            self.remove_signal_handler(sig)
+        super().close()
 
     def run_forever(self):
         if self._erlang_hosted:

@@ -24,4 +24,4 @@ maybe_start([Step | Rest]) ->
 %% @private
 -spec stop(term()) -> ok.
 stop(_State) ->
-    ok.
+    py_signal:uninstall().

@@ -23,6 +23,7 @@ init([]) ->
     py_setup:init_table(),
     py_import:init(),
     py_preload:apply_on_start(),
+    py_signal:install(),
     Children = [
         #{id => py_context_registry, start => {py_context_registry, start_link, []}},
         #{id => py_context_sup, start => {py_context_sup, start_link, []}, type => supervisor},

@@ -16,6 +16,8 @@
        channel_notify/2, channel_unnotify/2]).
 -export([dup_fd/1]).
 -nifs([dup_fd/1]).
+-export([loop_signal/1]).
+-nifs([loop_signal/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -109,6 +111,11 @@ stream_ack(_Ctx, _Request, _N) -> erlang:nif_error(nif_not_loaded).
 %% registered Watch.
 -spec fd_ready(reference(), ready_input | ready_output) -> ok.
 fd_ready(_Watch, _Mode) -> erlang:nif_error(nif_not_loaded).
+
+%% OS signal Signal reached erl_signal_server (py_signal_handler): marks it pending in every
+%% event loop that asked for it (loop.add_signal_handler); returns how many did.
+-spec loop_signal(atom()) -> non_neg_integer().
+loop_signal(_Signal) -> erlang:nif_error(nif_not_loaded).
 
 -spec submit_exec(context_ref(), namespace_ref() | undefined, reference(), iodata()) ->
     request_ref() | {error, context_stopped}.

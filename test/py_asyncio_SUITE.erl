@@ -1,6 +1,6 @@
 %% @doc ErlangEventLoop: plain asyncio programs (test/py_asyncio_SUITE_data/loop_cases.py) run
-%% on the loop whose readiness comes from enif_select, in worker and owngil contexts, plus the
-%% entry points (erlang.run, asyncio.Runner, install()), erlang.sleep and the context's hosted
+%% on the loop whose readiness comes from the context thread's epoll set, in worker and owngil
+%% contexts, plus the entry points (erlang.run, asyncio.Runner, install()), erlang.sleep and the context's hosted
 %% loop serving a socket to gen_tcp.
 -module(py_asyncio_SUITE).
 

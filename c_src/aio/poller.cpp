@@ -4,37 +4,21 @@
 #include <unistd.h>
 
 #include <cerrno>
-
-#include "erl/atoms.hpp"
+#include <utility>
 
 namespace aio {
-namespace {
-
-// enif_select's stop callback: the BEAM no longer polls the dup, so it may be closed.
-void watch_stop(ErlNifEnv*, void* obj, ErlNifEvent event, int) {
-    FdWatch* w = FdWatchResource::from_slot(obj);
-    if (w->dup_fd == event) w->dup_fd = -1;
-    ::close(event);
-}
-
-}  // namespace
 
 bool open_resources(ErlNifEnv* env) {
-    return PollerResource::open(env, "py_poller") && FdWatchResource::open(env, "py_fd_watch", nullptr, &watch_stop);
+    return PollerResource::open(env, "py_poller") && FdWatchResource::open(env, "py_fd_watch");
 }
 
 FdWatch::~FdWatch() {
-    if (dup_fd >= 0) ::close(dup_fd);  // never handed to enif_select
+    if (dup_fd >= 0) ::close(dup_fd);  // a watch dropped without remove()
 }
 
-Poller::Poller(WakerPtr waker, const ErlNifPid& notify) : waker_(std::move(waker)), notify_(notify) {}
+Poller::Poller(WakerPtr waker, FdWaiterPtr waiter) : waker_(std::move(waker)), waiter_(std::move(waiter)) {}
 
 Poller::~Poller() { remove_all(); }
-
-int Poller::select(FdWatch* w, int flags) {
-    return enif_select(nullptr, w->dup_fd, static_cast<ErlNifSelectFlags>(flags), FdWatchResource::slot_of(w), &notify_,
-                       erl::atoms().undefined);
-}
 
 int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self) {
     if (watches_.contains(fd)) return EEXIST;
@@ -56,11 +40,10 @@ int Poller::modify(int fd, int events) {
     if (it == watches_.end()) return ENOENT;
     FdWatch* w = it->second.get();
     w->wanted = events & (kRead | kWrite);
-    int unwanted = w->armed & ~w->wanted;
-    if (unwanted) {
-        // A notification already on its way is dropped by take_ready (not wanted any more).
-        (void)select(w, ERL_NIF_SELECT_CANCEL | unwanted);
-        w->armed &= ~unwanted;
+    if (w->armed & ~w->wanted) {
+        // An event already taken is dropped by take_ready (not wanted any more).
+        w->armed &= w->wanted;
+        if (waiter_->arm(it->second, w->armed) != 0) w->armed = 0;
     }
     if ((w->wanted & ~w->armed) && !w->queued_for_arming) {
         w->queued_for_arming = true;
@@ -76,7 +59,8 @@ int Poller::remove(int fd) {
     watches_.erase(it);
     w->stopped.store(true, std::memory_order_release);
     w->wanted = 0;
-    if (w->dup_fd >= 0) (void)select(w.get(), ERL_NIF_SELECT_STOP);  // the stop callback closes the dup
+    waiter_->remove(*w);
+    if (w->dup_fd >= 0) ::close(std::exchange(w->dup_fd, -1));
     return 0;
 }
 
@@ -96,11 +80,10 @@ void Poller::arm_pending() {
         w->queued_for_arming = false;
         int modes = w->wanted & ~w->armed;
         if (w->stopped.load(std::memory_order_relaxed) || !modes) continue;
-        int rc = select(w.get(), modes);
-        if (rc < 0) {
-            // The BEAM refused the descriptor (closed, or not pollable): report it ready so
-            // that the loop's own read or write sees the error, as poll() would.
-            on_ready(w.get(), modes);
+        if (waiter_->arm(w, w->armed | modes) != 0) {
+            // epoll refused the descriptor (a regular file, say): report it ready so that the
+            // loop's own read or write sees what it is, as poll() would.
+            on_ready(w.get(), modes, /*wake=*/false);
             continue;
         }
         w->armed |= modes;
@@ -139,11 +122,21 @@ std::vector<std::pair<int, int>> Poller::take_ready() {
     return out;
 }
 
-void Poller::on_ready(FdWatch* w, int mode) {
+void Poller::on_ready(FdWatch* w, int mode, bool wake) {
     if (w->stopped.load(std::memory_order_acquire)) return;
     {
         std::lock_guard<std::mutex> lock(ready_mutex_);
         ready_.emplace_back(FdWatchPtr::share(w), mode);
+        has_ready_.store(true, std::memory_order_release);
+    }
+    if (wake) waker_->wake();
+}
+
+void Poller::on_signal(int signum) {
+    if (signum <= 0 || signum >= 64) return;
+    pending_signals_.fetch_or(uint64_t{1} << signum, std::memory_order_acq_rel);
+    {
+        std::lock_guard<std::mutex> lock(ready_mutex_);
         has_ready_.store(true, std::memory_order_release);
     }
     waker_->wake();

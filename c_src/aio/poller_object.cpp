@@ -5,6 +5,7 @@
 #include <new>
 
 #include "aio/poller.hpp"
+#include "aio/signal_router.hpp"
 #include "bridge/host.hpp"
 #include "py/guard.hpp"
 #include "py/ref.hpp"
@@ -67,6 +68,7 @@ PyObject* poller_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
 
 void close_poller(PollerObject* p) {
     if (!p->poller) return;
+    unsubscribe_signals(p->poller->get());
     (*p->poller)->remove_all();
     delete p->poller;
     p->poller = nullptr;
@@ -116,8 +118,12 @@ PyObject* poller_unregister(PyObject* self, PyObject* arg) {
     Py_RETURN_NONE;
 }
 
+// [(fd, events)], then (-signum, 0) for each OS signal that arrived (the selector hands those
+// to its loop's signal handlers).
 PyObject* ready_list(Poller* p) {
     auto events = p->take_ready();
+    for (uint64_t signals = p->take_signals(); signals; signals &= signals - 1)
+        events.emplace_back(-__builtin_ctzll(signals), 0);
     py::Ref list = py::Ref::steal(PyList_New(static_cast<Py_ssize_t>(events.size())));
     if (!list) return nullptr;
     for (size_t i = 0; i < events.size(); ++i) {
@@ -141,14 +147,19 @@ PyObject* poller_wait(PyObject* self, PyObject* arg) {
     Poller* p = usable(self, &host);
     if (!p) return nullptr;
     p->arm_pending();
-    if (!p->has_ready() && timeout != 0 && !host->wait_poller(*p, timeout)) return nullptr;
+    if (!p->has_ready()) {
+        if (timeout == 0) p->poll_now();
+        else if (!p->poll_ready() && !host->wait_poller(*p, timeout)) return nullptr;  // nothing ready yet: wait
+    }
     return ready_list(p);
 }
 
 // poll() -> [(fd, events)]: what is ready now, without waiting.
 PyObject* poller_poll(PyObject* self, PyObject*) {
     Poller* p = usable(self);
-    return p ? ready_list(p) : nullptr;
+    if (!p) return nullptr;
+    if (!p->has_ready()) p->poll_now();
+    return ready_list(p);
 }
 
 // arm(): hands the modes that fired back to the BEAM (the loop has consumed them).
@@ -176,6 +187,32 @@ PyObject* poller_host(PyObject* self, PyObject* loop) {
     Py_RETURN_NONE;
 }
 
+// subscribe_signal(signum): OS signal signum reaches this poller's ready list from now on
+// (ValueError when OTP does not route it).
+PyObject* poller_subscribe_signal(PyObject* self, PyObject* arg) {
+    long signum = PyLong_AsLong(arg);
+    if (signum == -1 && PyErr_Occurred()) return nullptr;
+    if (!usable(self)) return nullptr;
+    if (signum <= 0 || signum >= 64) return PyErr_Format(PyExc_ValueError, "invalid signal number %ld", signum);
+    if (!is_routable(static_cast<int>(signum)))
+        return PyErr_Format(PyExc_ValueError, "signal %ld is not routed by OTP", signum);
+    try {
+        subscribe_signal(static_cast<int>(signum), *as_poller(self)->poller, as_poller(self)->host);
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+// unsubscribe_signal(signum)
+PyObject* poller_unsubscribe_signal(PyObject* self, PyObject* arg) {
+    long signum = PyLong_AsLong(arg);
+    if (signum == -1 && PyErr_Occurred()) return nullptr;
+    PollerObject* p = as_poller(self);
+    if (p->poller && signum > 0 && signum < 64) unsubscribe_signal(static_cast<int>(signum), p->poller->get());
+    Py_RETURN_NONE;
+}
+
 PyObject* poller_close(PyObject* self, PyObject*) {
     close_poller(as_poller(self));
     Py_RETURN_NONE;
@@ -190,6 +227,8 @@ PyMethodDef poller_methods[] = {
     {"arm", py::guarded<&poller_arm>, METH_NOARGS, nullptr},
     {"request_step", py::guarded<&poller_request_step>, METH_NOARGS, nullptr},
     {"host", py::guarded<&poller_host>, METH_O, nullptr},
+    {"subscribe_signal", py::guarded<&poller_subscribe_signal>, METH_O, nullptr},
+    {"unsubscribe_signal", py::guarded<&poller_unsubscribe_signal>, METH_O, nullptr},
     {"close", py::guarded<&poller_close>, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -198,7 +237,7 @@ PyType_Slot poller_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(py::guarded<&poller_new>)},
     {Py_tp_dealloc, reinterpret_cast<void*>(py::guarded<&poller_dealloc>)},
     {Py_tp_methods, poller_methods},
-    {Py_tp_doc, const_cast<char*>("Descriptor readiness from the BEAM's poller (enif_select), for ErlangEventLoop.")},
+    {Py_tp_doc, const_cast<char*>("Descriptor readiness from the context thread's epoll set, for ErlangEventLoop.")},
     {0, nullptr},
 };
 

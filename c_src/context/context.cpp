@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "aio/signal_router.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/erlang_module.hpp"
 #include "bridge/erlang_process.hpp"
@@ -403,6 +404,7 @@ void Context::serve() {
         shutdown_hosted_loop();
         PyEval_SaveThread();
     }
+    aio::unsubscribe_signals_of(serial_);  // loops left open: no signal reaches them any more
     bridge::set_current_host(nullptr);
 }
 
@@ -706,8 +708,16 @@ PyObject* Context::self_pid() {
 // --- the event loop support ------------------------------------------------------------------
 
 aio::PollerPtr Context::make_poller() {
+    if (!fd_waiter_) {
+        fd_waiter_ = aio::FdWaiter::make();
+        if (!fd_waiter_) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return {};
+        }
+        queue_.attach_fd_waiter(fd_waiter_.get());
+    }
     try {
-        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, owner_pid_));
+        return aio::PollerPtr::adopt(aio::PollerResource::make(waker_, fd_waiter_));
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return {};

@@ -216,12 +216,15 @@ private:
     bool in_hosted_step_ = false;
     std::atomic<bool> tasks_abandoned_{false};  // see cancel_abandoned_tasks
 
+    // The epoll set this context's thread sleeps on once a loop watches descriptors (made with
+    // the first poller, worker thread; the queue keeps its address: never reset).
+    aio::FdWaiterPtr fd_waiter_;
     // Pollers wake this context through it while its thread runs (disarmed when it exits).
     const aio::WakerPtr waker_ =
         std::make_shared<aio::Waker>([](void* self) { static_cast<Context*>(self)->wake(); }, this);
 
     ErlNifMonitor owner_mon_{};
-    ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
+    ErlNifPid owner_pid_{};
     std::mutex callbacks_mutex_;
     struct PendingCallback {
         ErlNifMonitor mon;

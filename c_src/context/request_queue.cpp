@@ -50,6 +50,10 @@ void RequestQueue::close() {
 }
 
 void RequestQueue::wake_sleeper() {
+    if (sleeping_on_descriptors_.load()) {
+        fd_waiter_.load()->wake();
+        return;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_one();
 }
@@ -62,17 +66,21 @@ constexpr std::chrono::microseconds kPreemptedGap{50};
 constexpr std::chrono::microseconds kMinSpin{2};
 }  // namespace
 
-bool RequestQueue::spin_until_work(Clock::time_point deadline) {
+bool RequestQueue::spin_until_work(Clock::time_point deadline, aio::FdWaiter* waiter) {
     if (spin_budget_ < kMinSpin) return has_work();
     auto last = Clock::now();
     deadline = std::min(deadline, last + spin_budget_);
     spinning_.store(true, std::memory_order_relaxed);
-    bool found = false;
+    bool found = waiter && waiter->poll_ready();  // what is ready already, before any pause
     bool preempted = false;
-    for (unsigned i = 1;; ++i) {
+    for (unsigned i = 1; !found; ++i) {
         if ((found = has_work())) break;
         cpu_relax();
         if ((i & 63) == 0) {
+            if (waiter && waiter->poll_ready()) {
+                found = true;  // a descriptor is ready: its loop has work
+                break;
+            }
             auto now = Clock::now();
             if (now - last > kPreemptedGap) {
                 preempted = true;
@@ -115,8 +123,23 @@ void RequestQueue::take_all(std::vector<RequestPtr>& out) {
     std::reverse(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());  // pushed last, listed first
 }
 
+// The worker sleeps in the epoll set; a push (or wake) that sees sleeping_ set writes the
+// waiter's eventfd, which ends the wait even when written before it began.
+void RequestQueue::sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point deadline) {
+    sleeping_on_descriptors_.store(true);
+    sleeping_.store(true);
+    if (!has_work()) waiter.wait(deadline);
+    sleeping_.store(false);
+    sleeping_on_descriptors_.store(false);
+}
+
 bool RequestQueue::pop_all(std::vector<RequestPtr>& out, Clock::time_point deadline, std::atomic<bool>* taking) {
-    if (!spin_until_work(deadline) && Clock::now() < deadline) sleep_until_work(deadline);
+    aio::FdWaiter* waiter = fd_waiter_.load(std::memory_order_relaxed);
+    if (waiter && !waiter->has_watches()) waiter = nullptr;
+    if (!spin_until_work(deadline, waiter) && Clock::now() < deadline) {
+        if (waiter) sleep_on_descriptors(*waiter, deadline);
+        else sleep_until_work(deadline);
+    }
     woken_.store(false);
     if (taking) taking->store(true, std::memory_order_seq_cst);
     take_all(out);

@@ -9,6 +9,11 @@
 // that arrives while the worker sleeps, sooner than a full spin would have lasted, lengthens
 // them again. On a busy machine a spinning thread holds a CPU the BEAM's schedulers (and the
 // caller) need, and the kernel treats it as CPU-bound; a sleeping one is woken at once.
+//
+// While the context's event loops watch descriptors (an aio::FdWaiter with watches), the spin
+// also looks at them (a non-blocking epoll_wait every few microseconds) and the worker sleeps
+// in the waiter's epoll set instead of the condition variable, so that a ready descriptor
+// wakes it as directly as a request does.
 #pragma once
 
 #include <atomic>
@@ -18,6 +23,7 @@
 #include <mutex>
 #include <vector>
 
+#include "aio/fd_waiter.hpp"
 #include "context/request.hpp"
 
 namespace context {
@@ -56,6 +62,10 @@ public:
     void close();
     bool closed() const { return head_.load(std::memory_order_acquire) & kClosed; }
 
+    // Worker thread, once: the epoll set to sleep on while it watches descriptors. It must
+    // outlive the queue's last push (the context holds it).
+    void attach_fd_waiter(aio::FdWaiter* waiter) { fd_waiter_.store(waiter); }
+
     // Any thread: whether requests are queued (a hint: it may change at once).
     bool has_pending() const { return (head_.load(std::memory_order_relaxed) & ~kClosed) != 0; }
 
@@ -65,8 +75,9 @@ private:
     static constexpr uintptr_t kClosed = 1;
 
     bool has_work() const { return head_.load() != 0 || woken_.load(); }
-    bool spin_until_work(Clock::time_point deadline);
+    bool spin_until_work(Clock::time_point deadline, aio::FdWaiter* waiter);
     void sleep_until_work(Clock::time_point deadline);
+    void sleep_on_descriptors(aio::FdWaiter& waiter, Clock::time_point deadline);
     void take_all(std::vector<RequestPtr>& out);
     void wake_sleeper();
 
@@ -76,6 +87,8 @@ private:
     std::atomic<bool> woken_{false};
     std::atomic<bool> sleeping_{false};
     std::atomic<bool> spinning_{false};
+    std::atomic<bool> sleeping_on_descriptors_{false};  // set before sleeping_, cleared after
+    std::atomic<aio::FdWaiter*> fd_waiter_{nullptr};
     std::mutex mutex_;  // only for sleeping and waking
     std::condition_variable wake_;
 };

@@ -1,6 +1,7 @@
 // NIFs of the event loop support: the context's owner process hands enif_select
 // notifications back to the poller that asked for them.
 #include "aio/poller.hpp"
+#include "aio/signal_router.hpp"
 #include "erl/atoms.hpp"
 #include "erl/nif_error.hpp"
 #include "nifs/nifs.hpp"
@@ -17,6 +18,18 @@ ERL_NIF_TERM fd_ready(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         if (!mode) throw erl::BadArg();
         w->poller->on_ready(w, mode);
         return a.ok;
+    });
+}
+
+// loop_signal(SignalName) -> N: OS signal SignalName (sigterm...) arrived (py_signal_handler,
+// from erl_signal_server); N loops asked for it. badarg when OTP does not route that signal.
+ERL_NIF_TERM loop_signal(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        char name[16];
+        if (enif_get_atom(env, argv[0], name, sizeof name, ERL_NIF_LATIN1) <= 0) throw erl::BadArg();
+        int signum = aio::routable_signal(name);
+        if (!signum) throw erl::BadArg();
+        return enif_make_uint(env, aio::deliver_signal(signum));
     });
 }
 

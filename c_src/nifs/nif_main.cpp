@@ -100,6 +100,7 @@ ErlNifFunc nif_funcs[] = {
     {"channel_notify", 2, nifs::channel_notify, 0},
     {"channel_unnotify", 2, nifs::channel_unnotify, 0},
     {"dup_fd", 1, nifs::dup_fd, 0},
+    {"loop_signal", 1, nifs::loop_signal, 0},
 };
 
 }  // namespace

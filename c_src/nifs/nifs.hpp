@@ -30,6 +30,7 @@ ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv
 
 // loop_nifs.cpp
 ERL_NIF_TERM fd_ready(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM loop_signal(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // info_nifs.cpp
 ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
