@@ -362,6 +362,7 @@ void Context::run() {
 
 void Context::serve() {
     bridge::set_current_host(this);
+    aio::set_current_loop_host(this);
     std::vector<RequestPtr> incoming;
     std::vector<RequestPtr> one;
     erl::OwnedEnv stop_env;
@@ -403,6 +404,7 @@ void Context::serve() {
         shutdown_hosted_loop();
         PyEval_SaveThread();
     }
+    aio::set_current_loop_host(nullptr);
     bridge::set_current_host(nullptr);
 }
 

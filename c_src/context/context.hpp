@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "aio/loop_host.hpp"
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
 #include "context/interrupter.hpp"
@@ -47,7 +48,7 @@ enum class Mode { Worker, OwnGil };
 // thread is starved, then Normal until it is not (context/priority_governor.hpp).
 enum class ThreadPriority { Normal, Low, Idle, Batch, Auto };
 
-class Context final : public bridge::Host, private StopHandler {
+class Context final : public bridge::Host, public aio::LoopHost, private StopHandler {
 public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
@@ -131,6 +132,7 @@ public:
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
     PyObject* send(PyObject* target, PyObject* message) override;
     PyObject* self_pid() override;
+    // aio::LoopHost: what a poller object (the hosted event loop) asks of it.
     aio::PollerPtr make_poller() override;
     bool wait_poller(aio::Poller& poller, double timeout) override;
     void set_hosted_loop(PyObject* loop, aio::Poller* poller) override;
