@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "context/request_handle.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/attached.hpp"
 #include "py/memory.hpp"
 #include "py/ref.hpp"
 #include "py/runtime.hpp"
@@ -232,9 +234,11 @@ void* Context::stack_probe_main(void* self) {
 }
 
 bool Context::attach_thread() {
+    std::optional<py::Attached> attached;
     if (mode_ == Mode::OwnGil) {
         if (!py::create_owngil_interpreter(owngil_, exit_error_)) return false;
         tstate_ = owngil_.tstate;
+        attached.emplace(py::Attached::adopt(tstate_));
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
         std::lock_guard<std::mutex> lock(g_owners_mutex);
         g_owners[interp_->serial()] = this;
@@ -247,7 +251,7 @@ bool Context::attach_thread() {
             exit_error_ = "cannot create a thread state";
             return false;
         }
-        PyEval_RestoreThread(tstate_);
+        attached.emplace(tstate_);
     }
     erlang_module_ = bridge::import_erlang_module();
     types_ = erlang_module_ ? bridge::erlang_types_of(erlang_module_) : nullptr;
@@ -256,18 +260,17 @@ bool Context::attach_thread() {
         PyErr_Clear();
         Py_CLEAR(erlang_module_);
         exit_error_ = "cannot import the erlang module";
-        release_thread_state();
+        release_thread_state(std::move(*attached));
         return false;
     }
     interrupter_.bind(tstate_, PyThread_get_thread_ident(), types_->interrupted);
     stack_probe_.bind(tstate_);
-    PyEval_SaveThread();
-    return true;
+    return true;  // attached's end detaches
 }
 
 // Waits (GIL released while joining) for the non-daemon Python threads this interpreter
 // started. False when some are still running at the deadline.
-bool Context::join_python_threads() {
+bool Context::join_python_threads(const py::Attached&) {
     static const char* kJoin =
         "def _join(deadline):\n"
         "    import sys, time\n"
@@ -306,8 +309,8 @@ bool Context::join_python_threads() {
     return stuck == 0;
 }
 
-// Precondition: attached with tstate_. Leaves nothing attached.
-void Context::release_thread_state() {
+// Ends tstate_ (attached: the proof, consumed). Leaves nothing attached.
+void Context::release_thread_state(py::Attached attached) {
     if (mode_ == Mode::OwnGil) {
         forget_owngil_owner();
         py::end_owngil_interpreter(owngil_);
@@ -316,6 +319,7 @@ void Context::release_thread_state() {
         PyThreadState_Clear(tstate_);
         PyThreadState_DeleteCurrent();  // releases the GIL
     }
+    py::Attached::dismiss(std::move(attached));
     tstate_ = nullptr;
 }
 
@@ -328,22 +332,21 @@ void Context::forget_owngil_owner() {
 void Context::detach_thread() {
     interrupter_.close();  // before the interpreter can end: the interrupter attaches to it
     stack_probe_.close();  // so does the stack probe
-    PyEval_RestoreThread(tstate_);
+    py::Attached attached(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
     names_.clear();
     types_ = nullptr;
     Py_CLEAR(erlang_module_);
     interp_->drain();
-    if (mode_ == Mode::OwnGil && !join_python_threads()) {
+    if (mode_ == Mode::OwnGil && !join_python_threads(attached)) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
-        // running them and let this thread go (see docs/owngil.md).
+        // running them and let this thread go (see docs/owngil.md); attached's end detaches.
         forget_owngil_owner();
-        PyEval_SaveThread();
         tstate_ = nullptr;
         return;
     }
-    release_thread_state();
+    release_thread_state(std::move(attached));
 }
 
 void Context::run() {
@@ -373,39 +376,41 @@ void Context::serve() {
         }
         if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
         if (governed_) governed_->begin_batch();
-        PyEval_RestoreThread(tstate_);
-        // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
-        if (backlog_.empty()) {
-            batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
-        } else {
-            batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
-            backlog_.clear();
-            batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()),
-                          std::make_move_iterator(incoming.end()));
-            incoming.clear();
-        }
-        for (RequestPtr& req : batch_) {
-            if (!queue_.closed()) {
-                handle(req);
-                continue;
-            }
-            one.push_back(std::move(req));
-            reply_stopped(one, stop_env.get());
-        }
-        batch_.clear();  // drops request references while attached (their terms are plain memory)
-        run_due_hosted_steps();
-        interp_->drain();
-        if (mode_ == Mode::OwnGil) sample_memory();
-        PyEval_SaveThread();
+        serve_batch(incoming, one, stop_env.get());
         if (governed_) governed_->end_batch();
     }
     if (hosted_loop_) {
-        PyEval_RestoreThread(tstate_);
+        py::Attached attached(tstate_);
         shutdown_hosted_loop();
-        PyEval_SaveThread();
     }
     aio::set_current_loop_host(nullptr);
     bridge::set_current_host(nullptr);
+}
+
+// One batch, attached for its length (the scope of `attached`).
+void Context::serve_batch(std::vector<RequestPtr>& incoming, std::vector<RequestPtr>& one, ErlNifEnv* stop_env) {
+    py::Attached attached(tstate_);
+    // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
+    if (backlog_.empty()) {
+        batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
+    } else {
+        batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
+        backlog_.clear();
+        batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()), std::make_move_iterator(incoming.end()));
+        incoming.clear();
+    }
+    for (RequestPtr& req : batch_) {
+        if (!queue_.closed()) {
+            handle(req);
+            continue;
+        }
+        one.push_back(std::move(req));
+        reply_stopped(one, stop_env);
+    }
+    batch_.clear();  // drops request references while attached (their terms are plain memory)
+    run_due_hosted_steps();
+    interp_->drain();
+    if (mode_ == Mode::OwnGil) sample_memory();
 }
 
 // Requests left over by a nested wait (backlog_, which serve() takes attached) come first,
@@ -666,11 +671,13 @@ RequestPtr Context::wait_callback_reply(uint64_t id) {
 // appends what arrived to the backlog. False when the context is stopping and its queue is empty.
 bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
-    PyEval_SaveThread();
-    if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
-    bool more = queue_.pop_all(batch, deadline);
-    if (governed_) governed_->begin_batch();
-    PyEval_RestoreThread(tstate_);
+    bool more = false;
+    {
+        py::Released released;
+        if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
+        more = queue_.pop_all(batch, deadline);
+        if (governed_) governed_->begin_batch();
+    }
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
     return more;
 }

@@ -29,6 +29,7 @@
 #include "context/stats.hpp"
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
+#include "py/attached.hpp"
 #include "py/interpreter.hpp"
 #include "py/ref.hpp"
 #include "py/subinterpreter.hpp"
@@ -146,6 +147,7 @@ private:
     bool attach_thread();
     void detach_thread();
     void serve();
+    void serve_batch(std::vector<RequestPtr>& incoming, std::vector<RequestPtr>& one, ErlNifEnv* stop_env);
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
     void run_request(RequestPtr& request);
@@ -170,8 +172,8 @@ private:
     void answer_queued() override;
     void answer_held() override;
     void notify_exit();
-    bool join_python_threads();
-    void release_thread_state();
+    bool join_python_threads(const py::Attached& attached);
+    void release_thread_state(py::Attached attached);
     void forget_owngil_owner();
 
     const py::Serial serial_ = py::next_serial();
