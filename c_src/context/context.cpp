@@ -438,7 +438,7 @@ bool is_error_reply(ErlNifEnv* env, ERL_NIF_TERM payload) {
 // a callback waits). When one comes (std::bad_alloc: a reply env, the nesting stacks or a
 // traceback could not grow) the caller gets {error, out_of_memory} (or {error, internal_error}).
 void Context::handle(RequestPtr& req) {
-    if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
+    if (req->is_callback_reply()) return;  // its waiter gave up already
     size_t depth = running_.size();
     try {
         run_request(req);
@@ -621,8 +621,7 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         }
         auto eligible = backlog_.begin();
         if (running_.size() >= kMaxUnrelatedNesting)
-            while (eligible != backlog_.end() && (*eligible)->kind() != RequestKind::CallbackReply &&
-                   !is_reentrant(**eligible))
+            while (eligible != backlog_.end() && !(*eligible)->is_callback_reply() && !is_reentrant(**eligible))
                 ++eligible;
         if (eligible == backlog_.end()) {  // nothing to do now: wait for more
             if (RequestQueue::Clock::now() >= deadline) return WaitEnd::TimedOut;
@@ -633,10 +632,8 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         }
         RequestPtr next = std::move(*eligible);
         backlog_.erase(eligible);
-        if (next->kind() == RequestKind::CallbackReply) {
-            ErlNifUInt64 reply_id = 0;
-            enif_get_uint64(next->env(), next->arg[0], &reply_id);
-            early_replies_[reply_id] = std::move(next);
+        if (const auto* answer = std::get_if<CallbackReplyMessage>(&next->message())) {
+            early_replies_[answer->id] = std::move(next);
             continue;
         }
         if (queue_.closed()) {
@@ -695,7 +692,8 @@ bool Context::is_reentrant(const Request& request) const {
 // unknown_function -> NameError; anything else (an abort) -> RuntimeError.
 PyObject* Context::callback_result(Request& reply, PyObject* name) {
     bridge::Converter cv{*types_, interp_};
-    return bridge::callback_result_to_python(cv, reply.env(), reply.arg[1], name);
+    const auto& answer = std::get<CallbackReplyMessage>(reply.message());
+    return bridge::callback_result_to_python(cv, reply.env(), answer.result, name);
 }
 
 PyObject* Context::send(PyObject* target, PyObject* message) {
@@ -799,10 +797,8 @@ void Context::shutdown_hosted_loop() {
 
 bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
     ErlNifPid nobody{};
-    auto reply =
-        RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
-    reply->arg[0] = enif_make_uint64(reply->env(), id);
-    reply->arg[1] = reply->copy(result);
+    auto reply = RequestPtr::adopt(RequestResource::make(nobody, erl::ResourcePtr<Namespace>{}));
+    reply->set_message(CallbackReplyMessage{id, reply->copy(result)});
     return queue_.push(std::move(reply)) != RequestQueue::Pushed::Refused;
 }
 
@@ -827,7 +823,7 @@ void Context::on_down(const ErlNifMonitor* mon) {
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
     for (RequestPtr& req : batch) {
-        if (req->kind() == RequestKind::CallbackReply) continue;  // an answer nobody waits for: no tag, no caller
+        if (req->is_callback_reply()) continue;  // an answer nobody waits for: no tag, no caller
         stats_.taken(req->submitted_at, req->submitted_at, false);
         if (!req->try_start()) continue;
         req->mark_ended();
@@ -843,7 +839,7 @@ namespace {
 // {error, context_stopped} for a request of a stopping context, unless it was answered or
 // cancelled already. Any thread; attached when req may be running.
 void answer_stopped(Request& req) {
-    if (req.kind() == RequestKind::CallbackReply || !req.try_reply_stopped()) return;
+    if (req.is_callback_reply() || !req.try_reply_stopped()) return;
     auto env = std::make_unique<erl::OwnedEnv>();
     ERL_NIF_TERM payload = enif_make_tuple2(env->get(), erl::atoms().error, erl::atoms().context_stopped);
     send_final_reply(req, env, payload, {});
