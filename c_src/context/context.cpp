@@ -46,53 +46,7 @@ constexpr size_t kMaxUnrelatedNesting = 16;
 // How long stopping an owngil context waits for the Python threads it started.
 constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
-py::InterpreterPtr g_main_interp;  // set once at load
-
-// Contexts whose worker thread runs, by serial (each thread holds a reference to its context
-// meanwhile).
-std::mutex g_running_mutex;
-std::unordered_map<py::Serial, Context*> g_running;  // guarded by g_running_mutex
-
-void set_thread_running(Context* ctx, bool running) {
-    std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (running) g_running[ctx->serial()] = ctx;
-    else g_running.erase(ctx->serial());
-}
-
-// owngil interpreter (by serial) -> the context that owns it, while it lives.
-std::mutex g_owners_mutex;
-std::unordered_map<py::Serial, Context*> g_owners;  // guarded by g_owners_mutex
-
 }  // namespace
-
-void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
-const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
-
-// The thread asking is attached to state, so state is a live interpreter: among the live ones
-// (the main one and those in g_owners) its address is unique.
-py::InterpreterPtr interpreter_of(PyInterpreterState* state) {
-    if (g_main_interp && g_main_interp->state() == state) return g_main_interp;
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    for (const auto& [serial, ctx] : g_owners)
-        if (ctx->interpreter() && ctx->interpreter()->state() == state) return ctx->interpreter();
-    return {};
-}
-
-Context* keep_if_running(py::Serial ctx) {
-    std::lock_guard<std::mutex> lock(g_running_mutex);
-    auto it = g_running.find(ctx);
-    if (it == g_running.end()) return nullptr;
-    ContextResource::keep(it->second);
-    return it->second;
-}
-
-Context* keep_owner_of(py::Serial interpreter) {
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    auto it = g_owners.find(interpreter);
-    if (it == g_owners.end()) return nullptr;
-    ContextResource::keep(it->second);
-    return it->second;
-}
 
 Context::Context(Mode mode, ThreadPriority priority) : mode_(mode), priority_(priority), queue_(kSpin) {}
 
@@ -132,12 +86,12 @@ bool Context::start() {
     pthread_attr_setstacksize(&attr, kWorkerStackBytes);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     ContextResource::keep(this);  // released by the worker thread when it exits
-    set_thread_running(this, true);
+    register_running(this, true);
     int rc = pthread_create(&thread_, &attr, &Context::thread_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         queue_.close();
-        set_thread_running(this, false);
+        register_running(this, false);
         ContextResource::release(this);
         return false;
     }
@@ -171,7 +125,7 @@ void* Context::thread_main(void* self) {
     ctx->waker_->disarm();  // before the release below may free the context
     PriorityGovernor::leave(ctx->governed_);
     ctx->governed_ = nullptr;
-    set_thread_running(ctx, false);
+    register_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
 }
@@ -240,12 +194,11 @@ bool Context::attach_thread() {
         tstate_ = owngil_.tstate;
         attached.emplace(py::Attached::adopt(tstate_));
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
-        std::lock_guard<std::mutex> lock(g_owners_mutex);
-        g_owners[interp_->serial()] = this;
+        register_owner(interp_->serial(), this);
         if (!py::prepare_current_interpreter()) PyErr_Clear();
     } else {
         // A thread state of our own on the main interpreter, kept for the thread's life.
-        interp_ = g_main_interp;
+        interp_ = main_interpreter_ptr();
         tstate_ = PyThreadState_New(interp_->state());
         if (!tstate_) {
             exit_error_ = "cannot create a thread state";
@@ -324,10 +277,7 @@ void Context::release_thread_state(py::Attached attached) {
 }
 
 // Object references of this interpreter no longer find this context (keep_owner_of).
-void Context::forget_owngil_owner() {
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    g_owners.erase(interp_->serial());
-}
+void Context::forget_owngil_owner() { forget_owner(interp_->serial()); }
 
 void Context::detach_thread() {
     interrupter_.close();  // before the interpreter can end: the interrupter attaches to it
@@ -506,9 +456,9 @@ void Context::run_request(RequestPtr& req) {
     pop_running();
     req->mark_ended();
     interrupter_.settle(*req);
-    if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
-    if (payload == kDeferredReply) return;         // a Python object replies later
-    if (!req->try_reply()) {                       // cancelled while running: drop the late result
+    if (running_.empty()) callbacks_.drop_arrived();  // late answers to aborted callbacks
+    if (payload == kDeferredReply) return;            // a Python object replies later
+    if (!req->try_reply()) {                          // cancelled while running: drop the late result
         enif_clear_env(env);
         return;
     }
@@ -562,29 +512,14 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     if (!arg_list || !bridge::to_erlang(cv, env.get(), name, &name_term) ||
         !bridge::to_erlang(cv, env.get(), arg_list.get(), &args_term))
         return nullptr;
-    uint64_t id = ++next_callback_id_;
+    uint64_t id = callbacks_.next_id();
     ErlNifPid caller = req.caller();
-    PendingCallback pending{{}, id};
-    {
-        // Held from the monitor to the list: a DOWN for a caller that dies in between waits
-        // for the entry it must find (on_down takes the same lock). ERTS calls `down` without
-        // any lock of its own held, so this cannot deadlock with it.
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        if (enif_monitor_process(nullptr, ContextResource::slot_of(this), &caller, &pending.mon) != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
-            return nullptr;
-        }
-        pending_callbacks_.push_back(pending);
+    ErlNifMonitor mon{};
+    if (!callbacks_.add(ContextResource::slot_of(this), caller, id, &mon)) {
+        PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
+        return nullptr;
     }
-    auto forget = [&] {
-        enif_demonitor_process(nullptr, ContextResource::slot_of(this), &pending.mon);
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        for (auto it = pending_callbacks_.begin(); it != pending_callbacks_.end(); ++it)
-            if (it->id == id) {
-                pending_callbacks_.erase(it);
-                break;
-            }
-    };
+    auto forget = [&] { callbacks_.remove(ContextResource::slot_of(this), id, mon); };
     if (!req.try_enter_callback(id)) {
         forget();
         PyErr_SetString(PyExc_TimeoutError, "the call was cancelled by its caller");
@@ -633,7 +568,7 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         RequestPtr next = std::move(*eligible);
         backlog_.erase(eligible);
         if (const auto* answer = std::get_if<CallbackReplyMessage>(&next->message())) {
-            early_replies_[answer->id] = std::move(next);
+            callbacks_.arrived(answer->id, std::move(next));
             continue;
         }
         if (queue_.closed()) {
@@ -655,13 +590,10 @@ bool Context::wait_stream_room(Request& req) {
 // Precondition: attached. Serves other requests until the reply to callback `id` arrives;
 // nullptr when the context stops first.
 RequestPtr Context::wait_callback_reply(uint64_t id) {
-    if (serve_nested([&] { return early_replies_.contains(id); }, RequestQueue::Clock::time_point::max()) !=
+    if (serve_nested([&] { return callbacks_.has_arrived(id); }, RequestQueue::Clock::time_point::max()) !=
         WaitEnd::Done)
         return {};
-    auto it = early_replies_.find(id);
-    RequestPtr reply = std::move(it->second);
-    early_replies_.erase(it);
-    return reply;
+    return callbacks_.take_arrived(id);
 }
 
 // Precondition: attached. Waits (detached) for more requests, a wake-up or the deadline, and
@@ -809,16 +741,7 @@ void Context::on_down(const ErlNifMonitor* mon) {
         begin_stop();
         return;
     }
-    uint64_t id = 0;
-    {
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        for (const PendingCallback& p : pending_callbacks_)
-            if (enif_compare_monitors(mon, &p.mon) == 0) {
-                id = p.id;
-                break;
-            }
-    }
-    if (id) push_callback_abort(id);
+    if (uint64_t id = callbacks_.id_of(mon)) push_callback_abort(id);
 }
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {

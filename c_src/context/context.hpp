@@ -20,10 +20,12 @@
 #include "aio/loop_host.hpp"
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
+#include "context/callback_table.hpp"
 #include "context/interrupter.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/priority_governor.hpp"
+#include "context/registry.hpp"
 #include "context/request_queue.hpp"
 #include "context/stack_probe.hpp"
 #include "context/stats.hpp"
@@ -203,12 +205,11 @@ private:
     std::vector<Request*> running_;  // innermost last
     // The requests a stopping context's interrupter answers (answer_held) are those of batch_,
     // backlog_ and running_: the worker changes them only while attached.
-    std::vector<RequestPtr> batch_;                           // the requests serve() runs now
-    std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
-    std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
-    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth
+    std::vector<RequestPtr> batch_;                         // the requests serve() runs now
+    std::deque<RequestPtr> backlog_;                        // taken from the queue, not yet run
+    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;  // one reply env per nesting depth
     erl::OwnedEnv failure_env_;  // made up front: replies when no memory was left for another
-    uint64_t next_callback_id_ = 0;
+    CallbackTable callbacks_;    // the erlang.call callbacks waited for, and early answers
 
     // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
     // ErlangEventLoop stepped by serve() when one of its descriptors is ready, its next timer
@@ -226,12 +227,6 @@ private:
 
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};  // receives enif_select notifications (py_context relays them)
-    std::mutex callbacks_mutex_;
-    struct PendingCallback {
-        ErlNifMonitor mon;
-        uint64_t id;
-    };
-    std::vector<PendingCallback> pending_callbacks_;  // guarded by callbacks_mutex_
 
     std::mutex exit_mutex_;
     bool notify_set_ = false;      // guarded by exit_mutex_
@@ -241,21 +236,5 @@ private:
 };
 
 using ContextResource = erl::Resource<Context>;
-
-// The main interpreter shared by every worker-mode context; set once at load.
-void set_main_interpreter(py::InterpreterPtr interp);
-const py::Interpreter* main_interpreter_handle();
-
-// The interpreter behind a state: the main one or a live owngil context's; empty when none
-// (an ended interpreter). Any thread. Registered with bridge::set_interpreter_resolver.
-py::InterpreterPtr interpreter_of(PyInterpreterState* state);
-
-// The context with this serial, with a reference the caller must release, while its worker
-// thread runs; nullptr once that thread has exited. Any thread.
-Context* keep_if_running(py::Serial ctx);
-
-// The context that owns the owngil interpreter with this serial, with a reference the caller
-// must release, or nullptr when that interpreter has ended (or is the main one). Any thread.
-Context* keep_owner_of(py::Serial interpreter);
 
 }  // namespace context
