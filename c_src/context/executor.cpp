@@ -31,7 +31,7 @@ struct Job {
         if (!dict) throw py::ErrorPending();
         return Ref::borrow(dict);
     }
-    Ref to_python(ERL_NIF_TERM term) { return Ref::check(bridge::to_python(cv, request.env(), term)); }
+    Ref to_python(ERL_NIF_TERM term) const { return Ref::check(bridge::to_python(cv, request.env(), term)); }
     Ref name(ERL_NIF_TERM term) { return Ref::check(scope.names.get(request.env(), term)); }
     template <class... Refs>
     void release_after_reply(Refs&&... refs) {

@@ -19,13 +19,13 @@ public:
 
     // The calling thread is attached with ts already (a function attached it: creating an
     // interpreter does): the guard detaches it at its end.
-    static Attached adopt(PyThreadState* ts) { return Attached(ts, End::Detach); }
+    static Attached adopt(PyThreadState* ts) { return {ts, End::Detach}; }
 
     // Attaches ts, then clears and deletes it at the guard's end. Precondition: as the
     // constructor's.
     static Attached deleting(PyThreadState* ts) {
         PyEval_RestoreThread(ts);
-        return Attached(ts, End::Delete);
+        return {ts, End::Delete};
     }
 
     // A new thread state of interp attached for the guard's life, then cleared and deleted: a
@@ -33,7 +33,7 @@ public:
     // Precondition: detached. Empty (false) when no thread state could be made.
     static Attached visiting(PyInterpreterState* interp) {
         PyThreadState* ts = PyThreadState_New(interp);
-        if (!ts) return Attached(nullptr, End::Nothing);
+        if (!ts) return {nullptr, End::Nothing};
         return deleting(ts);
     }
 
