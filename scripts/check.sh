@@ -5,6 +5,8 @@
 #   dialyzer   rebar3 dialyzer (rebar.config: warnings unknown, unmatched_returns)
 #   edoc       rebar3 edoc: fails on an edoc error, and on any warning it prints
 #   specs      scripts/check_specs.escript: every exported function in src/*.erl has a -spec
+#   layers     c_src/ folders include only lower layers (erl py < chan shared < bridge < aio
+#              < context < nifs boot; a folder includes itself): no upward or sideways include
 #   format     clang-format-14 --dry-run --Werror over c_src/ and fuzz/*.cpp (.clang-format)
 #   tidy       clang-tidy-14 over c_src/*.cpp (.clang-tidy), with the compile database of a
 #              CMake configure in _build/cmake-tidy
@@ -17,7 +19,7 @@ CLANG_FORMAT=${CLANG_FORMAT:-clang-format-14}
 RUN_CLANG_TIDY=${RUN_CLANG_TIDY:-run-clang-tidy-14}
 CLANG_TIDY=${CLANG_TIDY:-clang-tidy-14}
 TIDY_DIR=_build/cmake-tidy
-steps=${CHECK_STEPS:-xref dialyzer edoc specs format tidy}
+steps=${CHECK_STEPS:-xref dialyzer edoc specs layers format tidy}
 
 step_xref() { "$REBAR" xref; }
 
@@ -38,6 +40,41 @@ step_edoc() {
 }
 
 step_specs() { escript scripts/check_specs.escript; }
+
+# The layer of each c_src/ folder (docs/internals.md): an include goes to a lower number only.
+layer_of() {
+    case "$1" in
+    erl | py) echo 0 ;;
+    chan | shared) echo 1 ;;
+    bridge) echo 2 ;;
+    aio) echo 3 ;;
+    context) echo 4 ;;
+    nifs | boot) echo 5 ;;
+    *) echo "" ;;
+    esac
+}
+
+step_layers() {
+    local bad=0 file line from to included lf lt
+    while IFS= read -r line; do
+        file=${line%%:*}
+        included=$(sed -E 's/.*#include "([^"]+)".*/\1/' <<<"${line#*:*:}")
+        [[ "$included" == */* ]] || continue
+        from=$(cut -d/ -f2 <<<"$file")
+        to=${included%%/*}
+        [ "$from" = "$to" ] && continue
+        lf=$(layer_of "$from")
+        lt=$(layer_of "$to")
+        if [ -z "$lf" ] || [ -z "$lt" ]; then
+            echo "$line: a folder with no layer (scripts/check.sh layer_of)"
+            bad=1
+        elif [ "$lt" -ge "$lf" ]; then
+            echo "$line: $from/ (layer $lf) includes $to/ (layer $lt)"
+            bad=1
+        fi
+    done < <(git grep -n '^#include "' -- 'c_src/*.cpp' 'c_src/*.hpp')
+    return "$bad"
+}
 
 cxx_sources() { git ls-files 'c_src/*.cpp' 'c_src/*.hpp' 'fuzz/*.cpp'; }
 

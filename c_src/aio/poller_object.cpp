@@ -4,28 +4,30 @@
 #include <climits>
 #include <new>
 
+#include "aio/loop_host.hpp"
 #include "aio/poller.hpp"
 #include "aio/signal_router.hpp"
-#include "bridge/host.hpp"
 #include "py/guard.hpp"
 #include "py/ref.hpp"
 
 namespace aio {
 namespace {
 
+thread_local LoopHost* t_loop_host = nullptr;  // see loop_host.hpp
+
 struct PollerObject {
     PyObject_HEAD
     PollerPtr* poller;  // heap-allocated: PyObject memory is not constructed; null once closed
-    py::Serial host;    // the context whose thread made it (bridge::Host::serial, never its address)
+    py::Serial host;    // the context whose thread made it (LoopHost::serial, never its address)
 };
 
 PollerObject* as_poller(PyObject* self) { return reinterpret_cast<PollerObject*>(self); }
 
 // The poller, when called on its own context's thread and not closed; else nullptr with an
 // error. *host_out: that context.
-Poller* usable(PyObject* self, bridge::Host** host_out = nullptr) {
+Poller* usable(PyObject* self, LoopHost** host_out = nullptr) {
     PollerObject* p = as_poller(self);
-    bridge::Host* host = bridge::require_host();
+    LoopHost* host = require_loop_host();
     if (!host) return nullptr;
     if (host->serial() != p->host) {
         PyErr_SetString(PyExc_RuntimeError, "an ErlangEventLoop is used only on the context thread that made it");
@@ -51,7 +53,7 @@ PyObject* poller_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_Poller() takes no arguments");
         return nullptr;
     }
-    bridge::Host* host = bridge::require_host();
+    LoopHost* host = require_loop_host();
     if (!host) return nullptr;
     PollerPtr made = host->make_poller();
     if (!made) return nullptr;
@@ -143,7 +145,7 @@ PyObject* poller_wait(PyObject* self, PyObject* arg) {
         if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
         if (timeout < 0) timeout = 0;
     }
-    bridge::Host* host = nullptr;
+    LoopHost* host = nullptr;
     Poller* p = usable(self, &host);
     if (!p) return nullptr;
     p->arm_pending();
@@ -180,7 +182,7 @@ PyObject* poller_request_step(PyObject* self, PyObject*) {
 
 // host(loop | None): the context steps loop between requests from now on (None: no more).
 PyObject* poller_host(PyObject* self, PyObject* loop) {
-    bridge::Host* host = nullptr;
+    LoopHost* host = nullptr;
     Poller* p = usable(self, &host);
     if (!p) return nullptr;
     host->set_hosted_loop(loop == Py_None ? nullptr : loop, loop == Py_None ? nullptr : p);
@@ -242,6 +244,14 @@ PyType_Slot poller_slots[] = {
 };
 
 }  // namespace
+
+void set_current_loop_host(LoopHost* host) { t_loop_host = host; }
+
+LoopHost* require_loop_host() {
+    LoopHost* host = t_loop_host;
+    if (!host) PyErr_SetString(PyExc_RuntimeError, "not running in an erlang_python context thread");
+    return host;
+}
 
 PyType_Spec poller_type_spec = {"erlang._Poller", sizeof(PollerObject), 0,
                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, poller_slots};

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <utility>
 
-#include "aio/poller_object.hpp"
 #include "bridge/buffer_object.hpp"
 #include "bridge/callback_names.hpp"
 #include "bridge/channel_object.hpp"
@@ -14,7 +13,6 @@
 #include "bridge/reactor_buffer_object.hpp"
 #include "bridge/shared_dict_object.hpp"
 #include "bridge/thread_call.hpp"
-#include "context/reply.hpp"
 #include "py/guard.hpp"
 #include "py/ref.hpp"
 
@@ -128,6 +126,10 @@ int add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** slot) {
 }
 
 // --- functions that reach Erlang through the context running this thread ----------------------
+
+// add_module_type's table: written at load only, read by every interpreter's import of erlang.
+PyType_Spec* g_added[kMaxAddedTypes] = {};
+size_t g_added_count = 0;
 
 thread_local Host* t_host = nullptr;       // see host.hpp
 InterpreterResolver g_resolver = nullptr;  // see host.hpp
@@ -351,8 +353,8 @@ int erlang_exec(PyObject* module) {
         "Raised in the Python code of a call whose caller timed out or exited (context/interrupter.hpp).",
         PyExc_KeyboardInterrupt, nullptr);
     if (!st->interrupted || PyModule_AddObjectRef(module, "Interrupted", st->interrupted) < 0) return -1;
-    if (add_type(module, &context::reply_type_spec, &st->reply) < 0) return -1;
-    if (add_type(module, &aio::poller_type_spec, &st->poller) < 0) return -1;
+    for (size_t i = 0; i < g_added_count; ++i)
+        if (add_type(module, g_added[i], &st->added[i]) < 0) return -1;
     if (add_type(module, &buffer_type_spec, &st->buffer) < 0) return -1;
     if (add_type(module, &shared_dict_type_spec, &st->sdict) < 0) return -1;
     if (add_type(module, &channel_type_spec, &st->channel) < 0) return -1;
@@ -367,8 +369,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->term);
     Py_VISIT(st->error);
     Py_VISIT(st->interrupted);
-    Py_VISIT(st->reply);
-    Py_VISIT(st->poller);
+    for (PyTypeObject* type : st->added) Py_VISIT(type);
     Py_VISIT(st->buffer);
     Py_VISIT(st->sdict);
     Py_VISIT(st->channel);
@@ -381,8 +382,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->term);
     Py_CLEAR(st->error);
     Py_CLEAR(st->interrupted);
-    Py_CLEAR(st->reply);
-    Py_CLEAR(st->poller);
+    for (PyTypeObject*& type : st->added) Py_CLEAR(type);
     Py_CLEAR(st->buffer);
     Py_CLEAR(st->sdict);
     Py_CLEAR(st->channel);
@@ -414,6 +414,18 @@ PyModuleDef erlang_def = {
 }  // namespace
 
 PyObject* init_erlang_module() { return PyModuleDef_Init(&erlang_def); }
+
+bool add_module_type(PyType_Spec* spec) {
+    if (g_added_count == kMaxAddedTypes) return false;
+    g_added[g_added_count++] = spec;
+    return true;
+}
+
+PyTypeObject* added_type(const ErlangTypes& types, const PyType_Spec* spec) {
+    for (size_t i = 0; i < g_added_count; ++i)
+        if (g_added[i] == spec) return types.added[i];
+    return nullptr;
+}
 
 void set_current_host(Host* host) { t_host = host; }
 

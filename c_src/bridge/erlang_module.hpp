@@ -7,18 +7,27 @@
 
 namespace bridge {
 
+// How many types upper layers may add (add_module_type).
+inline constexpr size_t kMaxAddedTypes = 4;
+
 // Per-interpreter state of the `erlang` module.
 struct ErlangTypes {
-    PyTypeObject* pid = nullptr;      // erlang.Pid: a local process identifier
-    PyTypeObject* term = nullptr;     // erlang.Term: any other term (reference, port, fun, remote pid)
-    PyObject* error = nullptr;        // erlang.ErlangError: an Erlang exception raised in a callback
-    PyObject* interrupted = nullptr;  // erlang.Interrupted: raised in code whose caller gave up
-    PyTypeObject* reply = nullptr;    // erlang._Reply (context/reply.hpp)
-    PyTypeObject* poller = nullptr;   // erlang._Poller (aio/poller_object.hpp)
-    PyTypeObject* buffer = nullptr;   // erlang.PyBuffer (bridge/buffer_object.hpp)
-    PyTypeObject* sdict = nullptr;    // erlang.SharedDict (bridge/shared_dict_object.hpp)
-    PyTypeObject* channel = nullptr;  // erlang.ChannelRef (bridge/channel_object.hpp)
+    PyTypeObject* pid = nullptr;               // erlang.Pid: a local process identifier
+    PyTypeObject* term = nullptr;              // erlang.Term: any other term (reference, port, fun, remote pid)
+    PyObject* error = nullptr;                 // erlang.ErlangError: an Erlang exception raised in a callback
+    PyObject* interrupted = nullptr;           // erlang.Interrupted: raised in code whose caller gave up
+    PyTypeObject* buffer = nullptr;            // erlang.PyBuffer (bridge/buffer_object.hpp)
+    PyTypeObject* sdict = nullptr;             // erlang.SharedDict (bridge/shared_dict_object.hpp)
+    PyTypeObject* channel = nullptr;           // erlang.ChannelRef (bridge/channel_object.hpp)
+    PyTypeObject* added[kMaxAddedTypes] = {};  // add_module_type's, in its order (erlang._Reply, erlang._Poller)
 };
+
+// A type that an upper layer (context/, aio/) adds to every `erlang` module, so that this layer
+// does not include theirs. Precondition: at load, before the runtime starts (not thread-safe).
+// False when the table (ErlangTypes::added) is full.
+bool add_module_type(PyType_Spec* spec);
+// The type made from spec in the module whose types are given (nullptr when spec was not added).
+PyTypeObject* added_type(const ErlangTypes& types, const PyType_Spec* spec);
 
 // PyInit function registered with PyImport_AppendInittab.
 PyObject* init_erlang_module();

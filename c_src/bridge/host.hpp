@@ -5,7 +5,6 @@
 
 #include <Python.h>
 
-#include "aio/poller.hpp"
 #include "py/interpreter.hpp"
 #include "py/serial.hpp"
 
@@ -23,14 +22,7 @@ public:
     virtual PyObject* send(PyObject* pid, PyObject* message) = 0;       // erlang.send
     virtual PyObject* self_pid() = 0;                                   // erlang.self
 
-    // Event loop support (priv/_erlang_loop.py). make_poller: a new poller bound to this
-    // context (empty with a Python exception set on failure). wait_poller: serves the
-    // context's other work until the poller has events or timeout seconds pass (< 0: no
-    // limit); false with an exception set when the context is stopping. set_hosted_loop: the
-    // loop the context steps between requests (nullptr: none); takes a reference to loop.
-    virtual aio::PollerPtr make_poller() = 0;
-    virtual bool wait_poller(aio::Poller& poller, double timeout) = 0;
-    virtual void set_hosted_loop(PyObject* loop, aio::Poller* poller) = 0;
+    // The event loop support a context also gives is aio::LoopHost (aio/loop_host.hpp).
 
 protected:
     ~Host() = default;

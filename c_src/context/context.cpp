@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "context/request_handle.hpp"
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/attached.hpp"
 #include "py/memory.hpp"
 #include "py/ref.hpp"
 #include "py/runtime.hpp"
@@ -45,53 +47,7 @@ constexpr size_t kMaxUnrelatedNesting = 16;
 // How long stopping an owngil context waits for the Python threads it started.
 constexpr std::chrono::milliseconds kJoinDeadline{3000};
 
-py::InterpreterPtr g_main_interp;  // set once at load
-
-// Contexts whose worker thread runs, by serial (each thread holds a reference to its context
-// meanwhile).
-std::mutex g_running_mutex;
-std::unordered_map<py::Serial, Context*> g_running;  // guarded by g_running_mutex
-
-void set_thread_running(Context* ctx, bool running) {
-    std::lock_guard<std::mutex> lock(g_running_mutex);
-    if (running) g_running[ctx->serial()] = ctx;
-    else g_running.erase(ctx->serial());
-}
-
-// owngil interpreter (by serial) -> the context that owns it, while it lives.
-std::mutex g_owners_mutex;
-std::unordered_map<py::Serial, Context*> g_owners;  // guarded by g_owners_mutex
-
 }  // namespace
-
-void set_main_interpreter(py::InterpreterPtr interp) { g_main_interp = std::move(interp); }
-const py::Interpreter* main_interpreter_handle() { return g_main_interp.get(); }
-
-// The thread asking is attached to state, so state is a live interpreter: among the live ones
-// (the main one and those in g_owners) its address is unique.
-py::InterpreterPtr interpreter_of(PyInterpreterState* state) {
-    if (g_main_interp && g_main_interp->state() == state) return g_main_interp;
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    for (const auto& [serial, ctx] : g_owners)
-        if (ctx->interpreter() && ctx->interpreter()->state() == state) return ctx->interpreter();
-    return {};
-}
-
-Context* keep_if_running(py::Serial ctx) {
-    std::lock_guard<std::mutex> lock(g_running_mutex);
-    auto it = g_running.find(ctx);
-    if (it == g_running.end()) return nullptr;
-    ContextResource::keep(it->second);
-    return it->second;
-}
-
-Context* keep_owner_of(py::Serial interpreter) {
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    auto it = g_owners.find(interpreter);
-    if (it == g_owners.end()) return nullptr;
-    ContextResource::keep(it->second);
-    return it->second;
-}
 
 Context::Context(Mode mode, ThreadPriority priority) : mode_(mode), priority_(priority), queue_(kSpin) {}
 
@@ -131,12 +87,12 @@ bool Context::start() {
     pthread_attr_setstacksize(&attr, kWorkerStackBytes);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     ContextResource::keep(this);  // released by the worker thread when it exits
-    set_thread_running(this, true);
+    register_running(this, true);
     int rc = pthread_create(&thread_, &attr, &Context::thread_main, this);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         queue_.close();
-        set_thread_running(this, false);
+        register_running(this, false);
         ContextResource::release(this);
         return false;
     }
@@ -170,7 +126,7 @@ void* Context::thread_main(void* self) {
     ctx->waker_->disarm();  // before the release below may free the context
     PriorityGovernor::leave(ctx->governed_);
     ctx->governed_ = nullptr;
-    set_thread_running(ctx, false);
+    register_running(ctx, false);
     ContextResource::release(ctx);  // may run ~Context here: it never touches Python
     return nullptr;
 }
@@ -233,22 +189,23 @@ void* Context::stack_probe_main(void* self) {
 }
 
 bool Context::attach_thread() {
+    std::optional<py::Attached> attached;
     if (mode_ == Mode::OwnGil) {
         if (!py::create_owngil_interpreter(owngil_, exit_error_)) return false;
         tstate_ = owngil_.tstate;
+        attached.emplace(py::Attached::adopt(tstate_));
         interp_ = std::make_shared<py::Interpreter>(PyThreadState_GetInterpreter(tstate_));
-        std::lock_guard<std::mutex> lock(g_owners_mutex);
-        g_owners[interp_->serial()] = this;
+        register_owner(interp_->serial(), this);
         if (!py::prepare_current_interpreter()) PyErr_Clear();
     } else {
         // A thread state of our own on the main interpreter, kept for the thread's life.
-        interp_ = g_main_interp;
+        interp_ = main_interpreter_ptr();
         tstate_ = PyThreadState_New(interp_->state());
         if (!tstate_) {
             exit_error_ = "cannot create a thread state";
             return false;
         }
-        PyEval_RestoreThread(tstate_);
+        attached.emplace(tstate_);
     }
     erlang_module_ = bridge::import_erlang_module();
     types_ = erlang_module_ ? bridge::erlang_types_of(erlang_module_) : nullptr;
@@ -257,18 +214,17 @@ bool Context::attach_thread() {
         PyErr_Clear();
         Py_CLEAR(erlang_module_);
         exit_error_ = "cannot import the erlang module";
-        release_thread_state();
+        release_thread_state(std::move(*attached));
         return false;
     }
     interrupter_.bind(tstate_, PyThread_get_thread_ident(), types_->interrupted);
     stack_probe_.bind(tstate_);
-    PyEval_SaveThread();
-    return true;
+    return true;  // attached's end detaches
 }
 
 // Waits (GIL released while joining) for the non-daemon Python threads this interpreter
 // started. False when some are still running at the deadline.
-bool Context::join_python_threads() {
+bool Context::join_python_threads(const py::Attached&) {
     static const char* kJoin =
         "def _join(deadline):\n"
         "    import sys, time\n"
@@ -307,8 +263,8 @@ bool Context::join_python_threads() {
     return stuck == 0;
 }
 
-// Precondition: attached with tstate_. Leaves nothing attached.
-void Context::release_thread_state() {
+// Ends tstate_ (attached: the proof, consumed). Leaves nothing attached.
+void Context::release_thread_state(py::Attached attached) {
     if (mode_ == Mode::OwnGil) {
         forget_owngil_owner();
         py::end_owngil_interpreter(owngil_);
@@ -317,34 +273,31 @@ void Context::release_thread_state() {
         PyThreadState_Clear(tstate_);
         PyThreadState_DeleteCurrent();  // releases the GIL
     }
+    py::Attached::dismiss(std::move(attached));
     tstate_ = nullptr;
 }
 
 // Object references of this interpreter no longer find this context (keep_owner_of).
-void Context::forget_owngil_owner() {
-    std::lock_guard<std::mutex> lock(g_owners_mutex);
-    g_owners.erase(interp_->serial());
-}
+void Context::forget_owngil_owner() { forget_owner(interp_->serial()); }
 
 void Context::detach_thread() {
     interrupter_.close();  // before the interpreter can end: the interrupter attaches to it
     stack_probe_.close();  // so does the stack probe
-    PyEval_RestoreThread(tstate_);
+    py::Attached attached(tstate_);
     shared_ns_.clear_now();
     Py_CLEAR(code_cache_);
     names_.clear();
     types_ = nullptr;
     Py_CLEAR(erlang_module_);
     interp_->drain();
-    if (mode_ == Mode::OwnGil && !join_python_threads()) {
+    if (mode_ == Mode::OwnGil && !join_python_threads(attached)) {
         // Py_EndInterpreter would wait for those threads forever: leave the interpreter
-        // running them and let this thread go (see docs/owngil.md).
+        // running them and let this thread go (see docs/owngil.md); attached's end detaches.
         forget_owngil_owner();
-        PyEval_SaveThread();
         tstate_ = nullptr;
         return;
     }
-    release_thread_state();
+    release_thread_state(std::move(attached));
 }
 
 void Context::run() {
@@ -363,6 +316,7 @@ void Context::run() {
 
 void Context::serve() {
     bridge::set_current_host(this);
+    aio::set_current_loop_host(this);
     std::vector<RequestPtr> incoming;
     std::vector<RequestPtr> one;
     erl::OwnedEnv stop_env;
@@ -373,39 +327,42 @@ void Context::serve() {
         }
         if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
         if (governed_) governed_->begin_batch();
-        PyEval_RestoreThread(tstate_);
-        // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
-        if (backlog_.empty()) {
-            batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
-        } else {
-            batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
-            backlog_.clear();
-            batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()),
-                          std::make_move_iterator(incoming.end()));
-            incoming.clear();
-        }
-        for (RequestPtr& req : batch_) {
-            if (!queue_.closed()) {
-                handle(req);
-                continue;
-            }
-            one.push_back(std::move(req));
-            reply_stopped(one, stop_env.get());
-        }
-        batch_.clear();  // drops request references while attached (their terms are plain memory)
-        run_due_hosted_steps();
-        interp_->drain();
-        if (mode_ == Mode::OwnGil) sample_memory();
-        PyEval_SaveThread();
+        serve_batch(incoming, one, stop_env.get());
         if (governed_) governed_->end_batch();
     }
     if (hosted_loop_) {
-        PyEval_RestoreThread(tstate_);
+        py::Attached attached(tstate_);
         shutdown_hosted_loop();
-        PyEval_SaveThread();
     }
     aio::unsubscribe_signals_of(serial_);  // loops left open: no signal reaches them any more
+    aio::set_current_loop_host(nullptr);
     bridge::set_current_host(nullptr);
+}
+
+// One batch, attached for its length (the scope of `attached`).
+void Context::serve_batch(std::vector<RequestPtr>& incoming, std::vector<RequestPtr>& one, ErlNifEnv* stop_env) {
+    py::Attached attached(tstate_);
+    // Attached while batch_ and backlog_ change: a stopping context's interrupter reads them.
+    if (backlog_.empty()) {
+        batch_.swap(incoming);  // the common case; incoming gets batch_'s empty buffer
+    } else {
+        batch_.assign(std::make_move_iterator(backlog_.begin()), std::make_move_iterator(backlog_.end()));
+        backlog_.clear();
+        batch_.insert(batch_.end(), std::make_move_iterator(incoming.begin()), std::make_move_iterator(incoming.end()));
+        incoming.clear();
+    }
+    for (RequestPtr& req : batch_) {
+        if (!queue_.closed()) {
+            handle(req);
+            continue;
+        }
+        one.push_back(std::move(req));
+        reply_stopped(one, stop_env);
+    }
+    batch_.clear();  // drops request references while attached (their terms are plain memory)
+    run_due_hosted_steps();
+    interp_->drain();
+    if (mode_ == Mode::OwnGil) sample_memory();
 }
 
 // Requests left over by a nested wait (backlog_, which serve() takes attached) come first,
@@ -434,7 +391,7 @@ bool is_error_reply(ErlNifEnv* env, ERL_NIF_TERM payload) {
 // a callback waits). When one comes (std::bad_alloc: a reply env, the nesting stacks or a
 // traceback could not grow) the caller gets {error, out_of_memory} (or {error, internal_error}).
 void Context::handle(RequestPtr& req) {
-    if (req->kind() == RequestKind::CallbackReply) return;  // its waiter gave up already
+    if (req->is_callback_reply()) return;  // its waiter gave up already
     size_t depth = running_.size();
     try {
         run_request(req);
@@ -502,9 +459,9 @@ void Context::run_request(RequestPtr& req) {
     pop_running();
     req->mark_ended();
     interrupter_.settle(*req);
-    if (running_.empty()) early_replies_.clear();  // late answers to aborted callbacks
-    if (payload == kDeferredReply) return;         // a Python object replies later
-    if (!req->try_reply()) {                       // cancelled while running: drop the late result
+    if (running_.empty()) callbacks_.drop_arrived();  // late answers to aborted callbacks
+    if (payload == kDeferredReply) return;            // a Python object replies later
+    if (!req->try_reply()) {                          // cancelled while running: drop the late result
         enif_clear_env(env);
         return;
     }
@@ -558,29 +515,14 @@ PyObject* Context::call_erlang(PyObject* name, PyObject* args) {
     if (!arg_list || !bridge::to_erlang(cv, env.get(), name, &name_term) ||
         !bridge::to_erlang(cv, env.get(), arg_list.get(), &args_term))
         return nullptr;
-    uint64_t id = ++next_callback_id_;
+    uint64_t id = callbacks_.next_id();
     ErlNifPid caller = req.caller();
-    PendingCallback pending{{}, id};
-    {
-        // Held from the monitor to the list: a DOWN for a caller that dies in between waits
-        // for the entry it must find (on_down takes the same lock). ERTS calls `down` without
-        // any lock of its own held, so this cannot deadlock with it.
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        if (enif_monitor_process(nullptr, ContextResource::slot_of(this), &caller, &pending.mon) != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
-            return nullptr;
-        }
-        pending_callbacks_.push_back(pending);
+    ErlNifMonitor mon{};
+    if (!callbacks_.add(ContextResource::slot_of(this), caller, id, &mon)) {
+        PyErr_SetString(PyExc_RuntimeError, "the Erlang process that made this call has exited");
+        return nullptr;
     }
-    auto forget = [&] {
-        enif_demonitor_process(nullptr, ContextResource::slot_of(this), &pending.mon);
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        for (auto it = pending_callbacks_.begin(); it != pending_callbacks_.end(); ++it)
-            if (it->id == id) {
-                pending_callbacks_.erase(it);
-                break;
-            }
-    };
+    auto forget = [&] { callbacks_.remove(ContextResource::slot_of(this), id, mon); };
     if (!req.try_enter_callback(id)) {
         forget();
         PyErr_SetString(PyExc_TimeoutError, "the call was cancelled by its caller");
@@ -617,8 +559,7 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         }
         auto eligible = backlog_.begin();
         if (running_.size() >= kMaxUnrelatedNesting)
-            while (eligible != backlog_.end() && (*eligible)->kind() != RequestKind::CallbackReply &&
-                   !is_reentrant(**eligible))
+            while (eligible != backlog_.end() && !(*eligible)->is_callback_reply() && !is_reentrant(**eligible))
                 ++eligible;
         if (eligible == backlog_.end()) {  // nothing to do now: wait for more
             if (RequestQueue::Clock::now() >= deadline) return WaitEnd::TimedOut;
@@ -629,10 +570,8 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         }
         RequestPtr next = std::move(*eligible);
         backlog_.erase(eligible);
-        if (next->kind() == RequestKind::CallbackReply) {
-            ErlNifUInt64 reply_id = 0;
-            enif_get_uint64(next->env(), next->arg[0], &reply_id);
-            early_replies_[reply_id] = std::move(next);
+        if (const auto* answer = std::get_if<CallbackReplyMessage>(&next->message())) {
+            callbacks_.arrived(answer->id, std::move(next));
             continue;
         }
         if (queue_.closed()) {
@@ -654,24 +593,23 @@ bool Context::wait_stream_room(Request& req) {
 // Precondition: attached. Serves other requests until the reply to callback `id` arrives;
 // nullptr when the context stops first.
 RequestPtr Context::wait_callback_reply(uint64_t id) {
-    if (serve_nested([&] { return early_replies_.contains(id); }, RequestQueue::Clock::time_point::max()) !=
+    if (serve_nested([&] { return callbacks_.has_arrived(id); }, RequestQueue::Clock::time_point::max()) !=
         WaitEnd::Done)
         return {};
-    auto it = early_replies_.find(id);
-    RequestPtr reply = std::move(it->second);
-    early_replies_.erase(it);
-    return reply;
+    return callbacks_.take_arrived(id);
 }
 
 // Precondition: attached. Waits (detached) for more requests, a wake-up or the deadline, and
 // appends what arrived to the backlog. False when the context is stopping and its queue is empty.
 bool Context::refill_backlog(RequestQueue::Clock::time_point deadline) {
     std::vector<RequestPtr> batch;
-    PyEval_SaveThread();
-    if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
-    bool more = queue_.pop_all(batch, deadline, governed_ ? governed_->busy_flag() : nullptr);
-    if (governed_) governed_->begin_batch();
-    PyEval_RestoreThread(tstate_);
+    bool more = false;
+    {
+        py::Released released;
+        if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
+        more = queue_.pop_all(batch, deadline, governed_ ? governed_->busy_flag() : nullptr);
+        if (governed_) governed_->begin_batch();
+    }
     for (RequestPtr& r : batch) backlog_.push_back(std::move(r));
     return more;
 }
@@ -689,7 +627,8 @@ bool Context::is_reentrant(const Request& request) const {
 // unknown_function -> NameError; anything else (an abort) -> RuntimeError.
 PyObject* Context::callback_result(Request& reply, PyObject* name) {
     bridge::Converter cv{*types_, interp_};
-    return bridge::callback_result_to_python(cv, reply.env(), reply.arg[1], name);
+    const auto& answer = std::get<CallbackReplyMessage>(reply.message());
+    return bridge::callback_result_to_python(cv, reply.env(), answer.result, name);
 }
 
 PyObject* Context::send(PyObject* target, PyObject* message) {
@@ -801,10 +740,8 @@ void Context::shutdown_hosted_loop() {
 
 bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {
     ErlNifPid nobody{};
-    auto reply =
-        RequestPtr::adopt(RequestResource::make(RequestKind::CallbackReply, nobody, erl::ResourcePtr<Namespace>{}));
-    reply->arg[0] = enif_make_uint64(reply->env(), id);
-    reply->arg[1] = reply->copy(result);
+    auto reply = RequestPtr::adopt(RequestResource::make(nobody, erl::ResourcePtr<Namespace>{}));
+    reply->set_message(CallbackReplyMessage{id, reply->copy(result)});
     return queue_.push(std::move(reply)) != RequestQueue::Pushed::Refused;
 }
 
@@ -815,21 +752,12 @@ void Context::on_down(const ErlNifMonitor* mon) {
         begin_stop();
         return;
     }
-    uint64_t id = 0;
-    {
-        std::lock_guard<std::mutex> lock(callbacks_mutex_);
-        for (const PendingCallback& p : pending_callbacks_)
-            if (enif_compare_monitors(mon, &p.mon) == 0) {
-                id = p.id;
-                break;
-            }
-    }
-    if (id) push_callback_abort(id);
+    if (uint64_t id = callbacks_.id_of(mon)) push_callback_abort(id);
 }
 
 void Context::reply_stopped(std::vector<RequestPtr>& batch, ErlNifEnv* env) {
     for (RequestPtr& req : batch) {
-        if (req->kind() == RequestKind::CallbackReply) continue;  // an answer nobody waits for: no tag, no caller
+        if (req->is_callback_reply()) continue;  // an answer nobody waits for: no tag, no caller
         stats_.taken(req->submitted_at, req->submitted_at, false);
         if (!req->try_start()) continue;
         req->mark_ended();
@@ -845,7 +773,7 @@ namespace {
 // {error, context_stopped} for a request of a stopping context, unless it was answered or
 // cancelled already. Any thread; attached when req may be running.
 void answer_stopped(Request& req) {
-    if (req.kind() == RequestKind::CallbackReply || !req.try_reply_stopped()) return;
+    if (req.is_callback_reply() || !req.try_reply_stopped()) return;
     auto env = std::make_unique<erl::OwnedEnv>();
     ERL_NIF_TERM payload = enif_make_tuple2(env->get(), erl::atoms().error, erl::atoms().context_stopped);
     send_final_reply(req, env, payload, {});

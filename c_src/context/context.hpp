@@ -17,17 +17,21 @@
 #include <unordered_map>
 #include <vector>
 
+#include "aio/loop_host.hpp"
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
+#include "context/callback_table.hpp"
 #include "context/interrupter.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
 #include "context/priority_governor.hpp"
+#include "context/registry.hpp"
 #include "context/request_queue.hpp"
 #include "context/stack_probe.hpp"
 #include "context/stats.hpp"
 #include "erl/env.hpp"
 #include "erl/resource.hpp"
+#include "py/attached.hpp"
 #include "py/interpreter.hpp"
 #include "py/ref.hpp"
 #include "py/subinterpreter.hpp"
@@ -47,7 +51,7 @@ enum class Mode { Worker, OwnGil };
 // thread is starved, then Normal until it is not (context/priority_governor.hpp).
 enum class ThreadPriority { Normal, Low, Idle, Batch, Auto };
 
-class Context final : public bridge::Host, private StopHandler {
+class Context final : public bridge::Host, public aio::LoopHost, private StopHandler {
 public:
     Context(Mode mode, ThreadPriority priority);
     Context(const Context&) = delete;
@@ -131,6 +135,7 @@ public:
     PyObject* call_erlang(PyObject* name, PyObject* args) override;
     PyObject* send(PyObject* target, PyObject* message) override;
     PyObject* self_pid() override;
+    // aio::LoopHost: what a poller object (the hosted event loop) asks of it.
     aio::PollerPtr make_poller() override;
     bool wait_poller(aio::Poller& poller, double timeout) override;
     void set_hosted_loop(PyObject* loop, aio::Poller* poller) override;
@@ -144,6 +149,7 @@ private:
     bool attach_thread();
     void detach_thread();
     void serve();
+    void serve_batch(std::vector<RequestPtr>& incoming, std::vector<RequestPtr>& one, ErlNifEnv* stop_env);
     bool next_batch(std::vector<RequestPtr>& batch);
     void handle(RequestPtr& request);
     void run_request(RequestPtr& request);
@@ -168,8 +174,8 @@ private:
     void answer_queued() override;
     void answer_held() override;
     void notify_exit();
-    bool join_python_threads();
-    void release_thread_state();
+    bool join_python_threads(const py::Attached& attached);
+    void release_thread_state(py::Attached attached);
     void forget_owngil_owner();
 
     const py::Serial serial_ = py::next_serial();
@@ -199,12 +205,11 @@ private:
     std::vector<Request*> running_;  // innermost last
     // The requests a stopping context's interrupter answers (answer_held) are those of batch_,
     // backlog_ and running_: the worker changes them only while attached.
-    std::vector<RequestPtr> batch_;                           // the requests serve() runs now
-    std::deque<RequestPtr> backlog_;                          // taken from the queue, not yet run
-    std::unordered_map<uint64_t, RequestPtr> early_replies_;  // replies for outer callbacks
-    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;    // one reply env per nesting depth
+    std::vector<RequestPtr> batch_;                         // the requests serve() runs now
+    std::deque<RequestPtr> backlog_;                        // taken from the queue, not yet run
+    std::vector<std::unique_ptr<erl::OwnedEnv>> msg_envs_;  // one reply env per nesting depth
     erl::OwnedEnv failure_env_;  // made up front: replies when no memory was left for another
-    uint64_t next_callback_id_ = 0;
+    CallbackTable callbacks_;    // the erlang.call callbacks waited for, and early answers
 
     // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
     // ErlangEventLoop stepped by serve() when one of its descriptors is ready, its next timer
@@ -225,12 +230,6 @@ private:
 
     ErlNifMonitor owner_mon_{};
     ErlNifPid owner_pid_{};
-    std::mutex callbacks_mutex_;
-    struct PendingCallback {
-        ErlNifMonitor mon;
-        uint64_t id;
-    };
-    std::vector<PendingCallback> pending_callbacks_;  // guarded by callbacks_mutex_
 
     std::mutex exit_mutex_;
     bool notify_set_ = false;      // guarded by exit_mutex_
@@ -240,21 +239,5 @@ private:
 };
 
 using ContextResource = erl::Resource<Context>;
-
-// The main interpreter shared by every worker-mode context; set once at load.
-void set_main_interpreter(py::InterpreterPtr interp);
-const py::Interpreter* main_interpreter_handle();
-
-// The interpreter behind a state: the main one or a live owngil context's; empty when none
-// (an ended interpreter). Any thread. Registered with bridge::set_interpreter_resolver.
-py::InterpreterPtr interpreter_of(PyInterpreterState* state);
-
-// The context with this serial, with a reference the caller must release, while its worker
-// thread runs; nullptr once that thread has exited. Any thread.
-Context* keep_if_running(py::Serial ctx);
-
-// The context that owns the owngil interpreter with this serial, with a reference the caller
-// must release, or nullptr when that interpreter has ended (or is the main one). Any thread.
-Context* keep_owner_of(py::Serial interpreter);
 
 }  // namespace context

@@ -31,8 +31,8 @@ struct Job {
         if (!dict) throw py::ErrorPending();
         return Ref::borrow(dict);
     }
-    Ref arg_to_python(int i) { return Ref::check(bridge::to_python(cv, request.env(), request.arg[i])); }
-    Ref name(int i) { return Ref::check(scope.names.get(request.env(), request.arg[i])); }
+    Ref to_python(ERL_NIF_TERM term) const { return Ref::check(bridge::to_python(cv, request.env(), term)); }
+    Ref name(ERL_NIF_TERM term) { return Ref::check(scope.names.get(request.env(), term)); }
     template <class... Refs>
     void release_after_reply(Refs&&... refs) {
         (scope.after_reply.push_back(std::forward<Refs>(refs)), ...);
@@ -73,9 +73,9 @@ Ref resolve_attribute_path(Ref base, PyObject* path) {
     return current;
 }
 
-Ref find_callable(Job& job) {
-    Ref module_name = job.name(0);
-    Ref function_name = job.name(1);
+Ref find_callable(Job& job, const CallMessage& call) {
+    Ref module_name = job.name(call.module);
+    Ref function_name = job.name(call.function);
     if (PyUnicode_CompareWithASCIIString(module_name.get(), "__main__") == 0) {
         // '__main__' is the namespace the request runs in (per process or per context).
         Ref globals = job.globals();
@@ -136,13 +136,13 @@ Ref with_request_globals(Job& job, Ref args, PyObject* kwargs) {
     return Ref::check(PyTuple_Pack(2, PyTuple_GET_ITEM(args.get(), 0), globals.get()));
 }
 
-ERL_NIF_TERM run_call(Job& job) {
-    Ref fn = find_callable(job);
-    Ref arg_list = job.arg_to_python(2);
+ERL_NIF_TERM run_call(Job& job, const CallMessage& call) {
+    Ref fn = find_callable(job, call);
+    Ref arg_list = job.to_python(call.args);
     Ref args = Ref::check(PySequence_Tuple(arg_list.get()));
     Ref kwargs;
     size_t nkw = 0;
-    if (enif_get_map_size(job.request.env(), job.request.arg[3], &nkw) && nkw > 0) kwargs = job.arg_to_python(3);
+    if (enif_get_map_size(job.request.env(), call.kwargs, &nkw) && nkw > 0) kwargs = job.to_python(call.kwargs);
     if (is_builtin_eval(fn.get())) args = with_request_globals(job, std::move(args), kwargs.get());
     Ref result = Ref::check(PyObject_Call(fn.get(), args.get(), kwargs.get()));
     ERL_NIF_TERM reply = finish_result(job, result.get());
@@ -154,9 +154,9 @@ ERL_NIF_TERM run_call(Job& job) {
 // (the common case: a fixed expression with different locals) skips the compiler.
 constexpr Py_ssize_t kCodeCacheEntries = 512;
 
-Ref compile_source(Job& job, int start, const char* filename) {
+Ref compile_source(Job& job, ERL_NIF_TERM source, int start, const char* filename) {
     ErlNifBinary bin;
-    if (!enif_inspect_iolist_as_binary(job.request.env(), job.request.arg[0], &bin)) {
+    if (!enif_inspect_iolist_as_binary(job.request.env(), source, &bin)) {
         PyErr_SetString(PyExc_TypeError, "code must be a binary or an iolist");
         throw py::ErrorPending();
     }
@@ -176,21 +176,21 @@ Ref compile_source(Job& job, int start, const char* filename) {
     return code;
 }
 
-ERL_NIF_TERM run_eval(Job& job) {
-    Ref code = compile_source(job, Py_eval_input, "<eval>");
+ERL_NIF_TERM run_eval(Job& job, const EvalMessage& eval) {
+    Ref code = compile_source(job, eval.code, Py_eval_input, "<eval>");
     Ref globals = job.globals();
     Ref locals;
     size_t nlocals = 0;
-    if (enif_get_map_size(job.request.env(), job.request.arg[1], &nlocals) && nlocals > 0)
-        locals = job.arg_to_python(1);  // can run Python (a key's __hash__), and so reset the context
+    if (enif_get_map_size(job.request.env(), eval.locals, &nlocals) && nlocals > 0)
+        locals = job.to_python(eval.locals);  // can run Python (a key's __hash__), and so reset the context
     Ref result = Ref::check(PyEval_EvalCode(code.get(), globals.get(), locals ? locals.get() : globals.get()));
     ERL_NIF_TERM reply = finish_result(job, result.get());
     job.release_after_reply(std::move(locals), std::move(result));
     return reply;
 }
 
-ERL_NIF_TERM run_exec(Job& job) {
-    Ref code = compile_source(job, Py_file_input, "<exec>");
+ERL_NIF_TERM run_exec(Job& job, const ExecMessage& exec) {
+    Ref code = compile_source(job, exec.code, Py_file_input, "<exec>");
     Ref globals = job.globals();
     Ref result = Ref::check(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
     return erl::atoms().ok;
@@ -199,7 +199,7 @@ ERL_NIF_TERM run_exec(Job& job) {
 // Gives the context a fresh shared namespace and collects garbage, so that a long-lived
 // interpreter can serve a new user. Imported modules stay loaded: removing them from
 // sys.modules and importing them again leaked 5.6 MB per cycle on 3.13.0 (docs/owngil.md).
-ERL_NIF_TERM run_reset(Job& job) {
+ERL_NIF_TERM run_reset(Job& job, const ResetMessage&) {
     job.scope.shared_ns.clear_now();
     Ref gc = import_module(Ref::check(PyUnicode_FromString("gc")).get());
     Ref collected = Ref::check(PyObject_CallMethod(gc.get(), "collect", nullptr));
@@ -213,14 +213,13 @@ ERL_NIF_TERM execute(const WorkerScope& scope, const RequestPtr& request_ptr, Er
     Request& request = *request_ptr;
     Job job{scope, request_ptr, request, msg_env, bridge::Converter{scope.types, scope.interp}};
     try {
-        switch (request.kind()) {
-            case RequestKind::Call: return run_call(job);
-            case RequestKind::Eval: return run_eval(job);
-            case RequestKind::Exec: return run_exec(job);
-            case RequestKind::Reset: return run_reset(job);
-            case RequestKind::CallbackReply: break;  // consumed by Context::wait_callback_reply
-        }
-        PyErr_SetString(PyExc_SystemError, "unknown request kind");
+        const Message& message = request.message();
+        if (const auto* call = std::get_if<CallMessage>(&message)) return run_call(job, *call);
+        if (const auto* eval = std::get_if<EvalMessage>(&message)) return run_eval(job, *eval);
+        if (const auto* exec = std::get_if<ExecMessage>(&message)) return run_exec(job, *exec);
+        if (const auto* reset = std::get_if<ResetMessage>(&message)) return run_reset(job, *reset);
+        // A CallbackReplyMessage is consumed by Context::wait_callback_reply, never run.
+        PyErr_SetString(PyExc_SystemError, "a callback reply run as a request");
     } catch (const py::ErrorPending&) {
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();

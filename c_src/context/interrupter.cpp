@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "py/attached.hpp"
+
 namespace context {
 namespace {
 
@@ -165,25 +167,24 @@ void Interrupter::reschedule(const std::vector<Request*>& due, const std::vector
 // interrupts the request running now, if any, and returns it there (alive: the context thread
 // is inside it and cannot leave while this holds the GIL).
 void Interrupter::interrupt_now(std::vector<Request*>& due, std::vector<bool>& sent, RequestPtr* running) {
-    PyThreadState* ts = PyThreadState_New(interp_);
-    if (!ts) return;
-    PyEval_RestoreThread(ts);
-    Request* current = this->running();
-    if (running && current && !current->ended()) {
-        *running = RequestPtr::share(current);  // a target from now on (tried again if importing)
-        if (!importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0)
-            current->interrupt_sent = true;
-    }
-    for (size_t i = 0; i < due.size(); ++i) {
-        if (due[i] != current || due[i]->ended() || importing(tstate_)) continue;
-        if (PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
-            due[i]->interrupt_sent = true;
-            sent[i] = true;
-            raised_.fetch_add(1, std::memory_order_relaxed);
+    {
+        py::Attached attached = py::Attached::visiting(interp_);
+        if (!attached) return;
+        Request* current = this->running();
+        if (running && current && !current->ended()) {
+            *running = RequestPtr::share(current);  // a target from now on (tried again if importing)
+            if (!importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0)
+                current->interrupt_sent = true;
+        }
+        for (size_t i = 0; i < due.size(); ++i) {
+            if (due[i] != current || due[i]->ended() || importing(tstate_)) continue;
+            if (PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
+                due[i]->interrupt_sent = true;
+                sent[i] = true;
+                raised_.fetch_add(1, std::memory_order_relaxed);
+            }
         }
     }
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
     // A context thread waiting for its event loop's descriptors goes back to the code.
     if (std::find(sent.begin(), sent.end(), true) != sent.end() || (running && *running)) queue_.wake();
 }
@@ -197,18 +198,18 @@ void Interrupter::stop_now() {
         handler = stopping_;
     }
     handler->answer_queued();
-    PyThreadState* ts = PyThreadState_New(interp_);
-    if (!ts) return;
-    PyEval_RestoreThread(ts);
-    handler->answer_held();
-    Request* current = running();
     bool sent = false;
-    if (current && !current->ended() && !importing(tstate_) && PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
-        current->interrupt_sent = true;
-        sent = true;
+    {
+        py::Attached attached = py::Attached::visiting(interp_);
+        if (!attached) return;
+        handler->answer_held();
+        Request* current = running();
+        if (current && !current->ended() && !importing(tstate_) &&
+            PyThreadState_SetAsyncExc(thread_id_, exception_) > 0) {
+            current->interrupt_sent = true;
+            sent = true;
+        }
     }
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
     if (sent) queue_.wake();
 }
 

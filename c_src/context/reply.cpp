@@ -181,7 +181,7 @@ PyType_Spec reply_type_spec = {"erlang._Reply", sizeof(ReplyObject), 0,
                                reply_slots};
 
 PyObject* make_reply(const bridge::ErlangTypes& types, const py::InterpreterPtr& interp, const RequestPtr& req) {
-    auto* obj = PyObject_New(ReplyObject, types.reply);
+    auto* obj = PyObject_New(ReplyObject, bridge::added_type(types, &reply_type_spec));
     if (!obj) return nullptr;
     obj->req = nullptr;
     obj->deferred = false;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <variant>
 
 #include "context/namespace.hpp"
 #include "context/reply_slot.hpp"
@@ -19,7 +20,25 @@ namespace context {
 
 class Context;
 
-enum class RequestKind { Call, Eval, Exec, Reset, CallbackReply };
+// What a request carries, one type per kind: terms copied into the request's env().
+struct CallMessage {  // py:call: Module.Function(*Args, **Kwargs)
+    ERL_NIF_TERM module, function, args, kwargs;
+};
+struct EvalMessage {  // py:eval: Code with Locals
+    ERL_NIF_TERM code, locals;
+};
+struct ExecMessage {  // py:exec
+    ERL_NIF_TERM code;
+};
+struct ResetMessage {};  // py_context:reset
+// Not a request of a caller but the answer to one the context's code made (erlang.call): the
+// id of the callback it answers and its result ({ok, V} | {error, {Class, Reason}} | atom).
+// It has no caller, tag or namespace; it only travels the same queue.
+struct CallbackReplyMessage {
+    uint64_t id;
+    ERL_NIF_TERM result;
+};
+using Message = std::variant<CallMessage, EvalMessage, ExecMessage, ResetMessage, CallbackReplyMessage>;
 
 // What a Call or Eval does with the object its Python code returns.
 //   Plain: converts it and replies. Async: an awaitable runs as a task on the context's event
@@ -38,10 +57,13 @@ public:
     // worker waits for a callback reply that will not come (the canceller must send an abort).
     enum class CancelOutcome { Cancelled, CancelledRunning, CancelledInCallback, AlreadyReplied };
 
-    Request(RequestKind kind, const ErlNifPid& caller, erl::ResourcePtr<Namespace> ns)
-        : kind_(kind), caller_(caller), reply_to_(caller), ns_(std::move(ns)) {}
+    Request(const ErlNifPid& caller, erl::ResourcePtr<Namespace> ns)
+        : caller_(caller), reply_to_(caller), ns_(std::move(ns)) {}
 
-    RequestKind kind() const { return kind_; }
+    // Set before the request is queued, its terms copied into env() first.
+    const Message& message() const { return message_; }
+    void set_message(const Message& message) { message_ = message; }
+    bool is_callback_reply() const { return std::holds_alternative<CallbackReplyMessage>(message_); }
     const ErlNifPid& caller() const { return caller_; }
     // Where StreamStart items go (the caller unless set before the request is queued).
     const ErlNifPid& reply_to() const { return reply_to_; }
@@ -55,11 +77,8 @@ public:
     void set_context_serial(py::Serial ctx) { context_serial_ = ctx; }
     ErlNifEnv* env() const { return env_.get(); }
 
-    // Terms copied into env(): the reply tag and up to four arguments.
-    //   Call: module, function, args, kwargs.  Eval: code, locals.  Exec: code.  Reset: none.
-    //   CallbackReply: callback id, result ({ok, V} | {error, {Class, Reason}} | atom).
+    // The reply tag, copied into env() (none for a CallbackReplyMessage).
     ERL_NIF_TERM tag = 0;
-    ERL_NIF_TERM arg[4] = {0, 0, 0, 0};
     // When it was queued, in ticks (context/stats.hpp: set before queuing, read by the context
     // thread for its queue-wait figure).
     uint64_t submitted_at = 0;
@@ -153,7 +172,7 @@ private:
         return state_.compare_exchange_strong(expected, int(to), std::memory_order_acq_rel);
     }
 
-    RequestKind kind_;
+    Message message_ = ResetMessage{};
     ErlNifPid caller_;
     ErlNifPid reply_to_;
     ResultMode mode_ = ResultMode::Plain;

@@ -5,6 +5,7 @@
 
 #include "erl/atoms.hpp"
 #include "erl/terms.hpp"
+#include "py/attached.hpp"
 
 namespace context {
 namespace {
@@ -29,7 +30,7 @@ std::string utf8_of(PyObject* text) {
 }
 
 // Precondition: attached to ts's interpreter. ts's frames, innermost first.
-std::vector<Frame> frames_of(PyThreadState* ts) {
+std::vector<Frame> frames_of(const py::Attached&, PyThreadState* ts) {
     std::vector<Frame> frames;
     PyFrameObject* frame = PyThreadState_GetFrame(ts);  // new references, up the stack
     while (frame && frames.size() < kMaxFrames) {
@@ -121,19 +122,20 @@ void StackProbe::run() {
 // its running request: both are stable while the GIL is held (the context thread changes them
 // only while it holds the GIL itself). Terms are built after detaching.
 void StackProbe::answer_all(std::vector<Ask>& asks) {
-    PyThreadState* ts = PyThreadState_New(interp_);
-    if (!ts) {
-        answer_stopped(asks, nullptr);
-        return;
-    }
-    PyEval_RestoreThread(ts);
-    Request* current = running_.running();
-    std::vector<Frame> frames = frames_of(tstate_);
+    std::vector<Frame> frames;
     std::vector<bool> is_running;
-    is_running.reserve(asks.size());
-    for (const Ask& ask : asks) is_running.push_back(ask.about && ask.about.get() == current);
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
+    Request* current = nullptr;  // compared with null only once detached
+    {
+        py::Attached attached = py::Attached::visiting(interp_);
+        if (!attached) {
+            answer_stopped(asks, nullptr);
+            return;
+        }
+        current = running_.running();
+        frames = frames_of(attached, tstate_);
+        is_running.reserve(asks.size());
+        for (const Ask& ask : asks) is_running.push_back(ask.about && ask.about.get() == current);
+    }
 
     for (size_t i = 0; i < asks.size(); ++i) {
         Ask& ask = asks[i];

@@ -19,7 +19,6 @@ using context::NamespaceResource;
 using context::Request;
 using context::RequestHandle;
 using context::RequestHandleResource;
-using context::RequestKind;
 using context::RequestResource;
 
 void context_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor* mon) {
@@ -95,9 +94,17 @@ struct SubmitNif {
     int argc;
 };
 
-// Queues a request whose arguments are argv[3..3+nargs) (and, when given, whose result mode is
-// *mode) and returns its handle. Big arguments make it run again on a dirty scheduler.
-ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM argv[], RequestKind kind, int nargs,
+// A request's typed message (context/request.hpp) from its arguments, copied.
+using MessageOf = context::Message (*)(const ERL_NIF_TERM* args);
+context::Message call_message(const ERL_NIF_TERM* a) { return context::CallMessage{a[0], a[1], a[2], a[3]}; }
+context::Message eval_message(const ERL_NIF_TERM* a) { return context::EvalMessage{a[0], a[1]}; }
+context::Message exec_message(const ERL_NIF_TERM* a) { return context::ExecMessage{a[0]}; }
+context::Message reset_message(const ERL_NIF_TERM*) { return context::ResetMessage{}; }
+
+// Queues a request whose arguments are argv[3..3+nargs), made into its message by message_of
+// (and, when given, whose result mode is *mode) and returns its handle. Big arguments make it
+// run again on a dirty scheduler.
+ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM argv[], MessageOf message_of, int nargs,
                     const ERL_NIF_TERM* mode = nullptr) {
     Context* ctx = get_context(env, argv[0]);
     ERL_NIF_TERM tag_and_args = enif_make_tuple_from_array(env, &argv[2], unsigned(nargs) + 1);
@@ -108,7 +115,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     if (!enif_is_ref(env, argv[2])) throw erl::BadArg();
     ErlNifPid caller;
     if (!enif_self(env, &caller)) throw erl::BadArg();
-    auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(kind, caller, std::move(ns)));
+    auto req = erl::ResourcePtr<Request>::adopt(RequestResource::make(caller, std::move(ns)));
     req->set_context_serial(ctx->serial());
     if (mode) set_result_mode(env, *mode, *req);
     // One copy of {Tag, Args...} into the request's environment (one allocation, not 1 + nargs).
@@ -116,7 +123,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     int arity = 0;
     if (!enif_get_tuple(req->env(), req->copy(tag_and_args), &arity, &copied)) throw erl::BadArg();
     req->tag = copied[0];
-    for (int i = 0; i < nargs; ++i) req->arg[i] = copied[1 + i];
+    req->set_message(message_of(&copied[1]));
     Request* r = req.get();
     auto handle = erl::ResourcePtr<RequestHandle>::adopt(RequestHandleResource::make(req));
     r->submitted_at = context::ticks_now();
@@ -210,7 +217,7 @@ ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         if (!is_name(env, argv[3]) || !is_name(env, argv[4]) || !is_proper_list(env, argv[5]) ||
             !enif_is_map(env, argv[6]))
             throw erl::BadArg();
-        return submit(env, {"submit_call", &submit_call, 8}, argv, RequestKind::Call, 4, &argv[7]);
+        return submit(env, {"submit_call", &submit_call, 8}, argv, &call_message, 4, &argv[7]);
     });
 }
 
@@ -218,7 +225,7 @@ ERL_NIF_TERM submit_call(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM submit_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         if (!is_code(env, argv[3]) || !enif_is_map(env, argv[4])) throw erl::BadArg();
-        return submit(env, {"submit_eval", &submit_eval, 6}, argv, RequestKind::Eval, 2, &argv[5]);
+        return submit(env, {"submit_eval", &submit_eval, 6}, argv, &eval_message, 2, &argv[5]);
     });
 }
 
@@ -226,15 +233,13 @@ ERL_NIF_TERM submit_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM submit_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         if (!is_code(env, argv[3])) throw erl::BadArg();
-        return submit(env, {"submit_exec", &submit_exec, 4}, argv, RequestKind::Exec, 1);
+        return submit(env, {"submit_exec", &submit_exec, 4}, argv, &exec_message, 1);
     });
 }
 
 // submit_reset(Ctx, undefined, Tag) -> Request
 ERL_NIF_TERM submit_reset(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-    return erl::guarded(env, [&] {
-        return submit(env, {"submit_reset", &submit_reset, 3}, argv, RequestKind::Reset, 0);
-    });
+    return erl::guarded(env, [&] { return submit(env, {"submit_reset", &submit_reset, 3}, argv, &reset_message, 0); });
 }
 
 // cancel(Ctx, Request) -> ok | replied | {in_callback, Id}. `replied`: the reply is in (or

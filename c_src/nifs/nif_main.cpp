@@ -6,9 +6,11 @@
 #include <string>
 
 #include "aio/poller.hpp"
+#include "aio/poller_object.hpp"
 #include "bridge/erlang_module.hpp"
 #include "bridge/host.hpp"
 #include "context/context.hpp"
+#include "context/reply.hpp"
 #include "erl/atoms.hpp"
 #include "erl/map_builder.hpp"
 #include "nifs/nifs.hpp"
@@ -33,6 +35,9 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
         !nifs::open_channel_resources(env) || !aio::open_resources(env) || !erl::open_map_builder_resources(env))
         return 1;
     if (!nifs::open_shared_resources(env)) return 1;
+    // The upper layers' types in the `erlang` module (bridge/ does not include them).
+    if (!bridge::add_module_type(&context::reply_type_spec) || !bridge::add_module_type(&aio::poller_type_spec))
+        return 1;
     int arity = 0;
     const ERL_NIF_TERM* parts = nullptr;
     std::string priv_dir;

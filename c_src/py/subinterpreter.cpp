@@ -1,7 +1,9 @@
 #include "py/subinterpreter.hpp"
 
 #include <mutex>
+#include <utility>
 
+#include "py/attached.hpp"
 #include "py/runtime.hpp"
 
 namespace py {
@@ -18,7 +20,8 @@ bool create_owngil_interpreter(OwnGilInterpreter& out, std::string& error) {
         error = "cannot create a thread state";
         return false;
     }
-    PyEval_RestoreThread(out.main_tstate);
+    // Deleted at the guard's end unless the new interpreter took its place (dismissed below).
+    Attached main = Attached::deleting(out.main_tstate);
     PyInterpreterConfig config = {};
     config.use_main_obmalloc = 0;
     config.allow_fork = 0;  // os.fork() raises RuntimeError
@@ -30,15 +33,14 @@ bool create_owngil_interpreter(OwnGilInterpreter& out, std::string& error) {
     PyThreadState* sub = nullptr;
     PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
     if (PyStatus_Exception(status) || !sub) {
-        // On failure the main thread state is current again.
+        // On failure the main thread state is current again: main's end deletes it.
         error = status.err_msg ? status.err_msg : "Py_NewInterpreterFromConfig failed";
-        PyThreadState_Clear(out.main_tstate);
-        PyThreadState_DeleteCurrent();
         out.main_tstate = nullptr;
         return false;
     }
     // Creating an OWN_GIL interpreter detached main_tstate (releasing the main GIL) and
-    // attached sub.
+    // attached sub; main_tstate is kept for end_owngil_interpreter.
+    Attached::dismiss(std::move(main));
     out.tstate = sub;
     return true;
 }
@@ -47,9 +49,7 @@ void end_owngil_interpreter(OwnGilInterpreter& interp) {
     std::lock_guard<std::mutex> lock(g_lifecycle_mutex);
     Py_EndInterpreter(interp.tstate);  // leaves no thread state attached
     interp.tstate = nullptr;
-    PyEval_RestoreThread(interp.main_tstate);
-    PyThreadState_Clear(interp.main_tstate);
-    PyThreadState_DeleteCurrent();
+    { Attached main = Attached::deleting(interp.main_tstate); }  // attached only to be deleted
     interp.main_tstate = nullptr;
 }
 
