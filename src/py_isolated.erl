@@ -393,6 +393,9 @@ callback_result(Other) -> {error, {<<"error">>, iolist_to_binary(io_lib:format("
 %% The child's answer as the in-process modes give it: exception names as atoms.
 result({reply, Id, Result}) ->
     {reply, Id, result(Result)};
+result({error, {<<"KeyboardInterrupt">>, _}}) ->
+    %% The SIGINT of py:interrupt/1 (a timed-out request's caller has its answer already).
+    {error, interrupted};
 result({error, {Name, Message}}) when is_binary(Name) ->
     {error, {exception_name(Name), Message}};
 result(Result) ->

@@ -8,6 +8,7 @@
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
+         interrupt_on_demand/1, not_yet_supported/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
@@ -21,8 +22,9 @@ all() ->
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
-                callbacks_reentrant, send_to_pid, concurrent_callers]},
-     {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts]},
+                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported]},
+     {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
+                       interrupt_on_demand]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
                     callback_in_flight_when_child_dies, restart_false_stays_down]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
@@ -216,6 +218,29 @@ caller_exit_interrupts(_Config) ->
     exit(Caller, kill),
     %% Interrupted: the context answers again, from the same child.
     {ok, Pid} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, 30000),
+    ok = py_context:stop(Ctx).
+
+interrupt_on_demand(_Config) ->
+    Ctx = new(#{}),
+    not_running = py:interrupt(Ctx),
+    Pid = child_pid(Ctx),
+    Self = self(),
+    spawn_link(fun() -> Self ! {result, py:eval(Ctx, <<"__import__('time').sleep(60)">>)} end),
+    true = py_test_util:wait_until(fun() -> backtrace_busy(Pid) end, 10000),
+    ok = py_context:interrupt(Ctx),
+    receive {result, R} -> {error, interrupted} = R after 30000 -> ct:fail(no_answer) end,
+    {ok, Pid} = py:eval(Ctx, <<"__import__('os').getpid()">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py:interrupt(Ctx).
+
+%% Documented as not yet available on isolated contexts (docs/contexts.md).
+not_yet_supported(_Config) ->
+    Ctx = new(#{}),
+    {error, context_not_found} = py_context:create_local_env(Ctx),
+    {error, context_not_found} = py_context:reset(Ctx),
+    {error, context_not_found} = py_context:stats(Ctx),
+    {error, context_not_found} = py_context:backtrace(Ctx),
+    {ok, 1} = py:eval(Ctx, <<"1">>),
     ok = py_context:stop(Ctx).
 
 %% The child runs the request: it sleeps in (clock_)nanosleep (/proc/PID/syscall), not in the
