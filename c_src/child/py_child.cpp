@@ -27,9 +27,9 @@
 namespace {
 
 constexpr int kArgCount = 8;
-constexpr int kExitUsage = 64;    // bad arguments
-constexpr int kExitSetup = 70;    // descriptors or limits could not be set up
-constexpr int kExitPython = 71;   // Python did not start or the server raised
+constexpr int kExitUsage = 64;   // bad arguments
+constexpr int kExitSetup = 70;   // descriptors or limits could not be set up
+constexpr int kExitPython = 71;  // Python did not start or the server raised
 
 [[noreturn]] void fail(int code, const char* what) {
     std::perror(what);
