@@ -13,10 +13,10 @@
 // (PYTHON_HOME "" for the build's Python; a limit 0 for none).
 #include <Python.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <cstdio>
 #include <cstdlib>
@@ -57,7 +57,7 @@ void redirect_stdio(const char* stderr_file, int& proto_in, int& proto_out) {
 
 void set_limit(int resource, unsigned long long soft, unsigned long long hard, const char* name) {
     if (soft == 0) return;
-    struct rlimit lim;
+    struct rlimit lim {};
     lim.rlim_cur = static_cast<rlim_t>(soft);
     lim.rlim_max = static_cast<rlim_t>(hard);
     if (setrlimit(resource, &lim) != 0) {
