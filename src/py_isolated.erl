@@ -365,7 +365,7 @@ ensure_child(State) ->
 
 from_child({reply, Id, Result}, #state{running = Running} = State) ->
     Cleared = case State#state.kill_timer of
-                  {Id, Timer} -> erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
+                  {Id, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
                   _ -> State
               end,
     reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running)});
@@ -454,7 +454,7 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
     logger:error("erlang_python: isolated context ~p: its Python process died: ~0tp", [self(), Crash],
                  #{domain => [erlang_python]}),
     Cleared = case State#state.kill_timer of
-                  {_, Timer} -> erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
+                  {_, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
                   undefined -> State
               end,
     Answered = lists:foldl(fun(Id, S) -> reply(Id, {error, {python_crashed, Crash}}, S) end,
