@@ -24,7 +24,7 @@
 %% because it ignored an interrupt.
 -type crash() :: #{exit_status => integer(), signal => atom() | pos_integer(),
                    stderr := [binary()], limit => memory | cpu_seconds,
-                   killed => interrupt_ignored}.
+                   killed => interrupt_ignored | bad_frame}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
 
@@ -49,7 +49,7 @@
                 callbacks = #{} :: #{{pos_integer(), integer()} => pid()},
                 requests = #{} :: #{reference() => {reference(), binary()}},
                 kill_timer :: {reference(), reference()} | undefined,
-                killed = false :: boolean()}).
+                killed = false :: false | interrupt_ignored | bad_frame}).
 
 %% --- API ---------------------------------------------------------------------------------------
 
@@ -212,7 +212,10 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     Priv = code:priv_dir(erlang_python),
     Limits = maps:get(limits, Opts, #{}),
     Args = [Priv, home_arg(Home), Log | [integer_to_list(maps:get(K, Limits, 0)) || K <- ?LIMIT_KEYS]],
-    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}],
+    %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
+    %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
+    %% SIGSEGV handler would turn a crash into an exit status).
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false}],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->
@@ -281,8 +284,15 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({'$py_isolated', Alias, Caller, Frame}, State) ->
     {noreply, pump(accept(Alias, Caller, Frame, State))};
-handle_info({Port, {data, Bin}}, #state{child = #child{port = Port}} = State) ->
-    {noreply, pump(from_child(binary_to_term(Bin, [safe]), State))};
+handle_info({Port, {data, Bin}}, #state{child = #child{port = Port} = Child} = State) ->
+    try binary_to_term(Bin, [safe]) of
+        Frame -> {noreply, pump(from_child(Frame, State))}
+    catch error:badarg ->
+        %% Not a frame of ours (Python code can forge an erlang.Pid): the child is killed, its
+        %% requests get the crash.
+        kill_group(Child, "KILL"),
+        {noreply, State#state{killed = bad_frame}}
+    end;
 handle_info({Port, {exit_status, Status}}, #state{child = #child{port = Port}} = State) ->
     {noreply, pump(crashed(crash_reason(Status, State), State))};
 handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks = Cbs} = State) ->
@@ -307,7 +317,7 @@ handle_info({kill_ignored, Id}, #state{kill_timer = {Id, _}, running = Running, 
     case lists:member(Id, Running) of
         true ->
             kill_group(Child, "KILL"),
-            {noreply, State#state{kill_timer = undefined, killed = true}};
+            {noreply, State#state{kill_timer = undefined, killed = interrupt_ignored}};
         false ->
             {noreply, State#state{kill_timer = undefined}}
     end;
@@ -481,8 +491,8 @@ crash_reason(Status, #state{log = Log, opts = Opts, killed = WasKilled}) ->
                     _ -> Base
                 end,
     Killed = case WasKilled of
-                 true -> WithLimit#{killed => interrupt_ignored};
-                 false -> WithLimit
+                 false -> WithLimit;
+                 Why -> WithLimit#{killed => Why}
              end,
     Killed#{stderr => last_lines(Log)}.
 

@@ -10,7 +10,7 @@
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
          interrupt_on_demand/1, not_yet_supported/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1,
-         callback_in_flight_when_child_dies/1, restart_false_stays_down/1,
+         callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
          forked_processes_killed_with_child/1,
          owner_exit_stops_child/1, churn_100_contexts/1]).
@@ -26,7 +26,7 @@ groups() ->
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
-                    callback_in_flight_when_child_dies, restart_false_stays_down]},
+                    callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
      {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]}].
 
@@ -315,6 +315,13 @@ callback_in_flight_when_child_dies(_Config) ->
     Cb ! go_on,
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py:unregister_function(iso_blocks),
+    ok = py_context:stop(Ctx).
+
+forged_frame_kills_child(_Config) ->
+    Ctx = new(#{}),
+    {error, {python_crashed, #{killed := bad_frame}}} =
+        py:eval(Ctx, <<"__import__('erlang').Pid(b'not a term')">>),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
 
 restart_false_stays_down(_Config) ->
