@@ -46,7 +46,8 @@
                 down :: crash() | undefined,   %% crashed with restart => false
                 queue = queue:new() :: queue:queue(reference()),
                 running = [] :: [reference()],   %% in the child, innermost first
-                callbacks = #{} :: #{{pos_integer(), integer()} => pid()},
+                %% Erlang callbacks in flight, each with the request that waits for it.
+                callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
                 requests = #{} :: #{reference() => {reference(), binary()}},
                 kill_timer :: {reference(), reference()} | undefined,
                 killed = false :: false | interrupt_ignored | bad_frame}).
@@ -253,11 +254,23 @@ preload(State, undefined) ->
     {ok, State};
 preload(#state{child = #child{port = Port}} = State, Code) ->
     port_command(Port, term_to_binary(frame({exec, Code}, 0))),
+    preload_reply(State).
+
+%% Callbacks are not served while the preload code runs (the context is not registered yet).
+preload_reply(#state{child = #child{port = Port} = Child} = State) ->
     receive
         {Port, {data, Bin}} ->
-            case result(binary_to_term(Bin, [safe])) of
-                {reply, 0, ok} -> {ok, State};
-                {reply, 0, {error, Exception}} -> stop_child(State), {error, {preload, Exception}}
+            case catch result(binary_to_term(Bin, [safe])) of
+                {reply, 0, ok} ->
+                    {ok, State};
+                {reply, 0, {error, Exception}} ->
+                    stop_child(State),
+                    {error, {preload, Exception}};
+                {callback, CbId, _Name, _Args} ->
+                    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"preload">>}})}),
+                    preload_reply(State);
+                _Other ->
+                    preload_reply(State)
             end;
         {Port, {exit_status, Status}} ->
             {error, {python_crashed, crash_reason(Status, State)}}
@@ -373,17 +386,25 @@ ensure_child(#state{child = undefined} = State) ->
 ensure_child(State) ->
     {ok, State}.
 
-from_child({reply, Id, Result}, #state{running = Running} = State) ->
+from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = State) ->
     Cleared = case State#state.kill_timer of
                   {Id, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
                   _ -> State
               end,
-    reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running)});
-from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs} = State) ->
+    %% A request interrupted while it waited for a callback: that callback's answer is not
+    %% awaited any more.
+    Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
+    reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
+                                                running = [Waiting | _]} = State) ->
     Self = self(),
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
-    State#state{callbacks = Cbs#{Key => Pid}};
+    State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
+from_child({callback, CbId, _Name, _Args}, #state{child = Child} = State) ->
+    %% No request waits for it (cannot happen with the server in priv/): refused.
+    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"no request">>}})}),
+    State;
 from_child({send, Dest, Term}, State) when is_pid(Dest) ->
     Dest ! Term,
     State;
@@ -538,7 +559,7 @@ shut_down(#state{requests = Reqs} = State) ->
                          erlang:demonitor(Mon, [flush]),
                          Alias ! {Alias, {error, context_stopped}}
                  end, Reqs),
-    [exit(Pid, kill) || Pid <- maps:values(State#state.callbacks)],
+    [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
     State#state{child = undefined, requests = #{}, running = [], queue = queue:new(),
                 callbacks = #{}}.
 

@@ -11,6 +11,7 @@
          interrupt_on_demand/1, not_yet_supported/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
+         timeout_in_callback/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
          forked_processes_killed_with_child/1,
          owner_exit_stops_child/1, churn_100_contexts/1]).
@@ -24,7 +25,7 @@ groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
-                       interrupt_on_demand]},
+                       interrupt_on_demand, timeout_in_callback]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
@@ -143,6 +144,9 @@ options_checked(_Config) ->
         py_context:new(#{mode => isolated, limits => #{disk => 1}}),
     {error, {invalid_option, {restart, maybe}}} = py_context:new(#{mode => isolated, restart => maybe}),
     {error, {preload, {'NameError', _}}} = py_context:new(#{mode => isolated, preload => <<"nope">>}),
+    %% No callbacks from preload code (the context is not registered yet).
+    {error, {preload, {'ErlangError', _}}} =
+        py_context:new(#{mode => isolated, preload => <<"import erlang\nerlang.call('anything')">>}),
     Ctx = new(#{preload => <<"ready = 'yes'">>}),
     {ok, <<"yes">>} = py:eval(Ctx, <<"ready">>),
     ok = py_context:stop(Ctx).
@@ -322,6 +326,16 @@ forged_frame_kills_child(_Config) ->
     {error, {python_crashed, #{killed := bad_frame}}} =
         py:eval(Ctx, <<"__import__('erlang').Pid(b'not a term')">>),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx).
+
+%% A request that times out while its callback never returns: the context serves the next one.
+timeout_in_callback(_Config) ->
+    Ctx = new(#{}),
+    ok = py:register_function(iso_forever, fun([]) -> receive never -> ok end end),
+    Pid = child_pid(Ctx),
+    {error, timeout} = py_context:eval(Ctx, <<"__import__('erlang').call('iso_forever')">>, #{}, 300),
+    {ok, Pid} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, 30000),
+    ok = py:unregister_function(iso_forever),
     ok = py_context:stop(Ctx).
 
 restart_false_stays_down(_Config) ->
