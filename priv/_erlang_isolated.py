@@ -58,7 +58,6 @@ _NEW_PORT = 89
 _NEWER_REF = 90
 _V4_PORT = 120
 
-_NONE_ATOMS = ("none", "undefined", "nil")
 # The atom bytes as term_to_binary writes it (OTP 26+, and OTP 25 and older).
 _BYTES_TAGS = (bytes((_SMALL_ATOM_UTF8, 5)) + b"bytes", bytes((_ATOM, 0, 5)) + b"bytes")
 
@@ -107,135 +106,125 @@ class _ParentGone(BaseException):
 
 
 # --- decoding ------------------------------------------------------------------------------
-class _Decoder:
-    __slots__ = ("buf", "pos")
+_u16 = struct.Struct(">H").unpack_from
+_u32 = struct.Struct(">I").unpack_from
+_i32 = struct.Struct(">i").unpack_from
+_f64 = struct.Struct(">d").unpack_from
+_ATOM_TAGS = (_ATOM, _ATOM_UTF8, _SMALL_ATOM, _SMALL_ATOM_UTF8)
+_ATOM_VALUES = {"true": True, "false": False, "none": None, "undefined": None, "nil": None}
+_OPAQUE_TAIL = {_PID: 9, _NEW_PID: 12, _PORT: 5, _NEW_PORT: 8, _V4_PORT: 12}
 
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
 
-    def u8(self) -> int:
-        v = self.buf[self.pos]
-        self.pos += 1
-        return v
+def _take(buf: bytes, pos: int, n: int) -> bytes:
+    raw = buf[pos:pos + n]
+    if len(raw) != n:
+        raise ValueError("truncated term")
+    return raw
 
-    def u16(self) -> int:
-        v = struct.unpack_from(">H", self.buf, self.pos)[0]
-        self.pos += 2
-        return v
 
-    def u32(self) -> int:
-        v = struct.unpack_from(">I", self.buf, self.pos)[0]
-        self.pos += 4
-        return v
-
-    def take(self, n: int) -> bytes:
-        v = self.buf[self.pos:self.pos + n]
-        if len(v) != n:
-            raise ValueError("truncated term")
-        self.pos += n
-        return v
-
-    def atom_text(self, tag: int) -> str:
-        n = self.u16() if tag in (_ATOM, _ATOM_UTF8) else self.u8()
-        raw = self.take(n)
-        return raw.decode("utf-8" if tag in (_ATOM_UTF8, _SMALL_ATOM_UTF8) else "latin-1")
-
-    def skip(self) -> None:
-        """Steps over one term (inside an opaque one)."""
-        self.term()
-
-    def term(self):
-        tag = self.u8()
-        if tag == _SMALL_INT:
-            return self.u8()
-        if tag == _INT:
-            v = struct.unpack_from(">i", self.buf, self.pos)[0]
-            self.pos += 4
-            return v
-        if tag == _NEW_FLOAT:
-            v = struct.unpack_from(">d", self.buf, self.pos)[0]
-            self.pos += 8
-            return v
-        if tag in (_ATOM, _ATOM_UTF8, _SMALL_ATOM, _SMALL_ATOM_UTF8):
-            text = self.atom_text(tag)
-            if text == "true":
-                return True
-            if text == "false":
-                return False
-            if text in _NONE_ATOMS:
-                return None
-            return text
-        if tag == _BINARY:
-            raw = self.take(self.u32())
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return raw
-        if tag in (_SMALL_TUPLE, _LARGE_TUPLE):
-            n = self.u8() if tag == _SMALL_TUPLE else self.u32()
-            if n == 2 and self.buf.startswith(_BYTES_TAGS, self.pos):
-                self.pos += 7 if self.buf[self.pos] == _SMALL_ATOM_UTF8 else 8
-                if self.buf[self.pos] == _BINARY:
-                    self.pos += 1
-                    return self.take(self.u32())  # {bytes, Binary}: whatever the binary holds
-                return ("bytes", self.term())
-            return tuple([self.term() for _ in range(n)])
-        if tag == _NIL:
-            return []
-        if tag == _STRING:
-            return list(self.take(self.u16()))
-        if tag == _LIST:
-            n = self.u32()
-            items = [self.term() for _ in range(n)]
-            if self.u8() != _NIL:
-                raise TypeError("improper list")
-            return items
-        if tag == _MAP:
-            n = self.u32()
-            out = {}
-            for _ in range(n):
-                k = self.term()
-                out[k] = self.term()
-            return out
-        if tag in (_SMALL_BIG, _LARGE_BIG):
-            n = self.u8() if tag == _SMALL_BIG else self.u32()
-            sign = self.u8()
-            v = int.from_bytes(self.take(n), "little")
-            return -v if sign else v
-        if tag == _BIT_BINARY:
-            raise TypeError("bitstring is not whole bytes")
-        start = self.pos - 1
-        if tag in (_PID, _NEW_PID):
-            self.skip()  # node
-            self.take(9 if tag == _PID else 12)
-            return Pid(self.buf[start:self.pos])
-        if tag in (_PORT, _NEW_PORT, _V4_PORT):
-            self.skip()
-            self.take({_PORT: 5, _NEW_PORT: 8, _V4_PORT: 12}[tag])
-        elif tag in (_NEW_REF, _NEWER_REF):
-            n = self.u16()
-            self.skip()
-            self.take((1 if tag == _NEW_REF else 4) + 4 * n)
-        elif tag == _NEW_FUN:
-            size = self.u32()
-            self.pos = start + 1 + size
-        elif tag == _EXPORT:
-            self.skip()
-            self.skip()
-            self.skip()
+def _dec(buf: bytes, pos: int):
+    """The term at buf[pos:] and the position after it."""
+    tag = buf[pos]
+    pos += 1
+    if tag == _SMALL_INT:
+        return buf[pos], pos + 1
+    if tag == _BINARY:
+        n = _u32(buf, pos)[0]
+        raw = _take(buf, pos + 4, n)
+        try:
+            return raw.decode("utf-8"), pos + 4 + n
+        except UnicodeDecodeError:
+            return raw, pos + 4 + n
+    if tag in _ATOM_TAGS:
+        if tag == _ATOM or tag == _ATOM_UTF8:
+            n = _u16(buf, pos)[0]
+            pos += 2
         else:
-            raise TypeError("unsupported term tag %d" % tag)
-        return Term(self.buf[start:self.pos])
-
+            n = buf[pos]
+            pos += 1
+        text = _take(buf, pos, n).decode("latin-1" if tag in (_ATOM, _SMALL_ATOM) else "utf-8")
+        return _ATOM_VALUES.get(text, text), pos + n
+    if tag == _SMALL_TUPLE or tag == _LARGE_TUPLE:
+        if tag == _SMALL_TUPLE:
+            n = buf[pos]
+            pos += 1
+        else:
+            n = _u32(buf, pos)[0]
+            pos += 4
+        if n == 2 and buf.startswith(_BYTES_TAGS, pos):
+            pos += 7 if buf[pos] == _SMALL_ATOM_UTF8 else 8
+            if buf[pos] == _BINARY:  # {bytes, Binary}: whatever the binary holds
+                size = _u32(buf, pos + 1)[0]
+                return _take(buf, pos + 5, size), pos + 5 + size
+            value, pos = _dec(buf, pos)
+            return ("bytes", value), pos
+        items = []
+        for _ in range(n):
+            value, pos = _dec(buf, pos)
+            items.append(value)
+        return tuple(items), pos
+    if tag == _INT:
+        return _i32(buf, pos)[0], pos + 4
+    if tag == _NEW_FLOAT:
+        return _f64(buf, pos)[0], pos + 8
+    if tag == _NIL:
+        return [], pos
+    if tag == _LIST:
+        n = _u32(buf, pos)[0]
+        pos += 4
+        items = []
+        for _ in range(n):
+            value, pos = _dec(buf, pos)
+            items.append(value)
+        if buf[pos] != _NIL:
+            raise TypeError("improper list")
+        return items, pos + 1
+    if tag == _MAP:
+        n = _u32(buf, pos)[0]
+        pos += 4
+        out = {}
+        for _ in range(n):
+            key, pos = _dec(buf, pos)
+            out[key], pos = _dec(buf, pos)
+        return out, pos
+    if tag == _STRING:
+        n = _u16(buf, pos)[0]
+        return list(_take(buf, pos + 2, n)), pos + 2 + n
+    if tag == _SMALL_BIG or tag == _LARGE_BIG:
+        if tag == _SMALL_BIG:
+            n = buf[pos]
+            pos += 1
+        else:
+            n = _u32(buf, pos)[0]
+            pos += 4
+        v = int.from_bytes(_take(buf, pos + 1, n), "little")
+        return (-v if buf[pos] else v), pos + 1 + n
+    if tag == _BIT_BINARY:
+        raise TypeError("bitstring is not whole bytes")
+    # Opaque terms: kept as their bytes, sent back unchanged.
+    start = pos - 1
+    if tag in _OPAQUE_TAIL:
+        _, pos = _dec(buf, pos)  # the node name
+        pos += _OPAQUE_TAIL[tag]
+    elif tag == _NEW_REF or tag == _NEWER_REF:
+        n = _u16(buf, pos)[0]
+        _, pos = _dec(buf, pos + 2)
+        pos += (1 if tag == _NEW_REF else 4) + 4 * n
+    elif tag == _NEW_FUN:
+        pos = start + 1 + _u32(buf, pos)[0]
+    elif tag == _EXPORT:
+        for _ in range(3):
+            _, pos = _dec(buf, pos)
+    else:
+        raise TypeError("unsupported term tag %d" % tag)
+    raw = _take(buf, start, pos - start)
+    return (Pid(raw) if tag in (_PID, _NEW_PID) else Term(raw)), pos
 
 
 def decode(frame: bytes):
     if not frame or frame[0] != _VERSION:
         raise ValueError("not an external term")
-    d = _Decoder(frame)
-    d.pos = 1
-    return d.term()
+    return _dec(frame, 1)[0]
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -402,14 +391,18 @@ def _run(request):
         target = _module(module)
         for part in function.split("."):
             target = getattr(target, part)
-        return (Atom("ok"), target(*args, **{str(k): v for k, v in kwargs.items()}))
+        return (_OK, target(*args, **{str(k): v for k, v in kwargs.items()}) if kwargs else target(*args))
     if kind == "eval":
         code, local_vars = body
-        return (Atom("ok"), eval(code, _main, {str(k): v for k, v in local_vars.items()}))
+        return (_OK, eval(code, _main, {str(k): v for k, v in local_vars.items()}))
     if kind == "exec":
         exec(body[0], _main)
-        return Atom("ok")
+        return _OK
     raise ValueError("unknown request %r" % (kind,))
+
+
+_REPLY = Atom("reply")
+_OK = Atom("ok")
 
 
 def _serve_request(request) -> None:
@@ -424,9 +417,9 @@ def _serve_request(request) -> None:
     finally:
         _state.interruptible = was
     try:
-        frame = encode((Atom("reply"), request[1], result))
+        frame = encode((_REPLY, request[1], result))
     except Exception as exc:  # a value with no Erlang form, a lone surrogate, too deep
-        frame = encode((Atom("reply"), request[1], _error(exc)))
+        frame = encode((_REPLY, request[1], _error(exc)))
     _send_frame(frame)
 
 
