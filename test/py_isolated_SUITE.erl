@@ -407,16 +407,20 @@ owner_exit_stops_child(_Config) ->
     true = py_test_util:wait_until(fun() -> not is_process_alive(Ctx) andalso not alive(Pid) end, 30000).
 
 churn_100_contexts(_Config) ->
-    Fds0 = py_test_util:fds(),
+    Cycle = fun() ->
+                    Ctx = new(#{}),
+                    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+                    ok = py_context:stop(Ctx)
+            end,
+    Cycle(),   %% warm-up: the logger, the runtime choice, the log directory
     {Children0, 0} = node_children(),
+    #{fds := Fds0, rss_kb := Rss0} = py_test_util:snapshot(),
     T0 = erlang:monotonic_time(millisecond),
-    [begin
-         Ctx = new(#{}),
-         {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
-         ok = py_context:stop(Ctx)
-     end || _ <- lists:seq(1, 100)],
+    [Cycle() || _ <- lists:seq(1, 100)],
     Ms = erlang:monotonic_time(millisecond) - T0,
-    %% Back to the baseline: no child left, no zombie, no descriptor.
+    %% Back to the baseline: no child left, no zombie, no descriptor, no memory kept.
     true = py_test_util:wait_until(fun() -> node_children() =:= {Children0, 0} end, 30000),
     true = py_test_util:wait_until(fun() -> py_test_util:fds() =< Fds0 end, 30000),
-    {comment, io_lib:format("100 start/call/stop cycles in ~b ms", [Ms])}.
+    #{rss_kb := Rss1} = py_test_util:snapshot(),
+    true = Rss1 - Rss0 < 10240,
+    {comment, io_lib:format("100 start/call/stop cycles in ~b ms; node RSS growth ~b KB", [Ms, Rss1 - Rss0])}.
