@@ -50,6 +50,7 @@
                 callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
                 requests = #{} :: #{reference() => {reference(), binary()}},
                 kill_timer :: {reference(), reference()} | undefined,
+                signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame}).
 
 %% --- API ---------------------------------------------------------------------------------------
@@ -317,6 +318,8 @@ handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks 
         _ ->
             {noreply, State}
     end;
+handle_info({'$py_signal_sent', Ref}, #state{signal_pending = Ref} = State) ->
+    {noreply, pump(State#state{signal_pending = undefined})};
 handle_info({'$py_isolated_cancel', Alias}, State) ->
     {noreply, pump(abandon(Alias, State))};
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
@@ -358,6 +361,8 @@ accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs} = State) ->
 %% Sends queued requests while the child can take them: when it is idle, or when every request
 %% it runs waits for an Erlang callback (a nested call runs on top of them).
 pump(#state{down = Crash} = State) when Crash =/= undefined ->
+    State;
+pump(#state{signal_pending = Ref} = State) when Ref =/= undefined ->
     State;
 pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
     case length(Running) =:= map_size(Cbs) andalso queue:out(Q) of
@@ -469,8 +474,8 @@ abandon(Alias, #state{requests = Reqs} = State) ->
 
 interrupt_running(_Id, #state{child = undefined} = State) ->
     State;
-interrupt_running(Id, #state{child = Child, opts = Opts} = State) ->
-    signal(Child, "INT"),
+interrupt_running(Id, #state{child = Child, opts = Opts} = State0) ->
+    State = State0#state{signal_pending = send_sigint(Child)},
     case State#state.kill_timer of
         undefined ->
             After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
@@ -575,10 +580,18 @@ stop_child(#state{child = #child{port = Port} = Child}) ->
 send_frame(#child{port = Port}, Term) ->
     port_command(Port, term_to_binary(Term)).
 
-%% Asynchronous: os:cmd takes a few ms, the context goes on serving meanwhile.
-signal(#child{os_pid = OsPid}, Sig) ->
-    _ = spawn(fun() -> os:cmd("kill -s " ++ Sig ++ " " ++ integer_to_list(OsPid) ++ " 2>/dev/null") end),
-    ok.
+%% SIGINT to the child, from a process of its own (os:cmd takes a few ms): it reports
+%% {'$py_signal_sent', Ref} once kill(2) returned; until then pump/1 sends the child nothing,
+%% so that the signal can only land in the request it was meant for (or in the idle child,
+%% which ignores it).
+send_sigint(#child{os_pid = OsPid}) ->
+    Self = self(),
+    Ref = make_ref(),
+    _ = spawn(fun() ->
+                      _ = os:cmd("kill -s INT " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+                      Self ! {'$py_signal_sent', Ref}
+              end),
+    Ref.
 
 kill_group(undefined, _Sig) ->
     ok;

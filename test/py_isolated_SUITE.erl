@@ -8,7 +8,7 @@
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
-         interrupt_on_demand/1, not_yet_supported/1,
+         interrupt_on_demand/1, not_yet_supported/1, timeouts_never_hit_other_callers/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          timeout_in_callback/1,
@@ -25,7 +25,7 @@ groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
-                       interrupt_on_demand, timeout_in_callback]},
+                       interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
@@ -236,6 +236,21 @@ interrupt_on_demand(_Config) ->
     {ok, Pid} = py:eval(Ctx, <<"__import__('os').getpid()">>),
     ok = py_context:stop(Ctx),
     {error, context_not_found} = py:interrupt(Ctx).
+
+%% Timeouts that race with the end of their request: the SIGINT never reaches another caller's
+%% request (nothing is sent to the child until the signal is delivered).
+timeouts_never_hit_other_callers(_Config) ->
+    Ctx = new(#{}),
+    Self = self(),
+    Racer = spawn_link(fun() ->
+                               [py_context:eval(Ctx, <<"__import__('time').sleep(0.002)">>, #{}, 2)
+                                || _ <- lists:seq(1, 100)],
+                               Self ! racer_done
+                       end),
+    Results = [py:eval(Ctx, <<"sum(range(100000))">>) || _ <- lists:seq(1, 300)],
+    receive racer_done -> ok after 120000 -> ct:fail({racer, Racer}) end,
+    [] = [R || R <- Results, R =/= {ok, 4999950000}],
+    ok = py_context:stop(Ctx).
 
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
