@@ -314,6 +314,7 @@ def encode(value) -> bytes:
 # --- the connection ------------------------------------------------------------------------
 class _State:
     interruptible = False
+    rbuf = b""
     fd_in = -1
     fd_out = -1
     next_callback = 0
@@ -328,20 +329,28 @@ def _on_sigint(signum, frame):
 
 
 def _read_exact(n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(_state.fd_in, n)
+    """n bytes from the pipe; what a read brings beyond them stays in _state.rbuf."""
+    have = _state.rbuf
+    if len(have) >= n:
+        _state.rbuf = have[n:]
+        return have[:n]
+    chunks = [have]
+    got = len(have)
+    while got < n:
+        chunk = os.read(_state.fd_in, max(n - got, 65536))
         if not chunk:
             raise _ParentGone()
         chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        got += len(chunk)
+    data = b"".join(chunks)
+    _state.rbuf = data[n:]
+    return data[:n]
 
 
 def _recv():
     """The next frame. Interruptible (when a request runs) only until the frame starts."""
     was = _state.interruptible
-    if was:
+    if was and not _state.rbuf:
         poller = select.poll()
         poller.register(_state.fd_in, select.POLLIN)
         poller.poll()  # KeyboardInterrupt lands here
