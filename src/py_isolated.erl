@@ -223,10 +223,15 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
         Port ->
             receive
                 {Port, {data, Bin}} ->
-                    {ready, _Version, OsPid} = binary_to_term(Bin, [safe]),
-                    Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1},
-                    preload(State#state{child = Child, generation = Gen + 1, down = undefined},
-                            maps:get(preload, Opts, undefined));
+                    case catch binary_to_term(Bin, [safe]) of
+                        {ready, _Version, OsPid} when is_integer(OsPid) ->
+                            Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1},
+                            preload(State#state{child = Child, generation = Gen + 1, down = undefined},
+                                    maps:get(preload, Opts, undefined));
+                        _ ->
+                            catch port_close(Port),
+                            {error, {child_not_started, bad_hello}}
+                    end;
                 {Port, {exit_status, Status}} ->
                     {error, {python_crashed, crash_reason(Status, State)}}
             after ?START_DEADLINE ->
