@@ -84,7 +84,8 @@ all_rows(Cfg) ->
         step("reactor echo", fun() -> bench_reactor(Cfg) end),
         step("channels", fun() -> bench_channels(Cfg) end),
         step("under load", fun() -> bench_under_load(Cfg) end),
-        step("worker loops", fun() -> bench_workers(Cfg) end)
+        step("worker loops", fun() -> bench_workers(Cfg) end),
+        step("isolated context", fun() -> bench_isolated_context(Cfg) end)
     ]).
 
 %% The 1, 5 and 15 minute load averages, as uptime prints them.
@@ -208,6 +209,52 @@ bench_seq_call(Cfg = #cfg{round_ns = Dur}) ->
                           note = "per-round µs/call ÷ median NIF ns/op"}];
         _ -> Rows
     end.
+
+%% I. An isolated context (Python in a child process) against a worker context, same run:
+%% sequential round trip, N callers on one context, start-up time.
+bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
+    {ok, W} = py_context:new(#{mode => worker}),
+    {ok, I} = py_context:new(#{mode => isolated}),
+    try
+        Seq = fun(Ctx) ->
+                      check({ok, 3}, py:call(Ctx, operator, add, [1, 2])),
+                      rounds(Cfg, fun() ->
+                          1.0e6 / rate(timed(fun(K) -> {ok, _} = py:call(Ctx, operator, add, [K, 1]) end, 100, Dur))
+                      end)
+              end,
+        Conc = fun(Ctx) -> rounds(Cfg, fun() -> callers_rate(Ctx, NProcs, Dur) end) end,
+        Starts = rounds(Cfg, fun() ->
+                                     T0 = now_ns(),
+                                     {ok, C} = py_context:new(#{mode => isolated}),
+                                     {ok, 2} = py:eval(C, <<"1 + 1">>),
+                                     Ms = (now_ns() - T0) / 1.0e6,
+                                     ok = py_context:stop(C),
+                                     Ms
+                             end),
+        [#row{id = "I1", label = "isolated context: sequential py:call(Ctx, operator, add, [K, 1])",
+              unit = "µs/call", figures = Seq(I), note = "goal < 30 µs"},
+         #row{id = "I1w", label = "  same on a worker context", unit = "µs/call", figures = Seq(W)},
+         #row{id = "I2", label = io_lib:format("isolated context: ~w processes calling it", [NProcs]),
+              unit = "calls/s total", figures = Conc(I)},
+         #row{id = "I2w", label = "  same on a worker context", unit = "calls/s total", figures = Conc(W)},
+         #row{id = "I3", label = "isolated context: new + first eval", unit = "ms", figures = Starts}]
+    after
+        py_context:stop(I),
+        py_context:stop(W)
+    end.
+
+callers_rate(Ctx, NProcs, Dur) ->
+    Parent = self(),
+    T0 = now_ns(),
+    Deadline = T0 + Dur,
+    Pids = [spawn_link(fun() ->
+                               N = run_until(fun(K) -> {ok, _} = py:call(Ctx, operator, add, [K, 1]) end,
+                                             10, Deadline, 0),
+                               Parent ! {callers_done, self(), N, now_ns()}
+                       end) || _ <- lists:seq(1, NProcs)],
+    Done = [receive {callers_done, P, N, TEnd} -> {N, TEnd} after 120000 -> error(callers_timeout) end
+            || P <- Pids],
+    lists:sum([N || {N, _} <- Done]) * 1.0e9 / (lists:max([T || {_, T} <- Done]) - T0).
 
 %% 3. N processes calling concurrently through the default pool.
 bench_concurrent(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->

@@ -12,4 +12,4 @@ dir="${CMAKE_BUILD_DIR:-_build/cmake}"
 # shellcheck disable=SC2086
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" -DPY_WERROR="${PY_WERROR:-OFF}" ${CMAKE_EXTRA_ARGS:-}
 cmake --build "$dir" -j2
-test -f priv/py_nif.so && test -f priv/py_boot.so
+test -f priv/py_nif.so && test -f priv/py_boot.so && test -f priv/py_child

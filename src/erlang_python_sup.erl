@@ -18,6 +18,7 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     py_context:init_registry(),
+    py_isolated:init_table(),
     py_callback:init_table(),
     py_state:init_table(),
     py_setup:init_table(),

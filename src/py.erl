@@ -94,8 +94,9 @@ call(Ctx, Module, Function, Args, Opts) when is_pid(Ctx), is_map(Opts) ->
     Timeout = maps:get(timeout, Opts, infinity),
     check_map(Kwargs),
     check_timeout(Timeout),
-    on_context(Ctx, Timeout, {call, Module, Function},
-               fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end);
+    or_isolated(on_context(Ctx, Timeout, {call, Module, Function},
+                           fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain) end),
+                Ctx, Timeout, {call, Module, Function, Args, Kwargs});
 call(Pool, Module, Function, Args, Kwargs)
   when is_atom(Pool), is_atom(Function) orelse is_binary(Function), is_list(Args), is_map(Kwargs) ->
     pool_call(Pool, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT, py_semaphore:max_concurrent());
@@ -153,7 +154,8 @@ eval_on(Ctx, Code, Locals, Timeout) ->
     Src = source(Code),
     check_map(Locals),
     check_timeout(Timeout),
-    on_context(Ctx, Timeout, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end).
+    or_isolated(on_context(Ctx, Timeout, eval, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Src, Locals, plain) end),
+                Ctx, Timeout, {eval, Src, Locals}).
 
 %% --- exec ---------------------------------------------------------------------------------
 
@@ -167,7 +169,8 @@ exec(Code) ->
 -spec exec(py_context:context(), iodata()) -> ok | {error, term()}.
 exec(Ctx, Code) when is_pid(Ctx) ->
     Src = source(Code),
-    on_context(Ctx, infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end);
+    or_isolated(on_context(Ctx, infinity, exec, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Src) end),
+                Ctx, infinity, {exec, Src});
 exec(_, _) ->
     erlang:error(badarg).
 
@@ -641,7 +644,7 @@ get_local_env(_) ->
 interrupt(Ctx) when is_pid(Ctx) ->
     case py_context:lookup(Ctx) of
         {ok, Ref, _Kind} -> py_nif:context_interrupt(Ref);
-        error -> {error, context_not_found}
+        error -> py_isolated:interrupt(Ctx)
     end;
 interrupt(_) ->
     erlang:error(badarg).
@@ -827,6 +830,13 @@ traced_on_pool(Pool, Timeout, What, Submit) ->
         false -> on_pool(Pool, Timeout, Submit);
         true -> py_observe:span(py_context_router:get_context(), What, fun() -> on_pool(Pool, Timeout, Submit) end)
     end.
+
+%% A pid that is not an in-process context may be an isolated one (py_isolated): only then is
+%% its table looked at, so in-process calls pay nothing for it.
+or_isolated({error, context_not_found}, Ctx, Timeout, Request) ->
+    py_isolated:request(Ctx, Request, Timeout);
+or_isolated(Result, _Ctx, _Timeout, _Request) ->
+    Result.
 
 source(Code) when is_binary(Code) -> Code;
 source(Code) when is_list(Code) ->

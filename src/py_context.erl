@@ -20,7 +20,7 @@
 -export_type([context/0, mode/0]).
 
 -type context() :: pid().
--type mode() :: worker | owngil.
+-type mode() :: worker | owngil | isolated.
 
 -define(REGISTRY, py_context_registry).
 %% Worker loops: Ctx -> {running, Serial, LoopRef} | stopped (read by submit/5 and loop_ref/1).
@@ -53,7 +53,12 @@
 %% context's shared namespace as it starts, after the node's preload code ({@link py_preload});
 %% if they raise, the context does not start: `{error, {preload, {Type, Message}}}'. The
 %% context stops when the calling process exits.
--spec new(#{mode => term(), preload => iodata()}) -> {ok, context()} | {error, term()}.
+%% `mode => isolated' runs the context's Python in a child OS process, with the options
+%% `limits', `restart' and `kill_after' ({@link py_isolated}; docs/contexts.md).
+-spec new(#{mode => term(), preload => iodata(), limits => py_isolated:limits(), restart => boolean(),
+            kill_after => non_neg_integer()}) -> {ok, context()} | {error, term()}.
+new(#{mode := isolated} = Opts) ->
+    py_isolated:new(Opts);
 new(Opts) when is_map(Opts) ->
     case check_options(Opts) of
         ok -> new_checked(maps:update_with(mode, fun context_mode/1, worker, Opts));
@@ -413,6 +418,8 @@ on_ref(_, _) ->
 
 %% @private
 -spec start_link(map()) -> {ok, pid()} | {error, term()}.
+start_link(#{mode := isolated} = Opts) ->
+    py_isolated:start_link(Opts);
 start_link(Opts) ->
     gen_server:start_link(?MODULE, Opts, []).
 

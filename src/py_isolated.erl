@@ -1,0 +1,605 @@
+%% @doc Isolated contexts: a context whose Python runs in a child OS process (priv/py_child).
+%%
+%% Made with `py_context:new(#{mode => isolated})'; used with the same `py:call/eval/exec'
+%% and `py_context' functions as the in-process modes (docs/contexts.md). The context is a
+%% process owning a port to the child; requests and replies are external terms (`{packet, 4}'),
+%% served by priv/_erlang_isolated.py, one at a time, except that requests made while the child
+%% waits for an Erlang callback run in it at once (a callback may call the same context again).
+%%
+%% A child that dies (a signal, `os._exit', a limit) answers every request it was running with
+%% `{error, {python_crashed, Reason}}' and is started again at the next request (or never, with
+%% `restart => false': the context then answers `{error, {context_down, Reason}}').
+-module(py_isolated).
+-behaviour(gen_server).
+
+-export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-export_type([limits/0, crash/0]).
+
+-type limits() :: #{memory => pos_integer(), cpu_seconds => pos_integer(),
+                    open_files => pos_integer(), processes => pos_integer()}.
+%% Why the child died: its exit status or signal, the last lines it wrote to stderr, and the
+%% limit it ran into when that is known (`cpu_seconds' for SIGXCPU) or that it was killed
+%% because it ignored an interrupt.
+-type crash() :: #{exit_status => integer(), signal => atom() | pos_integer(),
+                   stderr := [binary()], limit => memory | cpu_seconds,
+                   killed => interrupt_ignored | bad_frame}.
+-type request() :: {call, py:py_module(), py:py_func(), list(), map()}
+                 | {eval, iodata(), map()} | {exec, iodata()}.
+
+-define(TABLE, py_isolated_contexts).
+-define(START_DEADLINE, 30000).
+-define(DEFAULT_KILL_AFTER, 2000).
+-define(STDERR_LINES, 20).
+-define(STDERR_TAIL_BYTES, 16384).
+-define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
+-define(RUNTIME_KEY, {?MODULE, runtime}).
+
+-record(child, {port :: port(), os_pid :: pos_integer(), generation :: pos_integer()}).
+%% A request is named by its caller's alias (the reply goes to it); the child echoes it back.
+-record(state, {owner_mon :: reference() | undefined,
+                opts :: map(),
+                log :: file:filename(),
+                child :: #child{} | undefined,
+                generation = 0 :: non_neg_integer(),
+                down :: crash() | undefined,   %% crashed with restart => false
+                queue = queue:new() :: queue:queue(reference()),
+                running = [] :: [reference()],   %% in the child, innermost first
+                %% Erlang callbacks in flight, each with the request that waits for it.
+                callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
+                requests = #{} :: #{reference() => {reference(), binary()}},
+                kill_timer :: {reference(), reference()} | undefined,
+                signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
+                killed = false :: false | interrupt_ignored | bad_frame}).
+
+%% --- API ---------------------------------------------------------------------------------------
+
+%% @private
+%% py_context:new/1 for `mode => isolated': checks the options and starts the context under
+%% py_context_sup, owned by the calling process.
+-spec new(map()) -> {ok, pid()} | {error, term()}.
+new(Opts) ->
+    case check_options(Opts) of
+        ok -> py_context_sup:start_context(Opts#{owner => self()});
+        {error, _} = Error -> Error
+    end.
+
+%% @private
+%% One request to isolated context Ctx, waiting at most Timeout ms. `{error,
+%% context_not_found}' when Ctx is not a running isolated context.
+-spec request(pid(), request(), py:timeout_ms()) -> term().
+request(Ctx, Request, Timeout) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            await(Ctx, Request, Timeout)
+    end.
+
+%% @private
+%% py:interrupt/1 on an isolated context: SIGINT to the child when it runs a request.
+-spec interrupt(pid()) -> ok | not_running | {error, context_not_found}.
+interrupt(Ctx) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            try gen_server:call(Ctx, interrupt, infinity)
+            catch exit:_ -> {error, context_not_found}
+            end
+    end.
+
+%% @private
+-spec is_isolated(pid()) -> boolean().
+is_isolated(Ctx) ->
+    try ets:member(?TABLE, Ctx)
+    catch error:badarg -> false
+    end.
+
+%% @private
+%% Creates the table of isolated contexts; called by erlang_python_sup, which owns it.
+-spec init_table() -> ok.
+init_table() ->
+    _ = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
+    ok.
+
+%% @private
+-spec start_link(map()) -> {ok, pid()} | {error, term()}.
+start_link(Opts) ->
+    gen_server:start_link(?MODULE, Opts, []).
+
+%% --- the caller's side -------------------------------------------------------------------------
+
+await(Ctx, Request, Timeout) ->
+    Mon = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+    Frame = try term_to_binary(frame(Request, Mon))
+            catch error:badarg -> erlang:demonitor(Mon, [flush]), erlang:error(badarg)
+            end,
+    Ctx ! {'$py_isolated', Mon, self(), Frame},
+    receive
+        {Mon, Reply} ->
+            erlang:demonitor(Mon, [flush]),
+            Reply;
+        {'DOWN', Mon, process, _, _} ->
+            {error, context_stopped}
+    after Timeout ->
+        %% The alias goes with the monitor: a late reply is dropped by the runtime.
+        erlang:demonitor(Mon, [flush]),
+        Ctx ! {'$py_isolated_cancel', Mon},
+        receive {Mon, _} -> ok after 0 -> ok end,
+        {error, timeout}
+    end.
+
+%% The body is a binary of its own, so that the child can always read the frame's id and answer
+%% it, even when the body holds a term Python cannot take.
+frame({call, Module, Function, Args, Kwargs}, Id) ->
+    {call, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
+frame({eval, Code, Locals}, Id) -> {eval, Id, term_to_binary({iolist_to_binary(Code), Locals})};
+frame({exec, Code}, Id) -> {exec, Id, term_to_binary({iolist_to_binary(Code)})}.
+
+name(N) when is_atom(N) -> atom_to_binary(N, utf8);
+name(N) when is_binary(N) -> N;
+name(N) when is_list(N) ->
+    case unicode:characters_to_binary(N) of
+        B when is_binary(B) -> B;
+        _ -> erlang:error(badarg)
+    end.
+
+%% --- options -----------------------------------------------------------------------------------
+
+check_options(Opts) ->
+    Known = [mode, preload, limits, restart, kill_after],
+    case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
+        [Key | _] -> {error, {unknown_option, Key}};
+        [] -> check_values(Opts)
+    end.
+
+check_values(Opts) ->
+    Limits = maps:get(limits, Opts, #{}),
+    Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
+              {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
+              {limits, is_map(Limits)}],
+    case [K || {K, false} <- Checks] of
+        [Bad | _] -> {error, {invalid_option, {Bad, maps:get(Bad, Opts)}}};
+        [] -> check_limits(Limits)
+    end.
+
+check_limits(Limits) ->
+    Bad = [{K, V} || {K, V} <- maps:to_list(Limits), not (lists:member(K, ?LIMIT_KEYS) andalso is_integer(V) andalso V > 0)],
+    case Bad of
+        [KV | _] -> {error, {invalid_option, {limits, KV}}};
+        [] ->
+            case maps:is_key(processes, Limits) andalso running_as_root() of
+                %% Linux does not apply RLIMIT_NPROC to root (nor to CAP_SYS_RESOURCE holders).
+                true -> {error, {limit_unenforceable, processes}};
+                false -> ok
+            end
+    end.
+
+running_as_root() ->
+    case file:read_file("/proc/self/status") of
+        {ok, Status} -> re:run(Status, <<"^Uid:\\s+0\\s">>, [multiline]) =/= nomatch;
+        {error, _} -> false
+    end.
+
+%% --- the context process -----------------------------------------------------------------------
+
+%% @private
+-spec init(map()) -> {ok, #state{}} | {stop, term()}.
+init(#{owner := Owner} = Opts) ->
+    process_flag(trap_exit, true),
+    State0 = #state{opts = Opts, log = log_file()},
+    case start_child(State0) of
+        {ok, State} ->
+            true = ets:insert(?TABLE, {self()}),
+            {ok, State#state{owner_mon = erlang:monitor(process, Owner)}};
+        {error, Reason} ->
+            _ = file:delete(State0#state.log),
+            {stop, Reason}
+    end.
+
+log_file() ->
+    Dir = filename:join(tmp_dir(), "erlang_python_isolated." ++ os:getpid()),
+    ok = filelib:ensure_path(Dir),
+    filename:join(Dir, "ctx-" ++ integer_to_list(erlang:unique_integer([positive])) ++ ".log").
+
+tmp_dir() ->
+    case os:getenv("TMPDIR") of
+        Dir when is_list(Dir), Dir =/= "" -> Dir;
+        _ -> "/tmp"
+    end.
+
+%% Starts the child and waits for its `ready' frame, then runs the `preload' code in it.
+start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
+    #{libpython := Lib, home := Home} = runtime(),
+    Priv = code:priv_dir(erlang_python),
+    Limits = maps:get(limits, Opts, #{}),
+    Args = [Priv, home_arg(Home), Log | [integer_to_list(maps:get(K, Limits, 0)) || K <- ?LIMIT_KEYS]],
+    %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
+    %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
+    %% SIGSEGV handler would turn a crash into an exit status).
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false}],
+    try open_port({spawn_executable, filename:join(Priv, "py_child")},
+                  [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
+        Port ->
+            receive
+                {Port, {data, Bin}} ->
+                    case catch binary_to_term(Bin, [safe]) of
+                        {ready, _Version, OsPid} when is_integer(OsPid) ->
+                            Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1},
+                            preload(State#state{child = Child, generation = Gen + 1, down = undefined},
+                                    maps:get(preload, Opts, undefined));
+                        _ ->
+                            catch port_close(Port),
+                            {error, {child_not_started, bad_hello}}
+                    end;
+                {Port, {exit_status, Status}} ->
+                    {error, {python_crashed, crash_reason(Status, State)}}
+            after ?START_DEADLINE ->
+                catch port_close(Port),
+                {error, context_start_timeout}
+            end
+    catch error:Reason ->
+        {error, {child_not_started, Reason}}
+    end.
+
+home_arg(undefined) -> "";
+home_arg(Home) -> Home.
+
+runtime() ->
+    case persistent_term:get(?RUNTIME_KEY, undefined) of
+        undefined ->
+            {ok, #{libpython := Lib, home := Home}} = py_runtime:choice(),
+            Runtime = #{libpython => Lib, home => Home},
+            persistent_term:put(?RUNTIME_KEY, Runtime),
+            Runtime;
+        Runtime ->
+            Runtime
+    end.
+
+preload(State, undefined) ->
+    {ok, State};
+preload(#state{child = #child{port = Port}} = State, Code) ->
+    port_command(Port, term_to_binary(frame({exec, Code}, 0))),
+    preload_reply(State).
+
+%% Callbacks are not served while the preload code runs (the context is not registered yet).
+preload_reply(#state{child = #child{port = Port} = Child} = State) ->
+    receive
+        {Port, {data, Bin}} ->
+            case catch result(binary_to_term(Bin, [safe])) of
+                {reply, 0, ok} ->
+                    {ok, State};
+                {reply, 0, {error, Exception}} ->
+                    stop_child(State),
+                    {error, {preload, Exception}};
+                {callback, CbId, _Name, _Args} ->
+                    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"preload">>}})}),
+                    preload_reply(State);
+                _Other ->
+                    preload_reply(State)
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, {python_crashed, crash_reason(Status, State)}}
+    end.
+
+%% @private
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}} | {stop, normal, ok, #state{}}.
+handle_call(stop, _From, State) ->
+    ets:delete(?TABLE, self()),
+    {stop, normal, ok, shut_down(State)};
+handle_call(interrupt, _From, #state{running = [Id | _]} = State) ->
+    {reply, ok, interrupt_running(Id, State)};
+handle_call(interrupt, _From, State) ->
+    {reply, not_running, State};
+handle_call(_Msg, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+%% @private
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
+handle_info({'$py_isolated', Alias, Caller, Frame}, State) ->
+    {noreply, pump(accept(Alias, Caller, Frame, State))};
+handle_info({Port, {data, Bin}}, #state{child = #child{port = Port} = Child} = State) ->
+    try binary_to_term(Bin, [safe]) of
+        Frame -> {noreply, pump(from_child(Frame, State))}
+    catch error:badarg ->
+        %% Not a frame of ours (Python code can forge an erlang.Pid): the child is killed, its
+        %% requests get the crash.
+        kill_group(Child, "KILL"),
+        {noreply, State#state{killed = bad_frame}}
+    end;
+handle_info({Port, {exit_status, Status}}, #state{child = #child{port = Port}} = State) ->
+    {noreply, pump(crashed(crash_reason(Status, State), State))};
+handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks = Cbs} = State) ->
+    case maps:take(Key, Cbs) of
+        {_, Rest} when Child =/= undefined ->
+            {_Gen, CbId} = Key,
+            send_frame(Child, {cb_reply, CbId, term_to_binary(callback_result(Result))}),
+            {noreply, State#state{callbacks = Rest}};
+        _ ->
+            {noreply, State}
+    end;
+handle_info({'$py_signal_sent', Ref}, #state{signal_pending = Ref} = State) ->
+    {noreply, pump(State#state{signal_pending = undefined})};
+handle_info({'$py_isolated_cancel', Alias}, State) ->
+    {noreply, pump(abandon(Alias, State))};
+handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
+    ets:delete(?TABLE, self()),
+    {stop, normal, shut_down(State)};
+handle_info({{'DOWN', Alias}, _, process, _, _}, State) ->
+    %% A caller exited while its request was pending.
+    {noreply, pump(abandon(Alias, State))};
+handle_info({kill_ignored, Id}, #state{kill_timer = {Id, _}, running = Running, child = Child} = State)
+  when Child =/= undefined ->
+    case lists:member(Id, Running) of
+        true ->
+            kill_group(Child, "KILL"),
+            {noreply, State#state{kill_timer = undefined, killed = interrupt_ignored}};
+        false ->
+            {noreply, State#state{kill_timer = undefined}}
+    end;
+handle_info({'EXIT', _, _}, State) ->
+    {noreply, State};
+handle_info(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, State) ->
+    ets:delete(?TABLE, self()),
+    _ = shut_down(State),
+    ok.
+
+%% A new request: numbered, its caller monitored (the monitor reference doubles as the key for
+%% a caller that exits), queued.
+accept(Alias, _Caller, _Frame, #state{down = Crash} = State) when Crash =/= undefined ->
+    Alias ! {Alias, {error, {context_down, Crash}}},
+    State;
+accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs} = State) ->
+    Mon = erlang:monitor(process, Caller, [{tag, {'DOWN', Alias}}]),
+    State#state{queue = queue:in(Alias, Q), requests = Reqs#{Alias => {Mon, Frame}}}.
+
+%% Sends queued requests while the child can take them: when it is idle, or when every request
+%% it runs waits for an Erlang callback (a nested call runs on top of them).
+pump(#state{down = Crash} = State) when Crash =/= undefined ->
+    State;
+pump(#state{signal_pending = Ref} = State) when Ref =/= undefined ->
+    State;
+pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
+    case length(Running) =:= map_size(Cbs) andalso queue:out(Q) of
+        {{value, Id}, Rest} ->
+            case State#state.requests of
+                #{Id := {_, Frame}} ->
+                    case ensure_child(State#state{queue = Rest}) of
+                        {ok, #state{child = #child{port = Port}} = Up} ->
+                            port_command(Port, Frame),
+                            pump(Up#state{running = [Id | Running]});
+                        {error, Reason, Down} ->
+                            pump(reply(Id, {error, Reason}, Down))
+                    end;
+                _ ->
+                    pump(State#state{queue = Rest})   %% cancelled while queued
+            end;
+        _ ->
+            State
+    end.
+
+ensure_child(#state{child = undefined} = State) ->
+    case start_child(State) of
+        {ok, Up} -> {ok, Up};
+        {error, Reason} -> {error, Reason, State}
+    end;
+ensure_child(State) ->
+    {ok, State}.
+
+from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = State) ->
+    Cleared = case State#state.kill_timer of
+                  {Id, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
+                  _ -> State
+              end,
+    %% A request interrupted while it waited for a callback: that callback's answer is not
+    %% awaited any more.
+    Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
+    reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
+                                                running = [Waiting | _]} = State) ->
+    Self = self(),
+    Key = {Gen, CbId},
+    Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
+    State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
+from_child({callback, CbId, _Name, _Args}, #state{child = Child} = State) ->
+    %% No request waits for it (cannot happen with the server in priv/): refused.
+    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"no request">>}})}),
+    State;
+from_child({send, Dest, Term}, State) when is_pid(Dest) ->
+    Dest ! Term,
+    State;
+from_child(_Other, State) ->
+    State.
+
+run_callback(Name, Args) ->
+    try py_callback:run(Name, Args)
+    catch Class:Reason -> {error, {Class, iolist_to_binary(io_lib:format("~0tp", [Reason]))}}
+    end.
+
+callback_result({ok, _} = Ok) -> Ok;
+callback_result(unknown_function) -> {error, unknown_function};
+callback_result({error, {Class, Reason}}) -> {error, {atom_to_binary(Class, utf8), Reason}};
+callback_result(Other) -> {error, {<<"error">>, iolist_to_binary(io_lib:format("~0tp", [Other]))}}.
+
+%% The child's answer as the in-process modes give it: exception names as atoms.
+result({reply, Id, Result}) ->
+    {reply, Id, result(Result)};
+result({error, {<<"KeyboardInterrupt">>, _}}) ->
+    %% The SIGINT of py:interrupt/1 (a timed-out request's caller has its answer already).
+    {error, interrupted};
+result({error, {Name, Message}}) when is_binary(Name) ->
+    {error, {exception_name(Name), Message}};
+result(Result) ->
+    Result.
+
+exception_name(Name) ->
+    try binary_to_existing_atom(Name, utf8)
+    catch error:badarg ->
+        %% Class names come from code, not data; past most of the atom table they stay binaries.
+        case erlang:system_info(atom_count) < erlang:system_info(atom_limit) div 2 of
+            true -> binary_to_atom(Name, utf8);
+            false -> Name
+        end
+    end.
+
+reply(Alias, Result, #state{requests = Reqs} = State) ->
+    case maps:take(Alias, Reqs) of
+        {{Mon, _}, Rest} ->
+            erlang:demonitor(Mon, [flush]),
+            Alias ! {Alias, Result},
+            State#state{requests = Rest};
+        error ->
+            State
+    end.
+
+%% A caller that timed out or exited: its request is forgotten; if it is the one the child
+%% runs, the child is interrupted (SIGINT) and killed when it still runs it kill_after ms later.
+abandon(Alias, #state{requests = Reqs} = State) ->
+    case maps:take(Alias, Reqs) of
+        {{Mon, _}, Rest} ->
+            erlang:demonitor(Mon, [flush]),
+            Forgot = State#state{requests = Rest},
+            case State#state.running of
+                [Alias | _] -> interrupt_running(Alias, Forgot);
+                _ -> Forgot
+            end;
+        error ->
+            State
+    end.
+
+interrupt_running(_Id, #state{child = undefined} = State) ->
+    State;
+interrupt_running(Id, #state{child = Child, opts = Opts} = State0) ->
+    State = State0#state{signal_pending = send_sigint(Child)},
+    case State#state.kill_timer of
+        undefined ->
+            After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
+            State#state{kill_timer = {Id, erlang:send_after(After, self(), {kill_ignored, Id})}};
+        _ ->
+            State
+    end.
+
+%% The child died: every request it ran is answered; queued ones run in the next child.
+crashed(Crash, #state{running = Running, opts = Opts} = State) ->
+    kill_group(State#state.child, "KILL"),
+    logger:error("erlang_python: isolated context ~p: its Python process died: ~0tp", [self(), Crash],
+                 #{domain => [erlang_python]}),
+    Cleared = case State#state.kill_timer of
+                  {_, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
+                  undefined -> State
+              end,
+    Answered = lists:foldl(fun(Id, S) -> reply(Id, {error, {python_crashed, Crash}}, S) end,
+                           Cleared#state{child = undefined, running = [], callbacks = #{}, killed = false},
+                           Running),
+    case maps:get(restart, Opts, true) of
+        true -> Answered;
+        false ->
+            Down = Answered#state{down = Crash},
+            lists:foldl(fun(Id, S) -> reply(Id, {error, {context_down, Crash}}, S) end,
+                        Down#state{queue = queue:new()}, queue:to_list(Answered#state.queue))
+    end.
+
+crash_reason(Status, #state{log = Log, opts = Opts, killed = WasKilled}) ->
+    Base = case Status > 128 of
+               true -> #{signal => signal_name(Status - 128)};
+               false -> #{exit_status => Status}
+           end,
+    Limits = maps:get(limits, Opts, #{}),
+    WithLimit = case Base of
+                    #{signal := sigxcpu} -> Base#{limit => cpu_seconds};
+                    #{signal := sigkill} when is_map_key(cpu_seconds, Limits) -> Base;
+                    _ when is_map_key(memory, Limits) -> memory_named(Base, Log);
+                    _ -> Base
+                end,
+    Killed = case WasKilled of
+                 false -> WithLimit;
+                 Why -> WithLimit#{killed => Why}
+             end,
+    Killed#{stderr => last_lines(Log)}.
+
+%% A child that died under a memory limit with an allocation failure in its log.
+memory_named(Crash, Log) ->
+    Text = iolist_to_binary(last_lines(Log)),
+    case re:run(Text, <<"MemoryError|Cannot allocate memory|out of memory|std::bad_alloc">>, [caseless]) of
+        nomatch -> Crash;
+        _ -> Crash#{limit => memory}
+    end.
+
+signal_name(6) -> sigabrt;
+signal_name(9) -> sigkill;
+signal_name(11) -> sigsegv;
+signal_name(7) -> sigbus;
+signal_name(8) -> sigfpe;
+signal_name(15) -> sigterm;
+signal_name(24) -> sigxcpu;
+signal_name(2) -> sigint;
+signal_name(N) -> N.
+
+last_lines(Log) ->
+    case file:open(Log, [read, raw, binary]) of
+        {ok, Fd} ->
+            {ok, Size} = file:position(Fd, eof),
+            From = max(0, Size - ?STDERR_TAIL_BYTES),
+            Data = case file:pread(Fd, From, Size - From) of
+                       {ok, D} -> D;
+                       _ -> <<>>
+                   end,
+            ok = file:close(Fd),
+            Lines = [L || L <- binary:split(Data, <<"\n">>, [global]), L =/= <<>>],
+            lists:nthtail(max(0, length(Lines) - ?STDERR_LINES), Lines);
+        {error, _} ->
+            []
+    end.
+
+%% Stops the child and answers everything still pending with {error, context_stopped}.
+shut_down(#state{requests = Reqs} = State) ->
+    stop_child(State),
+    _ = file:delete(State#state.log),
+    maps:foreach(fun(Alias, {Mon, _}) ->
+                         erlang:demonitor(Mon, [flush]),
+                         Alias ! {Alias, {error, context_stopped}}
+                 end, Reqs),
+    [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
+    State#state{child = undefined, requests = #{}, running = [], queue = queue:new(),
+                callbacks = #{}}.
+
+%% Closing the port ends an idle child (end of file); the group kill ends a busy one and what it
+%% forked. The BEAM reaps the child.
+stop_child(#state{child = undefined}) ->
+    ok;
+stop_child(#state{child = #child{port = Port} = Child}) ->
+    catch port_close(Port),
+    kill_group(Child, "KILL"),
+    ok.
+
+send_frame(#child{port = Port}, Term) ->
+    port_command(Port, term_to_binary(Term)).
+
+%% SIGINT to the child, from a process of its own (os:cmd takes a few ms): it reports
+%% {'$py_signal_sent', Ref} once kill(2) returned; until then pump/1 sends the child nothing,
+%% so that the signal can only land in the request it was meant for (or in the idle child,
+%% which ignores it).
+send_sigint(#child{os_pid = OsPid}) ->
+    Self = self(),
+    Ref = make_ref(),
+    _ = spawn(fun() ->
+                      _ = os:cmd("kill -s INT " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+                      Self ! {'$py_signal_sent', Ref}
+              end),
+    Ref.
+
+kill_group(undefined, _Sig) ->
+    ok;
+kill_group(#child{os_pid = OsPid}, Sig) ->
+    _ = os:cmd("kill -s " ++ Sig ++ " -- -" ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    ok.
