@@ -24,7 +24,7 @@
 %% because it ignored an interrupt.
 -type crash() :: #{exit_status => integer(), signal => atom() | pos_integer(),
                    stderr := [binary()], limit => memory | cpu_seconds,
-                   killed => interrupt_ignored | bad_frame}.
+                   killed => interrupt_ignored | bad_frame, port_closed => term()}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
 
@@ -342,6 +342,11 @@ handle_info({kill_ignored, Id}, #state{kill_timer = {Id, _}, running = Running, 
         false ->
             {noreply, State#state{kill_timer = undefined}}
     end;
+handle_info({'EXIT', Port, Reason}, #state{child = #child{port = Port}} = State) ->
+    %% The port closed without an exit status (a write to a child that had died: epipe): no
+    %% exit_status message follows, so this is the crash.
+    Crash = (crash_reason(0, State))#{port_closed => Reason},
+    {noreply, pump(crashed(maps:remove(exit_status, Crash), State))};
 handle_info({'EXIT', _, _}, State) ->
     {noreply, State};
 handle_info(_Msg, State) ->

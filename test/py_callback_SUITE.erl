@@ -105,8 +105,9 @@ send_to_pid(_Config) ->
     {ok, none} = py:call(erlang, send, [self(), {<<"hello">>, Ref, [1, 2]}]),
     receive {<<"hello">>, Ref, [1, 2]} -> ok after 2000 -> ct:fail(no_message) end,
     {error, {'TypeError', _}} = py:call(erlang, send, [1, 1]),
-    %% A str is a registered name: none registered, or a dead pid, is erlang.ProcessError.
-    {error, {'ProcessError', _}} = py:call(erlang, send, [<<"not a registered name">>, 1]),
+    %% A str is a registered name: none registered is erlang.NotRegistered (a ProcessError and
+    %% a TypeError), a dead pid erlang.ProcessError.
+    {error, {'NotRegistered', _}} = py:call(erlang, send, [<<"not a registered name">>, 1]),
     Dead = spawn(fun() -> ok end),
     Mon = monitor(process, Dead),
     receive {'DOWN', Mon, process, Dead, _} -> ok end,

@@ -302,6 +302,15 @@ kill_from_outside(_Config) ->
     Pid1 = child_pid(Ctx),
     kill9(Pid1),
     true = py_test_util:wait_until(fun() -> not alive(Pid1) end, 10000),
+    %% A call that races with the context noticing the death gets the crash (it went to the
+    %% dead child); the next one runs in a new child.
+    NewChild = fun() ->
+                       case py:eval(Ctx, <<"__import__('os').getpid()">>) of
+                           {ok, P} -> P =/= Pid1;
+                           {error, {python_crashed, #{}}} -> false
+                       end
+               end,
+    true = py_test_util:wait_until(NewChild, 30000),
     Pid2 = child_pid(Ctx),
     true = Pid2 =/= Pid1,
     %% Killed while it runs a request: the caller gets the crash.
