@@ -56,18 +56,25 @@ Governor& governor() {
     return *g;
 }
 
-// The time thread tid has spent on a CPU and runnable but waiting for one (ns; the first two
-// fields of /proc/self/task/TID/schedstat). False when the kernel does not say.
-bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
+// Reads /proc/self/task/TID/<file> (its start, NUL-terminated) into buf. False when it cannot.
+template <size_t N>
+bool read_task_file(pid_t tid, const char* file, char (&buf)[N]) {
     char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", int(tid));
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/%s", int(tid), file);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, N - 1);
     close(fd);
     if (n <= 0) return false;
     buf[n] = 0;
+    return true;
+}
+
+// The time thread tid has spent on a CPU and runnable but waiting for one (ns; the first two
+// fields of /proc/self/task/TID/schedstat). False when the kernel does not say.
+bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
+    char buf[128];
+    if (!read_task_file(tid, "schedstat", buf)) return false;
     unsigned long long on_cpu = 0, waiting = 0;
     if (std::sscanf(buf, "%llu %llu", &on_cpu, &waiting) != 2) return false;
     on_cpu_ns = int64_t(on_cpu);
@@ -79,15 +86,8 @@ bool sched_times(pid_t tid, int64_t& on_cpu_ns, int64_t& waiting_ns) {
 // for one). The kernel adds to the run delay of schedstat only when a waiting thread gets a CPU,
 // so a thread that never gets one shows no delay at all: this is how it is seen.
 bool runnable_now(pid_t tid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(tid));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
     char buf[256];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = 0;
+    if (!read_task_file(tid, "stat", buf)) return false;
     const char* end_of_name = std::strrchr(buf, ')');  // the name may hold spaces and parentheses
     return end_of_name && end_of_name[1] == ' ' && end_of_name[2] == 'R';
 }
