@@ -61,32 +61,38 @@ relative_nice(_, _, Base) -> Base.
 %% default priority (`auto') finishes within ?STARVATION_FACTOR times its quiet time. With the
 %% old default (`idle', SCHED_IDLE) it does not.
 default_does_not_starve_python(_Config) ->
-    not_starved_under_busy_erlang().
+    case not_starved_under_busy_erlang() of
+        {ok, _, _, _} -> ok;
+        {skip, _} = Skip -> Skip
+    end.
 
-%% `auto' starts at SCHED_IDLE; starved under 2S busy Erlang processes (or by other programs
-%% for half a second), it is raised to normal priority: the call finishes within the same bound.
+%% `auto' starts at SCHED_IDLE; starved under 2S busy Erlang processes, it is raised to normal
+%% priority: the call finishes within the same bound.
 auto_is_raised_when_starved(_Config) ->
     ok = application:set_env(erlang_python, thread_priority, auto),
     Self = self(),
     %% Sampled while the call runs (the governor may lower it again once it runs freely).
     Sampler = spawn_link(fun() -> receive {tid, Tid} -> sample(Tid, Self, []) end end),
-    Before = schedulers_on_cpu(),
-    T0 = erlang:monotonic_time(nanosecond),
-    {_, Quiet, Loaded} = not_starved_under_busy_erlang(Sampler),
-    BeamShare = (schedulers_on_cpu() - Before) /
-                ((erlang:monotonic_time(nanosecond) - T0) * erlang:system_info(schedulers_online)),
+    Outcome = not_starved_under_busy_erlang(Sampler),
     Sampler ! stop,
+    case Outcome of
+        {skip, _} = Skip -> Skip;
+        {ok, Quiet, Loaded, BeamShare} -> auto_was_raised(Quiet, Loaded, BeamShare)
+    end.
+
+auto_was_raised(Quiet, Loaded, BeamShare) ->
     Seen = receive {policies, P} -> P after 10000 -> ct:fail(no_samples) end,
     ct:pal("policies seen during the loaded call: ~p; the schedulers were on their CPUs ~.2f "
            "of the time", [lists:usort(Seen), BeamShare]),
     Starved = Loaded >= ?NOT_STARVED_FACTOR * Quiet + 100,
     case lists:member(sched_other, Seen) of
         true -> ok;
-        %% Not raised: right only when the thread was not starved (other programs kept the
-        %% schedulers off their CPUs and left it some).
-        false when not Starved ->
-            {skip, lists:flatten(io_lib:format("not starved, so not raised: ~w ms loaded, ~w ms quiet, "
-                                               "schedulers on their CPUs ~.2f of the time",
+        %% Not raised: right when the thread was not starved, or when other programs kept the
+        %% BEAM's schedulers off their CPUs (the BEAM is then not what starves it, and the
+        %% governor leaves it: docs/contexts.md).
+        false when not Starved; BeamShare < 0.5 ->
+            {skip, lists:flatten(io_lib:format("not raised, rightly: ~w ms loaded, ~w ms quiet, schedulers "
+                                               "on their CPUs ~.2f of the time (other programs are busy)",
                                                [Loaded, Quiet, BeamShare]))};
         false -> ct:fail({starved_and_not_raised, Loaded, Quiet, BeamShare})
     end.
@@ -122,7 +128,9 @@ sample(Tid, To, Acc) ->
         end
     end.
 
-%% Returns the thread's policy and nice value right after the loaded call.
+%% {ok, QuietMs, LoadedMs, SchedulersShare} when the loaded call finished within its bound;
+%% {skip, Why} when it did not because other programs kept the BEAM's schedulers off their CPUs
+%% (then the BEAM is not what starves the thread: docs/contexts.md); fails otherwise.
 not_starved_under_busy_erlang() ->
     not_starved_under_busy_erlang(undefined).
 
@@ -140,11 +148,19 @@ not_starved_under_busy_erlang(Sampler) ->
     Bound = max(5000, ?STARVATION_FACTOR * Quiet),
     Busy = start_busy(2 * erlang:system_info(schedulers_online)),
     try
+        Before = schedulers_on_cpu(),
         {Us, Result} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N], #{timeout => Bound}) end),
-        ct:pal("burn(~w): ~w ms quiet, ~w ms with ~w busy Erlang processes (bound ~w ms): ~p",
-               [N, Quiet, Us div 1000, length(Busy), Bound, Result]),
-        {ok, _} = Result,
-        {thread_sched(integer_to_list(Tid)), Quiet, Us div 1000}
+        BeamShare = (schedulers_on_cpu() - Before) / (Us * 1000 * erlang:system_info(schedulers_online)),
+        ct:pal("burn(~w): ~w ms quiet, ~w ms with ~w busy Erlang processes (bound ~w ms): ~p; "
+               "the schedulers were on their CPUs ~.2f of the time",
+               [N, Quiet, Us div 1000, length(Busy), Bound, Result, BeamShare]),
+        case Result of
+            {ok, _} -> {ok, Quiet, Us div 1000, BeamShare};
+            {error, timeout} when BeamShare < 0.5 ->
+                {skip, lists:flatten(io_lib:format("starved by other programs, not by the BEAM: its schedulers "
+                                                   "were on their CPUs ~.2f of the time", [BeamShare]))};
+            _ -> ct:fail({starved, Result, BeamShare})
+        end
     after
         [exit(P, kill) || P <- Busy],
         ok = py_context:stop(Ctx)

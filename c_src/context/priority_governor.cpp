@@ -5,7 +5,6 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,11 +33,6 @@ constexpr double kBeamBusy = 0.5;
 // How many periods between two looks for the BEAM's scheduler threads (they are started with
 // the VM; the look reads /proc/self/task/*/comm).
 constexpr int kSchedulerRescan = 250;
-// Starved this many periods in a row (half a second), a thread is raised even while the BEAM is
-// not busy: other programs are starving it, and the BEAM does not need the CPU it would take.
-constexpr int kStarvedAlonePeriods = 25;
-// ... unless the governed threads together had this part of the CPUs (they starve each other).
-constexpr double kPythonBusy = 0.5;
 // Below this part over kCalmPeriods periods in a row with work, nothing competes any more.
 constexpr double kCalmDelay = 0.1;
 constexpr int kCalmPeriods = 5;
@@ -152,8 +146,6 @@ void* PriorityGovernor::governor_main(void*) {
     auto last = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(g.mutex);
     bool any_wanted = false;
-    double python_share = 0;  // of one CPU, every governed thread at the last look
-    const long cpus = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
     std::vector<SchedulerThread> schedulers;
     int until_rescan = 0;
     bool busy = true;  // until the first measure: as before the schedulers were watched
@@ -173,18 +165,14 @@ void* PriorityGovernor::governor_main(void*) {
             busy = beam_busy(schedulers, period_ns);
         }
         any_wanted = false;
-        // Starved while the governed threads together had half the CPUs or more: they starve
-        // each other, and raising them would only take the CPU from the BEAM.
-        bool others_starve = python_share < kPythonBusy * double(cpus);
-        python_share = 0;
         for (GovernedThread* t = g.threads; t; t = t->next_) {
-            if (look_at(*t, period_ns, Look{busy, others_starve}, python_share)) any_wanted = true;
+            if (look_at(*t, period_ns, busy)) any_wanted = true;
         }
     }
     return nullptr;
 }
 
-bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, const Look& look, double& python_share) {
+bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_busy) {
     int64_t on_cpu = -1;
     int64_t waited = -1;
     bool known = sched_times(t.tid_, on_cpu, waited) && t.last_on_cpu_ns_ >= 0 && period_ns > 0;
@@ -200,18 +188,14 @@ bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, const Look&
     if (!t.raised_) {
         bool starved =
             (wanted || t.wanted_) && share < kStarvedShare && (delay > kStarvedDelay || (runnable && t.was_runnable_));
-        t.starved_periods_ = starved ? t.starved_periods_ + 1 : 0;
-        if (starved && (look.beam_busy || (look.others_starve && t.starved_periods_ >= kStarvedAlonePeriods)) &&
-            set_policy(t.thread_, SCHED_OTHER)) {
+        if (starved && beam_busy && set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;
-            t.starved_periods_ = 0;
         }
     } else if (wanted && t.wanted_) {
         t.calm_periods_ = delay < kCalmDelay ? t.calm_periods_ + 1 : 0;
         if (t.calm_periods_ >= kCalmPeriods && set_policy(t.thread_, SCHED_IDLE)) t.raised_ = false;
     }
-    if (known) python_share += share;
     t.wanted_ = wanted;
     t.was_runnable_ = runnable;
     t.last_on_cpu_ns_ = on_cpu;

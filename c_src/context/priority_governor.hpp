@@ -4,9 +4,8 @@
 // while the BEAM's schedulers were busy more than half of the period, is raised to normal
 // priority, where it gets a fair share; once it hardly waits any more for a while, it goes back
 // to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
-// cores, the schedulers mostly asleep) stay at SCHED_IDLE, so the BEAM still wakes at once; a
-// thread starved half a second in a row while the BEAM is not busy (other programs take the
-// CPUs) is raised too. A thread waiting for the GIL or for an Erlang callback is not runnable,
+// cores, the schedulers mostly asleep) or with other programs stay at SCHED_IDLE, so the BEAM
+// still wakes at once. A thread waiting for the GIL or for an Erlang callback is not runnable,
 // so it is not starved. One governor thread, started with the first
 // such context, watches every one of them.
 #pragma once
@@ -59,13 +58,9 @@ public:
 
 private:
     static void* governor_main(void*);
-    struct Look {
-        bool beam_busy;      // the BEAM's schedulers were busy (see beam_busy)
-        bool others_starve;  // the governed threads together had less than half the CPUs
-    };
-    // Governor thread, its mutex held: one look at t after period_ns; adds t's share of one CPU
-    // over the period to python_share. True when t had work.
-    static bool look_at(GovernedThread& t, int64_t period_ns, const Look& look, double& python_share);
+    // Governor thread, its mutex held: one look at t after period_ns, the BEAM's schedulers
+    // busy (see beam_busy) or not. True when t had work.
+    static bool look_at(GovernedThread& t, int64_t period_ns, bool beam_busy);
 };
 
 }  // namespace context
