@@ -636,10 +636,10 @@ terminate(_Reason, #state{ref = Ref} = State) ->
 %% The context is gone: the owner of its worker loop learns it.
 context_ended(#state{loop = Loop}) ->
     ets:delete(?LOOPS, self()),
-    case Loop of
-        {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
-        undefined -> ok
-    end,
+    _ = case Loop of
+            {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
+            undefined -> ok
+        end,
     ok.
 
 %% Worker loop Serial ended with Result (once: a later report of the same loop is ignored).

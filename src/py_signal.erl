@@ -75,10 +75,10 @@ init(_) ->
 %% @private
 -spec handle_event(term(), State) -> {ok, State}.
 handle_event(Signal, State) when is_atom(Signal) ->
-    case lists:member(Signal, ?ROUTABLE) of
-        true -> _ = py_nif:loop_signal(Signal);
-        false -> ok
-    end,
+    _ = case lists:member(Signal, ?ROUTABLE) of
+            true -> py_nif:loop_signal(Signal);
+            false -> ok
+        end,
     {ok, State};
 handle_event(_, State) ->
     {ok, State}.
