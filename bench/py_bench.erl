@@ -648,20 +648,19 @@ bench_shared_dict(Cfg = #cfg{round_ns = Dur}) ->
 %% protocol on a py_reactor_context (worker) and to the same echo on asyncio's stock loop in a
 %% plain python3 process (bench/reactor_bench.py), in the same run.
 bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
-    {ok, R} = py_reactor_context:start_link(bench, worker, #{max_connections => 1000}),
-    Ctx = py_reactor_context:context(R),
-    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
-    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
-    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
-    {ok, ReactorPort} = inet:port(L),
-    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {R, ReactorPort, Acceptor} = start_bench_reactor(#{max_connections => 1000}),
+    %% S rows: the same reactor with its thread at thread_priority auto (SCHED_IDLE until
+    %% starved), the default before reactor contexts ran at normal priority.
+    {RAuto, AutoPort, AutoAcceptor} = start_bench_reactor(#{max_connections => 1000, thread_priority => auto}),
     {Stock, StockPort} = stock_echo_server(),
-    Run = fun(Port, NConns) -> rounds(Cfg, fun() -> echo_clients(Port, NConns, Dur) end) end,
+    %% Round by round, the three servers in turn, so that a change of load hits all of them.
+    Run = fun(NConns) ->
+                  Rounds = rounds(Cfg, fun() -> [echo_clients(P, NConns, Dur) || P <- [ReactorPort, AutoPort, StockPort]] end),
+                  [[lists:nth(I, Round) || Round <- Rounds] || I <- [1, 2, 3]]
+          end,
     try
-        One = Run(ReactorPort, 1),
-        OneStock = Run(StockPort, 1),
-        Hundred = Run(ReactorPort, 100),
-        HundredStock = Run(StockPort, 100),
+        [One, OneAuto, OneStock] = Run(1),
+        [Hundred, HundredAuto, HundredStock] = Run(100),
         Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
         [#row{id = "17a", label = "reactor echo (64 B, 1 connection), py_reactor_context", unit = "round trips/s",
               figures = One, note = Ratio(One, OneStock)},
@@ -670,15 +669,35 @@ bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
          #row{id = "17c", label = "reactor echo (64 B, 100 connections), py_reactor_context",
               unit = "round trips/s", figures = Hundred, note = Ratio(Hundred, HundredStock)},
          #row{id = "17d", label = "reactor echo (64 B, 100 connections), stock asyncio loop (python3)",
-              unit = "round trips/s", figures = HundredStock}]
+              unit = "round trips/s", figures = HundredStock},
+         #row{id = "S1", label = "reactor echo (64 B, 1 connection), py_reactor_context at thread_priority auto",
+              unit = "round trips/s", figures = OneAuto, note = Ratio(OneAuto, OneStock)},
+         #row{id = "S2", label = "reactor echo (64 B, 100 connections), py_reactor_context at thread_priority auto",
+              unit = "round trips/s", figures = HundredAuto, note = Ratio(HundredAuto, HundredStock)}]
     after
-        unlink(Acceptor),
-        exit(Acceptor, kill),
-        ok = gen_tcp:close(L),
         catch port_close(Stock),
-        unlink(R),
-        ok = py_reactor_context:stop(R)
+        stop_bench_reactor(R, Acceptor),
+        stop_bench_reactor(RAuto, AutoAcceptor)
     end.
+
+%% A worker py_reactor_context with the echo protocol, and an acceptor handing it the
+%% connections of a loopback listener: {Reactor, Port, Acceptor}.
+start_bench_reactor(Opts) ->
+    {ok, R} = py_reactor_context:start_link(bench, worker, Opts),
+    Ctx = py_reactor_context:context(R),
+    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
+    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
+    {ok, Port} = inet:port(L),
+    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {R, Port, {Acceptor, L}}.
+
+stop_bench_reactor(R, {Acceptor, L}) ->
+    unlink(Acceptor),
+    exit(Acceptor, kill),
+    ok = gen_tcp:close(L),
+    unlink(R),
+    ok = py_reactor_context:stop(R).
 
 %% W. Worker loops (docs/servers.md): py_context:submit_await/4 round trips from one process
 %% (a coroutine and a plain function) on a worker context's running loop, and 64 B echo through
