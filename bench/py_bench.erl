@@ -574,6 +574,16 @@ bench_buffer(Cfg) ->
                         "    n = len(mv.tobytes())\n"
                         "    mv.release()\n"
                         "    return n\n"
+                        "_dst = bytearray()\n"
+                        "def mv_into(b):\n"
+                        "    global _dst\n"
+                        "    mv = memoryview(b)\n"
+                        "    if len(_dst) != len(mv):\n"
+                        "        _dst = bytearray(len(mv))\n"
+                        "    _dst[:] = mv\n"
+                        "    n = len(mv)\n"
+                        "    mv.release()\n"
+                        "    return n\n"
                         "def baseline(size):\n"
                         "    import time\n"
                         "    data = bytes(size)\n"
@@ -583,20 +593,27 @@ bench_buffer(Cfg) ->
     Total = 64 * ?MIB,
     Chunk = binary:copy(<<"0123456789abcdef">>, 4096),
     Tck = clk_tck(),
-    Trip = fun(New) -> rounds(Cfg, fun() ->
+    TripWith = fun(New, Read) -> rounds(Cfg, fun() ->
+        %% The previous round's buffer is garbage: collected now (outside the clock), as when
+        %% the process that handled the previous request has exited, so its memory is reusable.
+        true = erlang:garbage_collect(),
         {ok, B} = New(),
         C0 = proc_cpu_ticks(),
         T0 = now_ns(),
         lists:foreach(fun(_) -> ok = py_buffer:write(B, Chunk) end, lists:seq(1, Total div byte_size(Chunk))),
         ok = py_buffer:close(B),
         T1 = now_ns(),
-        {ok, Total} = py:call(Ctx, '__main__', mv_pass, [B]),
+        {ok, Total} = py:call(Ctx, '__main__', Read, [B]),
         T2 = now_ns(),
         CpuNs = max(1, proc_cpu_ticks() - C0) * 1.0e9 / Tck,
         {Total / (T2 - T0), Total / (T1 - T0), Total / (T2 - T1), Total / CpuNs}  % bytes/ns = GB/s
     end) end,
+    Trip = fun(New) -> TripWith(New, mv_pass) end,
     Rounds = Trip(fun() -> py_buffer:new() end),
     Known = Trip(fun() -> py_buffer:new(Total) end),
+    %% S3/S4: the reader copies the view into its own reused bytearray (no new 64 MiB object
+    %% per pass, so no fresh pages to fault in on the Python side).
+    InPlace = TripWith(fun() -> py_buffer:new() end, mv_into),
     Baseline = rounds(Cfg, fun() -> {ok, R} = py:call(Ctx, '__main__', baseline, [Total]), R end),
     ok = py_context:stop(Ctx),
     Note = "64 MiB; GB/s = 10^9 B/s; read = one memoryview(b).tobytes() pass in a worker context",
@@ -612,7 +629,12 @@ bench_buffer(Cfg) ->
           figures = [C || {_, _, _, C} <- Rounds],
           note = "64 MiB / (utime + stime of the VM during the trip, all threads): the rate without other load"},
      #row{id = "15e", label = "baseline: the same memoryview pass over a 64 MiB Python bytes", unit = "GB/s",
-          figures = Baseline, note = "the ceiling of the read pass on this machine at this load"}].
+          figures = Baseline, note = "the ceiling of the read pass on this machine at this load"},
+     #row{id = "S3", label = "py_buffer 64 MiB whole trip, read = dst[:] = memoryview(b) into a reused bytearray",
+          unit = "GB/s", figures = [A || {A, _, _, _} <- InPlace],
+          note = "as 15a, the reader copying into memory it already has"},
+     #row{id = "S4", label = "py_buffer 64 MiB: that read alone (py:call included)", unit = "GB/s",
+          figures = [R || {_, _, R, _} <- InPlace]}].
 
 %% 16. SharedDict get of a small value (a 3-key map) under a binary key: from Erlang
 %% (py:shared_dict_get/2) and from Python (sd['config'] in a loop inside one call).
@@ -648,20 +670,19 @@ bench_shared_dict(Cfg = #cfg{round_ns = Dur}) ->
 %% protocol on a py_reactor_context (worker) and to the same echo on asyncio's stock loop in a
 %% plain python3 process (bench/reactor_bench.py), in the same run.
 bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
-    {ok, R} = py_reactor_context:start_link(bench, worker, #{max_connections => 1000}),
-    Ctx = py_reactor_context:context(R),
-    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
-    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
-    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
-    {ok, ReactorPort} = inet:port(L),
-    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {R, ReactorPort, Acceptor} = start_bench_reactor(#{max_connections => 1000}),
+    %% S rows: the same reactor with its thread at thread_priority auto (SCHED_IDLE until
+    %% starved), the default before reactor contexts ran at normal priority.
+    {RAuto, AutoPort, AutoAcceptor} = start_bench_reactor(#{max_connections => 1000, thread_priority => auto}),
     {Stock, StockPort} = stock_echo_server(),
-    Run = fun(Port, NConns) -> rounds(Cfg, fun() -> echo_clients(Port, NConns, Dur) end) end,
+    %% Round by round, the three servers in turn, so that a change of load hits all of them.
+    Run = fun(NConns) ->
+                  Rounds = rounds(Cfg, fun() -> [echo_clients(P, NConns, Dur) || P <- [ReactorPort, AutoPort, StockPort]] end),
+                  [[lists:nth(I, Round) || Round <- Rounds] || I <- [1, 2, 3]]
+          end,
     try
-        One = Run(ReactorPort, 1),
-        OneStock = Run(StockPort, 1),
-        Hundred = Run(ReactorPort, 100),
-        HundredStock = Run(StockPort, 100),
+        [One, OneAuto, OneStock] = Run(1),
+        [Hundred, HundredAuto, HundredStock] = Run(100),
         Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
         [#row{id = "17a", label = "reactor echo (64 B, 1 connection), py_reactor_context", unit = "round trips/s",
               figures = One, note = Ratio(One, OneStock)},
@@ -670,15 +691,35 @@ bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
          #row{id = "17c", label = "reactor echo (64 B, 100 connections), py_reactor_context",
               unit = "round trips/s", figures = Hundred, note = Ratio(Hundred, HundredStock)},
          #row{id = "17d", label = "reactor echo (64 B, 100 connections), stock asyncio loop (python3)",
-              unit = "round trips/s", figures = HundredStock}]
+              unit = "round trips/s", figures = HundredStock},
+         #row{id = "S1", label = "reactor echo (64 B, 1 connection), py_reactor_context at thread_priority auto",
+              unit = "round trips/s", figures = OneAuto, note = Ratio(OneAuto, OneStock)},
+         #row{id = "S2", label = "reactor echo (64 B, 100 connections), py_reactor_context at thread_priority auto",
+              unit = "round trips/s", figures = HundredAuto, note = Ratio(HundredAuto, HundredStock)}]
     after
-        unlink(Acceptor),
-        exit(Acceptor, kill),
-        ok = gen_tcp:close(L),
         catch port_close(Stock),
-        unlink(R),
-        ok = py_reactor_context:stop(R)
+        stop_bench_reactor(R, Acceptor),
+        stop_bench_reactor(RAuto, AutoAcceptor)
     end.
+
+%% A worker py_reactor_context with the echo protocol, and an acceptor handing it the
+%% connections of a loopback listener: {Reactor, Port, Acceptor}.
+start_bench_reactor(Opts) ->
+    {ok, R} = py_reactor_context:start_link(bench, worker, Opts),
+    Ctx = py_reactor_context:context(R),
+    ok = py:exec(Ctx, <<"import sys; sys.path.insert(0, 'bench')">>),
+    {ok, true} = py:call(Ctx, reactor_bench, reactor_setup, []),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 512}]),
+    {ok, Port} = inet:port(L),
+    Acceptor = spawn_link(fun() -> reactor_acceptor(L, R) end),
+    {R, Port, {Acceptor, L}}.
+
+stop_bench_reactor(R, {Acceptor, L}) ->
+    unlink(Acceptor),
+    exit(Acceptor, kill),
+    ok = gen_tcp:close(L),
+    unlink(R),
+    ok = py_reactor_context:stop(R).
 
 %% W. Worker loops (docs/servers.md): py_context:submit_await/4 round trips from one process
 %% (a coroutine and a plain function) on a worker context's running loop, and 64 B echo through

@@ -2,9 +2,9 @@
 
 A reactor context (src/py_reactor_context.erl) hands each socket it receives to handoff() on
 its own thread. The connection keeps its own dup() of the descriptor and registers it with the
-context's hosted event loop (priv/_erlang_loop.py): readiness comes from the BEAM's poller
-(enif_select) like any asyncio reader or writer, and the callbacks below run on the context's
-thread between its requests. Nothing here blocks: every read and write is non-blocking.
+context's hosted event loop (priv/_erlang_loop.py): readiness comes from the epoll set the
+context's thread sleeps on, like any asyncio reader or writer of that loop, and the callbacks
+below run on the context's thread between its requests. Nothing here blocks: every read and write is non-blocking.
 
 Importing this module makes it importable as `erlang.reactor` in this interpreter.
 

@@ -17,10 +17,11 @@
          submit/4, submit/5, submit_await/4, submit_await/5, submit_await/6]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([context/0, mode/0]).
+-export_type([context/0, mode/0, thread_priority/0]).
 
 -type context() :: pid().
 -type mode() :: worker | owngil | isolated.
+-type thread_priority() :: auto | normal | batch | low | idle.
 
 -define(REGISTRY, py_context_registry).
 %% Worker loops: Ctx -> {running, Serial, LoopRef} | stopped (read by submit/5 and loop_ref/1).
@@ -55,8 +56,12 @@
 %% context stops when the calling process exits.
 %% `mode => isolated' runs the context's Python in a child OS process, with the options
 %% `limits', `restart' and `kill_after' ({@link py_isolated}; docs/contexts.md).
+%% `thread_priority': the OS scheduling of this context's thread (`auto', `normal', `batch',
+%% `low', `idle'; default: the application's `thread_priority'); another value gives
+%% `{error, {invalid_option, thread_priority}}'.
 -spec new(#{mode => term(), preload => iodata(), limits => py_isolated:limits(), restart => boolean(),
-            kill_after => non_neg_integer()}) -> {ok, context()} | {error, term()}.
+            kill_after => non_neg_integer(), thread_priority => thread_priority()}) ->
+          {ok, context()} | {error, term()}.
 new(#{mode := isolated} = Opts) ->
     py_isolated:new(Opts);
 new(Opts) when is_map(Opts) ->
@@ -75,15 +80,18 @@ context_mode(Mode) -> Mode.
 new_checked(Opts) ->
     case maps:get(mode, Opts, worker) of
         Mode when Mode =:= worker; Mode =:= owngil ->
-            py_context_sup:start_context(#{mode => Mode, owner => self(), kind => own,
-                                           preload => maps:get(preload, Opts, undefined)});
+            Start = #{mode => Mode, owner => self(), kind => own, preload => maps:get(preload, Opts, undefined)},
+            py_context_sup:start_context(maps:merge(Start, maps:with([thread_priority], Opts)));
         Mode ->
             {error, {invalid_mode, Mode}}
     end.
 
 %% The keys of new/1: those handled, those of erlang_python 4.1 not provided, the others.
+check_options(#{thread_priority := P}) when not (P =:= auto orelse P =:= normal orelse P =:= batch orelse
+                                                P =:= low orelse P =:= idle) ->
+    {error, {invalid_option, thread_priority}};
 check_options(Opts) ->
-    Known = [mode, preload],
+    Known = [mode, preload, thread_priority],
     Unsupported = [memory_limit],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [] -> ok;
@@ -462,11 +470,12 @@ init_registry() ->
     ok.
 
 %% @private
--spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own, preload => iodata() | undefined}) ->
+-spec init(#{mode := mode(), owner := pid() | undefined, kind := pool | own, preload => iodata() | undefined,
+              thread_priority => thread_priority()}) ->
           {ok, #state{}} | {stop, term()}.
 init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
     process_flag(trap_exit, true),
-    Priority = application:get_env(erlang_python, thread_priority, auto),
+    Priority = maps:get(thread_priority, Opts, application:get_env(erlang_python, thread_priority, auto)),
     case py_nif:context_new(Mode, Priority) of
         {ok, Ref} ->
             case started(Ref) of

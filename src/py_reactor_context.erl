@@ -18,7 +18,8 @@
 -define(DEFAULT_NAME, py_reactor_context_default).
 
 -type state() :: #{id := term(), ctx := pid()}.
--type opts() :: #{max_connections => pos_integer(), setup_code => iodata(), default => boolean()}.
+-type opts() :: #{max_connections => pos_integer(), setup_code => iodata(), default => boolean(),
+                  thread_priority => py_context:thread_priority()}.
 -export_type([opts/0]).
 
 %% @doc {@link start_link/3} with no options.
@@ -30,7 +31,10 @@ start_link(Id, Mode) ->
 %% `Mode' is `worker', `owngil' or `auto' (= `worker'). Options: `max_connections' (default
 %% 100: a handoff beyond it is `{error, too_many_connections}'), `setup_code' (Python run on
 %% the context before it serves, e.g. to set the protocol factory; if it raises, the start
-%% fails with `{error, {setup_code, Error}}'), `default' (`true': the target of {@link handoff/2}).
+%% fails with `{error, {setup_code, Error}}'), `default' (`true': the target of {@link handoff/2}),
+%% `thread_priority' (the context thread's OS scheduling, as in {@link py_context:new/1};
+%% default `normal', whatever the application's `thread_priority': a reactor's work is short
+%% wake-ups whose latency counts, which `auto''s SCHED_IDLE start delays behind busy threads).
 -spec start_link(term(), worker | owngil | auto, opts()) -> {ok, pid()} | {error, term()}.
 start_link(Id, Mode, Opts) when is_map(Opts) ->
     case check_opts(Opts) of
@@ -50,6 +54,7 @@ check_opts(Opts) ->
     Valid = fun(max_connections, N) -> is_integer(N) andalso N > 0;
                (setup_code, C) -> is_binary(C) orelse is_list(C);
                (default, B) -> is_boolean(B);
+               (thread_priority, P) -> lists:member(P, [auto, normal, batch, low, idle]);
                (_, _) -> false
             end,
     case [K || {K, V} <- maps:to_list(Opts), not Valid(K, V)] of
@@ -103,7 +108,7 @@ context(Reactor) ->
 init({Id, Mode0, Opts, Caller}) ->
     process_flag(trap_exit, true),
     Mode = case Mode0 of auto -> worker; _ -> Mode0 end,
-    case py_context:new(#{mode => Mode}) of
+    case py_context:new(#{mode => Mode, thread_priority => maps:get(thread_priority, Opts, normal)}) of
         {ok, Ctx} ->
             Max = maps:get(max_connections, Opts, ?DEFAULT_MAX_CONNECTIONS),
             case setup(Ctx, Max, maps:get(setup_code, Opts, undefined)) of

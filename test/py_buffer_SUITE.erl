@@ -10,7 +10,8 @@
 -export([erlang_api/1, bad_input/1, file_interface/1, iteration_and_lines/1, seek_tell_find/1,
          memoryview_zero_copy/1, pinned_growth_refused/1, memoryview_outlives_close/1, python_close/1,
          blocking_read_gets_later_writes/1, blocking_read_is_interruptible/1, creator_died/1,
-         reader_races_close/1, large_write/1, context_stops_during_read/1, made_in_python/1]).
+         reader_races_close/1, large_write/1, context_stops_during_read/1, made_in_python/1,
+         reused_memory_holds_only_new_bytes/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
 
@@ -20,7 +21,7 @@ groups() ->
     Cases = [file_interface, iteration_and_lines, seek_tell_find, memoryview_zero_copy, pinned_growth_refused,
              memoryview_outlives_close, python_close, blocking_read_gets_later_writes,
              blocking_read_is_interruptible, creator_died, reader_races_close, large_write, context_stops_during_read,
-             made_in_python],
+             made_in_python, reused_memory_holds_only_new_bytes],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -330,3 +331,29 @@ made_in_python(Config) ->
     {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.PyBuffer._test_create('text')">>),
     {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.PyBuffer()">>),
     ok = py_context:stop(Ctx).
+
+%% Large buffers' memory is kept for reuse once a buffer is gone (shared/block_cache.hpp): each
+%% round's buffer lives in a process that exits, so later rounds may get an earlier round's
+%% block. Whatever they get, a reader sees exactly the bytes written to its own buffer: a
+%% growing buffer keeps its first bytes when it moves into a kept block, a known-length buffer
+%% only partly filled shows no earlier round's bytes.
+reused_memory_holds_only_new_bytes(Config) ->
+    Ctx = context(Config),
+    Check = <<"b.read() == bytes([first]) * n1 + bytes([rest]) * n2">>,
+    Round = fun(I) ->
+                    {Pid, Mon} = spawn_monitor(fun() ->
+                        N1 = 100 * 1024 + I,
+                        N2 = (3 bsl 20) + I * 4096,
+                        {ok, B} = case I rem 2 of
+                                      0 -> py_buffer:new();           % grows from 64 KiB
+                                      1 -> py_buffer:new(8 bsl 20)   % more than is written
+                                  end,
+                        ok = py_buffer:write(B, binary:copy(<<I>>, N1)),
+                        ok = py_buffer:write(B, binary:copy(<<(I + 100)>>, N2)),
+                        ok = py_buffer:close(B),
+                        {ok, true} = py:eval(Ctx, Check, #{b => B, first => I, rest => I + 100, n1 => N1, n2 => N2}),
+                        exit(checked)
+                    end),
+                    receive {'DOWN', Mon, process, Pid, Why} -> {I, checked} = {I, Why} end
+            end,
+    lists:foreach(Round, lists:seq(1, 8)).

@@ -7,7 +7,7 @@
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, end_per_testcase/2]).
 -export([each_option_reaches_the_thread/1, default_does_not_starve_python/1,
-         auto_is_raised_when_starved/1]).
+         auto_is_raised_when_starved/1, context_option_overrides_env/1]).
 
 %% How much slower than quiet a CPU-bound call may get with every scheduler busy. A fair share
 %% on S cores with S busy schedulers is 2-3x; a SCHED_IDLE thread gets ~0.3% of a CPU there
@@ -20,7 +20,8 @@
 
 suite() -> [{timetrap, {seconds, 120}}].
 
-all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved].
+all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved,
+          context_option_overrides_env].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -54,6 +55,20 @@ each_option_reaches_the_thread(_Config) ->
 
 %% `low' is nice 10 relative to the BEAM's own nice value; the others keep it (SCHED_IDLE
 %% ignores nice values, the field keeps the inherited one).
+%% py_context:new/1's thread_priority sets one context's thread, whatever the application's
+%% value; another value is refused before any thread starts.
+context_option_overrides_env(_Config) ->
+    ok = application:set_env(erlang_python, thread_priority, normal),
+    {ok, Idle} = py_context:new(#{mode => worker, thread_priority => idle}),
+    {sched_idle, _} = policy_and_nice(Idle),
+    ok = py_context:stop(Idle),
+    ok = application:set_env(erlang_python, thread_priority, idle),
+    {ok, Batch} = py_context:new(#{mode => worker, thread_priority => batch}),
+    {sched_batch, _} = policy_and_nice(Batch),
+    ok = py_context:stop(Batch),
+    {error, {invalid_option, thread_priority}} = py_context:new(#{thread_priority => urgent}),
+    {error, {invalid_option, thread_priority}} = py_context:new(#{thread_priority => "normal"}).
+
 relative_nice(low, Nice, Base) -> min(19, Base + Nice);
 relative_nice(_, _, Base) -> Base.
 

@@ -11,7 +11,7 @@
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
          stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1,
          reactor_buffer/1, async_pending_from_thread/1, async_pending_signalled_first/1,
-         async_pending_signal_by_call/1, driven_by_hand/1]).
+         async_pending_signal_by_call/1, driven_by_hand/1, thread_priority/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -23,7 +23,7 @@ groups() ->
              unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
              contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor,
              reactor_buffer, async_pending_from_thread, async_pending_signalled_first,
-             async_pending_signal_by_call, driven_by_hand],
+             async_pending_signal_by_call, driven_by_hand, thread_priority],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -540,3 +540,21 @@ b.send(b'hello')
     {ok, 2} = py:eval(Ctx, <<"a.send(b'ok')">>),
     ok = py:exec(Ctx, <<"a.close(); b.close()">>),
     ok = py_context:stop(Ctx).
+
+%% A reactor's thread runs at normal priority unless its thread_priority option says otherwise
+%% (os.sched_getscheduler(0) is the calling thread's policy, the context's own thread here).
+thread_priority(Config) ->
+    Policy = fun(R) ->
+                     {ok, P} = py:eval(py_reactor_context:context(R), <<"__import__('os').sched_getscheduler(0)">>),
+                     P
+             end,
+    {ok, SchedOther} = py:eval(<<"__import__('os').SCHED_OTHER">>),
+    {ok, SchedIdle} = py:eval(<<"__import__('os').SCHED_IDLE">>),
+    Default = start(Config, <<"Echo">>),
+    SchedOther = Policy(Default),
+    stop(Default),
+    Idle = start(Config, <<"Echo">>, #{thread_priority => idle}),
+    SchedIdle = Policy(Idle),
+    stop(Idle),
+    {error, {invalid_option, thread_priority}} =
+        py_reactor_context:start_link(x, ?config(mode, Config), #{thread_priority => urgent}).

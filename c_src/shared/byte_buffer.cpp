@@ -5,16 +5,20 @@
 #include <cstring>
 #include <new>
 
+#include "shared/block_cache.hpp"
+
 namespace shared {
 
 // malloc/realloc rather than a container: realloc lets the C library remap a large block when it
-// grows instead of copying it, and nothing is zeroed.
+// grows instead of copying it, and nothing is zeroed. Large blocks come from, and go back to,
+// the BlockCache when it has one: memory already mapped, so writes do not fault page by page.
 ByteBuffer::ByteBuffer(size_t capacity) : capacity_(capacity ? capacity : 1) {
-    data_ = static_cast<unsigned char*>(std::malloc(capacity_));  // NOLINT(cppcoreguidelines-no-malloc)
+    data_ = BlockCache::take(capacity_, &capacity_);
+    if (!data_) data_ = static_cast<unsigned char*>(std::malloc(capacity_));  // NOLINT(cppcoreguidelines-no-malloc)
     if (!data_) throw std::bad_alloc();
 }
 
-ByteBuffer::~ByteBuffer() { std::free(data_); }  // NOLINT(cppcoreguidelines-no-malloc)
+ByteBuffer::~ByteBuffer() { BlockCache::give(data_, capacity_); }
 
 ByteBuffer::WriteResult ByteBuffer::write(const unsigned char* data, size_t size) {
     {
@@ -26,11 +30,19 @@ ByteBuffer::WriteResult ByteBuffer::write(const unsigned char* data, size_t size
             if (wanted < size_) throw std::bad_alloc();  // overflow
             size_t grown = capacity_;
             while (grown < wanted) grown = grown > (SIZE_MAX / 2) ? wanted : grown * 2;
-            auto* moved =
-                static_cast<unsigned char*>(std::realloc(data_, grown));  // NOLINT(cppcoreguidelines-no-malloc)
-            if (!moved) throw std::bad_alloc();
-            data_ = moved;
-            capacity_ = grown;
+            size_t kept_capacity = 0;
+            if (unsigned char* kept = BlockCache::take(grown, &kept_capacity)) {
+                std::memcpy(kept, data_, size_);  // what is written so far (small: growth doubles)
+                BlockCache::give(data_, capacity_);
+                data_ = kept;
+                capacity_ = kept_capacity;
+            } else {
+                auto* moved =
+                    static_cast<unsigned char*>(std::realloc(data_, grown));  // NOLINT(cppcoreguidelines-no-malloc)
+                if (!moved) throw std::bad_alloc();
+                data_ = moved;
+                capacity_ = grown;
+            }
         }
         if (size) std::memcpy(data_ + size_, data, size);
         size_ += size;
