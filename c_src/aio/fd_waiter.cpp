@@ -46,7 +46,7 @@ FdWaiter::~FdWaiter() {
 
 int FdWaiter::arm(const erl::ResourcePtr<FdWatch>& w, int modes) {
     epoll_event ev{};
-    ev.events = EPOLLONESHOT | ((modes & kRead) ? EPOLLIN : 0u) | ((modes & kWrite) ? EPOLLOUT : 0u);
+    ev.events = EPOLLONESHOT | ((modes & kRead) ? EPOLLIN : 0U) | ((modes & kWrite) ? EPOLLOUT : 0U);
     if (w->waiter_key) {
         ev.data.u64 = w->waiter_key;
         return ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, w->dup_fd, &ev) < 0 ? errno : 0;
@@ -155,7 +155,7 @@ void FdWaiter::poll_unless_fresh() {
     if (Clock::now() - last_wait_end_ >= kFreshFor) (void)wait(Clock::time_point::min());
 }
 
-void FdWaiter::wake() {
+void FdWaiter::wake() const {
     uint64_t one = 1;
     (void)!::write(event_fd_, &one, sizeof one);
 }

@@ -58,7 +58,7 @@ public:
     bool poll_ready() { return wait(Clock::time_point::min()) > 0; }
 
     // Any thread: ends the current (or next) wait.
-    void wake();
+    void wake() const;
 
 private:
     const int epoll_fd_;

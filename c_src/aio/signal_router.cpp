@@ -1,7 +1,9 @@
 #include "aio/signal_router.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -64,9 +66,8 @@ int routable_signal(const char* erlang_name) {
 }
 
 bool is_routable(int signum) {
-    for (const Routable& r : kRoutable)
-        if (r.signum == signum) return true;
-    return false;
+    return std::any_of(std::begin(kRoutable), std::end(kRoutable),
+                       [signum](const Routable& r) { return r.signum == signum; });
 }
 
 void subscribe_signal(int signum, const PollerPtr& poller, py::Serial context) {
