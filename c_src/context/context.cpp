@@ -325,14 +325,14 @@ void Context::serve() {
             reply_stopped(incoming, stop_env.get());
             continue;
         }
-        if (incoming.empty() && backlog_.empty() && !hosted_due()) continue;  // a wake-up for a loop not waiting now
+        if (incoming.empty() && backlog_.empty() && !hosted_.due()) continue;  // a wake-up for a loop not waiting now
         if (governed_) governed_->begin_batch();
         serve_batch(incoming, one, stop_env.get());
         if (governed_) governed_->end_batch();
     }
-    if (hosted_loop_) {
+    if (hosted_.active()) {
         py::Attached attached(tstate_);
-        shutdown_hosted_loop();
+        hosted_.shutdown();
     }
     aio::unsubscribe_signals_of(serial_);  // loops left open: no signal reaches them any more
     aio::set_current_loop_host(nullptr);
@@ -371,7 +371,7 @@ void Context::serve_batch(std::vector<RequestPtr>& incoming, std::vector<Request
 bool Context::next_batch(std::vector<RequestPtr>& batch) {
     if (!backlog_.empty()) return true;
     auto deadline = RequestQueue::Clock::time_point::max();
-    if (hosted_loop_) deadline = hosted_due() ? RequestQueue::Clock::time_point::min() : hosted_deadline_;
+    if (hosted_.active()) deadline = hosted_.due() ? RequestQueue::Clock::time_point::min() : hosted_.wait_deadline();
     if (governed_) governed_->end_batch();  // waiting is not wanting the CPU
     return queue_.pop_all(batch, deadline, governed_ ? governed_->busy_flag() : nullptr);
 }
@@ -553,7 +553,7 @@ template <class Done>
 Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_point deadline) {
     for (;;) {
         if (done()) return WaitEnd::Done;
-        if (hosted_due()) {
+        if (hosted_.due()) {
             step_hosted();
             continue;
         }
@@ -564,7 +564,7 @@ Context::WaitEnd Context::serve_nested(Done done, RequestQueue::Clock::time_poin
         if (eligible == backlog_.end()) {  // nothing to do now: wait for more
             if (RequestQueue::Clock::now() >= deadline) return WaitEnd::TimedOut;
             auto until = deadline;
-            if (hosted_loop_ && !in_hosted_step_) until = std::min(until, hosted_deadline_);
+            until = std::min(until, hosted_.wait_deadline());
             if (!refill_backlog(until)) return WaitEnd::Stopped;
             continue;
         }
@@ -663,12 +663,6 @@ aio::PollerPtr Context::make_poller() {
     }
 }
 
-namespace {
-RequestQueue::Clock::duration from_seconds(double seconds) {
-    return std::chrono::duration_cast<RequestQueue::Clock::duration>(std::chrono::duration<double>(seconds));
-}
-}  // namespace
-
 bool Context::wait_poller(aio::Poller& poller, double timeout) {
     auto deadline = RequestQueue::Clock::time_point::max();
     if (timeout >= 0) deadline = RequestQueue::Clock::now() + from_seconds(timeout);
@@ -680,62 +674,19 @@ bool Context::wait_poller(aio::Poller& poller, double timeout) {
     return true;
 }
 
-void Context::set_hosted_loop(PyObject* loop, aio::Poller* poller) {
-    Py_XINCREF(loop);
-    PyObject* old = std::exchange(hosted_loop_, loop);
-    hosted_poller_ = loop ? aio::PollerPtr::share(poller) : aio::PollerPtr();
-    hosted_deadline_ = RequestQueue::Clock::time_point::min();  // step it at once
-    Py_XDECREF(old);
-}
+void Context::set_hosted_loop(PyObject* loop, aio::Poller* poller) { hosted_.set(loop, poller); }
 
-bool Context::hosted_due() const {
-    if (!hosted_loop_ || in_hosted_step_) return false;
-    return hosted_poller_->has_ready() || hosted_poller_->step_requested() ||
-           tasks_abandoned_.load(std::memory_order_acquire) || RequestQueue::Clock::now() >= hosted_deadline_;
-}
-
-// Precondition: attached, hosted_loop_ set. Runs one iteration of the hosted loop; it returns
-// when its next step is due: None (only on I/O or new work), or a loop.time() value.
+// Precondition: attached, a hosted loop set. One iteration of it, with no request running.
 void Context::step_hosted() {
-    hosted_poller_->take_step_request();
-    in_hosted_step_ = true;
     push_running(nullptr);
-    py::Ref loop = py::Ref::borrow(hosted_loop_);  // the step may drop the context's reference
-    if (tasks_abandoned_.exchange(false, std::memory_order_acq_rel)) {
-        py::Ref done = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_cancel_abandoned", nullptr));
-        if (!done) PyErr_WriteUnraisable(loop.get());
-    }
-    py::Ref next = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_step", nullptr));
+    hosted_.step();
     pop_running();
-    in_hosted_step_ = false;
-    hosted_deadline_ = RequestQueue::Clock::time_point::max();
-    if (!next) {
-        PyErr_WriteUnraisable(loop.get());
-        return;
-    }
-    if (next.get() == Py_None) return;
-    double when = PyFloat_AsDouble(next.get());
-    if (when == -1.0 && PyErr_Occurred()) {
-        PyErr_WriteUnraisable(loop.get());
-        return;
-    }
-    // loop.time() is time.monotonic(), the clock steady_clock reads on Linux.
-    hosted_deadline_ = RequestQueue::Clock::time_point(from_seconds(when));
 }
 
 // Precondition: attached. A few steps at most, so that a loop that always has work ready
 // cannot starve the queue: the next wait returns at once while the loop is still due.
 void Context::run_due_hosted_steps() {
-    for (int i = 0; i < 8 && hosted_due(); ++i) step_hosted();
-}
-
-// Precondition: attached. Cancels the hosted loop's tasks (their callers get an error reply)
-// and closes it; the context is stopping.
-void Context::shutdown_hosted_loop() {
-    py::Ref loop = py::Ref::borrow(hosted_loop_);
-    py::Ref done = py::Ref::steal(PyObject_CallMethod(loop.get(), "_erlang_shutdown", nullptr));
-    if (!done) PyErr_WriteUnraisable(loop.get());
-    set_hosted_loop(nullptr, nullptr);
+    for (int i = 0; i < 8 && hosted_.due(); ++i) step_hosted();
 }
 
 bool Context::push_callback_reply(uint64_t id, ERL_NIF_TERM result) {

@@ -21,6 +21,7 @@
 #include "aio/poller.hpp"
 #include "bridge/host.hpp"
 #include "context/callback_table.hpp"
+#include "context/hosted_loop.hpp"
 #include "context/interrupter.hpp"
 #include "context/name_cache.hpp"
 #include "context/namespace.hpp"
@@ -115,7 +116,7 @@ public:
     // Any thread, never blocks: a request whose result a task of the hosted loop produces was
     // cancelled; the next step cancels such tasks.
     void cancel_abandoned_tasks() {
-        tasks_abandoned_.store(true, std::memory_order_release);
+        hosted_.request_cancel_abandoned();
         queue_.wake();
     }
 
@@ -160,10 +161,8 @@ private:
     RequestPtr wait_callback_reply(uint64_t id);
     bool is_reentrant(const Request& request) const;
     bool refill_backlog(RequestQueue::Clock::time_point deadline);
-    bool hosted_due() const;
     void step_hosted();
     void run_due_hosted_steps();
-    void shutdown_hosted_loop();
     PyObject* callback_result(Request& reply, PyObject* name);
     void push_running(Request* req);
     void pop_running();
@@ -211,15 +210,9 @@ private:
     erl::OwnedEnv failure_env_;  // made up front: replies when no memory was left for another
     CallbackTable callbacks_;    // the erlang.call callbacks waited for, and early answers
 
-    // Worker-thread state of the context's hosted event loop (py:async_call and friends): an
-    // ErlangEventLoop stepped by serve() when one of its descriptors is ready, its next timer
-    // is due or new work was scheduled on it. While a step runs, running_ holds a nullptr
-    // (no request to call back for).
-    PyObject* hosted_loop_ = nullptr;
-    aio::PollerPtr hosted_poller_;
-    RequestQueue::Clock::time_point hosted_deadline_ = RequestQueue::Clock::time_point::max();
-    bool in_hosted_step_ = false;
-    std::atomic<bool> tasks_abandoned_{false};  // see cancel_abandoned_tasks
+    // The context's hosted event loop (worker thread). While a step runs, running_ holds a
+    // nullptr (no request to call back for).
+    HostedLoop hosted_;
 
     // The epoll set this context's thread sleeps on once a loop watches descriptors (made with
     // the first poller, worker thread; the queue keeps its address: never reset).
