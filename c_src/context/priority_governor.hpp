@@ -2,8 +2,8 @@
 // the CPU from it at once when they wake, until the BEAM starves it: a thread with work that ran
 // less than a quarter of a period and waited for a CPU over half of it (the kernel's run delay),
 // while the BEAM's schedulers were busy more than half of the period, is raised to normal
-// priority, where it gets a fair share; once it hardly waits any more for a while, it goes back
-// to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
+// priority, where it gets a fair share; once the BEAM's schedulers have not been busy for 5
+// looks in a row, it goes back to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
 // cores, the schedulers mostly asleep) or with other programs stay at SCHED_IDLE, so the BEAM
 // still wakes at once. A thread waiting for the GIL or for an Erlang callback is not runnable,
 // so it is not starved. One governor thread, started with the first
