@@ -197,10 +197,11 @@ init(#{owner := Owner} = Opts) ->
             {stop, Reason}
     end.
 
+%% The child's stdout and stderr, one file per context, deleted when it stops (no directory: a
+%% directory per node was left behind, empty, by every node).
 log_file() ->
-    Dir = filename:join(tmp_dir(), "erlang_python_isolated." ++ os:getpid()),
-    ok = filelib:ensure_path(Dir),
-    filename:join(Dir, "ctx-" ++ integer_to_list(erlang:unique_integer([positive])) ++ ".log").
+    filename:join(tmp_dir(), "erlang_python_isolated." ++ os:getpid() ++ "." ++
+                      integer_to_list(erlang:unique_integer([positive])) ++ ".log").
 
 tmp_dir() ->
     case os:getenv("TMPDIR") of
