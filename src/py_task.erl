@@ -20,6 +20,7 @@
 -define(IDLE_KEY, '$py_task_idle').
 -define(MAX_IDLE, 4).
 -define(IDLE_MS, 5000).
+-define(COLLECT_MS, 100).
 -define(RUN, '$py_task_run').
 -define(STOP, '$py_task_stop').
 
@@ -95,7 +96,19 @@ relay(Caller, CallerMon, {?RUN, Ref, CtxRef, Ns, Submit}) ->
     Caller ! {async_result, Ref, Result},
     idle(Caller, CallerMon).
 
+%% Idle past ?COLLECT_MS, a relay collects its heap: the last task's result (a large binary,
+%% say) is not kept alive by a relay that merely waits.
 idle(Caller, CallerMon) ->
+    receive
+        {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
+        {'DOWN', CallerMon, process, Caller, _} -> ok;
+        ?STOP -> unlink(Caller)
+    after ?COLLECT_MS ->
+        erlang:garbage_collect(),
+        idle_collected(Caller, CallerMon)
+    end.
+
+idle_collected(Caller, CallerMon) ->
     receive
         {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
         {'DOWN', CallerMon, process, Caller, _} -> ok;

@@ -134,6 +134,9 @@ async def stop_serving():
     SERVERS.clear()
     return 'stopped'
 
+def big(n):
+    return b'x' * n
+
 async def adopt(fd):
     transport, protocol = await erlang.server.adopt(fd, Echo)
     return 'adopted'
@@ -535,6 +538,12 @@ relays_reused(Config) ->
     [Relay] = get('$py_task_idle'),
     [{ok, 2} = py_context:submit_await(Ctx, '__main__', plain, [1]) || _ <- lists:seq(1, 20)],
     [Relay] = get('$py_task_idle'),
+    %% An idle relay does not keep its last result alive.
+    {ok, Big} = py_context:submit_await(Ctx, '__main__', big, [1 bsl 20]),
+    1048576 = byte_size(Big),
+    [Relay] = get('$py_task_idle'),
+    ok = wait_until(fun() -> {binary, Bins} = process_info(Relay, binary),
+                             [] =:= [B || {_, Size, _} = B <- Bins, Size >= 1048576] end, 20000),
     %% Ten at once: ten relays; four stay idle, the six others end.
     Refs = [begin {ok, R} = py_context:submit(Ctx, '__main__', double, [N, 0.05]), R end || N <- lists:seq(1, 10)],
     Relays = [get({'$py_task', R}) || R <- Refs],
@@ -573,3 +582,14 @@ relays_reused(Config) ->
     receive {'DOWN', LastMon, process, Last, _} -> ok after 20000 -> ct:fail(idle_relay_outlived_caller) end,
     ok = py_context:stop_loop(Ctx),
     ok = py_context:stop(Ctx).
+
+wait_until(Pred, Ms) when Ms =< 0 ->
+    Pred() orelse ct:fail(condition_never_held),
+    ok;
+wait_until(Pred, Ms) ->
+    case Pred() of
+        true -> ok;
+        false ->
+            receive after 20 -> ok end,
+            wait_until(Pred, Ms - 20)
+    end.
