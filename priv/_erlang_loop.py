@@ -28,6 +28,7 @@ from asyncio import events
 from asyncio import selector_events
 
 import erlang
+from _erlang_schedule import LeanScheduling
 
 __all__ = ["ErlangEventLoop", "ErlangEventLoopPolicy", "EventLoopPolicy", "new_event_loop", "run", "install",
            "sleep"]
@@ -165,8 +166,9 @@ def _route_signal(name):
         erlang.send(erlang.atom("erl_signal_server"), (erlang.atom("py_signal_route"), erlang.atom(name)))
 
 
-class ErlangEventLoop(asyncio.SelectorEventLoop):
-    """An asyncio event loop whose descriptor readiness and waiting are driven by its context."""
+class ErlangEventLoop(LeanScheduling, asyncio.SelectorEventLoop):
+    """An asyncio event loop whose descriptor readiness and waiting are driven by its context
+    (its timers and iterations: asyncio's rules in fewer frames, see _erlang_schedule.py)."""
 
     def __init__(self):
         # Closed until the base class has set the loop up: when ErlangSelector() refuses (not
@@ -256,7 +258,7 @@ class ErlangEventLoop(asyncio.SelectorEventLoop):
         return handle
 
     def _erlang_hosted_call_at(self, when, callback, *args, context=None):
-        handle = asyncio.SelectorEventLoop.call_at(self, when, callback, *args, context=context)
+        handle = LeanScheduling.call_at(self, when, callback, *args, context=context)
         self._erlang_request_step()
         return handle
 

@@ -7,7 +7,8 @@
 %% reply (answering the Erlang callbacks of the task meanwhile) and sends it on. The caller
 %% exiting kills the relay, which cancels the task; an await that times out kills the relay
 %% too, waits for it to be gone and takes a result it may have sent out of the mailbox, so no
-%% late result arrives after `{error, timeout}'.
+%% late result arrives after `{error, timeout}'. A relay whose result await/2 received serves
+%% the caller's next task (up to ?MAX_IDLE idle relays per process, ?IDLE_MS each).
 -module(py_task).
 
 -export([start/6, start_queued/6, await/2]).
@@ -15,25 +16,21 @@
 -define(RELAY_KEY(Ref), {'$py_task', Ref}).
 %% Tasks of one process remembered (for await/2) before those whose relay is gone are forgotten.
 -define(PRUNE_AT, 64).
+%% The idle relays of a process (see relay/3): how many it keeps, how long one waits for a task.
+-define(IDLE_KEY, '$py_task_idle').
+-define(MAX_IDLE, 4).
+-define(IDLE_MS, 5000).
+-define(COLLECT_MS, 100).
+-define(RUN, '$py_task_run').
+-define(STOP, '$py_task_stop').
 
 %% Starts Module.Function(*Args, **Kwargs) on Target (`pool': the calling process's pool
 %% context, in its namespace; or a context pid) with result mode Mode; returns the reference
-%% of the result message.
+%% of the result message once the request is in the context's queue.
 -spec start(pool | py_context:context(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) ->
     reference().
 start(Target, Module, Function, Args, Kwargs, Mode) ->
-    Caller = self(),
-    Ref = make_ref(),
-    prune(),
-    Submit = fun(CtxRef, Ns, Tag) -> py_nif:submit_call(CtxRef, Ns, Tag, Module, Function, Args, Kwargs, Mode) end,
-    case resolve(Target) of
-        {ok, CtxRef, Ns} ->
-            Relay = spawn_link(fun() -> relay(Caller, Ref, CtxRef, Ns, Submit) end),
-            put(?RELAY_KEY(Ref), Relay);
-        {error, _} = Error ->
-            Caller ! {async_result, Ref, Error}
-    end,
-    Ref.
+    launch(resolve(Target), Module, Function, Args, Kwargs, Mode).
 
 %% A pool context picked earlier that has stopped since is picked again first.
 resolve(pool) ->
@@ -46,30 +43,50 @@ resolve(pool) ->
 resolve(Ctx) ->
     py_request:resolve(Ctx).
 
-%% start/6 on a context, returning once the request is in the context's queue: a request
-%% made after this call returns (py_context:stop_loop/2) is served after it.
+%% start/6 on a context: a request made after this call returns (py_context:stop_loop/2) is
+%% served after it.
 -spec start_queued(py_context:context(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) ->
     reference().
 start_queued(Ctx, Module, Function, Args, Kwargs, Mode) ->
-    Caller = self(),
+    launch(resolve(Ctx), Module, Function, Args, Kwargs, Mode).
+
+launch({error, _} = Error, _Module, _Function, _Args, _Kwargs, _Mode) ->
+    Ref = make_ref(),
+    self() ! {async_result, Ref, Error},
+    Ref;
+launch({ok, CtxRef, Ns}, Module, Function, Args, Kwargs, Mode) ->
     Ref = make_ref(),
     prune(),
-    Submit = fun(CtxRef, Ns, Tag) -> py_nif:submit_call(CtxRef, Ns, Tag, Module, Function, Args, Kwargs, Mode) end,
-    case resolve(Ctx) of
-        {ok, CtxRef, Ns} ->
-            Relay = spawn_link(fun() -> queued_relay(Caller, Ref, CtxRef, Ns, Submit) end),
-            Mon = erlang:monitor(process, Relay),
-            receive
-                {queued, Ref} -> erlang:demonitor(Mon, [flush]);
-                {'DOWN', Mon, process, Relay, _} -> ok
-            end,
-            put(?RELAY_KEY(Ref), Relay);
-        {error, _} = Error ->
-            Caller ! {async_result, Ref, Error}
-    end,
+    Submit = fun(R, N, Tag) -> py_nif:submit_call(R, N, Tag, Module, Function, Args, Kwargs, Mode) end,
+    Job = {?RUN, Ref, CtxRef, Ns, Submit},
+    Relay = hand_over(Job, take_idle()),
+    put(?RELAY_KEY(Ref), Relay),
     Ref.
 
-queued_relay(Caller, Ref, CtxRef, Ns, Submit) ->
+%% Gives Job to an idle relay of this process, or to a new one when there is none or the idle
+%% one ended meanwhile (its idle time ran out); returns once the relay has queued the request.
+hand_over(Job = {?RUN, Ref, _, _, _}, Idle) ->
+    Caller = self(),
+    Relay = case Idle of
+                none -> spawn_link(fun() -> relay(Caller, erlang:monitor(process, Caller), Job) end);
+                Pid -> Pid ! Job, Pid
+            end,
+    Mon = erlang:monitor(process, Relay),
+    receive
+        {queued, Ref} ->
+            erlang:demonitor(Mon, [flush]),
+            Relay;
+        {'DOWN', Mon, process, Relay, _} when Idle =/= none ->
+            hand_over(Job, none);
+        {'DOWN', Mon, process, Relay, _} ->
+            Relay  % killed before it queued anything: await/2 times out as for any lost task
+    end.
+
+%% A relay makes one request at a time for its caller, answers the Erlang callbacks of its
+%% task while it waits, and sends the result on; then it waits, idle, for the caller's next
+%% task (a process exit per task costs more than the task: see docs/performance.md). It ends
+%% when its caller is gone, when told to, or after ?IDLE_MS idle.
+relay(Caller, CallerMon, {?RUN, Ref, CtxRef, Ns, Submit}) ->
     Pending = py_request:start(CtxRef, Ns, Submit),
     Caller ! {queued, Ref},
     Result = case Pending of
@@ -77,12 +94,50 @@ queued_relay(Caller, Ref, CtxRef, Ns, Submit) ->
                  _ -> py_request:wait(Pending, infinity)
              end,
     Caller ! {async_result, Ref, Result},
-    unlink(Caller).
+    idle(Caller, CallerMon).
 
-relay(Caller, Ref, CtxRef, Ns, Submit) ->
-    Result = py_request:run(CtxRef, Ns, infinity, Submit),
-    Caller ! {async_result, Ref, Result},
-    unlink(Caller).
+%% Idle past ?COLLECT_MS, a relay collects its heap: the last task's result (a large binary,
+%% say) is not kept alive by a relay that merely waits.
+idle(Caller, CallerMon) ->
+    receive
+        {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
+        {'DOWN', CallerMon, process, Caller, _} -> ok;
+        ?STOP -> unlink(Caller)
+    after ?COLLECT_MS ->
+        erlang:garbage_collect(),
+        idle_collected(Caller, CallerMon)
+    end.
+
+idle_collected(Caller, CallerMon) ->
+    receive
+        {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
+        {'DOWN', CallerMon, process, Caller, _} -> ok;
+        ?STOP -> unlink(Caller)
+    after ?IDLE_MS ->
+        unlink(Caller)  % a caller trapping exits gets no 'EXIT' message for it
+    end.
+
+%% The idle relays of this process, most recently used first.
+take_idle() ->
+    case get(?IDLE_KEY) of
+        [Relay | Rest] ->
+            put(?IDLE_KEY, Rest),
+            Relay;
+        _ ->
+            none
+    end.
+
+%% Relay has sent the result of its task and waits for another one.
+give_back(Relay) ->
+    Idle = case get(?IDLE_KEY) of
+               undefined -> [];
+               List -> List
+           end,
+    case length(Idle) < ?MAX_IDLE of
+        true -> put(?IDLE_KEY, [Relay | Idle]);
+        false -> Relay ! ?STOP
+    end,
+    ok.
 
 %% The result of a task this process started, waiting at most Timeout ms. A reference this
 %% process did not get from start/6 (or already awaited) is waited for as a message all the
@@ -95,7 +150,7 @@ await(Ref, Timeout) ->
             after Timeout -> {error, timeout}
             end;
         Relay ->
-            receive {async_result, Ref, Result} -> Result
+            receive {async_result, Ref, Result} -> give_back(Relay), Result
             after Timeout ->
                 stop_relay(Relay),
                 receive {async_result, Ref, _} -> ok after 0 -> ok end,

@@ -12,7 +12,7 @@
          threadsafe_and_executor/1, thousand_tasks/1, timers_in_order/1, cancellation/1,
          task_exception/1, erlang_sleep/1, install_gating/1, no_implicit_policy/1,
          context_serves_while_loop_waits/1, idle_loop_costs_no_thread/1,
-         hosted_server_with_gen_tcp/1, owngil_loop/1]).
+         hosted_server_with_gen_tcp/1, owngil_loop/1, lean_scheduling/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -22,7 +22,7 @@ groups() ->
     [{entry, [], [entry_points, install_gating, no_implicit_policy, erlang_sleep]},
      {io, [], [tcp_echo, tcp_large_payload, udp_round_trip, unix_server, sock_api,
                readers_and_writers, getaddrinfo, subprocess, threadsafe_and_executor]},
-     {scheduling, [], [thousand_tasks, timers_in_order, cancellation, task_exception]},
+     {scheduling, [], [thousand_tasks, timers_in_order, cancellation, task_exception, lean_scheduling]},
      {context, [], [context_serves_while_loop_waits, idle_loop_costs_no_thread,
                     hosted_server_with_gen_tcp, owngil_loop]}].
 
@@ -160,6 +160,13 @@ task_exception(Config) ->
     {error, {'ValueError', "boom in task"}} = run(Config, <<"task_exception">>),
     %% the context is fine afterwards
     {ok, [10, 45]} = run(Config, <<"many_tasks">>, [10]),
+    ok.
+
+%% ErlangEventLoop's own timer scheduling (priv/_erlang_schedule.py) keeps asyncio's behaviour:
+%% the case returns the names of the checks that failed.
+lean_scheduling(Config) ->
+    setup(pool, Config),
+    {ok, []} = py:call(loop_cases, lean_scheduling, [], #{}, 60000),
     ok.
 
 %% --- the loop and its context ---------------------------------------------------------------------

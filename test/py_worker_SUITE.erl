@@ -13,7 +13,7 @@
          stop_loop_ignores_cancellation/1, stop_loop_interrupts_a_hog/1, submit_to_stopped_loop/1, context_stop_ends_loop/1,
          dup_fd/1, serve_gen_tcp_and_socket/1, serve_udp/1, adopt_accepted/1, serve_bad_fd/1,
          protocol_raises/1,
-         pool_rolling_reload/1, pool_worker_killed_mid_request/1, pool_10k_connections/1]).
+         pool_rolling_reload/1, pool_worker_killed_mid_request/1, pool_10k_connections/1, relays_reused/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -23,7 +23,7 @@ groups() ->
     Cases = [submit_results, calls_while_loop_runs, loop_exit_to_owner, owner_exit_stops_loop,
              stop_loop_ignores_cancellation, stop_loop_interrupts_a_hog, submit_to_stopped_loop, context_stop_ends_loop, dup_fd,
              serve_gen_tcp_and_socket, serve_udp, adopt_accepted, serve_bad_fd, protocol_raises,
-             pool_rolling_reload, pool_worker_killed_mid_request, pool_10k_connections],
+             pool_rolling_reload, pool_worker_killed_mid_request, pool_10k_connections, relays_reused],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -133,6 +133,9 @@ async def stop_serving():
         await erlang.server.stop_serving(s)
     SERVERS.clear()
     return 'stopped'
+
+def big(n):
+    return b'x' * n
 
 async def adopt(fd):
     transport, protocol = await erlang.server.adopt(fd, Echo)
@@ -522,3 +525,71 @@ pool_10k_connections(Config) ->
     ct:pal("fds: baseline ~b, now ~b", [Baseline, py_test_util:fds()]),
     true = Settled,
     stop_pool(L, Sup).
+
+%% --- py_task's relays ----------------------------------------------------------------------------
+
+%% A relay (src/py_task.erl) whose result was awaited serves its process's next task; at most 4
+%% wait idle, the others end; a task handed to an idle relay that ended meanwhile goes to a new
+%% one; a caller trapping exits gets no 'EXIT' message from its relays, which end with it.
+relays_reused(Config) ->
+    Ctx = new_ctx(Config),
+    ok = py_context:start_loop(Ctx),
+    {ok, 2} = py_context:submit_await(Ctx, '__main__', plain, [1]),
+    [Relay] = get('$py_task_idle'),
+    [{ok, 2} = py_context:submit_await(Ctx, '__main__', plain, [1]) || _ <- lists:seq(1, 20)],
+    [Relay] = get('$py_task_idle'),
+    %% An idle relay does not keep its last result alive.
+    {ok, Big} = py_context:submit_await(Ctx, '__main__', big, [1 bsl 20]),
+    1048576 = byte_size(Big),
+    [Relay] = get('$py_task_idle'),
+    ok = wait_until(fun() -> {binary, Bins} = process_info(Relay, binary),
+                             [] =:= [B || {_, Size, _} = B <- Bins, Size >= 1048576] end, 20000),
+    %% Ten at once: ten relays; four stay idle, the six others end.
+    Refs = [begin {ok, R} = py_context:submit(Ctx, '__main__', double, [N, 0.05]), R end || N <- lists:seq(1, 10)],
+    Relays = [get({'$py_task', R}) || R <- Refs],
+    10 = length(lists:usort(Relays)),
+    Mons = [{P, erlang:monitor(process, P)} || P <- Relays],
+    Expected = [{ok, 2 * N} || N <- lists:seq(1, 10)],
+    Expected = [py_event_loop:await(R, 20000) || R <- Refs],
+    Idle = get('$py_task_idle'),
+    4 = length(Idle),
+    [receive {'DOWN', M, process, P, normal} -> ok after 20000 -> ct:fail({relay_alive, P}) end
+     || {P, M} <- Mons, not lists:member(P, Idle)],
+    %% The idle relay picked next has ended: the task runs on a new relay.
+    [Gone | _] = Idle,
+    {_, GoneMon} = lists:keyfind(Gone, 1, Mons),
+    Gone ! '$py_task_stop',
+    receive {'DOWN', GoneMon, process, Gone, normal} -> ok after 20000 -> ct:fail(relay_did_not_stop) end,
+    {ok, 3} = py_context:submit_await(Ctx, '__main__', plain, [2]),
+    false = lists:member(Gone, get('$py_task_idle')),
+    %% A caller trapping exits.
+    Self = self(),
+    Caller = spawn(fun() ->
+        process_flag(trap_exit, true),
+        {ok, 2} = py_context:submit_await(Ctx, '__main__', plain, [1]),
+        [First] = get('$py_task_idle'),
+        FirstMon = erlang:monitor(process, First),
+        First ! '$py_task_stop',
+        receive {'DOWN', FirstMon, process, First, normal} -> ok end,
+        {ok, 3} = py_context:submit_await(Ctx, '__main__', plain, [2]),
+        Exits = receive {'EXIT', _, _} = E -> [E] after 0 -> [] end,
+        Self ! {caller, get('$py_task_idle'), Exits},
+        receive stop -> ok end
+    end),
+    [Last] = receive {caller, I, []} -> I; {caller, _, _} = Other -> ct:fail(Other) after 20000 -> ct:fail(no_caller) end,
+    LastMon = erlang:monitor(process, Last),
+    Caller ! stop,
+    receive {'DOWN', LastMon, process, Last, _} -> ok after 20000 -> ct:fail(idle_relay_outlived_caller) end,
+    ok = py_context:stop_loop(Ctx),
+    ok = py_context:stop(Ctx).
+
+wait_until(Pred, Ms) when Ms =< 0 ->
+    Pred() orelse ct:fail(condition_never_held),
+    ok;
+wait_until(Pred, Ms) ->
+    case Pred() of
+        true -> ok;
+        false ->
+            receive after 20 -> ok end,
+            wait_until(Pred, Ms - 20)
+    end.

@@ -373,3 +373,71 @@ async def stop_echo_server():
     _hosted_server.close()
     await _hosted_server.wait_closed()
     return True
+
+
+def _schedule_order(loop_factory):
+    """The order a mix of call_soon, call_later and call_at callbacks (equal times, cancelled
+    ones, many cancelled so that the heap is rebuilt) runs in on a new loop: the same whatever
+    the machine's load (no callback schedules another)."""
+    order = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        base = loop.time()
+        done = loop.create_future()
+        handles = [loop.call_at(base + 0.002 + (i % 7) * 0.001, order.append, ("at", i)) for i in range(300)]
+        for handle in handles[::3] + handles[1::3]:
+            handle.cancel()  # 200 of 300: more than half, so the next iteration rebuilds the heap
+        loop.call_soon(order.append, ("soon", 1))
+        loop.call_later(0, order.append, ("later0", 1))
+        loop.call_soon(order.append, ("soon", 2))
+        loop.call_at(base + 0.02, done.set_result, None)
+        await done
+        return len(loop._scheduled)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        left = runner.run(main())
+    return order, left
+
+
+def lean_scheduling():
+    """ErlangEventLoop's own call_later/call_at/_run_once (priv/_erlang_schedule.py) against
+    asyncio's: the same order, the same handle types and errors, a replaced time() honoured,
+    a debug loop on asyncio's own code."""
+    from asyncio import events
+    checks = {}
+    erlang_order, erlang_left = _schedule_order(erlang.new_event_loop)
+    stock_order, stock_left = _schedule_order(asyncio.new_event_loop)
+    checks["same_order"] = erlang_order == stock_order and len(erlang_order) == 103
+    checks["heap_emptied"] = erlang_left == stock_left == 0
+
+    loop = erlang.new_event_loop()
+    try:
+        handle = loop.call_later(10, print)
+        checks["timer_handle"] = isinstance(handle, events.TimerHandle) and handle._source_traceback is None
+        handle.cancel()
+        try:
+            loop.call_later(None, print)
+            checks["delay_none"] = False
+        except TypeError:
+            checks["delay_none"] = True
+        try:
+            loop.call_at(None, print)
+            checks["when_none"] = False
+        except TypeError:
+            checks["when_none"] = True
+        loop.time = lambda: 1000.0  # a replaced clock is the loop's clock
+        checks["replaced_time"] = loop.call_later(5, print).when() == 1005.0
+        del loop.time
+        loop.set_debug(True)
+        debug_handle = loop.call_later(10, print)
+        checks["debug_stock"] = type(debug_handle) is events.TimerHandle and bool(debug_handle._source_traceback)
+        loop.set_debug(False)
+    finally:
+        loop.close()
+    try:
+        loop.call_later(0, print)
+        checks["closed"] = False
+    except RuntimeError:
+        checks["closed"] = True
+    return sorted(name for name, ok in checks.items() if not ok)
