@@ -24,8 +24,8 @@ end_per_suite(_Config) ->
     ok = application:stop(erlang_python).
 
 %% py:stream(itertools, count, []) ends with an OverflowError past stream_max_items (default
-%% 1,000,000), in well under its timeout and without growing the node by more than ~200 MB; the
-%% context goes on. Before the fix list() ran in C: RSS grew by gigabytes until the 30 s timeout
+%% 1,000,000), in well under its timeout and without growing the node by more than ~200 MB
+%% (not asserted under ASan, whose quarantine keeps freed memory); the context goes on. Before the fix list() ran in C: RSS grew by gigabytes until the 30 s timeout
 %% and the context stayed busy for ever.
 endless_c_iterator_is_bounded(_Config) ->
     Rss0 = py_test_util:rss_kb(),
@@ -38,7 +38,7 @@ endless_c_iterator_is_bounded(_Config) ->
     {ok, 2.0} = py:call(math, sqrt, [4]),
     ct:comment("OverflowError after ~p ms; RSS +~p KB", [Ms, GrowthKb]),
     true = Ms < 10000,
-    true = GrowthKb < 200 * 1024.
+    true = GrowthKb < 200 * 1024 orelse py_test_util:under_asan().
 
 %% A C iterator that never ends and gives an item every 5 ms: {error, timeout} at the 30 s
 %% default timeout, the Python loop is interrupted between items, and the same pool context

@@ -1319,10 +1319,8 @@ probe_limit_ms(IdleP99) ->
             end,
     max(Fixed, 4 * IdleP99).
 
-%% Whether the BEAM runs with ASan preloaded (make test-asan): its quarantine holds freed memory
-%% and PYTHONMALLOC=malloc changes Python's allocations, so RSS figures are reported, not asserted.
 under_asan() ->
-    string:find(os:getenv("LD_PRELOAD", ""), "asan") =/= nomatch.
+    py_test_util:under_asan().
 
 %% --- regressions ------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 %% peer nodes for the suites that need a second node.
 -module(py_test_util).
 
--export([mode_group/2]).
+-export([mode_group/2, under_asan/0]).
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
          flush/0, wait_until/2, best_of/3,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
@@ -279,3 +279,9 @@ mode_group(Mode, Config) ->
         {error, {owngil_unsupported, Version}} ->
             {skip, "owngil contexts need Python 3.13+; this build uses " ++ binary_to_list(Version)}
     end.
+
+%% Whether the BEAM runs with ASan preloaded (make test-asan): its quarantine holds freed memory
+%% and PYTHONMALLOC=malloc changes Python's allocations, so RSS figures are reported, not asserted.
+-spec under_asan() -> boolean().
+under_asan() ->
+    string:find(os:getenv("LD_PRELOAD", ""), "asan") =/= nomatch.
