@@ -14,7 +14,8 @@
          timeout_in_callback/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
          forked_processes_killed_with_child/1,
-         owner_exit_stops_child/1, churn_100_contexts/1]).
+         owner_exit_stops_child/1, churn_100_contexts/1,
+         codec_edges/1, codec_malformed_input/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -23,7 +24,8 @@ all() ->
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
-                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported]},
+                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
+                codec_edges, codec_malformed_input]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
@@ -127,6 +129,66 @@ conversions(_Config) ->
     %% Objects with no Erlang form are refused (no object references in isolated mode yet).
     {error, {'TypeError', _}} = py:eval(Ctx, <<"object()">>),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx).
+
+%% The child's term codec (c_src/child/etf_*.cpp) on the terms the conversions case leaves out.
+codec_edges(_Config) ->
+    Ctx = new(#{}),
+    Fun = fun() -> ok end,
+    Port = hd(erlang:ports()),
+    Big = list_to_tuple(lists:seq(1, 300)),
+    Values = [-2147483648, 2147483647, 2147483648, -2147483649, 1 bsl 64, -(1 bsl 64), 1 bsl 2100,
+              -0.0, 1.0e308, Big, Fun, fun lists:seq/2, Port, #{1 => #{2 => [<<>>]}},
+              [<<"é"/utf8>>, <<"日本"/utf8>>], list_to_binary(lists:duplicate(70000, $x))],
+    [{ok, V} = py:eval(Ctx, <<"v">>, #{v => V}) || V <- Values],
+    {ok, [97, 98, 99]} = py:eval(Ctx, <<"v">>, #{v => "abc"}),
+    {ok, <<"héllo"/utf8>>} = py:eval(Ctx, <<"v">>, #{v => 'héllo'}),
+    {ok, <<"bytes">>} = py:eval(Ctx, <<"type(v).__name__">>, #{v => {bytes, <<255, 1>>}}),
+    {ok, {<<"bytes">>, 1}} = py:eval(Ctx, <<"v">>, #{v => {bytes, 1}}),
+    {ok, <<"Term">>} = py:eval(Ctx, <<"type(v).__name__">>, #{v => Fun}),
+    {ok, true} = py:eval(Ctx, <<"a == b and hash(a) == hash(b)">>, #{a => self(), b => self()}),
+    %% Too deep either way: an error for that request, the context stays usable.
+    Deep = lists:foldl(fun(_, Acc) -> [Acc] end, [], lists:seq(1, 200000)),
+    {error, {'RecursionError', _}} = py:eval(Ctx, <<"v">>, #{v => Deep}),
+    {error, {'RecursionError', _}} =
+        py:eval(Ctx, <<"__import__('functools').reduce(lambda a, _: [a], range(200000), [])">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => #{[1] => 2}}),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"[1, object()]">>),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% Every truncation and many byte flips of a term given to the child's decoder raise a Python
+%% exception (or decode to something); none crashes the child.
+codec_malformed_input(_Config) ->
+    Ctx = new(#{}),
+    Term = {self(), make_ref(), fun() -> ok end, #{<<"k">> => [1, 2.5, -(1 bsl 70)]}, 'héllo',
+            "abc", {bytes, <<1, 2>>}, [1 | [<<"x">>]], 300, -3},
+    Bin = term_to_binary(Term),
+    Code = <<"import _erlang_etf, random\n"
+             "def attempt(b):\n"
+             "    try:\n"
+             "        _erlang_etf.decode(b)\n"
+             "        return 'value'\n"
+             "    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:\n"
+             "        return type(e).__name__\n"
+             "prefixes = {attempt(b[:n]) for n in range(len(b))}\n"
+             "rng = random.Random(20)\n"
+             "flips = set()\n"
+             "for _ in range(20000):\n"
+             "    m = bytearray(b)\n"
+             "    for _ in range(rng.randint(1, 3)):\n"
+             "        m[rng.randrange(1, len(m))] = rng.randrange(256)\n"
+             "    flips.add(attempt(bytes(m)))\n"
+             "result = (sorted(prefixes), attempt(b))\n">>,
+    ok = py:exec(Ctx, <<"b = None">>),
+    {ok, _} = py:eval(Ctx, <<"globals().__setitem__('b', v)">>, #{v => {bytes, Bin}}),
+    ok = py:exec(Ctx, Code),
+    {ok, {Prefixes, <<"value">>}} = py:eval(Ctx, <<"result">>),
+    false = lists:member(<<"value">>, Prefixes),
+    [] = Prefixes -- [<<"ValueError">>, <<"TypeError">>],
+    {ok, Flips} = py:eval(Ctx, <<"sorted(flips)">>),
+    ct:pal("outcomes of 20000 mutated terms: ~p", [Flips]),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
     ok = py_context:stop(Ctx).
 
 python_output_kept_off_the_pipe(_Config) ->
