@@ -73,11 +73,67 @@ class _ParentGone(BaseException):
     """The parent closed the pipe: the server returns."""
 
 
+# --- object references ---------------------------------------------------------------------
+class _Objects:
+    """Objects with no Erlang form, sent to Erlang as {'$py_isolated_object', Id}: kept here
+    until the parent reports that its last handle was garbage collected (a 'release' frame)."""
+
+    table: dict = {}
+    next_id = 0
+    made = None  # the ids made while the frame being encoded is encoded
+
+
+_objects = _Objects()
+
+
+def _wrap(obj) -> int:
+    _objects.next_id += 1
+    ident = _objects.next_id
+    _objects.table[ident] = obj
+    if _objects.made is not None:
+        _objects.made.append(ident)
+    return ident
+
+
+def _resolve(ident):
+    try:
+        return _objects.table[ident]
+    except (KeyError, TypeError):
+        raise ValueError("a Python object reference this isolated context no longer holds") from None
+
+
+def _call_method(obj, name, *args, **kwargs):
+    """py:call_method/3,4 on an object of this context."""
+    return getattr(obj, name)(*args, **kwargs)
+
+
+def _to_term(obj):
+    """py:to_term/1 on an object of this context: a mapping as a dict, an iterable as a list."""
+    import collections.abc
+    return dict(obj) if isinstance(obj, collections.abc.Mapping) else list(obj)
+
+
 # --- the codec (c_src/child/etf_*.cpp, built into priv/py_child) ------------------------------
-_erlang_etf.setup(Atom, Pid, Term)
+_erlang_etf.setup(Atom, Pid, Term, _wrap, _resolve)
 decode = _erlang_etf.decode
 encode = _erlang_etf.encode
-_frame = _erlang_etf.frame
+
+
+def _frame(term) -> bytes:
+    """The frame for term; {with_objects, Frame} when it holds object references (the parent
+    turns them into handles). Objects kept for a frame that fails to encode are dropped."""
+    made = _objects.made = []
+    try:
+        frame = _erlang_etf.frame(term)
+    except BaseException:
+        for ident in made:
+            _objects.table.pop(ident, None)
+        raise
+    finally:
+        _objects.made = None
+    if made:
+        frame = _erlang_etf.frame((_WITH_OBJECTS, frame[4:]))
+    return frame
 
 
 # --- the connection ------------------------------------------------------------------------
@@ -183,6 +239,7 @@ def _run(request):
 
 
 _REPLY = Atom("reply")
+_WITH_OBJECTS = Atom("with_objects")
 _OK = Atom("ok")
 
 
@@ -208,6 +265,9 @@ def _dispatch(msg) -> bool:
     """Serves a request frame; False for any other frame (a late callback reply)."""
     if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec"):
         _serve_request(msg)
+        return True
+    if type(msg) is tuple and len(msg) == 2 and msg[0] == "release":
+        _objects.table.pop(msg[1], None)
         return True
     return False
 

@@ -15,7 +15,8 @@
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
          forked_processes_killed_with_child/1,
          owner_exit_stops_child/1, churn_100_contexts/1,
-         codec_edges/1, codec_malformed_input/1]).
+         codec_edges/1, codec_malformed_input/1,
+         object_references/1, object_references_released/1, object_references_refused/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -25,7 +26,8 @@ all() ->
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
-                codec_edges, codec_malformed_input]},
+                codec_edges, codec_malformed_input,
+                object_references, object_references_released, object_references_refused]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
@@ -126,8 +128,9 @@ conversions(_Config) ->
     {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => [1 | 2]}),
     {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => <<1:3>>}),
     {error, {'UnicodeEncodeError', _}} = py:eval(Ctx, <<"'\\ud800'">>),
-    %% Objects with no Erlang form are refused (no object references in isolated mode yet).
-    {error, {'TypeError', _}} = py:eval(Ctx, <<"object()">>),
+    %% Objects with no Erlang form come back as references (object_references).
+    {ok, Obj} = py:eval(Ctx, <<"object()">>),
+    true = py:is_ref(Obj),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
 
@@ -153,7 +156,8 @@ codec_edges(_Config) ->
     {error, {'RecursionError', _}} =
         py:eval(Ctx, <<"__import__('functools').reduce(lambda a, _: [a], range(200000), [])">>),
     {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => #{[1] => 2}}),
-    {error, {'TypeError', _}} = py:eval(Ctx, <<"[1, object()]">>),
+    {ok, [1, Obj]} = py:eval(Ctx, <<"[1, object()]">>),
+    true = py:is_ref(Obj),
     {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
     ok = py_context:stop(Ctx).
 
@@ -190,6 +194,90 @@ codec_malformed_input(_Config) ->
     ct:pal("outcomes of 20000 mutated terms: ~p", [Flips]),
     {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
     ok = py_context:stop(Ctx).
+
+%% Objects with no Erlang form live in the child; their references work as in-process ones.
+object_references(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"class Counter:\n"
+                        "    def __init__(self, start=0):\n"
+                        "        self.value = start\n"
+                        "    def add(self, n=1, *, times=1):\n"
+                        "        self.value += n * times\n"
+                        "        return self.value\n">>),
+    {ok, C} = py:call(Ctx, '__main__', 'Counter', [10]),
+    true = py:is_ref(C),
+    {ok, 10} = py:getattr(C, value),
+    {ok, 11} = py:call_method(C, add, []),
+    {ok, 17} = py:call_method(C, add, [2], #{times => 3}),
+    {ok, 17} = py:eval(Ctx, <<"c.value">>, #{c => C}),
+    {ok, true} = py:eval(Ctx, <<"a is b">>, #{a => C, b => C}),
+    {ok, 18} = py:eval(Ctx, <<"d['k'][0].add()">>, #{d => #{k => [C]}}),
+    {error, {'AttributeError', _}} = py:getattr(C, nope),
+    {error, {'TypeError', _}} = py:to_term(C),
+    {ok, G} = py:eval(Ctx, <<"(x * x for x in range(4))">>),
+    {ok, [0, 1, 4, 9]} = py:to_term(G),
+    {ok, MP} = py:eval(Ctx, <<"__import__('types').MappingProxyType({'a': 1})">>),
+    {ok, #{<<"a">> := 1}} = py:to_term(MP),
+    %% Through a callback and back: the same object.
+    ok = py:register_function(iso_echo, fun([X]) -> X end),
+    {ok, true} = py:eval(Ctx, <<"(lambda o: __import__('erlang').call('iso_echo', o) is o)(object())">>),
+    ok = py:unregister_function(iso_echo),
+    %% erlang.send with an object: the receiver gets a reference it can use.
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(p, ('set', {1, 2}))">>, #{p => self()}),
+    receive {<<"set">>, Set} -> {ok, [1, 2]} = py:to_term(Set)
+    after 30000 -> ct:fail(no_message)
+    end,
+    %% An object kept for a reply that then fails to encode is not kept.
+    Before = held(Ctx),
+    {error, {'UnicodeEncodeError', _}} = py:eval(Ctx, <<"[object(), '\\ud800']">>),
+    Before = held(Ctx),
+    ok = py_context:stop(Ctx).
+
+held(Ctx) ->
+    {ok, N} = py:eval(Ctx, <<"len(__import__('_erlang_isolated')._objects.table)">>),
+    N.
+
+%% When the last copy of a reference is garbage collected, the child lets the object go.
+object_references_released(_Config) ->
+    Ctx = new(#{}),
+    Before = held(Ctx),
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                        Refs = [element(2, py:eval(Ctx, <<"object()">>)) || _ <- lists:seq(1, 50)],
+                                        Self ! {made, length(Refs), held(Ctx)}
+                                end),
+    receive {made, 50, During} -> true = During >= Before + 50 after 60000 -> ct:fail(no_objects) end,
+    receive {'DOWN', Mon, process, Pid, _} -> ok end,
+    %% The process's heap is gone: each handle's destructor told the context.
+    true = py_test_util:wait_until(fun() -> held(Ctx) =:= Before end, 30000),
+    {ok, Kept} = py:eval(Ctx, <<"object()">>),
+    erlang:garbage_collect(),
+    {ok, <<"object">>} = py:eval(Ctx, <<"type(o).__name__">>, #{o => Kept}),
+    ok = py_context:stop(Ctx).
+
+%% A reference names its context and the child's incarnation (a serial never reused): another
+%% context, a restarted child and a stopped context refuse it with a clear error.
+object_references_refused(_Config) ->
+    Ctx = new(#{}),
+    Other = new(#{}),
+    {ok, O} = py:eval(Ctx, <<"object()">>),
+    {error, {'ValueError', "a Python object reference from another context" ++ _}} =
+        py:eval(Other, <<"o">>, #{o => O}),
+    ok = py_context:stop(Other),
+    Pid1 = child_pid(Ctx),
+    kill9(Pid1),
+    true = py_test_util:wait_until(fun() -> not alive(Pid1) end, 10000),
+    %% The crash is seen, then a new child runs.
+    true = py_test_util:wait_until(fun() -> is_integer(catch child_pid(Ctx)) end, 30000),
+    {error, {'ValueError', "a Python object reference whose isolated process has ended" ++ _}} =
+        py:eval(Ctx, <<"o">>, #{o => O}),
+    {error, interpreter_gone} = py:getattr(O, '__class__'),
+    {ok, O2} = py:eval(Ctx, <<"object()">>),
+    ok = py_context:stop(Ctx),
+    {error, interpreter_gone} = py:call_method(O2, '__repr__', []),
+    %% Not a reference at all: badarg, as in-process.
+    {'EXIT', {badarg, _}} = catch py:getattr(make_ref(), x),
+    node_fine().
 
 python_output_kept_off_the_pipe(_Config) ->
     Ctx = new(#{}),

@@ -12,14 +12,21 @@
 
 namespace etf {
 
-// The classes the codec makes and recognises (set by _erlang_etf.setup(Atom, Pid, Term)):
+// What the codec makes and recognises (set by _erlang_etf.setup(Atom, Pid, Term, wrap, resolve)):
 // Atom, a str subclass encoded as an atom; Pid and Term, opaque terms holding their encoding
-// in the attribute _ext. Strong references, held for the life of the process.
+// in the attribute _ext; wrap(obj), called for a value with no Erlang form, keeps it and
+// returns its id, encoded as {'$py_isolated_object', Id}; resolve(id) gives back the object
+// that term names. Strong references, held for the life of the process.
 struct Classes {
     PyObject* atom = nullptr;
     PyObject* pid = nullptr;
     PyObject* term = nullptr;
+    PyObject* wrap = nullptr;
+    PyObject* resolve = nullptr;
 };
+
+// The atom that tags an object reference on the wire: {'$py_isolated_object', Id}.
+constexpr const char* kObjectTag = "$py_isolated_object";
 
 Classes& classes();
 

@@ -100,29 +100,30 @@ private:
         return static_cast<std::size_t>(n) == std::strlen(word) && std::memcmp(raw, word, n) == 0;
     }
 
-    // Whether the next term is the atom bytes (the tag of {bytes, Binary}).
-    bool bytes_atom_next() const {
-        static constexpr char kWord[] = "bytes";
+    // The length of the atom word when the next term is that atom, else 0.
+    std::size_t atom_next(const char* word) const {
+        std::size_t n = std::strlen(word);
         std::size_t left = end_ - pos_;
-        if (left >= 7 && (pos_[0] == kSmallAtomUtf8 || pos_[0] == kSmallAtom) && pos_[1] == 5)
-            return std::memcmp(pos_ + 2, kWord, 5) == 0;
-        if (left >= 8 && (pos_[0] == kAtomUtf8 || pos_[0] == kAtom) && pos_[1] == 0 && pos_[2] == 5)
-            return std::memcmp(pos_ + 3, kWord, 5) == 0;
-        return false;
+        if (left >= 2 + n && (pos_[0] == kSmallAtomUtf8 || pos_[0] == kSmallAtom) && pos_[1] == n)
+            return std::memcmp(pos_ + 2, word, n) == 0 ? 2 + n : 0;
+        if (left >= 3 + n && (pos_[0] == kAtomUtf8 || pos_[0] == kAtom) && pos_[1] == 0 && pos_[2] == n)
+            return std::memcmp(pos_ + 3, word, n) == 0 ? 3 + n : 0;
+        return 0;
     }
 
     PyObject* tuple(std::uint32_t n) {
-        if (n == 2 && bytes_atom_next()) {  // {bytes, Binary}: whatever the binary holds
-            const unsigned char* saved = pos_;
-            pos_ += (pos_[0] == kSmallAtomUtf8 || pos_[0] == kSmallAtom) ? 7 : 8;
-            if (need(5) && pos_[0] == kBinary) {
-                ++pos_;
-                std::uint32_t size = u32();
-                const char* raw = take(size);
-                return raw ? PyBytes_FromStringAndSize(raw, size) : nullptr;
+        if (n == 2) {
+            if (std::size_t skip = atom_next("bytes")) {  // {bytes, Binary}: whatever the binary holds
+                if (static_cast<std::size_t>(end_ - pos_) >= skip + 5 && pos_[skip] == kBinary) {
+                    pos_ += skip + 1;
+                    std::uint32_t size = u32();
+                    const char* raw = take(size);
+                    return raw ? PyBytes_FromStringAndSize(raw, size) : nullptr;
+                }
+            } else if (std::size_t skip = atom_next(kObjectTag)) {  // an object reference
+                pos_ += skip;
+                return object();
             }
-            PyErr_Clear();
-            pos_ = saved;
         }
         if (!need(n)) return nullptr;  // each element takes at least a byte
         PyObject* out = PyTuple_New(n);
@@ -130,6 +131,18 @@ private:
             Py_XDECREF(out);
             return nullptr;
         }
+        return out;
+    }
+
+    // The object {'$py_isolated_object', Id} names: resolve(Id).
+    PyObject* object() {
+        PyObject* id = term();
+        if (!id) return nullptr;
+        PyObject* resolve = classes().resolve;
+        PyObject* out = nullptr;
+        if (!resolve) PyErr_SetString(PyExc_ValueError, "object references are not set up");
+        else out = PyObject_CallOneArg(resolve, id);
+        Py_DECREF(id);
         return out;
     }
 

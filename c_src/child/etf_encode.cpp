@@ -38,6 +38,7 @@ public:
         int opaque = classes().pid ? PyObject_IsInstance(v, classes().pid) : 0;
         if (opaque < 0) return false;
         if (opaque) return raw_term(v);
+        if (classes().wrap) return wrapped(v);
         PyErr_Format(PyExc_TypeError, "isolated contexts cannot return a %s yet (no object references)", type->tp_name);
         return false;
     }
@@ -68,6 +69,12 @@ private:
         return false;
     }
 
+    // {W, ...}: a 2-tuple's header, then the atom W.
+    bool word(const char* w, std::uint8_t tuple_tag) {
+        tag(tuple_tag);
+        tag(2);
+        return word(w);
+    }
     bool word(const char* w) {
         std::size_t n = std::strlen(w);
         tag(kSmallAtomUtf8);
@@ -230,6 +237,17 @@ private:
         if (Py_EnterRecursiveCall(" while encoding a term")) return false;
         bool ok = body();
         Py_LeaveRecursiveCall();
+        return ok;
+    }
+
+    // A value with no Erlang form: wrap(v) keeps it and gives its id; {'$py_isolated_object', Id}.
+    bool wrapped(PyObject* v) {
+        PyObject* id = PyObject_CallOneArg(classes().wrap, v);
+        if (!id) return false;
+        bool ok = PyLong_CheckExact(id);
+        if (ok) ok = word(kObjectTag, kSmallTuple) && integer(id);
+        else PyErr_SetString(PyExc_TypeError, "wrap must return an int");
+        Py_DECREF(id);
         return ok;
     }
 

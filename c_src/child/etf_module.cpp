@@ -15,15 +15,21 @@ PyObject* setup(PyObject* /*module*/, PyObject* args) {
     PyObject* atom = nullptr;
     PyObject* pid = nullptr;
     PyObject* term = nullptr;
-    if (!PyArg_ParseTuple(args, "O!O!O!:setup", &PyType_Type, &atom, &PyType_Type, &pid, &PyType_Type, &term))
+    PyObject* wrap = nullptr;
+    PyObject* resolve = nullptr;
+    if (!PyArg_ParseTuple(args, "O!O!O!|OO:setup", &PyType_Type, &atom, &PyType_Type, &pid, &PyType_Type, &term, &wrap,
+                          &resolve))
         return nullptr;
+    if ((wrap && !PyCallable_Check(wrap)) || (resolve && !PyCallable_Check(resolve))) {
+        PyErr_SetString(PyExc_TypeError, "setup: wrap and resolve must be callable");
+        return nullptr;
+    }
     Classes& held = classes();
-    Py_INCREF(atom);
-    Py_INCREF(pid);
-    Py_INCREF(term);
-    Py_XSETREF(held.atom, atom);
-    Py_XSETREF(held.pid, pid);
-    Py_XSETREF(held.term, term);
+    Py_XSETREF(held.atom, Py_NewRef(atom));
+    Py_XSETREF(held.pid, Py_NewRef(pid));
+    Py_XSETREF(held.term, Py_NewRef(term));
+    Py_XSETREF(held.wrap, Py_XNewRef(wrap));
+    Py_XSETREF(held.resolve, Py_XNewRef(resolve));
     Py_RETURN_NONE;
 }
 
@@ -40,7 +46,8 @@ PyObject* encode_term(PyObject* /*module*/, PyObject* arg) { return encode(arg, 
 PyObject* encode_frame(PyObject* /*module*/, PyObject* arg) { return encode(arg, true); }
 
 PyMethodDef methods[] = {
-    {"setup", setup, METH_VARARGS, "setup(Atom, Pid, Term): the classes the codec makes and recognises."},
+    {"setup", setup, METH_VARARGS,
+     "setup(Atom, Pid, Term, wrap=None, resolve=None): what the codec makes and recognises."},
     {"decode", decode_term, METH_O, "decode(buffer): the term an external-term-format binary holds."},
     {"encode", encode_term, METH_O, "encode(value): value as an external-term-format binary."},
     {"frame", encode_frame, METH_O, "frame(value): encode(value) after its 4-byte big-endian length."},
