@@ -40,7 +40,8 @@ PyObject* decode(const unsigned char* data, Py_ssize_t size);
 // with no Erlang form, UnicodeEncodeError for a lone surrogate, RecursionError when too deep).
 PyObject* encode(PyObject* value, bool framed);
 
-}  // namespace etf
+// Creates the _erlang_etf module; py_child registers it with PyImport_AppendInittab before
+// Python starts.
+PyObject* init_module();
 
-// The _erlang_etf module; py_child registers it with PyImport_AppendInittab before Python starts.
-extern "C" PyObject* PyInit__erlang_etf();
+}  // namespace etf

@@ -45,7 +45,7 @@ public:
 
     PyObject* finish() {
         if (framed_) {
-            std::uint32_t size = static_cast<std::uint32_t>(out_.size() - kFrameHeader);
+            auto size = static_cast<std::uint32_t>(out_.size() - kFrameHeader);
             put32_at(0, size);
         }
         return PyBytes_FromStringAndSize(out_.data(), static_cast<Py_ssize_t>(out_.size()));
@@ -63,7 +63,7 @@ private:
         out_[at + 2] = static_cast<char>(v >> 8);
         out_[at + 3] = static_cast<char>(v);
     }
-    bool fits_u32(Py_ssize_t n) {
+    static bool fits_u32(Py_ssize_t n) {
         if (static_cast<unsigned long long>(n) <= 0xFFFFFFFFULL) return true;
         PyErr_SetString(PyExc_ValueError, "too large for a term");
         return false;

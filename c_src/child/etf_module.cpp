@@ -67,6 +67,7 @@ PyModuleDef definition = {
 };
 
 }  // namespace
-}  // namespace etf
 
-extern "C" PyObject* PyInit__erlang_etf() { return PyModule_Create(&etf::definition); }
+PyObject* init_module() { return PyModule_Create(&definition); }
+
+}  // namespace etf
