@@ -140,14 +140,26 @@ await(Ctx, Request, Timeout) ->
 %% Object handles in a request's arguments, kwargs or locals become {'$py_isolated_object', Id}
 %% for the child; a handle of another context is refused here, one of an earlier child of this
 %% context when the request is sent (pump/1).
-objects_out({call, M, F, Args, Kwargs}, Ctx) ->
+objects_out(Request, Ctx) ->
+    case has_reference(Request) of
+        false -> {Request, []};   %% nothing to rebuild (the common case)
+        true -> objects_out_request(Request, Ctx)
+    end.
+
+objects_out_request({call, M, F, Args, Kwargs}, Ctx) ->
     {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
     {{call, M, F, Args1, Kwargs1}, Held};
-objects_out({eval, Code, Locals}, Ctx) ->
+objects_out_request({eval, Code, Locals}, Ctx) ->
     {Locals1, Held} = objects_out(Locals, Ctx, []),
     {{eval, Code, Locals1}, Held};
-objects_out(Request, _Ctx) ->
+objects_out_request(Request, _Ctx) ->
     {Request, []}.
+
+has_reference(T) when is_reference(T) -> true;
+has_reference([H | T]) -> has_reference(H) orelse has_reference(T);
+has_reference(T) when is_tuple(T) -> has_reference(tuple_to_list(T));
+has_reference(T) when is_map(T) -> has_reference(maps:to_list(T));
+has_reference(_) -> false.
 
 objects_out(T, Ctx, Held) when is_reference(T) ->
     case py_nif:isolated_ref_info(T) of
