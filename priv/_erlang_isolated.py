@@ -113,6 +113,50 @@ def _to_term(obj):
     return dict(obj) if isinstance(obj, collections.abc.Mapping) else list(obj)
 
 
+class _Env:
+    """A namespace made by py_context:create_local_env/1 (its globals)."""
+
+    __slots__ = ("globals",)
+
+    def __init__(self) -> None:
+        self.globals = {"__builtins__": __builtins__, "__name__": "__main__"}
+
+
+def _new_env() -> _Env:
+    return _Env()
+
+
+def _env_of(env) -> dict:
+    if type(env) is not _Env:
+        raise TypeError("not a namespace made by py_context:create_local_env/1")
+    return env.globals
+
+
+def _env_call(env, module, function, args, kwargs):
+    """py_context:call/7: __main__'s names are looked up in the namespace."""
+    ns = _env_of(env)
+    if module == "__main__":
+        parts = function.split(".")
+        if parts[0] not in ns:
+            raise NameError("name '%s' is not defined" % parts[0])
+        target = ns[parts[0]]
+        parts = parts[1:]
+    else:
+        target = _module(module)
+        parts = function.split(".")
+    for part in parts:
+        target = getattr(target, part)
+    return target(*args, **{str(k): v for k, v in kwargs.items()})
+
+
+def _env_eval(env, code, local_vars):
+    return eval(code, _env_of(env), {str(k): v for k, v in local_vars.items()})
+
+
+def _env_exec(env, code) -> None:
+    exec(code, _env_of(env))
+
+
 # --- the codec (c_src/child/etf_*.cpp, built into priv/py_child) ------------------------------
 _erlang_etf.setup(Atom, Pid, Term, _wrap, _resolve)
 decode = _erlang_etf.decode

@@ -16,7 +16,8 @@
          forked_processes_killed_with_child/1,
          owner_exit_stops_child/1, churn_100_contexts/1,
          codec_edges/1, codec_malformed_input/1,
-         object_references/1, object_references_released/1, object_references_refused/1]).
+         object_references/1, object_references_released/1, object_references_refused/1,
+         local_envs/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -27,7 +28,8 @@ groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
                 codec_edges, codec_malformed_input,
-                object_references, object_references_released, object_references_refused]},
+                object_references, object_references_released, object_references_refused,
+                local_envs]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
@@ -279,6 +281,34 @@ object_references_refused(_Config) ->
     {'EXIT', {badarg, _}} = catch py:getattr(make_ref(), x),
     node_fine().
 
+%% py_context:create_local_env/1 and the call/7, eval/5, exec/3 variants: namespaces of their
+%% own in the child, apart from each other and from the context's shared one.
+local_envs(_Config) ->
+    Ctx = new(#{}),
+    {ok, Env1} = py_context:create_local_env(Ctx),
+    {ok, Env2} = py_context:create_local_env(Ctx),
+    ok = py_context:exec(Ctx, <<"x = 'one'">>, Env1),
+    ok = py_context:exec(Ctx, <<"x = 'two'\ndef shout(s): return s.upper() + '!'">>, Env2),
+    {ok, <<"one">>} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    {ok, <<"two">>} = py_context:eval(Ctx, [<<"x">>], #{}, 5000, Env2),
+    {ok, <<"HI!">>} = py_context:call(Ctx, '__main__', shout, [<<"hi">>], #{}, 5000, Env2),
+    {error, {'NameError', _}} = py_context:call(Ctx, '__main__', shout, [<<"hi">>], #{}, 5000, Env1),
+    {ok, 30} = py_context:eval(Ctx, <<"a * b">>, #{a => 5, b => 6}, infinity, Env1),
+    {ok, 4.0} = py_context:call(Ctx, math, sqrt, [16], #{}, 5000, Env1),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"x">>),   % the shared namespace
+    {error, timeout} = py_context:eval(Ctx, <<"__import__('time').sleep(30)">>, #{}, 200, Env1),
+    {ok, <<"one">>} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    %% An env of another context, or a value that is not an env.
+    Other = new(#{}),
+    {error, {'ValueError', _}} = py_context:eval(Other, <<"x">>, #{}, 5000, Env1),
+    {ok, NotEnv} = py:eval(Ctx, <<"object()">>),
+    {error, {'TypeError', _}} = py_context:eval(Ctx, <<"1">>, #{}, 5000, NotEnv),
+    ok = py_context:stop(Other),
+    %% After a restart of the child, its envs are gone with it.
+    {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(1)">>),
+    {error, {'ValueError', _}} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    ok = py_context:stop(Ctx).
+
 python_output_kept_off_the_pipe(_Config) ->
     Ctx = new(#{}),
     ok = py:exec(Ctx, <<"import os, sys\nprint('x' * 100000)\nos.write(1, b'raw bytes on fd 1')\n"
@@ -405,7 +435,6 @@ timeouts_never_hit_other_callers(_Config) ->
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
     Ctx = new(#{}),
-    {error, context_not_found} = py_context:create_local_env(Ctx),
     {error, context_not_found} = py_context:reset(Ctx),
     {error, context_not_found} = py_context:stats(Ctx),
     {error, context_not_found} = py_context:backtrace(Ctx),
