@@ -321,6 +321,10 @@ def call(name, *args):
     """Runs the Erlang function registered as name (py:register_function) with args."""
     if not isinstance(name, str):
         raise TypeError("erlang.call: the name must be a str")
+    return _callback(name, args)
+
+
+def _callback(name, args):
     _state.next_callback += 1
     ident = _state.next_callback
     _send((Atom("callback"), ident, name, list(args)))
@@ -338,17 +342,36 @@ def call(name, *args):
         _dispatch(msg)
 
 
+class NotRegistered(ProcessError, TypeError):
+    """erlang.send to a name no process is registered as."""
+
+
 def send(dest, term) -> None:
-    """Sends term to the pid dest (asynchronously; a dead pid is not detected)."""
-    if not isinstance(dest, Pid) or isinstance(dest, Term):
-        raise TypeError("erlang.send: dest must be an erlang.Pid")
-    _send((Atom("send"), dest, term))
+    """Sends term to the pid dest (asynchronously; a dead pid is not detected) or to the process
+    registered as dest (a str or bytes; the parent looks the name up: one round trip)."""
+    if isinstance(dest, Pid) and not isinstance(dest, Term):
+        _send((Atom("send"), dest, term))
+        return
+    if isinstance(dest, (bytes, bytearray)):
+        dest = bytes(dest).decode("utf-8")
+    if not isinstance(dest, str):
+        raise TypeError("erlang.send: dest must be an erlang.Pid or a registered name")
+    try:
+        _callback(_SEND_TO_NAME, (str(dest), term))
+    except ErlangError as exc:
+        if exc.args and exc.args[0] == "NotRegistered":
+            raise NotRegistered("no process is registered as %r" % (dest,)) from None
+        raise
+
+
+_SEND_TO_NAME = "$py_send_to_name"  # handled by the context process itself (py_isolated.erl)
 
 
 def _erlang_module() -> types.ModuleType:
     mod = types.ModuleType("erlang", "The erlang module of an isolated context (a child process).")
     for name, value in (("call", call), ("send", send), ("Pid", Pid), ("Term", Term),
-                        ("ErlangError", ErlangError), ("ProcessError", ProcessError)):
+                        ("ErlangError", ErlangError), ("ProcessError", ProcessError),
+                        ("NotRegistered", NotRegistered)):
         setattr(mod, name, value)
     mod.isolated = True
     return mod

@@ -498,6 +498,14 @@ from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = Sta
     %% awaited any more.
     Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
     reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+from_child({callback, CbId, <<"$py_send_to_name">>, [Name, Msg]}, #state{child = Child} = State) ->
+    %% erlang.send to a registered name: looked up here, so an unregistered one raises.
+    Reply = case registered(Name) of
+                undefined -> {error, {<<"NotRegistered">>, Name}};
+                Pid -> Pid ! Msg, {ok, none}
+            end,
+    send_frame(Child, {cb_reply, CbId, term_to_binary(Reply)}),
+    State;
 from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
                                                 running = [Waiting | _]} = State) ->
     Self = self(),
@@ -528,6 +536,13 @@ objects_in(T, _Serial) ->
 objects_in_list([H | T], Serial) -> [objects_in(H, Serial) | objects_in_list(T, Serial)];
 objects_in_list([], _Serial) -> [];
 objects_in_list(Tail, Serial) -> objects_in(Tail, Serial).
+
+registered(Name) when is_binary(Name) ->
+    try whereis(binary_to_existing_atom(Name, utf8))
+    catch error:badarg -> undefined
+    end;
+registered(_) ->
+    undefined.
 
 run_callback(Name, Args) ->
     try py_callback:run(Name, Args)

@@ -230,9 +230,10 @@ object_references(_Config) ->
     after 30000 -> ct:fail(no_message)
     end,
     %% An object kept for a reply that then fails to encode is not kept.
-    Before = held(Ctx),
-    {error, {'UnicodeEncodeError', _}} = py:eval(Ctx, <<"[object(), '\\ud800']">>),
-    Before = held(Ctx),
+    {error, {'UnicodeEncodeError', _}} =
+        py:eval(Ctx, <<"[type('Marked', (), {'tag': 'x9'})(), '\\ud800']">>),
+    {ok, false} = py:eval(Ctx, <<"any(getattr(o, 'tag', None) == 'x9' "
+                                 "for o in __import__('_erlang_isolated')._objects.table.values())">>),
     ok = py_context:stop(Ctx).
 
 held(Ctx) ->
@@ -354,7 +355,19 @@ send_to_pid(_Config) ->
     Ctx = new(#{}),
     {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(p, ('hi', 1, [2.5]))">>, #{p => self()}),
     receive {<<"hi">>, 1, [2.5]} -> ok after 10000 -> ct:fail(no_message) end,
-    {error, {'TypeError', _}} = py:eval(Ctx, <<"__import__('erlang').send('nobody', 1)">>),
+    %% A registered name (str or bytes); an unregistered one raises NotRegistered, a TypeError
+    %% and a ProcessError as in-process.
+    true = register(iso_receiver, self()),
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send('iso_receiver', ('by name', 1))">>),
+    receive {<<"by name">>, 1} -> ok after 10000 -> ct:fail(no_message_by_name) end,
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(b'iso_receiver', 2)">>),
+    receive 2 -> ok after 10000 -> ct:fail(no_message_by_bytes_name) end,
+    true = unregister(iso_receiver),
+    {error, {'NotRegistered', _}} = py:eval(Ctx, <<"__import__('erlang').send('iso_receiver', 1)">>),
+    {error, {'NotRegistered', _}} = py:eval(Ctx, <<"__import__('erlang').send('nobody_has_this_atom_x9', 1)">>),
+    {ok, true} = py:eval(Ctx, <<"(lambda e: issubclass(e.NotRegistered, TypeError) and "
+                                "issubclass(e.NotRegistered, e.ProcessError))(__import__('erlang'))">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"__import__('erlang').send(3, 1)">>),
     ok = py_context:stop(Ctx).
 
 concurrent_callers(_Config) ->
