@@ -12,7 +12,8 @@
 -module(py_isolated).
 -behaviour(gen_server).
 
--export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1]).
+-export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
+         setup_keys/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([limits/0, crash/0]).
@@ -246,11 +247,13 @@ running_as_root() ->
 init(#{owner := Owner} = Opts) ->
     process_flag(trap_exit, true),
     State0 = #state{opts = Opts, log = log_file()},
+    %% Listed before the child starts: a py_setup step set meanwhile reaches it either way.
+    true = ets:insert(?TABLE, {self()}),
     case start_child(State0) of
         {ok, State} ->
-            true = ets:insert(?TABLE, {self()}),
             {ok, State#state{owner_mon = erlang:monitor(process, Owner)}};
         {error, Reason} ->
+            ets:delete(?TABLE, self()),
             _ = file:delete(State0#state.log),
             {stop, Reason}
     end.
@@ -285,8 +288,9 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                         {ready, _Version, OsPid} when is_integer(OsPid) ->
                             Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1,
                                            serial = erlang:unique_integer([positive])},
-                            preload(State#state{child = Child, generation = Gen + 1, down = undefined},
-                                    maps:get(preload, Opts, undefined));
+                            Up = State#state{child = Child, generation = Gen + 1, down = undefined},
+                            ok = run_setup_steps(Up),
+                            preload(Up, maps:get(preload, Opts, undefined));
                         _ ->
                             catch port_close(Port),
                             {error, {child_not_started, bad_hello}}
@@ -313,6 +317,54 @@ runtime() ->
             Runtime;
         Runtime ->
             Runtime
+    end.
+
+%% @private
+%% The running isolated contexts (py_setup broadcasts its steps to them).
+-spec all() -> [pid()].
+all() ->
+    try [Pid || {Pid} <- ets:tab2list(?TABLE)]
+    catch error:badarg -> []
+    end.
+
+%% @private
+%% The py_setup steps an isolated context's child runs: `logging' (py:configure_logging/1).
+%% The others (`venv', the node's preload and paths) are not applied in the child.
+-spec setup_keys() -> [atom()].
+setup_keys() ->
+    [logging].
+
+%% The py_setup steps this child takes, in the order they were set, before the preload code.
+%% A step that fails is reported and skipped (as for a new in-process context).
+run_setup_steps(#state{child = #child{port = Port}} = State) ->
+    lists:foreach(
+      fun({Key, Version, {Module, Function, Args}, _Info}) ->
+              Step = [atom_to_binary(Key, utf8), Version, Module, Function, Args],
+              port_command(Port, term_to_binary(frame({call, '_erlang_setup', apply, Step, #{}}, 0))),
+              case setup_reply(State) of
+                  ok -> ok;
+                  {error, Reason} ->
+                      logger:warning("erlang_python: setup step ~p could not run in an isolated context's child: ~0tp",
+                                     [Key, Reason], #{domain => [erlang_python]})
+              end
+      end,
+      [Step || {Key, _, _, _} = Step <- py_setup:steps(), lists:member(Key, setup_keys())]).
+
+setup_reply(#state{child = #child{port = Port} = Child} = State) ->
+    receive
+        {Port, {data, Bin}} ->
+            case catch result(binary_to_term(Bin, [safe])) of
+                {reply, 0, {ok, _}} -> ok;
+                {reply, 0, {error, _} = Error} -> Error;
+                {callback, CbId, _Name, _Args} ->
+                    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"setup">>}})}),
+                    setup_reply(State);
+                _Other ->
+                    setup_reply(State)
+            end;
+        {Port, {exit_status, _}} = Exit ->
+            self() ! Exit,   %% seen again once the context runs: the crash is handled there
+            {error, child_exited}
     end.
 
 preload(State, undefined) ->

@@ -17,7 +17,7 @@
          owner_exit_stops_child/1, churn_100_contexts/1,
          codec_edges/1, codec_malformed_input/1,
          object_references/1, object_references_released/1, object_references_refused/1,
-         local_envs/1]).
+         local_envs/1, logging_forwarded/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -29,7 +29,7 @@ groups() ->
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
                 codec_edges, codec_malformed_input,
                 object_references, object_references_released, object_references_refused,
-                local_envs]},
+                local_envs, logging_forwarded]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
@@ -309,6 +309,40 @@ local_envs(_Config) ->
     {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(1)">>),
     {error, {'ValueError', _}} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
     ok = py_context:stop(Ctx).
+
+%% py:configure_logging/1 reaches isolated contexts running when it is called, those started
+%% later, and a child restarted after a crash.
+logging_forwarded(_Config) ->
+    Self = self(),
+    Copy = fun(#{meta := #{domain := [python]}} = Event, To) -> To ! {logged, Event}, ignore;
+              (_, _) -> ignore
+           end,
+    ok = logger:add_primary_filter(iso_copy_python_events, {Copy, Self}),
+    Before = new(#{}),
+    try
+        ok = py:configure_logging(#{level => info}),
+        After = new(#{}),
+        Log = fun(Ctx, Text) ->
+                      ok = py:exec(Ctx, <<"import logging\nlogging.getLogger('iso.app').debug('not this')\n"
+                                          "logging.getLogger('iso.app').warning('%s', '", Text/binary, "')">>),
+                      receive
+                          {logged, #{level := warning, msg := {"~ts", [Got]}, meta := #{py_logger := <<"iso.app">>}}} ->
+                              Text = Got
+                      after 30000 -> ct:fail({not_logged, Text})
+                      end
+              end,
+        Log(Before, <<"from a context started before">>),
+        Log(After, <<"from a context started after">>),
+        {error, {python_crashed, _}} = py:eval(After, <<"__import__('os')._exit(1)">>),
+        Log(After, <<"from a restarted child">>),
+        %% Below the level: never sent (it was logged before each warning that arrived).
+        receive {logged, #{level := debug}} -> ct:fail(debug_forwarded) after 0 -> ok end,
+        ok = py_context:stop(After)
+    after
+        ok = py:configure_logging(#{level => none}),
+        ok = logger:remove_primary_filter(iso_copy_python_events),
+        ok = py_context:stop(Before)
+    end.
 
 python_output_kept_off_the_pipe(_Config) ->
     Ctx = new(#{}),
