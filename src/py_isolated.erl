@@ -539,7 +539,10 @@ from_child({with_objects, Bin}, #state{child = #child{serial = Serial}} = State)
     %% garbage collection releases the object ('$py_isolated_release').
     try binary_to_term(Bin, [safe]) of
         Frame -> from_child(objects_in(Frame, Serial), State)
-    catch error:badarg -> State
+    catch error:badarg ->
+        %% Not a frame of ours: as for a forged frame (handle_info/2), the child is killed.
+        kill_group(State#state.child, "KILL"),
+        State#state{killed = bad_frame}
     end;
 from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = State) ->
     Cleared = case State#state.kill_timer of

@@ -567,6 +567,10 @@ forged_frame_kills_child(_Config) ->
     {error, {python_crashed, #{killed := bad_frame}}} =
         py:eval(Ctx, <<"__import__('erlang').Pid(b'not a term')">>),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    %% The same inside a frame that holds object references (decoded a second time).
+    {error, {python_crashed, #{killed := bad_frame}}} =
+        py:eval(Ctx, <<"(__import__('erlang').Pid(b'not a term'), object())">>),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
 
 %% A request that times out while its callback never returns: the context serves the next one.
