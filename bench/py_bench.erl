@@ -223,6 +223,13 @@ bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
                       end)
               end,
         Conc = fun(Ctx) -> rounds(Cfg, fun() -> callers_rate(Ctx, NProcs, Dur) end) end,
+        Refs = fun(Ctx) ->
+                       {ok, First} = py:eval(Ctx, <<"object()">>),
+                       true = py:is_ref(First),
+                       rounds(Cfg, fun() ->
+                           1.0e6 / rate(timed(fun(_) -> {ok, _} = py:eval(Ctx, <<"object()">>) end, 100, Dur))
+                       end)
+               end,
         Starts = rounds(Cfg, fun() ->
                                      T0 = now_ns(),
                                      {ok, C} = py_context:new(#{mode => isolated}),
@@ -237,7 +244,10 @@ bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
          #row{id = "I2", label = io_lib:format("isolated context: ~w processes calling it", [NProcs]),
               unit = "calls/s total", figures = Conc(I)},
          #row{id = "I2w", label = "  same on a worker context", unit = "calls/s total", figures = Conc(W)},
-         #row{id = "I3", label = "isolated context: new + first eval", unit = "ms", figures = Starts}]
+         #row{id = "I3", label = "isolated context: new + first eval", unit = "ms", figures = Starts},
+         #row{id = "I4", label = "isolated context: sequential py:eval(Ctx, <<\"object()\">>) (an object reference)",
+              unit = "µs/call", figures = Refs(I), note = "made in the child, released when collected"},
+         #row{id = "I4w", label = "  same on a worker context", unit = "µs/call", figures = Refs(W)}]
     after
         py_context:stop(I),
         py_context:stop(W)

@@ -19,7 +19,6 @@ KeyboardInterrupt in the running request only, never while a frame is read or wr
 The conversions follow docs/type-conversion.md; the differences are listed in docs/contexts.md.
 """
 
-import math
 import os
 import select
 import signal
@@ -27,40 +26,9 @@ import struct
 import sys
 import types
 
+import _erlang_etf
+
 __all__ = ["serve"]
-
-# --- term format tags (erts/emulator/beam/external.h) --------------------------------------
-_VERSION = 131
-_NEW_FLOAT = 70
-_SMALL_INT = 97
-_INT = 98
-_ATOM = 100
-_PID = 103
-_PORT = 102
-_SMALL_TUPLE = 104
-_LARGE_TUPLE = 105
-_NIL = 106
-_STRING = 107
-_LIST = 108
-_BINARY = 109
-_SMALL_BIG = 110
-_LARGE_BIG = 111
-_NEW_FUN = 112
-_EXPORT = 113
-_NEW_REF = 114
-_SMALL_ATOM = 115
-_MAP = 116
-_ATOM_UTF8 = 118
-_SMALL_ATOM_UTF8 = 119
-_BIT_BINARY = 77
-_NEW_PID = 88
-_NEW_PORT = 89
-_NEWER_REF = 90
-_V4_PORT = 120
-
-# The atom bytes as term_to_binary writes it (OTP 26+, and OTP 25 and older).
-_BYTES_TAGS = (bytes((_SMALL_ATOM_UTF8, 5)) + b"bytes", bytes((_ATOM, 0, 5)) + b"bytes")
-
 
 class Atom(str):
     """An atom in a frame this server sends (atoms from Erlang become plain str)."""
@@ -105,210 +73,111 @@ class _ParentGone(BaseException):
     """The parent closed the pipe: the server returns."""
 
 
-# --- decoding ------------------------------------------------------------------------------
-_u16 = struct.Struct(">H").unpack_from
-_u32 = struct.Struct(">I").unpack_from
-_i32 = struct.Struct(">i").unpack_from
-_f64 = struct.Struct(">d").unpack_from
-_ATOM_TAGS = (_ATOM, _ATOM_UTF8, _SMALL_ATOM, _SMALL_ATOM_UTF8)
-_ATOM_VALUES = {"true": True, "false": False, "none": None, "undefined": None, "nil": None}
-_OPAQUE_TAIL = {_PID: 9, _NEW_PID: 12, _PORT: 5, _NEW_PORT: 8, _V4_PORT: 12}
+# --- object references ---------------------------------------------------------------------
+class _Objects:
+    """Objects with no Erlang form, sent to Erlang as {'$py_isolated_object', Id}: kept here
+    until the parent reports that its last handle was garbage collected (a 'release' frame)."""
+
+    table: dict = {}
+    next_id = 0
+    made = None  # the ids made while the frame being encoded is encoded
 
 
-def _take(buf: bytes, pos: int, n: int) -> bytes:
-    raw = buf[pos:pos + n]
-    if len(raw) != n:
-        raise ValueError("truncated term")
-    return raw
+_objects = _Objects()
 
 
-def _dec(buf: bytes, pos: int):
-    """The term at buf[pos:] and the position after it."""
-    tag = buf[pos]
-    pos += 1
-    if tag == _SMALL_INT:
-        return buf[pos], pos + 1
-    if tag == _BINARY:
-        n = _u32(buf, pos)[0]
-        raw = _take(buf, pos + 4, n)
-        try:
-            return raw.decode("utf-8"), pos + 4 + n
-        except UnicodeDecodeError:
-            return raw, pos + 4 + n
-    if tag in _ATOM_TAGS:
-        if tag == _ATOM or tag == _ATOM_UTF8:
-            n = _u16(buf, pos)[0]
-            pos += 2
-        else:
-            n = buf[pos]
-            pos += 1
-        text = _take(buf, pos, n).decode("latin-1" if tag in (_ATOM, _SMALL_ATOM) else "utf-8")
-        return _ATOM_VALUES.get(text, text), pos + n
-    if tag == _SMALL_TUPLE or tag == _LARGE_TUPLE:
-        if tag == _SMALL_TUPLE:
-            n = buf[pos]
-            pos += 1
-        else:
-            n = _u32(buf, pos)[0]
-            pos += 4
-        if n == 2 and buf.startswith(_BYTES_TAGS, pos):
-            pos += 7 if buf[pos] == _SMALL_ATOM_UTF8 else 8
-            if buf[pos] == _BINARY:  # {bytes, Binary}: whatever the binary holds
-                size = _u32(buf, pos + 1)[0]
-                return _take(buf, pos + 5, size), pos + 5 + size
-            value, pos = _dec(buf, pos)
-            return ("bytes", value), pos
-        items = []
-        for _ in range(n):
-            value, pos = _dec(buf, pos)
-            items.append(value)
-        return tuple(items), pos
-    if tag == _INT:
-        return _i32(buf, pos)[0], pos + 4
-    if tag == _NEW_FLOAT:
-        return _f64(buf, pos)[0], pos + 8
-    if tag == _NIL:
-        return [], pos
-    if tag == _LIST:
-        n = _u32(buf, pos)[0]
-        pos += 4
-        items = []
-        for _ in range(n):
-            value, pos = _dec(buf, pos)
-            items.append(value)
-        if buf[pos] != _NIL:
-            raise TypeError("improper list")
-        return items, pos + 1
-    if tag == _MAP:
-        n = _u32(buf, pos)[0]
-        pos += 4
-        out = {}
-        for _ in range(n):
-            key, pos = _dec(buf, pos)
-            out[key], pos = _dec(buf, pos)
-        return out, pos
-    if tag == _STRING:
-        n = _u16(buf, pos)[0]
-        return list(_take(buf, pos + 2, n)), pos + 2 + n
-    if tag == _SMALL_BIG or tag == _LARGE_BIG:
-        if tag == _SMALL_BIG:
-            n = buf[pos]
-            pos += 1
-        else:
-            n = _u32(buf, pos)[0]
-            pos += 4
-        v = int.from_bytes(_take(buf, pos + 1, n), "little")
-        return (-v if buf[pos] else v), pos + 1 + n
-    if tag == _BIT_BINARY:
-        raise TypeError("bitstring is not whole bytes")
-    # Opaque terms: kept as their bytes, sent back unchanged.
-    start = pos - 1
-    if tag in _OPAQUE_TAIL:
-        _, pos = _dec(buf, pos)  # the node name
-        pos += _OPAQUE_TAIL[tag]
-    elif tag == _NEW_REF or tag == _NEWER_REF:
-        n = _u16(buf, pos)[0]
-        _, pos = _dec(buf, pos + 2)
-        pos += (1 if tag == _NEW_REF else 4) + 4 * n
-    elif tag == _NEW_FUN:
-        pos = start + 1 + _u32(buf, pos)[0]
-    elif tag == _EXPORT:
-        for _ in range(3):
-            _, pos = _dec(buf, pos)
+def _wrap(obj) -> int:
+    _objects.next_id += 1
+    ident = _objects.next_id
+    _objects.table[ident] = obj
+    if _objects.made is not None:
+        _objects.made.append(ident)
+    return ident
+
+
+def _resolve(ident):
+    try:
+        return _objects.table[ident]
+    except (KeyError, TypeError):
+        raise ValueError("a Python object reference this isolated context no longer holds") from None
+
+
+def _call_method(obj, name, *args, **kwargs):
+    """py:call_method/3,4 on an object of this context."""
+    return getattr(obj, name)(*args, **kwargs)
+
+
+def _to_term(obj):
+    """py:to_term/1 on an object of this context: a mapping as a dict, an iterable as a list."""
+    import collections.abc
+    return dict(obj) if isinstance(obj, collections.abc.Mapping) else list(obj)
+
+
+class _Env:
+    """A namespace made by py_context:create_local_env/1 (its globals)."""
+
+    __slots__ = ("globals",)
+
+    def __init__(self) -> None:
+        self.globals = {"__builtins__": __builtins__, "__name__": "__main__"}
+
+
+def _new_env() -> _Env:
+    return _Env()
+
+
+def _env_of(env) -> dict:
+    if type(env) is not _Env:
+        raise TypeError("not a namespace made by py_context:create_local_env/1")
+    return env.globals
+
+
+def _env_call(env, module, function, args, kwargs):
+    """py_context:call/7: __main__'s names are looked up in the namespace."""
+    ns = _env_of(env)
+    if module == "__main__":
+        parts = function.split(".")
+        if parts[0] not in ns:
+            raise NameError("name '%s' is not defined" % parts[0])
+        target = ns[parts[0]]
+        parts = parts[1:]
     else:
-        raise TypeError("unsupported term tag %d" % tag)
-    raw = _take(buf, start, pos - start)
-    return (Pid(raw) if tag in (_PID, _NEW_PID) else Term(raw)), pos
+        target = _module(module)
+        parts = function.split(".")
+    for part in parts:
+        target = getattr(target, part)
+    return target(*args, **{str(k): v for k, v in kwargs.items()})
 
 
-def decode(frame: bytes):
-    if not frame or frame[0] != _VERSION:
-        raise ValueError("not an external term")
-    return _dec(frame, 1)[0]
+def _env_eval(env, code, local_vars):
+    return eval(code, _env_of(env), {str(k): v for k, v in local_vars.items()})
 
 
-# --- encoding ------------------------------------------------------------------------------
-def _atom(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return bytes((_SMALL_ATOM_UTF8, len(raw))) + raw
+def _env_exec(env, code) -> None:
+    exec(code, _env_of(env))
 
 
-_TRUE = _atom("true")
-_FALSE = _atom("false")
-_NONE = _atom("none")
-_INF = _atom("infinity")
-_NEG_INF = _atom("neg_infinity")
-_NAN = _atom("nan")
-_pack_int = struct.Struct(">Bi").pack
-_pack_float = struct.Struct(">Bd").pack
-_pack_len = struct.Struct(">BI").pack
+# --- the codec (c_src/child/etf_*.cpp, built into priv/py_child) ------------------------------
+_erlang_etf.setup(Atom, Pid, Term, _wrap, _resolve)
+decode = _erlang_etf.decode
+encode = _erlang_etf.encode
 
 
-def _encode(value, out: list) -> None:
-    t = type(value)
-    if t is Atom:
-        out.append(_atom(value))
-    elif isinstance(value, str):
-        raw = value.encode("utf-8")
-        out.append(_pack_len(_BINARY, len(raw)))
-        out.append(raw)
-    elif value is None:
-        out.append(_NONE)
-    elif value is True:
-        out.append(_TRUE)
-    elif value is False:
-        out.append(_FALSE)
-    elif isinstance(value, int):
-        value = int(value)
-        if 0 <= value < 256:
-            out.append(bytes((_SMALL_INT, value)))
-        elif -2147483648 <= value <= 2147483647:
-            out.append(_pack_int(_INT, value))
-        else:
-            mag = abs(value)
-            raw = mag.to_bytes((mag.bit_length() + 7) // 8, "little")
-            if len(raw) < 256:
-                out.append(bytes((_SMALL_BIG, len(raw), 1 if value < 0 else 0)))
-            else:
-                out.append(_pack_len(_LARGE_BIG, len(raw)) + bytes((1 if value < 0 else 0,)))
-            out.append(raw)
-    elif isinstance(value, float):
-        if math.isnan(value):
-            out.append(_NAN)
-        elif math.isinf(value):
-            out.append(_INF if value > 0 else _NEG_INF)
-        else:
-            out.append(_pack_float(_NEW_FLOAT, value))
-    elif isinstance(value, (bytes, bytearray)):
-        out.append(_pack_len(_BINARY, len(value)))
-        out.append(bytes(value))
-    elif isinstance(value, Pid):
-        out.append(value._ext)
-    elif isinstance(value, tuple):
-        n = len(value)
-        out.append(bytes((_SMALL_TUPLE, n)) if n < 256 else _pack_len(_LARGE_TUPLE, n))
-        for item in value:
-            _encode(item, out)
-    elif isinstance(value, list):
-        if value:
-            out.append(_pack_len(_LIST, len(value)))
-            for item in value:
-                _encode(item, out)
-        out.append(bytes((_NIL,)))
-    elif isinstance(value, dict):
-        out.append(_pack_len(_MAP, len(value)))
-        for k, v in value.items():
-            _encode(k, out)
-            _encode(v, out)
-    else:
-        raise TypeError("isolated contexts cannot return a %s yet (no object references)"
-                        % type(value).__name__)
-
-
-def encode(value) -> bytes:
-    out = [bytes((_VERSION,))]
-    _encode(value, out)
-    return b"".join(out)
+def _frame(term) -> bytes:
+    """The frame for term; {with_objects, Frame} when it holds object references (the parent
+    turns them into handles). Objects kept for a frame that fails to encode are dropped."""
+    made = _objects.made = []
+    try:
+        frame = _erlang_etf.frame(term)
+    except BaseException:
+        for ident in made:
+            _objects.table.pop(ident, None)
+        raise
+    finally:
+        _objects.made = None
+    if made:
+        frame = _erlang_etf.frame((_WITH_OBJECTS, frame[4:]))
+    return frame
 
 
 # --- the connection ------------------------------------------------------------------------
@@ -363,18 +232,21 @@ def _recv():
 
 
 def _send_frame(frame: bytes) -> None:
+    """Writes a whole frame (_frame(term): its length, then the term)."""
     was = _state.interruptible
     _state.interruptible = False
     try:
-        data = memoryview(struct.pack(">I", len(frame)) + frame)
-        while data:
-            data = data[os.write(_state.fd_out, data):]
+        written = os.write(_state.fd_out, frame)
+        if written < len(frame):
+            data = memoryview(frame)[written:]
+            while data:
+                data = data[os.write(_state.fd_out, data):]
     finally:
         _state.interruptible = was
 
 
 def _send(term) -> None:
-    _send_frame(encode(term))
+    _send_frame(_frame(term))
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -411,6 +283,7 @@ def _run(request):
 
 
 _REPLY = Atom("reply")
+_WITH_OBJECTS = Atom("with_objects")
 _OK = Atom("ok")
 
 
@@ -426,9 +299,9 @@ def _serve_request(request) -> None:
     finally:
         _state.interruptible = was
     try:
-        frame = encode((_REPLY, request[1], result))
+        frame = _frame((_REPLY, request[1], result))
     except Exception as exc:  # a value with no Erlang form, a lone surrogate, too deep
-        frame = encode((_REPLY, request[1], _error(exc)))
+        frame = _frame((_REPLY, request[1], _error(exc)))
     _send_frame(frame)
 
 
@@ -436,6 +309,9 @@ def _dispatch(msg) -> bool:
     """Serves a request frame; False for any other frame (a late callback reply)."""
     if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec"):
         _serve_request(msg)
+        return True
+    if type(msg) is tuple and len(msg) == 2 and msg[0] == "release":
+        _objects.table.pop(msg[1], None)
         return True
     return False
 
@@ -445,6 +321,10 @@ def call(name, *args):
     """Runs the Erlang function registered as name (py:register_function) with args."""
     if not isinstance(name, str):
         raise TypeError("erlang.call: the name must be a str")
+    return _callback(name, args)
+
+
+def _callback(name, args):
     _state.next_callback += 1
     ident = _state.next_callback
     _send((Atom("callback"), ident, name, list(args)))
@@ -462,17 +342,36 @@ def call(name, *args):
         _dispatch(msg)
 
 
+class NotRegistered(ProcessError, TypeError):
+    """erlang.send to a name no process is registered as."""
+
+
 def send(dest, term) -> None:
-    """Sends term to the pid dest (asynchronously; a dead pid is not detected)."""
-    if not isinstance(dest, Pid) or isinstance(dest, Term):
-        raise TypeError("erlang.send: dest must be an erlang.Pid")
-    _send((Atom("send"), dest, term))
+    """Sends term to the pid dest (asynchronously; a dead pid is not detected) or to the process
+    registered as dest (a str or bytes; the parent looks the name up: one round trip)."""
+    if isinstance(dest, Pid) and not isinstance(dest, Term):
+        _send((Atom("send"), dest, term))
+        return
+    if isinstance(dest, (bytes, bytearray)):
+        dest = bytes(dest).decode("utf-8")
+    if not isinstance(dest, str):
+        raise TypeError("erlang.send: dest must be an erlang.Pid or a registered name")
+    try:
+        _callback(_SEND_TO_NAME, (str(dest), term))
+    except ErlangError as exc:
+        if exc.args and exc.args[0] == "NotRegistered":
+            raise NotRegistered("no process is registered as %r" % (dest,)) from None
+        raise
+
+
+_SEND_TO_NAME = "$py_send_to_name"  # handled by the context process itself (py_isolated.erl)
 
 
 def _erlang_module() -> types.ModuleType:
     mod = types.ModuleType("erlang", "The erlang module of an isolated context (a child process).")
     for name, value in (("call", call), ("send", send), ("Pid", Pid), ("Term", Term),
-                        ("ErlangError", ErlangError), ("ProcessError", ProcessError)):
+                        ("ErlangError", ErlangError), ("ProcessError", ProcessError),
+                        ("NotRegistered", NotRegistered)):
         setattr(mod, name, value)
     mod.isolated = True
     return mod

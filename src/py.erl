@@ -215,10 +215,11 @@ num_executors() ->
 version() ->
     {ok, py_nif:python_version()}.
 
-%% @doc Whether Term is an opaque reference to a Python object.
+%% @doc Whether Term is an opaque reference to a Python object (of any context, isolated ones
+%% included).
 -spec is_ref(term()) -> boolean().
 is_ref(Term) ->
-    py_nif:is_ref(Term).
+    py_nif:is_ref(Term) orelse py_nif:isolated_ref_info(Term) =/= false.
 
 %% @doc The formatted traceback of the last Python exception this process received, if any.
 -spec last_traceback() -> binary() | undefined.
@@ -329,7 +330,8 @@ shared_dict_destroy(Dict) -> py_nif:shared_dict_destroy(Dict).
 %% object's own interpreter.
 -spec getattr(reference(), atom() | binary()) -> py_result().
 getattr(Obj, Name) ->
-    on_object(Obj, fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, builtins, getattr, [Obj, Name], #{}, plain) end).
+    on_object(Obj, {call, builtins, getattr, [Obj, Name], #{}},
+              fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, builtins, getattr, [Obj, Name], #{}, plain) end).
 
 %% @doc `Obj.Method(*Args)'.
 -spec call_method(reference(), atom() | binary(), list()) -> py_result().
@@ -339,9 +341,10 @@ call_method(Obj, Method, Args) ->
 %% @doc `Obj.Method(*Args, **Kwargs)'.
 -spec call_method(reference(), atom() | binary(), list(), map()) -> py_result().
 call_method(Obj, Method, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
-    on_object(Obj, fun(Ref, Ns, Tag) ->
-                           py_nif:submit_call(Ref, Ns, Tag, erlang, '_call_method', [Obj, Method | Args], Kwargs, plain)
-                   end);
+    on_object(Obj, {call, '_erlang_isolated', '_call_method', [Obj, Method | Args], Kwargs},
+              fun(Ref, Ns, Tag) ->
+                      py_nif:submit_call(Ref, Ns, Tag, erlang, '_call_method', [Obj, Method | Args], Kwargs, plain)
+              end);
 call_method(_, _, _, _) ->
     erlang:error(badarg).
 
@@ -349,11 +352,28 @@ call_method(_, _, _, _) ->
 %% iterable (set, generator, range, dict view, ...) a list; other objects give a TypeError.
 -spec to_term(reference()) -> py_result().
 to_term(Obj) ->
-    on_object(Obj, fun(Ref, Ns, Tag) ->
+    on_object(Obj, {call, '_erlang_isolated', '_to_term', [Obj], #{}},
+              fun(Ref, Ns, Tag) ->
                            py_nif:submit_eval(Ref, Ns, Tag,
                                               <<"dict(o) if isinstance(o, __import__('collections.abc').abc.Mapping)"
                                                 " else list(o)">>, #{o => Obj}, plain)
                    end).
+
+%% An object of an isolated context is handled by that context's child (IsolatedRequest).
+on_object(Obj, IsolatedRequest, Submit) ->
+    case py_nif:isolated_ref_info(Obj) of
+        {Ctx, _Serial, _Id} -> on_isolated(Ctx, IsolatedRequest);
+        false -> on_object(Obj, Submit)
+    end.
+
+on_isolated(Ctx, Request) ->
+    case py_isolated:request(Ctx, Request, ?DEFAULT_TIMEOUT) of
+        {error, context_not_found} -> {error, interpreter_gone};
+        {error, context_stopped} -> {error, interpreter_gone};
+        {error, {'ValueError', "a Python object reference whose isolated process has ended" ++ _}} ->
+            {error, interpreter_gone};
+        Result -> Result
+    end.
 
 on_object(Obj, Submit) ->
     is_ref(Obj) orelse erlang:error(badarg),

@@ -196,29 +196,52 @@ reset(Ctx) ->
 %% contexts included. It is freed when the last copy of the returned term is garbage collected.
 -spec create_local_env(context()) -> {ok, reference()} | {error, term()}.
 create_local_env(Ctx) ->
-    on_ref(Ctx, fun(Ref) -> {ok, py_request:new_namespace(Ref)} end).
+    case is_pid(Ctx) andalso py_isolated:is_isolated(Ctx) of
+        true -> in_isolated_env(Ctx, '_new_env', [], infinity);
+        false -> on_ref(Ctx, fun(Ref) -> {ok, py_request:new_namespace(Ref)} end)
+    end.
 
 %% @doc `py:call' on context Ctx in the namespace Env made by create_local_env/1.
 -spec call(context(), py:py_module(), py:py_func(), list(), map(), py:timeout_ms(), reference()) ->
     py:py_result().
 call(Ctx, Module, Function, Args, Kwargs, Timeout, Env) when is_list(Args), is_map(Kwargs) ->
-    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) ->
+    case isolated_env(Ctx, '_env_call', fun() -> [Env, Module, Function, Args, Kwargs] end, Timeout) of
+        false -> with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) ->
                                         py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, plain)
                                 end);
+        Result -> Result
+    end;
 call(_, _, _, _, _, _, _) ->
     erlang:error(badarg).
 
 %% @doc `py:eval' on context Ctx in the namespace Env.
 -spec eval(context(), iodata(), map(), py:timeout_ms(), reference()) -> py:py_result().
 eval(Ctx, Code, Locals, Timeout, Env) when is_map(Locals) ->
-    with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, plain) end);
+    case isolated_env(Ctx, '_env_eval', fun() -> [Env, iolist_to_binary(Code), Locals] end, Timeout) of
+        false -> with_env(Ctx, Env, Timeout, fun(Ref, Ns, Tag) -> py_nif:submit_eval(Ref, Ns, Tag, Code, Locals, plain) end);
+        Result -> Result
+    end;
 eval(_, _, _, _, _) ->
     erlang:error(badarg).
 
 %% @doc `py:exec' on context Ctx in the namespace Env.
 -spec exec(context(), iodata(), reference()) -> ok | {error, term()}.
 exec(Ctx, Code, Env) ->
-    with_env(Ctx, Env, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Code) end).
+    case isolated_env(Ctx, '_env_exec', fun() -> [Env, iolist_to_binary(Code)] end, infinity) of
+        false -> with_env(Ctx, Env, infinity, fun(Ref, Ns, Tag) -> py_nif:submit_exec(Ref, Ns, Tag, Code) end);
+        Result -> Result
+    end.
+
+%% On an isolated context, a local env is an object in its child (_erlang_isolated._Env); the
+%% env functions are helpers there. false for any other context.
+isolated_env(Ctx, Helper, MakeArgs, Timeout) ->
+    is_pid(Ctx) andalso py_isolated:is_isolated(Ctx) andalso in_isolated_env(Ctx, Helper, MakeArgs(), Timeout).
+
+in_isolated_env(Ctx, Helper, Args, Timeout) ->
+    case py_isolated:request(Ctx, {call, '_erlang_isolated', Helper, Args, #{}}, Timeout) of
+        {ok, none} when Helper =:= '_env_exec' -> ok;
+        Result -> Result
+    end.
 
 %% @doc What context Ctx did since it started (a snapshot; each figure is exact, the set is not
 %% taken atomically). `{ok, Stats}' with:

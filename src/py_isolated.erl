@@ -12,7 +12,8 @@
 -module(py_isolated).
 -behaviour(gen_server).
 
--export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1]).
+-export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
+         setup_keys/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([limits/0, crash/0]).
@@ -25,6 +26,10 @@
 -type crash() :: #{exit_status => integer(), signal => atom() | pos_integer(),
                    stderr := [binary()], limit => memory | cpu_seconds,
                    killed => interrupt_ignored | bad_frame, port_closed => term()}.
+%% A request's frame; with the serials of the children its object handles name, and the
+%% handles themselves (held until the request ends, so none is released before the child
+%% has read the request).
+-type request_frame() :: binary() | {binary(), [pos_integer()], [reference()]}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
 
@@ -36,7 +41,9 @@
 -define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
 -define(RUNTIME_KEY, {?MODULE, runtime}).
 
--record(child, {port :: port(), os_pid :: pos_integer(), generation :: pos_integer()}).
+%% serial: names this incarnation of the child in object handles; never reused in the node.
+-record(child, {port :: port(), os_pid :: pos_integer(), generation :: pos_integer(),
+                serial :: pos_integer()}).
 %% A request is named by its caller's alias (the reply goes to it); the child echoes it back.
 -record(state, {owner_mon :: reference() | undefined,
                 opts :: map(),
@@ -48,7 +55,8 @@
                 running = [] :: [reference()],   %% in the child, innermost first
                 %% Erlang callbacks in flight, each with the request that waits for it.
                 callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
-                requests = #{} :: #{reference() => {reference(), binary()}},
+                %% the frame, with the object handles it uses when it has any (request_frame/0)
+                requests = #{} :: #{reference() => {reference(), request_frame()}},
                 kill_timer :: {reference(), reference()} | undefined,
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame}).
@@ -111,10 +119,11 @@ start_link(Opts) ->
 
 await(Ctx, Request, Timeout) ->
     Mon = erlang:monitor(process, Ctx, [{alias, demonitor}]),
-    Frame = try term_to_binary(frame(Request, Mon))
+    {Plain, Held} = objects_out(Request, Ctx),
+    Frame = try term_to_binary(frame(Plain, Mon))
             catch error:badarg -> erlang:demonitor(Mon, [flush]), erlang:error(badarg)
             end,
-    Ctx ! {'$py_isolated', Mon, self(), Frame},
+    Ctx ! {'$py_isolated', Mon, self(), with_held(Frame, Held)},
     receive
         {Mon, Reply} ->
             erlang:demonitor(Mon, [flush]),
@@ -128,6 +137,56 @@ await(Ctx, Request, Timeout) ->
         receive {Mon, _} -> ok after 0 -> ok end,
         {error, timeout}
     end.
+
+%% Object handles in a request's arguments, kwargs or locals become {'$py_isolated_object', Id}
+%% for the child; a handle of another context is refused here, one of an earlier child of this
+%% context when the request is sent (pump/1).
+objects_out(Request, Ctx) ->
+    case has_reference(Request) of
+        false -> {Request, []};   %% nothing to rebuild (the common case)
+        true -> objects_out_request(Request, Ctx)
+    end.
+
+objects_out_request({call, M, F, Args, Kwargs}, Ctx) ->
+    {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
+    {{call, M, F, Args1, Kwargs1}, Held};
+objects_out_request({eval, Code, Locals}, Ctx) ->
+    {Locals1, Held} = objects_out(Locals, Ctx, []),
+    {{eval, Code, Locals1}, Held};
+objects_out_request(Request, _Ctx) ->
+    {Request, []}.
+
+has_reference(T) when is_reference(T) -> true;
+has_reference([H | T]) -> has_reference(H) orelse has_reference(T);
+has_reference(T) when is_tuple(T) -> has_reference(tuple_to_list(T));
+has_reference(T) when is_map(T) -> has_reference(maps:to_list(T));
+has_reference(_) -> false.
+
+objects_out(T, Ctx, Held) when is_reference(T) ->
+    case py_nif:isolated_ref_info(T) of
+        {Ctx, Serial, Id} -> {{'$py_isolated_object', Id}, [{Serial, T} | Held]};
+        {_Other, _, _} -> {T, [{other_context, T} | Held]};
+        false -> {T, Held}
+    end;
+objects_out(T, Ctx, Held) when is_list(T) ->
+    objects_out_list(T, Ctx, Held);
+objects_out(T, Ctx, Held) when is_tuple(T) ->
+    {Items, Held1} = objects_out_list(tuple_to_list(T), Ctx, Held),
+    {list_to_tuple(Items), Held1};
+objects_out(T, Ctx, Held) when is_map(T) ->
+    {Pairs, Held1} = objects_out_list(maps:to_list(T), Ctx, Held),
+    {maps:from_list(Pairs), Held1};
+objects_out(T, _Ctx, Held) ->
+    {T, Held}.
+
+%% Proper lists only (an improper one reaches the child as it is and is refused there).
+objects_out_list(List, Ctx, Held) ->
+    try lists:mapfoldl(fun(T, H) -> objects_out(T, Ctx, H) end, Held, List)
+    catch error:function_clause -> {List, Held}
+    end.
+
+with_held(Frame, []) -> Frame;
+with_held(Frame, Held) -> {Frame, [S || {S, _} <- Held], [H || {_, H} <- Held]}.
 
 %% The body is a binary of its own, so that the child can always read the frame's id and answer
 %% it, even when the body holds a term Python cannot take.
@@ -188,11 +247,13 @@ running_as_root() ->
 init(#{owner := Owner} = Opts) ->
     process_flag(trap_exit, true),
     State0 = #state{opts = Opts, log = log_file()},
+    %% Listed before the child starts: a py_setup step set meanwhile reaches it either way.
+    true = ets:insert(?TABLE, {self()}),
     case start_child(State0) of
         {ok, State} ->
-            true = ets:insert(?TABLE, {self()}),
             {ok, State#state{owner_mon = erlang:monitor(process, Owner)}};
         {error, Reason} ->
+            ets:delete(?TABLE, self()),
             _ = file:delete(State0#state.log),
             {stop, Reason}
     end.
@@ -226,9 +287,11 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                 {Port, {data, Bin}} ->
                     case catch binary_to_term(Bin, [safe]) of
                         {ready, _Version, OsPid} when is_integer(OsPid) ->
-                            Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1},
-                            preload(State#state{child = Child, generation = Gen + 1, down = undefined},
-                                    maps:get(preload, Opts, undefined));
+                            Child = #child{port = Port, os_pid = OsPid, generation = Gen + 1,
+                                           serial = erlang:unique_integer([positive])},
+                            Up = State#state{child = Child, generation = Gen + 1, down = undefined},
+                            ok = run_setup_steps(Up),
+                            preload(Up, maps:get(preload, Opts, undefined));
                         _ ->
                             catch port_close(Port),
                             {error, {child_not_started, bad_hello}}
@@ -255,6 +318,54 @@ runtime() ->
             Runtime;
         Runtime ->
             Runtime
+    end.
+
+%% @private
+%% The running isolated contexts (py_setup broadcasts its steps to them).
+-spec all() -> [pid()].
+all() ->
+    try [Pid || {Pid} <- ets:tab2list(?TABLE)]
+    catch error:badarg -> []
+    end.
+
+%% @private
+%% The py_setup steps an isolated context's child runs: `logging' (py:configure_logging/1).
+%% The others (`venv', the node's preload and paths) are not applied in the child.
+-spec setup_keys() -> [atom()].
+setup_keys() ->
+    [logging].
+
+%% The py_setup steps this child takes, in the order they were set, before the preload code.
+%% A step that fails is reported and skipped (as for a new in-process context).
+run_setup_steps(#state{child = #child{port = Port}} = State) ->
+    lists:foreach(
+      fun({Key, Version, {Module, Function, Args}, _Info}) ->
+              Step = [atom_to_binary(Key, utf8), Version, Module, Function, Args],
+              port_command(Port, term_to_binary(frame({call, '_erlang_setup', apply, Step, #{}}, 0))),
+              case setup_reply(State) of
+                  ok -> ok;
+                  {error, Reason} ->
+                      logger:warning("erlang_python: setup step ~p could not run in an isolated context's child: ~0tp",
+                                     [Key, Reason], #{domain => [erlang_python]})
+              end
+      end,
+      [Step || {Key, _, _, _} = Step <- py_setup:steps(), lists:member(Key, setup_keys())]).
+
+setup_reply(#state{child = #child{port = Port} = Child} = State) ->
+    receive
+        {Port, {data, Bin}} ->
+            case catch result(binary_to_term(Bin, [safe])) of
+                {reply, 0, {ok, _}} -> ok;
+                {reply, 0, {error, _} = Error} -> Error;
+                {callback, CbId, _Name, _Args} ->
+                    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"setup">>}})}),
+                    setup_reply(State);
+                _Other ->
+                    setup_reply(State)
+            end;
+        {Port, {exit_status, _}} = Exit ->
+            self() ! Exit,   %% seen again once the context runs: the crash is handled there
+            {error, child_exited}
     end.
 
 preload(State, undefined) ->
@@ -319,11 +430,16 @@ handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks 
     case maps:take(Key, Cbs) of
         {_, Rest} when Child =/= undefined ->
             {_Gen, CbId} = Key,
-            send_frame(Child, {cb_reply, CbId, term_to_binary(callback_result(Result))}),
+            send_frame(Child, {cb_reply, CbId, term_to_binary(callback_reply(Result, Child))}),
             {noreply, State#state{callbacks = Rest}};
         _ ->
             {noreply, State}
     end;
+handle_info({'$py_isolated_release', Serial, Id}, #state{child = #child{serial = Serial} = Child} = State) ->
+    send_frame(Child, {release, Id}),
+    {noreply, State};
+handle_info({'$py_isolated_release', _Serial, _Id}, State) ->
+    {noreply, State};   %% an earlier child's object: gone with it
 handle_info({'$py_signal_sent', Ref}, #state{signal_pending = Ref} = State) ->
     {noreply, pump(State#state{signal_pending = undefined})};
 handle_info({'$py_isolated_cancel', Alias}, State) ->
@@ -381,9 +497,14 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
             case State#state.requests of
                 #{Id := {_, Frame}} ->
                     case ensure_child(State#state{queue = Rest}) of
-                        {ok, #state{child = #child{port = Port}} = Up} ->
-                            port_command(Port, Frame),
-                            pump(Up#state{running = [Id | Running]});
+                        {ok, #state{child = #child{port = Port, serial = Serial}} = Up} ->
+                            case stale_handles(Frame, Serial) of
+                                false ->
+                                    port_command(Port, frame_binary(Frame)),
+                                    pump(Up#state{running = [Id | Running]});
+                                Why ->
+                                    pump(reply(Id, {error, {'ValueError', Why}}, Up))
+                            end;
                         {error, Reason, Down} ->
                             pump(reply(Id, {error, Reason}, Down))
                     end;
@@ -394,6 +515,23 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
             State
     end.
 
+%% Why a request's object handles cannot be used by the child now running, or false.
+stale_handles(Frame, _Serial) when is_binary(Frame) ->
+    false;
+stale_handles({_, Serials, _}, Serial) ->
+    case lists:usort(Serials) of
+        [Serial] -> false;
+        Other ->
+            case lists:member(other_context, Other) of
+                true -> "a Python object reference from another context cannot be used here";
+                false -> "a Python object reference whose isolated process has ended (crashed, "
+                         "restarted or stopped) cannot be used"
+            end
+    end.
+
+frame_binary({Frame, _, _}) -> Frame;
+frame_binary(Frame) -> Frame.
+
 ensure_child(#state{child = undefined} = State) ->
     case start_child(State) of
         {ok, Up} -> {ok, Up};
@@ -402,6 +540,16 @@ ensure_child(#state{child = undefined} = State) ->
 ensure_child(State) ->
     {ok, State}.
 
+from_child({with_objects, Bin}, #state{child = #child{serial = Serial}} = State) when is_binary(Bin) ->
+    %% A frame holding references to objects kept in the child: each becomes a handle whose
+    %% garbage collection releases the object ('$py_isolated_release').
+    try binary_to_term(Bin, [safe]) of
+        Frame -> from_child(objects_in(Frame, Serial), State)
+    catch error:badarg ->
+        %% Not a frame of ours: as for a forged frame (handle_info/2), the child is killed.
+        kill_group(State#state.child, "KILL"),
+        State#state{killed = bad_frame}
+    end;
 from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = State) ->
     Cleared = case State#state.kill_timer of
                   {Id, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
@@ -411,6 +559,14 @@ from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = Sta
     %% awaited any more.
     Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
     reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+from_child({callback, CbId, <<"$py_send_to_name">>, [Name, Msg]}, #state{child = Child} = State) ->
+    %% erlang.send to a registered name: looked up here, so an unregistered one raises.
+    Reply = case registered(Name) of
+                undefined -> {error, {<<"NotRegistered">>, Name}};
+                Pid -> Pid ! Msg, {ok, none}
+            end,
+    send_frame(Child, {cb_reply, CbId, term_to_binary(Reply)}),
+    State;
 from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
                                                 running = [Waiting | _]} = State) ->
     Self = self(),
@@ -427,9 +583,43 @@ from_child({send, Dest, Term}, State) when is_pid(Dest) ->
 from_child(_Other, State) ->
     State.
 
+objects_in({'$py_isolated_object', Id}, Serial) when is_integer(Id), Id > 0 ->
+    py_nif:isolated_ref_new(self(), Serial, Id);
+objects_in(T, Serial) when is_list(T) ->
+    objects_in_list(T, Serial);
+objects_in(T, Serial) when is_tuple(T) ->
+    list_to_tuple(objects_in_list(tuple_to_list(T), Serial));
+objects_in(T, Serial) when is_map(T) ->
+    maps:from_list(objects_in_list(maps:to_list(T), Serial));
+objects_in(T, _Serial) ->
+    T.
+
+objects_in_list([H | T], Serial) -> [objects_in(H, Serial) | objects_in_list(T, Serial)];
+objects_in_list([], _Serial) -> [];
+objects_in_list(Tail, Serial) -> objects_in(Tail, Serial).
+
+registered(Name) when is_binary(Name) ->
+    try whereis(binary_to_existing_atom(Name, utf8))
+    catch error:badarg -> undefined
+    end;
+registered(_) ->
+    undefined.
+
 run_callback(Name, Args) ->
     try py_callback:run(Name, Args)
     catch Class:Reason -> {error, {Class, iolist_to_binary(io_lib:format("~0tp", [Reason]))}}
+    end.
+
+%% A callback's result with this child's object handles as the child's references (the
+%% release of a handle, if it follows, reaches the child after this reply).
+callback_reply(Result, #child{serial = Serial}) ->
+    case objects_out(callback_result(Result), self(), []) of
+        {Out, Held} ->
+            case lists:usort([S || {S, _} <- Held]) -- [Serial] of
+                [] -> Out;
+                _ -> {error, {<<"ValueError">>, <<"a Python object reference from another context or an ended "
+                                                  "isolated process cannot be used here">>}}
+            end
     end.
 
 callback_result({ok, _} = Ok) -> Ok;

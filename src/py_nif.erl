@@ -18,6 +18,8 @@
 -nifs([dup_fd/1]).
 -export([loop_signal/1]).
 -nifs([loop_signal/1]).
+-export([isolated_ref_new/3, isolated_ref_info/1]).
+-nifs([isolated_ref_new/3, isolated_ref_info/1]).
 
 -nifs([object_owner/1, callback_reply/3, submit_reset/3, context_new/2, context_stop/2, context_stop_now/1,
        namespace_new/1,
@@ -218,3 +220,11 @@ channel_unnotify(_Channel, _Msg) -> erlang:nif_error(nif_not_loaded).
 
 -spec dup_fd(integer()) -> {ok, non_neg_integer()} | {error, term()}.
 dup_fd(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+%% A handle for object Id of the child incarnation Serial of isolated context Ctx; when it is
+%% garbage collected, Ctx gets `{'$py_isolated_release', Serial, Id}'.
+-spec isolated_ref_new(pid(), non_neg_integer(), non_neg_integer()) -> reference().
+isolated_ref_new(_Ctx, _Serial, _Id) -> erlang:nif_error(nif_not_loaded).
+
+-spec isolated_ref_info(term()) -> {pid(), non_neg_integer(), non_neg_integer()} | false.
+isolated_ref_info(_Term) -> erlang:nif_error(nif_not_loaded).

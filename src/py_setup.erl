@@ -97,7 +97,7 @@ store({Key, Version, _, _} = Step) ->
 %% parallel, each waiting as long as its context needs (a context busy with a long call delays
 %% the answer).
 broadcast(Key, Version, Call) ->
-    Targets = [main | owngil_contexts()],
+    Targets = [main | owngil_contexts()] ++ isolated_contexts(Key),
     Parent = self(),
     Workers = [spawn_monitor(fun() -> exit({step_done, Parent, run_target(T, Key, Version, Call)}) end)
                || T <- Targets],
@@ -118,7 +118,15 @@ first_error(Results) ->
 run_target(main, Key, Version, Call) ->
     run_on_main(Key, Version, Call, 5);
 run_target({owngil, Ref}, Key, Version, Call) ->
-    ok_or_gone(run_step(Ref, Key, Version, Call, infinity)).
+    ok_or_gone(run_step(Ref, Key, Version, Call, infinity));
+run_target({isolated, Pid}, Key, Version, {Module, Function, Args}) ->
+    Step = [atom_to_binary(Key, utf8), Version, Module, Function, Args],
+    case py_isolated:request(Pid, {call, '_erlang_setup', apply, Step, #{}}, infinity) of
+        {error, context_not_found} -> ok;
+        {error, {python_crashed, _}} -> ok;   % the next child takes the step when it starts
+        {error, {context_down, _}} -> ok;
+        Result -> ok_or_gone(Result)
+    end.
 
 run_on_main(_Key, _Version, _Call, 0) ->
     {error, no_worker_context};
@@ -140,6 +148,14 @@ run_step(Ref, Key, Version, {Module, Function, Args}, Timeout) ->
     Step = [atom_to_binary(Key, utf8), Version, Module, Function, Args],
     py_request:run(Ref, undefined, Timeout,
                    fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_setup', apply, Step, #{}, plain) end).
+
+%% Isolated contexts take only some steps (py_isolated:setup_keys/0); each new child takes
+%% them when it starts.
+isolated_contexts(Key) ->
+    case lists:member(Key, py_isolated:setup_keys()) of
+        true -> [{isolated, Pid} || Pid <- py_isolated:all()];
+        false -> []
+    end.
 
 owngil_contexts() ->
     [{owngil, Ref} || Ref <- py_context:owngil_refs()].

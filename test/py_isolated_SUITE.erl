@@ -14,7 +14,10 @@
          timeout_in_callback/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
          forked_processes_killed_with_child/1,
-         owner_exit_stops_child/1, churn_100_contexts/1]).
+         owner_exit_stops_child/1, churn_100_contexts/1,
+         codec_edges/1, codec_malformed_input/1,
+         object_references/1, object_references_released/1, object_references_refused/1,
+         local_envs/1, logging_forwarded/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
@@ -23,7 +26,10 @@ all() ->
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
-                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported]},
+                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
+                codec_edges, codec_malformed_input,
+                object_references, object_references_released, object_references_refused,
+                local_envs, logging_forwarded]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
@@ -124,10 +130,219 @@ conversions(_Config) ->
     {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => [1 | 2]}),
     {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => <<1:3>>}),
     {error, {'UnicodeEncodeError', _}} = py:eval(Ctx, <<"'\\ud800'">>),
-    %% Objects with no Erlang form are refused (no object references in isolated mode yet).
-    {error, {'TypeError', _}} = py:eval(Ctx, <<"object()">>),
+    %% Objects with no Erlang form come back as references (object_references).
+    {ok, Obj} = py:eval(Ctx, <<"object()">>),
+    true = py:is_ref(Obj),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
+
+%% The child's term codec (c_src/child/etf_*.cpp) on the terms the conversions case leaves out.
+codec_edges(_Config) ->
+    Ctx = new(#{}),
+    Fun = fun() -> ok end,
+    Port = hd(erlang:ports()),
+    Big = list_to_tuple(lists:seq(1, 300)),
+    Values = [-2147483648, 2147483647, 2147483648, -2147483649, 1 bsl 64, -(1 bsl 64), 1 bsl 2100,
+              -0.0, 1.0e308, Big, Fun, fun lists:seq/2, Port, #{1 => #{2 => [<<>>]}},
+              [<<"é"/utf8>>, <<"日本"/utf8>>], list_to_binary(lists:duplicate(70000, $x))],
+    [{ok, V} = py:eval(Ctx, <<"v">>, #{v => V}) || V <- Values],
+    {ok, [97, 98, 99]} = py:eval(Ctx, <<"v">>, #{v => "abc"}),
+    {ok, <<"héllo"/utf8>>} = py:eval(Ctx, <<"v">>, #{v => 'héllo'}),
+    {ok, <<"bytes">>} = py:eval(Ctx, <<"type(v).__name__">>, #{v => {bytes, <<255, 1>>}}),
+    {ok, {<<"bytes">>, 1}} = py:eval(Ctx, <<"v">>, #{v => {bytes, 1}}),
+    {ok, <<"Term">>} = py:eval(Ctx, <<"type(v).__name__">>, #{v => Fun}),
+    {ok, true} = py:eval(Ctx, <<"a == b and hash(a) == hash(b)">>, #{a => self(), b => self()}),
+    %% Too deep either way: an error for that request, the context stays usable.
+    Deep = lists:foldl(fun(_, Acc) -> [Acc] end, [], lists:seq(1, 200000)),
+    {error, {'RecursionError', _}} = py:eval(Ctx, <<"v">>, #{v => Deep}),
+    {error, {'RecursionError', _}} =
+        py:eval(Ctx, <<"__import__('functools').reduce(lambda a, _: [a], range(200000), [])">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"v">>, #{v => #{[1] => 2}}),
+    {ok, [1, Obj]} = py:eval(Ctx, <<"[1, object()]">>),
+    true = py:is_ref(Obj),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% Every truncation and many byte flips of a term given to the child's decoder raise a Python
+%% exception (or decode to something); none crashes the child.
+codec_malformed_input(_Config) ->
+    Ctx = new(#{}),
+    Term = {self(), make_ref(), fun() -> ok end, #{<<"k">> => [1, 2.5, -(1 bsl 70)]}, 'héllo',
+            "abc", {bytes, <<1, 2>>}, [1 | [<<"x">>]], 300, -3},
+    Bin = term_to_binary(Term),
+    Code = <<"import _erlang_etf, random\n"
+             "def attempt(b):\n"
+             "    try:\n"
+             "        _erlang_etf.decode(b)\n"
+             "        return 'value'\n"
+             "    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:\n"
+             "        return type(e).__name__\n"
+             "prefixes = {attempt(b[:n]) for n in range(len(b))}\n"
+             "rng = random.Random(20)\n"
+             "flips = set()\n"
+             "for _ in range(20000):\n"
+             "    m = bytearray(b)\n"
+             "    for _ in range(rng.randint(1, 3)):\n"
+             "        m[rng.randrange(1, len(m))] = rng.randrange(256)\n"
+             "    flips.add(attempt(bytes(m)))\n"
+             "result = (sorted(prefixes), attempt(b))\n">>,
+    ok = py:exec(Ctx, <<"b = None">>),
+    {ok, _} = py:eval(Ctx, <<"globals().__setitem__('b', v)">>, #{v => {bytes, Bin}}),
+    ok = py:exec(Ctx, Code),
+    {ok, {Prefixes, <<"value">>}} = py:eval(Ctx, <<"result">>),
+    false = lists:member(<<"value">>, Prefixes),
+    [] = Prefixes -- [<<"ValueError">>, <<"TypeError">>],
+    {ok, Flips} = py:eval(Ctx, <<"sorted(flips)">>),
+    ct:pal("outcomes of 20000 mutated terms: ~p", [Flips]),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% Objects with no Erlang form live in the child; their references work as in-process ones.
+object_references(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"class Counter:\n"
+                        "    def __init__(self, start=0):\n"
+                        "        self.value = start\n"
+                        "    def add(self, n=1, *, times=1):\n"
+                        "        self.value += n * times\n"
+                        "        return self.value\n">>),
+    {ok, C} = py:call(Ctx, '__main__', 'Counter', [10]),
+    true = py:is_ref(C),
+    {ok, 10} = py:getattr(C, value),
+    {ok, 11} = py:call_method(C, add, []),
+    {ok, 17} = py:call_method(C, add, [2], #{times => 3}),
+    {ok, 17} = py:eval(Ctx, <<"c.value">>, #{c => C}),
+    {ok, true} = py:eval(Ctx, <<"a is b">>, #{a => C, b => C}),
+    {ok, 18} = py:eval(Ctx, <<"d['k'][0].add()">>, #{d => #{k => [C]}}),
+    {error, {'AttributeError', _}} = py:getattr(C, nope),
+    {error, {'TypeError', _}} = py:to_term(C),
+    {ok, G} = py:eval(Ctx, <<"(x * x for x in range(4))">>),
+    {ok, [0, 1, 4, 9]} = py:to_term(G),
+    {ok, MP} = py:eval(Ctx, <<"__import__('types').MappingProxyType({'a': 1})">>),
+    {ok, #{<<"a">> := 1}} = py:to_term(MP),
+    %% Through a callback and back: the same object.
+    ok = py:register_function(iso_echo, fun([X]) -> X end),
+    {ok, true} = py:eval(Ctx, <<"(lambda o: __import__('erlang').call('iso_echo', o) is o)(object())">>),
+    ok = py:unregister_function(iso_echo),
+    %% erlang.send with an object: the receiver gets a reference it can use.
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(p, ('set', {1, 2}))">>, #{p => self()}),
+    receive {<<"set">>, Set} -> {ok, [1, 2]} = py:to_term(Set)
+    after 30000 -> ct:fail(no_message)
+    end,
+    %% An object kept for a reply that then fails to encode is not kept.
+    {error, {'UnicodeEncodeError', _}} =
+        py:eval(Ctx, <<"[type('Marked', (), {'tag': 'x9'})(), '\\ud800']">>),
+    {ok, false} = py:eval(Ctx, <<"any(getattr(o, 'tag', None) == 'x9' "
+                                 "for o in __import__('_erlang_isolated')._objects.table.values())">>),
+    ok = py_context:stop(Ctx).
+
+held(Ctx) ->
+    {ok, N} = py:eval(Ctx, <<"len(__import__('_erlang_isolated')._objects.table)">>),
+    N.
+
+%% When the last copy of a reference is garbage collected, the child lets the object go.
+object_references_released(_Config) ->
+    Ctx = new(#{}),
+    Before = held(Ctx),
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                        Refs = [element(2, py:eval(Ctx, <<"object()">>)) || _ <- lists:seq(1, 50)],
+                                        Self ! {made, length(Refs), held(Ctx)}
+                                end),
+    receive {made, 50, During} -> true = During >= Before + 50 after 60000 -> ct:fail(no_objects) end,
+    receive {'DOWN', Mon, process, Pid, _} -> ok end,
+    %% The process's heap is gone: each handle's destructor told the context.
+    true = py_test_util:wait_until(fun() -> held(Ctx) =:= Before end, 30000),
+    {ok, Kept} = py:eval(Ctx, <<"object()">>),
+    erlang:garbage_collect(),
+    {ok, <<"object">>} = py:eval(Ctx, <<"type(o).__name__">>, #{o => Kept}),
+    ok = py_context:stop(Ctx).
+
+%% A reference names its context and the child's incarnation (a serial never reused): another
+%% context, a restarted child and a stopped context refuse it with a clear error.
+object_references_refused(_Config) ->
+    Ctx = new(#{}),
+    Other = new(#{}),
+    {ok, O} = py:eval(Ctx, <<"object()">>),
+    {error, {'ValueError', "a Python object reference from another context" ++ _}} =
+        py:eval(Other, <<"o">>, #{o => O}),
+    ok = py_context:stop(Other),
+    Pid1 = child_pid(Ctx),
+    kill9(Pid1),
+    true = py_test_util:wait_until(fun() -> not alive(Pid1) end, 10000),
+    %% The crash is seen, then a new child runs.
+    true = py_test_util:wait_until(fun() -> is_integer(catch child_pid(Ctx)) end, 30000),
+    {error, {'ValueError', "a Python object reference whose isolated process has ended" ++ _}} =
+        py:eval(Ctx, <<"o">>, #{o => O}),
+    {error, interpreter_gone} = py:getattr(O, '__class__'),
+    {ok, O2} = py:eval(Ctx, <<"object()">>),
+    ok = py_context:stop(Ctx),
+    {error, interpreter_gone} = py:call_method(O2, '__repr__', []),
+    %% Not a reference at all: badarg, as in-process.
+    {'EXIT', {badarg, _}} = catch py:getattr(make_ref(), x),
+    node_fine().
+
+%% py_context:create_local_env/1 and the call/7, eval/5, exec/3 variants: namespaces of their
+%% own in the child, apart from each other and from the context's shared one.
+local_envs(_Config) ->
+    Ctx = new(#{}),
+    {ok, Env1} = py_context:create_local_env(Ctx),
+    {ok, Env2} = py_context:create_local_env(Ctx),
+    ok = py_context:exec(Ctx, <<"x = 'one'">>, Env1),
+    ok = py_context:exec(Ctx, <<"x = 'two'\ndef shout(s): return s.upper() + '!'">>, Env2),
+    {ok, <<"one">>} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    {ok, <<"two">>} = py_context:eval(Ctx, [<<"x">>], #{}, 5000, Env2),
+    {ok, <<"HI!">>} = py_context:call(Ctx, '__main__', shout, [<<"hi">>], #{}, 5000, Env2),
+    {error, {'NameError', _}} = py_context:call(Ctx, '__main__', shout, [<<"hi">>], #{}, 5000, Env1),
+    {ok, 30} = py_context:eval(Ctx, <<"a * b">>, #{a => 5, b => 6}, infinity, Env1),
+    {ok, 4.0} = py_context:call(Ctx, math, sqrt, [16], #{}, 5000, Env1),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"x">>),   % the shared namespace
+    {error, timeout} = py_context:eval(Ctx, <<"__import__('time').sleep(30)">>, #{}, 200, Env1),
+    {ok, <<"one">>} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    %% An env of another context, or a value that is not an env.
+    Other = new(#{}),
+    {error, {'ValueError', _}} = py_context:eval(Other, <<"x">>, #{}, 5000, Env1),
+    {ok, NotEnv} = py:eval(Ctx, <<"object()">>),
+    {error, {'TypeError', _}} = py_context:eval(Ctx, <<"1">>, #{}, 5000, NotEnv),
+    ok = py_context:stop(Other),
+    %% After a restart of the child, its envs are gone with it.
+    {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(1)">>),
+    {error, {'ValueError', _}} = py_context:eval(Ctx, <<"x">>, #{}, 5000, Env1),
+    ok = py_context:stop(Ctx).
+
+%% py:configure_logging/1 reaches isolated contexts running when it is called, those started
+%% later, and a child restarted after a crash.
+logging_forwarded(_Config) ->
+    Self = self(),
+    Copy = fun(#{meta := #{domain := [python]}} = Event, To) -> To ! {logged, Event}, ignore;
+              (_, _) -> ignore
+           end,
+    ok = logger:add_primary_filter(iso_copy_python_events, {Copy, Self}),
+    Before = new(#{}),
+    try
+        ok = py:configure_logging(#{level => info}),
+        After = new(#{}),
+        Log = fun(Ctx, Text) ->
+                      ok = py:exec(Ctx, <<"import logging\nlogging.getLogger('iso.app').debug('not this')\n"
+                                          "logging.getLogger('iso.app').warning('%s', '", Text/binary, "')">>),
+                      receive
+                          {logged, #{level := warning, msg := {"~ts", [Got]}, meta := #{py_logger := <<"iso.app">>}}} ->
+                              Text = Got
+                      after 30000 -> ct:fail({not_logged, Text})
+                      end
+              end,
+        Log(Before, <<"from a context started before">>),
+        Log(After, <<"from a context started after">>),
+        {error, {python_crashed, _}} = py:eval(After, <<"__import__('os')._exit(1)">>),
+        Log(After, <<"from a restarted child">>),
+        %% Below the level: never sent (it was logged before each warning that arrived).
+        receive {logged, #{level := debug}} -> ct:fail(debug_forwarded) after 0 -> ok end,
+        ok = py_context:stop(After)
+    after
+        ok = py:configure_logging(#{level => none}),
+        ok = logger:remove_primary_filter(iso_copy_python_events),
+        ok = py_context:stop(Before)
+    end.
 
 python_output_kept_off_the_pipe(_Config) ->
     Ctx = new(#{}),
@@ -174,7 +389,19 @@ send_to_pid(_Config) ->
     Ctx = new(#{}),
     {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(p, ('hi', 1, [2.5]))">>, #{p => self()}),
     receive {<<"hi">>, 1, [2.5]} -> ok after 10000 -> ct:fail(no_message) end,
-    {error, {'TypeError', _}} = py:eval(Ctx, <<"__import__('erlang').send('nobody', 1)">>),
+    %% A registered name (str or bytes); an unregistered one raises NotRegistered, a TypeError
+    %% and a ProcessError as in-process.
+    true = register(iso_receiver, self()),
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send('iso_receiver', ('by name', 1))">>),
+    receive {<<"by name">>, 1} -> ok after 10000 -> ct:fail(no_message_by_name) end,
+    {ok, none} = py:eval(Ctx, <<"__import__('erlang').send(b'iso_receiver', 2)">>),
+    receive 2 -> ok after 10000 -> ct:fail(no_message_by_bytes_name) end,
+    true = unregister(iso_receiver),
+    {error, {'NotRegistered', _}} = py:eval(Ctx, <<"__import__('erlang').send('iso_receiver', 1)">>),
+    {error, {'NotRegistered', _}} = py:eval(Ctx, <<"__import__('erlang').send('nobody_has_this_atom_x9', 1)">>),
+    {ok, true} = py:eval(Ctx, <<"(lambda e: issubclass(e.NotRegistered, TypeError) and "
+                                "issubclass(e.NotRegistered, e.ProcessError))(__import__('erlang'))">>),
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"__import__('erlang').send(3, 1)">>),
     ok = py_context:stop(Ctx).
 
 concurrent_callers(_Config) ->
@@ -255,7 +482,6 @@ timeouts_never_hit_other_callers(_Config) ->
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
     Ctx = new(#{}),
-    {error, context_not_found} = py_context:create_local_env(Ctx),
     {error, context_not_found} = py_context:reset(Ctx),
     {error, context_not_found} = py_context:stats(Ctx),
     {error, context_not_found} = py_context:backtrace(Ctx),
@@ -349,6 +575,10 @@ forged_frame_kills_child(_Config) ->
     Ctx = new(#{}),
     {error, {python_crashed, #{killed := bad_frame}}} =
         py:eval(Ctx, <<"__import__('erlang').Pid(b'not a term')">>),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    %% The same inside a frame that holds object references (decoded a second time).
+    {error, {python_crashed, #{killed := bad_frame}}} =
+        py:eval(Ctx, <<"(__import__('erlang').Pid(b'not a term'), object())">>),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
 

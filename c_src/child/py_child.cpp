@@ -23,6 +23,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "etf_codec.hpp"
 
 namespace {
 
@@ -93,6 +94,7 @@ bool start_python(const char* home) {
     config.parse_argv = 0;
     config.user_site_directory = 0;
     config.buffered_stdio = 0;  // lines reach the log file before a crash
+    if (PyImport_AppendInittab("_erlang_etf", &etf::init_module) != 0) return false;
     PyStatus st = home[0] == '\0' ? PyConfig_SetBytesString(&config, &config.program_name, pyconfig::kPythonExecutable)
                                   : PyConfig_SetBytesString(&config, &config.home, home);
     if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);

@@ -35,6 +35,7 @@ int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
         !nifs::open_channel_resources(env) || !aio::open_resources(env) || !erl::open_map_builder_resources(env))
         return 1;
     if (!nifs::open_shared_resources(env)) return 1;
+    if (!nifs::open_isolated_ref_resources(env)) return 1;
     // The upper layers' types in the `erlang` module (bridge/ does not include them).
     if (!bridge::add_module_type(&context::reply_type_spec) || !bridge::add_module_type(&aio::poller_type_spec))
         return 1;
@@ -106,6 +107,8 @@ ErlNifFunc nif_funcs[] = {
     {"channel_unnotify", 2, nifs::channel_unnotify, 0},
     {"dup_fd", 1, nifs::dup_fd, 0},
     {"loop_signal", 1, nifs::loop_signal, 0},
+    {"isolated_ref_new", 3, nifs::isolated_ref_new, 0},
+    {"isolated_ref_info", 1, nifs::isolated_ref_info, 0},
 };
 
 }  // namespace

@@ -75,5 +75,10 @@ bool open_info_resources(ErlNifEnv* env);
 bool open_callback_resources(ErlNifEnv* env);
 bool open_shared_resources(ErlNifEnv* env);
 bool open_channel_resources(ErlNifEnv* env);
+bool open_isolated_ref_resources(ErlNifEnv* env);
+
+// isolated_ref_nifs.cpp
+ERL_NIF_TERM isolated_ref_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM isolated_ref_info(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 }  // namespace nifs
