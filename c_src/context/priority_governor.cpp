@@ -27,6 +27,8 @@ constexpr std::chrono::milliseconds kQuietPeriod{200};
 // thirds of the time).
 constexpr double kStarvedShare = 0.25;
 constexpr double kStarvedDelay = 0.5;
+// ... or waited for a CPU longer than it ran, and more than this part of the period.
+constexpr double kWaitedLongerDelay = 0.2;
 // The BEAM's normal schedulers busy more than this part of their CPU time over a period: they
 // are what starves a context thread (else other context threads or other programs are).
 constexpr double kBeamBusy = 0.5;
@@ -185,8 +187,11 @@ bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_b
     // (the run delay shows only once the thread gets a CPU, see runnable_now).
     bool runnable = runnable_now(t.tid_);
     if (!t.raised_) {
-        bool starved =
-            (wanted || t.wanted_) && share < kStarvedShare && (delay > kStarvedDelay || (runnable && t.was_runnable_));
+        // Or it waited for a CPU longer than it ran (a thread serving short requests one after
+        // another gets some CPU each time, but only after waiting for it).
+        bool starved = (wanted || t.wanted_) &&
+                       ((share < kStarvedShare && (delay > kStarvedDelay || (runnable && t.was_runnable_))) ||
+                        (delay > share && delay > kWaitedLongerDelay));
         if (starved && beam_busy && set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;
