@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,7 +36,15 @@ constexpr double kBeamBusy = 0.5;
 // How many periods between two looks for the BEAM's scheduler threads (they are started with
 // the VM; the look reads /proc/self/task/*/comm).
 constexpr int kSchedulerRescan = 250;
-// The BEAM not busy at this many looks in a row: a raised thread goes back to SCHED_IDLE.
+// Starved this many looks in a row (half a second), a thread is raised even while the BEAM is
+// not busy: other programs take the CPUs, and SCHED_IDLE would leave Python nothing at all...
+constexpr int kStarvedAlonePeriods = 25;
+// ... unless the governed threads together had this part of the CPUs: then they starve each
+// other, and raising them would only take the CPU from the BEAM's wake-ups.
+constexpr double kPythonBusy = 0.5;
+// Nothing competing at this many looks in a row (the BEAM not busy, and the thread hardly waiting
+// for a CPU or the governed threads having their share): a raised thread goes back to SCHED_IDLE.
+constexpr double kCalmDelay = 0.1;
 constexpr int kCalmPeriods = 5;
 
 // Never destroyed: the governor thread waits on them until the process exits (destroying a
@@ -147,6 +156,8 @@ void* PriorityGovernor::governor_main(void*) {
     auto last = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(g.mutex);
     bool any_wanted = false;
+    double python_share = 0;  // of one CPU, every governed thread together, at the last look
+    const double cpus = double(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
     std::vector<SchedulerThread> schedulers;
     int until_rescan = 0;
     bool busy = true;  // until the first measure: as before the schedulers were watched
@@ -166,14 +177,16 @@ void* PriorityGovernor::governor_main(void*) {
             busy = beam_busy(schedulers, period_ns);
         }
         any_wanted = false;
+        Look look{busy, python_share < kPythonBusy * double(cpus)};
+        python_share = 0;
         for (GovernedThread* t = g.threads; t; t = t->next_) {
-            if (look_at(*t, period_ns, busy)) any_wanted = true;
+            if (look_at(*t, period_ns, look, python_share)) any_wanted = true;
         }
     }
     return nullptr;
 }
 
-bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_busy) {
+bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, const Look& look, double& python_share) {
     int64_t on_cpu = -1;
     int64_t waited = -1;
     bool known = sched_times(t.tid_, on_cpu, waited) && t.last_on_cpu_ns_ >= 0 && period_ns > 0;
@@ -192,17 +205,24 @@ bool PriorityGovernor::look_at(GovernedThread& t, int64_t period_ns, bool beam_b
         bool starved = (wanted || t.wanted_) &&
                        ((share < kStarvedShare && (delay > kStarvedDelay || (runnable && t.was_runnable_))) ||
                         (delay > share && delay > kWaitedLongerDelay));
-        if (starved && beam_busy && set_policy(t.thread_, SCHED_OTHER)) {
+        t.starved_periods_ = starved ? t.starved_periods_ + 1 : 0;
+        bool raise = look.beam_busy || (look.others_starve && t.starved_periods_ >= kStarvedAlonePeriods);
+        if (starved && raise && set_policy(t.thread_, SCHED_OTHER)) {
             t.raised_ = true;
             t.calm_periods_ = 0;
+            t.starved_periods_ = 0;
         }
     } else {
         // Lowered once the BEAM has not been busy for a while. Not on the thread's own run delay:
         // a raised thread with short bursts hardly waits while the BEAM still is busy, and
         // lowering it then starved it again at once (sequential calls ran at 1% of their speed).
-        t.calm_periods_ = beam_busy ? 0 : t.calm_periods_ + 1;
+        // Raised because other programs starved it, it stays raised while they still do (it
+        // keeps waiting for a CPU); lowered, it would starve again.
+        bool competed = look.beam_busy || (look.others_starve && delay > kCalmDelay);
+        t.calm_periods_ = competed ? 0 : t.calm_periods_ + 1;
         if (t.calm_periods_ >= kCalmPeriods && set_policy(t.thread_, SCHED_IDLE)) t.raised_ = false;
     }
+    if (known) python_share += share;
     t.wanted_ = wanted;
     t.was_runnable_ = runnable;
     t.last_on_cpu_ns_ = on_cpu;

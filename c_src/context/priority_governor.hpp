@@ -4,8 +4,9 @@
 // while the BEAM's schedulers were busy more than half of the period, is raised to normal
 // priority, where it gets a fair share; once the BEAM's schedulers have not been busy for 5
 // looks in a row, it goes back to SCHED_IDLE. Python threads that only compete with each other (more CPU-bound contexts than
-// cores, the schedulers mostly asleep) or with other programs stay at SCHED_IDLE, so the BEAM
-// still wakes at once. A thread waiting for the GIL or for an Erlang callback is not runnable,
+// cores, the schedulers mostly asleep) stay at SCHED_IDLE, so the BEAM still wakes at once; a
+// thread starved half a second by other programs (the governed threads together having less
+// than half the CPUs) is raised too. A thread waiting for the GIL or for an Erlang callback is not runnable,
 // so it is not starved. One governor thread, started with the first
 // such context, watches every one of them.
 #pragma once
@@ -58,9 +59,13 @@ public:
 
 private:
     static void* governor_main(void*);
-    // Governor thread, its mutex held: one look at t after period_ns, the BEAM's schedulers
-    // busy (see beam_busy) or not. True when t had work.
-    static bool look_at(GovernedThread& t, int64_t period_ns, bool beam_busy);
+    struct Look {
+        bool beam_busy;      // the BEAM's schedulers were busy (see beam_busy)
+        bool others_starve;  // the governed threads together had less than half the CPUs
+    };
+    // Governor thread, its mutex held: one look at t after period_ns; adds t's share of one CPU
+    // over the period to python_share. True when t had work.
+    static bool look_at(GovernedThread& t, int64_t period_ns, const Look& look, double& python_share);
 };
 
 }  // namespace context
