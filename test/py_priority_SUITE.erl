@@ -7,7 +7,7 @@
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, end_per_testcase/2]).
 -export([each_option_reaches_the_thread/1, default_does_not_starve_python/1,
-         auto_is_raised_when_starved/1, context_option_overrides_env/1]).
+         auto_is_raised_when_starved/1, auto_is_raised_when_other_programs_starve_it/1, context_option_overrides_env/1]).
 
 %% How much slower than quiet a CPU-bound call may get with every scheduler busy. A fair share
 %% on S cores with S busy schedulers is 2-3x; a SCHED_IDLE thread gets ~0.3% of a CPU there
@@ -21,7 +21,7 @@
 suite() -> [{timetrap, {seconds, 120}}].
 
 all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved,
-          context_option_overrides_env].
+          context_option_overrides_env, auto_is_raised_when_other_programs_starve_it].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -138,7 +138,7 @@ sample(Tid, To, Acc) ->
             {ok, Stat} ->
                 {Policy, _} = parse_stat(Stat),
                 sample(Tid, To, [Policy | Acc]);
-            {error, enoent} ->  % the context has stopped
+            {error, _} ->  % the context has stopped (enoent or esrch)
                 receive stop -> To ! {policies, Acc} end
         end
     end.
@@ -230,3 +230,59 @@ parse_stat(Stat) ->
                  Other -> Other
              end,
     {Policy, Nice}.
+
+%% `auto' beside as many CPU-bound threads at normal priority as there are CPUs, none of them
+%% governed (owngil contexts at thread_priority normal, standing for other programs; OS
+%% processes the BEAM starts would run in a scheduling group of their own), the BEAM idle: the
+%% worker context's call, starved at SCHED_IDLE, gets its thread raised and finishes.
+auto_is_raised_when_other_programs_starve_it(_Config) ->
+    Cpus = erlang:system_info(logical_processors_available),
+    Burners = [case py_context:new(#{mode => owngil, thread_priority => normal}) of
+                   {ok, B} -> B;
+                   {error, {owngil_unsupported, _}} -> undefined
+               end || _ <- lists:seq(1, Cpus)],
+    case lists:member(undefined, Burners) of
+        true -> {skip, "needs owngil contexts (Python 3.13+) to burn the CPUs"};
+        false -> starved_by_others(Burners)
+    end.
+
+starved_by_others(Burners) ->
+    ok = application:set_env(erlang_python, thread_priority, auto),
+    {ok, Ctx} = py_context:new(#{mode => worker}),
+    ok = py:exec(Ctx, ?BURN),
+    {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
+    N = 20000000,
+    {QuietUs, {ok, _}} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N]) end),
+    BTids = [begin
+                 {ok, BTid} = py:eval(B, <<"__import__('threading').get_native_id()">>),
+                 integer_to_list(BTid)
+             end || B <- Burners],
+    [ok = py:exec(B, <<"import time\ndef spin(s):\n    end = time.time() + s\n    while time.time() < end: pass\n">>)
+     || B <- Burners],
+    Self = self(),
+    Spinners = [spawn_link(fun() -> Self ! {spun, py:call(B, '__main__', spin, [30], #{timeout => 60000})} end)
+                || B <- Burners],
+    %% the burners run once their threads are on the CPU for most of a look
+    true = py_test_util:wait_until(fun() -> lists:all(fun burning/1, BTids) end, 10000),
+    Sampler = spawn_link(fun() -> sample(integer_to_list(Tid), Self, []) end),
+    try
+        {Us, Result} = timer:tc(fun() -> py:call(Ctx, '__main__', burn, [N], #{timeout => 60000}) end),
+        Sampler ! stop,
+        Seen = receive {policies, P} -> lists:usort(P) after 10000 -> ct:fail(no_samples) end,
+        ct:pal("burn(~w) beside ~w burning threads: ~w ms (~w ms alone), ~p; policies seen: ~p",
+               [N, length(Burners), Us div 1000, QuietUs div 1000, Result, Seen]),
+        {ok, _} = Result,
+        %% Slower than 3 times its time alone: it was starved, so it must have been raised.
+        true = Us < 3 * QuietUs orelse lists:member(sched_other, Seen)
+    after
+        [_ = py:interrupt(B) || B <- Burners],
+        [receive {spun, _} -> ok after 10000 -> ok end || _ <- Spinners],
+        [ok = py_context:stop(B) || B <- Burners],
+        ok = py_context:stop(Ctx)
+    end.
+
+%% Whether thread Tid ran most of 100 ms.
+burning(Tid) ->
+    T0 = on_cpu(Tid),
+    receive after 100 -> ok end,
+    on_cpu(Tid) - T0 > 50000000.
