@@ -29,7 +29,7 @@
 %% A request's frame; with the serials of the children its object handles name, and the
 %% handles themselves (held until the request ends, so none is released before the child
 %% has read the request).
--type request_frame() :: binary() | {binary(), [pos_integer()], [reference()]}.
+-type request_frame() :: binary() | {binary(), [pos_integer() | other_context], [reference()]}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
 
