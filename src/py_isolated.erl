@@ -500,8 +500,10 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                         {ok, #state{child = #child{port = Port, serial = Serial}} = Up} ->
                             case stale_handles(Frame, Serial) of
                                 false ->
-                                    port_command(Port, frame_binary(Frame)),
-                                    pump(Up#state{running = [Id | Running]});
+                                    case write(Port, frame_binary(Frame)) of
+                                        ok -> pump(Up#state{running = [Id | Running]});
+                                        closed -> pump(child_gone_before(Id, Up))
+                                    end;
                                 Why ->
                                     pump(reply(Id, {error, {'ValueError', Why}}, Up))
                             end;
@@ -779,7 +781,26 @@ stop_child(#state{child = #child{port = Port} = Child}) ->
     ok.
 
 send_frame(#child{port = Port}, Term) ->
-    port_command(Port, term_to_binary(Term)).
+    _ = write(Port, term_to_binary(Term)),
+    ok.
+
+%% A frame to the child; `closed' when its port is closed already (the child died, and its
+%% port's exit message waits in the mailbox or never comes).
+write(Port, Bin) ->
+    try port_command(Port, Bin) of
+        true -> ok
+    catch error:badarg -> closed
+    end.
+
+%% The child died before request Id could be written to it: its running requests get the crash,
+%% and Id, which it never read, runs in the next child (or gets context_down).
+child_gone_before(Id, State) ->
+    Crash = maps:remove(exit_status, (crash_reason(0, State))#{port_closed => write_failed}),
+    Down = crashed(Crash, State),
+    case Down#state.down of
+        undefined -> Down#state{queue = queue:in_r(Id, Down#state.queue)};
+        _ -> reply(Id, {error, {context_down, Crash}}, Down)
+    end.
 
 %% SIGINT to the child, from a process of its own (os:cmd takes a few ms): it reports
 %% {'$py_signal_sent', Ref} once kill(2) returned; until then pump/1 sends the child nothing,

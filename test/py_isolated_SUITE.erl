@@ -9,7 +9,7 @@
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
          interrupt_on_demand/1, not_yet_supported/1, timeouts_never_hit_other_callers/1,
-         segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1,
+         segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1, kill_then_call_at_once/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          timeout_in_callback/1,
          memory_limit/1, cpu_limit/1, open_files_limit/1, fork_bomb/1,
@@ -32,7 +32,7 @@ groups() ->
                 local_envs, logging_forwarded]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
-     {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside,
+     {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
      {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]}].
@@ -549,6 +549,23 @@ kill_from_outside(_Config) ->
     end,
     node_fine(),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx).
+
+%% A call made right after the idle child was killed races with the context noticing: it is
+%% answered (in a new child, or with the crash), and the context lives on. Before the fix a
+%% write to the closed port crashed the context's process.
+kill_then_call_at_once(_Config) ->
+    Ctx = new(#{}),
+    Answers = [begin
+                   Pid = child_pid(Ctx),
+                   kill9(Pid),
+                   case py:eval(Ctx, <<"1 + 1">>) of
+                       {ok, 2} -> ok;
+                       {error, {python_crashed, #{}}} -> crashed
+                   end
+               end || _ <- lists:seq(1, 10)],
+    ct:comment("answers: ~p", [Answers]),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
     ok = py_context:stop(Ctx).
 
 callback_in_flight_when_child_dies(_Config) ->
