@@ -24,7 +24,7 @@ ERLANG_PKGS := erlang-nox erlang-dev erlang-common-test erlang-dialyzer erlang-p
 PKGS := $(if $(HAVE_OWN_ERL),,$(ERLANG_PKGS)) cmake g++ make python3-dev
 CT_OPTS ?=
 # What c_src/build.sh writes to priv/; removed around the builds of other configurations.
-NIF_OUTPUTS := priv/py_nif.so priv/py_boot.so priv/python_build.txt
+NIF_OUTPUTS := priv/py_nif.so priv/py_boot.so priv/py_child priv/python_build.txt
 
 .PHONY: docs all deps build test test-py311 test-asan demo example examples elixir-smoke bench fuzz check clean
 
