@@ -97,25 +97,27 @@ relay(Caller, CallerMon, {?RUN, Ref, CtxRef, Ns, Submit}) ->
     idle(Caller, CallerMon).
 
 %% Idle past ?COLLECT_MS, a relay collects its heap: the last task's result (a large binary,
-%% say) is not kept alive by a relay that merely waits.
+%% say) is not kept alive by a relay that merely waits. Idle ?IDLE_MS more, it ends.
 idle(Caller, CallerMon) ->
+    idle(Caller, CallerMon, false).
+
+idle(Caller, CallerMon, Collected) ->
     receive
         {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
         {'DOWN', CallerMon, process, Caller, _} -> ok;
         ?STOP -> unlink(Caller)
-    after ?COLLECT_MS ->
-        erlang:garbage_collect(),
-        idle_collected(Caller, CallerMon)
+    after wait_ms(Collected) ->
+        case Collected of
+            false ->
+                erlang:garbage_collect(),
+                idle(Caller, CallerMon, true);
+            true ->
+                unlink(Caller)  % a caller trapping exits gets no 'EXIT' message for it
+        end
     end.
 
-idle_collected(Caller, CallerMon) ->
-    receive
-        {?RUN, _, _, _, _} = Job -> relay(Caller, CallerMon, Job);
-        {'DOWN', CallerMon, process, Caller, _} -> ok;
-        ?STOP -> unlink(Caller)
-    after ?IDLE_MS ->
-        unlink(Caller)  % a caller trapping exits gets no 'EXIT' message for it
-    end.
+wait_ms(false) -> ?COLLECT_MS;
+wait_ms(true) -> ?IDLE_MS.
 
 %% The idle relays of this process, most recently used first.
 take_idle() ->

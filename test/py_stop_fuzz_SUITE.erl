@@ -29,10 +29,7 @@ all() -> [references_and_envs_across_stops].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
-    OwnGil = case py_context:new(#{mode => owngil}) of
-                 {ok, Ctx} -> ok = py_context:stop(Ctx), true;
-                 {error, {owngil_unsupported, _}} -> false
-             end,
+    OwnGil = py_test_util:owngil_works(),
     [{owngil, OwnGil} | Config].
 
 end_per_suite(_Config) ->

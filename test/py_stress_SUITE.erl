@@ -76,10 +76,7 @@ init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
     Full = os:getenv("PY_STRESS") =:= "full",
     Version = element(2, py:version()),
-    OwnGil = case py_context:new(#{mode => owngil}) of
-                 {ok, Ctx} -> ok = py_context:stop(Ctx), true;
-                 {error, {owngil_unsupported, _}} -> false
-             end,
+    OwnGil = py_test_util:owngil_works(),
     ct:pal("py_stress_SUITE: ~s sizes (PY_STRESS=full for the full ones), Python ~s, OWN_GIL ~s, "
            "~p schedulers, pool of ~p contexts",
            [case Full of true -> "full"; false -> "bounded" end, Version,

@@ -4,7 +4,7 @@
 %% peer nodes for the suites that need a second node.
 -module(py_test_util).
 
--export([mode_group/2, under_asan/0]).
+-export([mode_group/2, under_asan/0, owngil_works/0]).
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
          flush/0, wait_until/2, best_of/3,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
@@ -285,3 +285,11 @@ mode_group(Mode, Config) ->
 -spec under_asan() -> boolean().
 under_asan() ->
     string:find(os:getenv("LD_PRELOAD", ""), "asan") =/= nomatch.
+
+%% Whether an owngil context starts here (Python 3.13+); the one it starts is stopped again.
+-spec owngil_works() -> boolean().
+owngil_works() ->
+    case py_context:new(#{mode => owngil}) of
+        {ok, Ctx} -> ok = py_context:stop(Ctx), true;
+        {error, {owngil_unsupported, _}} -> false
+    end.
