@@ -85,7 +85,8 @@ all_rows(Cfg) ->
         step("channels", fun() -> bench_channels(Cfg) end),
         step("under load", fun() -> bench_under_load(Cfg) end),
         step("worker loops", fun() -> bench_workers(Cfg) end),
-        step("isolated context", fun() -> bench_isolated_context(Cfg) end)
+        step("isolated context", fun() -> bench_isolated_context(Cfg) end),
+        step("observability cost", fun() -> bench_observability(Cfg) end)
     ]).
 
 %% The 1, 5 and 15 minute load averages, as uptime prints them.
@@ -209,6 +210,61 @@ bench_seq_call(Cfg = #cfg{round_ns = Dur}) ->
                           note = "per-round µs/call ÷ median NIF ns/op"}];
         _ -> Rows
     end.
+
+%% O. What the request timings of the statistics cost (py:set_request_timings/1), A/B in one
+%% run: each round alternates timings on and off 10 times (the order swapped every other time)
+%% on one worker context, so drifts of the machine fall on both; the figure is on / off. O3: the
+%% Erlang side's checks, which run with timings on or off: the telemetry check of a call and the
+%% slow-request threshold read of a waiting caller, timed in a loop.
+bench_observability(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
+    {ok, Ctx} = py_context:new(#{mode => worker}),
+    Slice = Dur div 10,
+    Seq = fun() -> rate(timed(fun(K) -> {ok, _} = py:call(Ctx, operator, add, [K, 1]) end, 100, Slice)) end,
+    Conc = fun() -> callers_rate(Ctx, NProcs, Slice) end,
+    AB = fun(Measure) ->
+                 Pairs = [case I rem 2 of
+                              0 -> {timings(true, Measure), timings(false, Measure)};
+                              1 -> {Off, On} = {timings(false, Measure), timings(true, Measure)}, {On, Off}
+                          end || I <- lists:seq(1, 10)],
+                 {lists:sum([On || {On, _} <- Pairs]) / 10, lists:sum([Off || {_, Off} <- Pairs]) / 10}
+         end,
+    try
+        check({ok, 3}, py:call(Ctx, operator, add, [1, 2])),
+        SeqPairs = rounds(Cfg, fun() -> AB(Seq) end),
+        ConcPairs = rounds(Cfg, fun() -> AB(Conc) end),
+        Checks = rounds(Cfg, fun() -> erlang_checks_ns(1000000) end),
+        CallNs = 1.0e9 / median([On || {On, _} <- SeqPairs]),
+        [#row{id = "O1", label = "sequential py:call(Ctx, operator, add, [K, 1]), request timings on / off",
+              unit = "x", figures = [On / Off || {On, Off} <- SeqPairs],
+              note = "1.00 = free; 0.97 = the timings cost 3 %"},
+         #row{id = "O1a", label = "  same, timings on", unit = "calls/s", figures = [On || {On, _} <- SeqPairs]},
+         #row{id = "O1b", label = "  same, timings off", unit = "calls/s", figures = [Off || {_, Off} <- SeqPairs]},
+         #row{id = "O2", label = io_lib:format("~w processes calling one worker context, timings on / off", [NProcs]),
+              unit = "x", figures = [On / Off || {On, Off} <- ConcPairs]},
+         #row{id = "O3", label = "Erlang side per request: telemetry check + slow-request threshold read",
+              unit = "ns", figures = Checks,
+              note = io_lib:format("~.2f % of a sequential call (O1a's median, ~.1f ns)",
+                                   [100 * median(Checks) / CallNs, CallNs])}]
+    after
+        ok = py_observe:init_request_timings(),
+        ok = py_context:stop(Ctx)
+    end.
+
+timings(On, Measure) ->
+    ok = py:set_request_timings(On),
+    Measure().
+
+%% ns per request of what py and py_request check whether or not requests are timed.
+erlang_checks_ns(N) ->
+    T0 = now_ns(),
+    erlang_checks(N),
+    (now_ns() - T0) / N.
+
+erlang_checks(0) -> ok;
+erlang_checks(N) ->
+    _ = erlang:function_exported(telemetry, execute, 3),
+    _ = py_observe:slow_request_ms(),
+    erlang_checks(N - 1).
 
 %% I. An isolated context (Python in a child process) against a worker context, same run:
 %% sequential round trip, N callers on one context, start-up time.

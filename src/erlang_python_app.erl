@@ -10,7 +10,8 @@
 %% take (e.g. `{num_contexts, 0}'): the application does not start.
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    maybe_start([fun py_app_env:check/0, fun py_runtime:load/0, fun py_observe:init_slow_request/0]).
+    maybe_start([fun py_app_env:check/0, fun py_runtime:load/0, fun py_observe:init_slow_request/0,
+                fun py_observe:init_request_timings/0]).
 
 %% Each step in turn; the first error stops the start.
 maybe_start([]) ->

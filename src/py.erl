@@ -25,7 +25,7 @@
          default_timeout/0,
          activate_venv/1, deactivate_venv/0, venv_info/0,
          configure_logging/0, configure_logging/1,
-         stats/0, set_slow_request_ms/1,
+         stats/0, set_slow_request_ms/1, set_request_timings/1,
          start_contexts/0, start_contexts/1, stop_contexts/0, contexts_started/0, subinterp_supported/0,
          register_pool/2, unregister_pool/1]).
 -export([shared_dict_new/0, shared_dict_get/2, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2,
@@ -812,6 +812,14 @@ stats() ->
 -spec set_slow_request_ms(pos_integer() | infinity) -> ok.
 set_slow_request_ms(Ms) ->
     py_observe:set_slow_request_ms(Ms).
+
+%% @doc Turns request timings on or off for every context (app env `request_timings', default
+%% `true'). Off, requests read no clock and the queue-wait and run-time figures of
+%% `stats/0' stop growing; the counters are kept. What the timings cost is in
+%% docs/performance.md (rows O1, O2). `badarg' unless a boolean.
+-spec set_request_timings(boolean()) -> ok.
+set_request_timings(On) ->
+    py_observe:set_request_timings(On).
 
 %% --- internals --------------------------------------------------------------------------------
 

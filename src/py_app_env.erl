@@ -9,7 +9,8 @@
 %% `ok', or the first variable whose value is wrong.
 -spec check() -> ok | {error, {invalid_env, atom(), term()}}.
 check() ->
-    Checked = [num_contexts, context_mode, thread_priority, max_concurrent, python_home, libpython],
+    Checked = [num_contexts, context_mode, thread_priority, max_concurrent, python_home, libpython,
+               request_timings],
     Wrong = [{invalid_env, Key, Value}
              || Key <- Checked, {ok, Value} <- [application:get_env(erlang_python, Key)],
                 not valid(Key, Value)],
@@ -24,6 +25,7 @@ valid(num_contexts, N) -> is_integer(N) andalso N >= 1;
 valid(context_mode, Mode) -> Mode =:= worker orelse Mode =:= owngil;
 valid(thread_priority, P) -> lists:member(P, [auto, normal, batch, low, idle]);
 valid(max_concurrent, M) -> M =:= infinity orelse (is_integer(M) andalso M >= 1);
+valid(request_timings, On) -> is_boolean(On);
 valid(python_home, Dir) -> is_path(Dir);
 valid(libpython, File) -> is_path(File);
 valid(_, _) -> true.

@@ -6,7 +6,7 @@
          submit_call/8, submit_eval/6, submit_exec/4, submit_reset/3, cancel/2, callback_reply/3,
          fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1, stream_ack/3, python_version/0, is_ref/1,
          object_owner/1, thread_callback_reply/2, callback_names/2, context_interrupt/1, context_stats/1,
-         context_backtrace/3, set_map_builder/1, build_map/1,
+         set_request_timings/1, context_backtrace/3, set_map_builder/1, build_map/1,
          shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
          shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
 -export([subinterp_supported/0]).
@@ -25,7 +25,7 @@
        namespace_new/1,
        submit_call/8, submit_eval/6, submit_exec/4, cancel/2, fd_ready/2, request_finished/1, poll_reply/1, stop_polling/1,
        python_version/0, is_ref/1, runtime_status/0, thread_callback_reply/2, callback_names/2, context_interrupt/1,
-       context_stats/1, context_backtrace/3, stream_ack/3, set_map_builder/1, build_map/1,
+       context_stats/1, set_request_timings/1, context_backtrace/3, stream_ack/3, set_map_builder/1, build_map/1,
        shared_dict_new/0, shared_dict_get/3, shared_dict_set/3, shared_dict_del/2, shared_dict_keys/1,
        shared_dict_destroy/1, buffer_new/1, buffer_write/2, buffer_write_dirty/2, buffer_close/1]).
 
@@ -156,6 +156,10 @@ context_interrupt(_Ctx) -> erlang:nif_error(nif_not_loaded).
 %% A snapshot of a context's counters and histograms (py_observe turns it into percentiles).
 -spec context_stats(context_ref()) -> #{atom() => term()}.
 context_stats(_Ctx) -> erlang:nif_error(nif_not_loaded).
+
+%% Whether requests are timed from now on (app env `request_timings', py:set_request_timings/1).
+-spec set_request_timings(boolean()) -> ok.
+set_request_timings(_On) -> erlang:nif_error(nif_not_loaded).
 
 %% Asks for the Python stack of the code a context runs; after ok, {py_backtrace, Tag, Result}
 %% follows.

@@ -6,6 +6,7 @@
 
 -export([context_stats/1, sum_stats/1, backtrace/2,
          slow_request_ms/0, set_slow_request_ms/1, init_slow_request/0, report_slow/3,
+         request_timings/0, set_request_timings/1, init_request_timings/0,
          span/3]).
 
 %% telemetry is an optional dependency: it is called only when it is loaded (rebar.config's
@@ -14,6 +15,7 @@
 -define(TELEMETRY, telemetry).
 
 -define(SLOW_KEY, {erlang_python, slow_request_ms}).
+-define(TIMINGS_KEY, {erlang_python, request_timings}).
 -define(BACKTRACE_DEADLINE, 5000).
 
 -type latency() :: #{count := non_neg_integer(), p50 := non_neg_integer(), p99 := non_neg_integer(),
@@ -130,6 +132,28 @@ init_slow_request() ->
             logger:warning("erlang_python: ignoring slow_request_ms = ~p (a positive integer or infinity)", [Other]),
             set_slow_request_ms(infinity)
     end.
+
+%% --- request timings ---------------------------------------------------------------------------
+
+%% Whether requests are timed (their queue wait and run time go into the histograms).
+-spec request_timings() -> boolean().
+request_timings() ->
+    persistent_term:get(?TIMINGS_KEY, true).
+
+-spec set_request_timings(boolean()) -> ok.
+set_request_timings(On) when is_boolean(On) ->
+    ok = py_nif:set_request_timings(On),
+    case request_timings() of
+        On -> ok;
+        _ -> persistent_term:put(?TIMINGS_KEY, On)
+    end;
+set_request_timings(_) ->
+    erlang:error(badarg).
+
+%% Applies the app env `request_timings' (at application start; checked by py_app_env).
+-spec init_request_timings() -> ok.
+init_request_timings() ->
+    set_request_timings(application:get_env(erlang_python, request_timings, true)).
 
 %% The request Request of the calling process, on context Ref, has not replied after Ms: logs
 %% one warning with the Python stack of the context, from a process of its own (the caller

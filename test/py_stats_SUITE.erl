@@ -9,7 +9,7 @@
 -export([counters/1, latency_percentiles/1, timeouts_and_interrupts/1, abandoned_by_exit/1, callbacks/1,
          summed_over_contexts/1, owngil_memory/1, backtrace_idle/1, backtrace_stuck_loop/1,
          backtrace_nested/1, backtrace_gone/1, backtrace_during_stop/1, slow_request_warning/1, slow_request_off/1,
-         telemetry_events/1, telemetry_absent/1, histogram_math/1]).
+         telemetry_events/1, telemetry_absent/1, histogram_math/1, request_timings_off/1]).
 %% logger handler callback (slow_request_warning)
 -export([log/2]).
 
@@ -23,7 +23,7 @@
 suite() -> [{timetrap, {minutes, 3}}].
 
 all() -> [{group, worker}, {group, owngil}, histogram_math, summed_over_contexts, slow_request_off,
-          telemetry_absent].
+          telemetry_absent, request_timings_off].
 
 groups() ->
     Cases = [counters, latency_percentiles, timeouts_and_interrupts, abandoned_by_exit, callbacks,
@@ -119,6 +119,31 @@ latency_percentiles(Config) ->
     receive {queued, {ok, 2}} -> ok end,
     #{queue_wait_us := #{max := QMax}, queue_depth := 0, in_flight := 0} = stats(Ctx),
     true = QMax >= Released - Seen,
+    ok = py_context:stop(Ctx).
+
+%% py:set_request_timings(false): requests are still counted but no longer timed; true again
+%% and they are timed again. Bad values are refused, by the function and by the app env check.
+request_timings_off(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    [{ok, _} = py:eval(Ctx, <<"1">>) || _ <- lists:seq(1, 10)],
+    #{served := Served0, run_time_us := #{count := Timed0}, queue_wait_us := #{count := Waited0}} = stats(Ctx),
+    try
+        ok = py:set_request_timings(false),
+        [{ok, _} = py:eval(Ctx, <<"1">>) || _ <- lists:seq(1, 10)],
+        #{served := Served1, run_time_us := #{count := Timed1}, queue_wait_us := #{count := Waited1}} = stats(Ctx),
+        10 = Served1 - Served0,
+        Timed0 = Timed1,
+        Waited0 = Waited1
+    after
+        ok = py:set_request_timings(true)
+    end,
+    [{ok, _} = py:eval(Ctx, <<"1">>) || _ <- lists:seq(1, 10)],
+    #{run_time_us := #{count := Timed2}, queue_wait_us := #{count := Waited2}} = stats(Ctx),
+    10 = Timed2 - Timed0,
+    10 = Waited2 - Waited0,
+    {'EXIT', {badarg, _}} = catch py:set_request_timings(yes),
+    false = py_app_env:valid(request_timings, 1),
+    true = py_app_env:valid(request_timings, false),
     ok = py_context:stop(Ctx).
 
 timeouts_and_interrupts(Config) ->

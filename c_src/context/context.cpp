@@ -425,7 +425,7 @@ void Context::reply_internal_failure(Request& req, ERL_NIF_TERM reason) {
 void Context::run_request(RequestPtr& req) {
     size_t depth = running_.size();
     push_running(req.get());  // before try_start: a canceller that sees it Running finds it here
-    uint64_t started_at = ticks_now();
+    uint64_t started_at = RequestTimings::on() ? ticks_now() : 0;
     bool started = req->try_start();
     stats_.taken(req->submitted_at, started_at, started);
     if (!started) {  // cancelled while queued
@@ -439,7 +439,7 @@ void Context::run_request(RequestPtr& req) {
     std::string traceback;
     size_t kept = after_reply_.size();  // a nested request (during a callback) keeps its own
     ERL_NIF_TERM payload = execute(scope, req, env, &traceback);
-    stats_.finished(started_at, ticks_now(), is_error_reply(env, payload));
+    stats_.finished(started_at, started_at != 0 ? ticks_now() : 0, is_error_reply(env, payload));
     // At the end, once the reply is out. Moved out first: releasing runs finalisers, which may
     // serve nested requests that use after_reply_ too.
     struct ReleaseAfterReply {

@@ -61,6 +61,18 @@ private:
     static inline std::atomic<uint64_t> start_ns_{0};
 };
 
+// Whether requests are timed (queue wait and run time): the app env `request_timings`, default
+// on. Off, a request reads no clock and records no duration; its counters are still kept. Any
+// thread (a relaxed flag: a request that overlaps the switch may be timed either way).
+class RequestTimings {
+public:
+    static bool on() { return on_.load(std::memory_order_relaxed); }
+    static void set(bool on) { on_.store(on, std::memory_order_relaxed); }
+
+private:
+    static inline std::atomic<bool> on_{true};
+};
+
 // Durations in ticks (see ticks_now) counted in buckets a quarter of a power of two wide: bucket (k, j)
 // holds [2^k (1 + j/4), 2^k (1 + (j+1)/4)), so a percentile read from it is at most 25 % above
 // the true value. 256 counters, no allocation. One writer (see above); any reader.
@@ -104,16 +116,17 @@ public:
     void submitted() { submitted_.fetch_add(1, std::memory_order_relaxed); }
 
     // Context thread: a queued request was taken off the queue; `started`: its code runs now
-    // (false: it had been cancelled, or the context is stopping). Times in ticks_now().
+    // (false: it had been cancelled, or the context is stopping). Times in ticks_now(); 0 for
+    // either: the request was not timed (RequestTimings off when it was queued or taken).
     void taken(uint64_t submitted_at, uint64_t now, bool started) {
         bump(dequeued_);
-        if (!started) return;
+        if (!started || submitted_at == 0 || now == 0) return;
         queue_wait_.record(elapsed(submitted_at, now));
     }
-    // Context thread: a started request's code ran from `start` to `end` (ticks_now());
-    // `failed`: it ended with an exception.
+    // Context thread: a started request's code ran from `start` to `end` (ticks_now(); `start`
+    // 0: not timed); `failed`: it ended with an exception.
     void finished(uint64_t start, uint64_t end, bool failed) {
-        run_time_.record(elapsed(start, end));
+        if (start != 0) run_time_.record(elapsed(start, end));
         bump(served_);
         if (failed) bump(errors_);
     }

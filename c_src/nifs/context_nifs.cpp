@@ -126,7 +126,7 @@ ERL_NIF_TERM submit(ErlNifEnv* env, const SubmitNif& nif, const ERL_NIF_TERM arg
     req->set_message(message_of(&copied[1]));
     Request* r = req.get();
     auto handle = erl::ResourcePtr<RequestHandle>::adopt(RequestHandleResource::make(req));
-    r->submitted_at = context::ticks_now();
+    r->submitted_at = context::RequestTimings::on() ? context::ticks_now() : 0;
     context::RequestQueue::Pushed pushed = ctx->submit(std::move(req));
     if (pushed == context::RequestQueue::Pushed::Refused) throw erl::ErrorResult(erl::atoms().context_stopped);
     ctx->stats().submitted();

@@ -85,6 +85,7 @@ ErlNifFunc nif_funcs[] = {
     {"callback_names", 2, nifs::callback_names, 0},
     {"context_interrupt", 1, nifs::context_interrupt, 0},
     {"context_stats", 1, nifs::context_stats, 0},
+    {"set_request_timings", 1, nifs::set_request_timings, 0},
     {"context_backtrace", 3, nifs::context_backtrace, 0},
     {"set_map_builder", 1, nifs::set_map_builder, 0},
     {"build_map", 1, nifs::build_map, 0},

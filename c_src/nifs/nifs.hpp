@@ -26,6 +26,7 @@ ERL_NIF_TERM stream_ack(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // stats_nifs.cpp
 ERL_NIF_TERM context_stats(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM set_request_timings(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM context_backtrace(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 // loop_nifs.cpp

@@ -86,6 +86,17 @@ ERL_NIF_TERM context_stats(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
+// set_request_timings(Bool) -> ok: whether requests are timed from now on (see
+// context::RequestTimings).
+ERL_NIF_TERM set_request_timings(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return erl::guarded(env, [&] {
+        const erl::Atoms& a = erl::atoms();
+        if (argv[0] != a.true_ && argv[0] != a.false_) throw erl::BadArg();
+        context::RequestTimings::set(argv[0] == a.true_);
+        return a.ok;
+    });
+}
+
 // context_backtrace(Ctx, Tag, Request | undefined) -> ok | {error, context_stopped}. After ok
 // the caller receives {py_backtrace, Tag, Result} (see context/stack_probe.hpp); with a Request
 // (a handle that submit_* returned, for this context) Result says whether that request is the
