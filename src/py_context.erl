@@ -34,6 +34,9 @@
 -define(STOP_DEADLINE, 5000).
 -define(FORK_POLICY_KEY, {?MODULE, fork_policy}).
 -define(IDLE_EXIT, 5).
+%% What a starting context runs first: it answers None once the interpreter works, and makes
+%% threads that Python code starts leave SCHED_IDLE (priv/_erlang_threads.py).
+-define(STARTED_CHECK, <<"__import__('_erlang_threads').install()">>).
 
 -record(state, {ref :: py_nif:context_ref(),
                 owner_mon :: reference() | undefined,
@@ -541,7 +544,7 @@ preload(Ref, Code) ->
 %% {Tag, {error, _}} or, for a Python exception, {Tag, {error, _}, Traceback}.
 started(Ref) ->
     Tag = make_ref(),
-    Request = py_nif:submit_eval(Ref, py_nif:namespace_new(Ref), Tag, <<"None">>, #{}, plain),
+    Request = py_nif:submit_eval(Ref, py_nif:namespace_new(Ref), Tag, ?STARTED_CHECK, #{}, plain),
     receive
         {Tag, {ok, none}} -> ok;
         {Tag, _Failed} -> start_failed(Ref);

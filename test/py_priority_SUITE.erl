@@ -7,7 +7,8 @@
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, end_per_testcase/2]).
 -export([each_option_reaches_the_thread/1, default_does_not_starve_python/1,
-         auto_is_raised_when_starved/1, auto_is_raised_when_other_programs_starve_it/1, context_option_overrides_env/1]).
+         auto_is_raised_when_starved/1, auto_is_raised_when_other_programs_starve_it/1, context_option_overrides_env/1,
+         python_threads_leave_idle/1]).
 
 %% How much slower than quiet a CPU-bound call may get with every scheduler busy. A fair share
 %% on S cores with S busy schedulers is 2-3x; a SCHED_IDLE thread gets ~0.3% of a CPU there
@@ -21,7 +22,7 @@
 suite() -> [{timetrap, {seconds, 120}}].
 
 all() -> [each_option_reaches_the_thread, default_does_not_starve_python, auto_is_raised_when_starved,
-          context_option_overrides_env, auto_is_raised_when_other_programs_starve_it].
+          context_option_overrides_env, auto_is_raised_when_other_programs_starve_it, python_threads_leave_idle].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -206,6 +207,30 @@ busy() ->
     busy().
 
 %% The scheduling policy and nice value of the thread context Ctx runs Python on.
+%% Threads that Python code starts in a context at SCHED_IDLE (threading, _thread, a
+%% ThreadPoolExecutor) run at normal priority: the governor does not watch them, and a starved
+%% thread holding the GIL would stop every context of its interpreter. The context's own
+%% thread keeps its policy. Worker and (where supported) owngil contexts.
+python_threads_leave_idle(_Config) ->
+    Modes = [worker | [owngil || py_test_util:owngil_works()]],
+    Code = <<"import threading, _thread, concurrent.futures, os, queue\n",
+             "def policies():\n",
+             "    out = queue.Queue()\n",
+             "    threading.Thread(target=lambda: out.put(os.sched_getscheduler(0))).start()\n",
+             "    _thread.start_new_thread(lambda: out.put(os.sched_getscheduler(0)), ())\n",
+             "    with concurrent.futures.ThreadPoolExecutor(1) as ex:\n",
+             "        out.put(ex.submit(os.sched_getscheduler, 0).result())\n",
+             "    return sorted(out.get(timeout=30) for _ in range(3))\n">>,
+    [begin
+         {ok, Ctx} = py_context:new(#{mode => Mode, thread_priority => Prio}),
+         ok = py:exec(Ctx, Code),
+         {ok, Own} = py:eval(Ctx, <<"os.sched_getscheduler(0)">>),
+         {Mode, Prio, true} = {Mode, Prio, lists:member(Own, OwnPolicies)},
+         {Mode, Prio, {ok, [0, 0, 0]}} = {Mode, Prio, py:call(Ctx, '__main__', policies, [])},
+         ok = py_context:stop(Ctx)
+     end || Mode <- Modes, {Prio, OwnPolicies} <- [{idle, [5]}, {auto, [5, 0]}]],
+    ok.
+
 policy_and_nice(Ctx) ->
     {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
     thread_sched(integer_to_list(Tid)).
