@@ -11,7 +11,8 @@
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
          stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1,
          reactor_buffer/1, async_pending_from_thread/1, async_pending_signalled_first/1,
-         async_pending_signal_by_call/1, driven_by_hand/1, thread_priority/1]).
+         async_pending_signal_by_call/1, driven_by_hand/1, thread_priority/1,
+         app_module_and_callable/1, app_module_from_working_dir/1, app_module_errors/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -23,7 +24,8 @@ groups() ->
              unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
              contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor,
              reactor_buffer, async_pending_from_thread, async_pending_signalled_first,
-             async_pending_signal_by_call, driven_by_hand, thread_priority],
+             async_pending_signal_by_call, driven_by_hand, thread_priority, app_module_and_callable,
+             app_module_from_working_dir, app_module_errors],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -558,3 +560,98 @@ thread_priority(Config) ->
     stop(Idle),
     {error, {invalid_option, thread_priority}} =
         py_reactor_context:start_link(x, ?config(mode, Config), #{thread_priority => urgent}).
+
+%% --- app_module / app_callable -------------------------------------------------------------------
+
+%% A protocol that hands each request to the application imported by app_module/app_callable:
+%% it finds it as the global _reactor_app of the namespace setup_code ran in.
+app_protocol(Dir) -> <<"
+import sys
+import erlang.reactor as reactor
+sys.path.insert(0, '", Dir/binary, "')
+
+class App(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(_reactor_app(bytes(data)))
+        return 'write_pending'
+
+reactor.set_protocol_factory(App)
+">>.
+
+%% A module file `Name'.py in Dir whose `handle' and `application' answer differently.
+write_app_module(Dir, Name) ->
+    ok = file:write_file(filename:join(Dir, Name ++ ".py"),
+                         <<"def handle(data):\n    return b'handled:' + data\n\n"
+                           "def application(data):\n    return b'app:' + data\n">>).
+
+%% setup_code puts the application's directory on sys.path (it runs first, as in 4.1), the
+%% import binds the callable named by app_callable, the protocol calls it; a second reactor on
+%% the other callable of the same module gets that one.
+app_module_and_callable(Config) ->
+    Dir = list_to_binary(?config(priv_dir, Config)),
+    Module = "reactor_app_" ++ atom_to_list(?config(mode, Config)),
+    write_app_module(Dir, Module),
+    {ok, R} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                            #{setup_code => app_protocol(Dir),
+                                              app_module => list_to_binary(Module),
+                                              app_callable => <<"handle">>}),
+    {ok, R2} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                             #{setup_code => app_protocol(Dir),
+                                               app_module => list_to_atom(Module),
+                                               app_callable => "application"}),
+    L = listen(),
+    C = connect(R, L),
+    C2 = connect(R2, L),
+    ok = gen_tcp:send(C, <<"req">>),
+    {ok, <<"handled:req">>} = gen_tcp:recv(C, 11, 5000),
+    ok = gen_tcp:send(C2, <<"req">>),
+    {ok, <<"app:req">>} = gen_tcp:recv(C2, 7, 5000),
+    {ok, true} = py:eval(py_reactor_context:context(R), <<"_reactor_app.__name__ == 'handle'">>),
+    [ok = gen_tcp:close(S) || S <- [C, C2]],
+    stop(R),
+    stop(R2).
+
+%% As in 4.1, the context's working directory is on sys.path for the import: a module there is
+%% found without setup_code.
+app_module_from_working_dir(Config) ->
+    {ok, Cwd} = file:get_cwd(),
+    Module = "reactor_cwd_app_" ++ atom_to_list(?config(mode, Config)),
+    write_app_module(Cwd, Module),
+    try
+        {ok, R} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                                #{app_module => list_to_binary(Module),
+                                                  app_callable => <<"handle">>}),
+        {ok, <<"handled:x">>} = py:eval(py_reactor_context:context(R), <<"_reactor_app(b'x')">>),
+        stop(R)
+    after
+        ok = file:delete(filename:join(Cwd, Module ++ ".py"))
+    end.
+
+%% A missing module or callable fails the start with the Python error (the context it made is
+%% stopped); one option without the other, or a name that is not a Python name, is refused
+%% before anything starts.
+app_module_errors(Config) ->
+    Mode = ?config(mode, Config),
+    Before = py_test_util:context_threads(),
+    {error, {app_module, {'ModuleNotFoundError', _}}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"no_such_reactor_app">>,
+                                                 app_callable => <<"app">>}),
+    {error, {app_module, {'ImportError', _}}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => <<"no_such_name">>}),
+    {error, {missing_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>}),
+    {error, {missing_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_callable => <<"dumps">>}),
+    {error, {invalid_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"os; import sys">>, app_callable => <<"x">>}),
+    {error, {invalid_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json.">>, app_callable => <<"x">>}),
+    {error, {invalid_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => <<"dumps as y">>}),
+    {error, {invalid_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => 42}),
+    %% a dotted module path is a module path
+    {ok, R} = py_reactor_context:start_link(x, Mode, #{app_module => <<"os.path">>, app_callable => <<"join">>}),
+    {ok, <<"a/b">>} = py:eval(py_reactor_context:context(R), <<"_reactor_app('a', 'b')">>),
+    stop(R),
+    true = py_test_util:wait_until(fun() -> py_test_util:context_threads() =:= Before end, 10000).
