@@ -46,7 +46,8 @@ FdWaiter::~FdWaiter() {
 
 int FdWaiter::arm(const erl::ResourcePtr<FdWatch>& w, int modes) {
     epoll_event ev{};
-    ev.events = EPOLLONESHOT | ((modes & kRead) ? EPOLLIN : 0U) | ((modes & kWrite) ? EPOLLOUT : 0U);
+    bool level = w->persistent && modes != 0;
+    ev.events = (level ? 0U : EPOLLONESHOT) | ((modes & kRead) ? EPOLLIN : 0U) | ((modes & kWrite) ? EPOLLOUT : 0U);
     if (w->waiter_key) {
         ev.data.u64 = w->waiter_key;
         return ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, w->dup_fd, &ev) < 0 ? errno : 0;
@@ -137,6 +138,16 @@ int FdWaiter::wait(Clock::time_point deadline) {
     int delivered = 0;
     for (auto& [w, bits] : ready) {
         int armed = w->armed;
+        if (w->persistent && armed) {  // level-triggered: stays armed, reported while ready
+            int modes = ((bits & EPOLLIN) ? kRead : 0) | ((bits & EPOLLOUT) ? kWrite : 0);
+            if (bits & (EPOLLERR | EPOLLHUP)) modes |= armed;
+            modes &= armed;
+            if (modes) {
+                w->poller->on_ready(w.get(), modes, /*wake=*/false);
+                ++delivered;
+            }
+            continue;
+        }
         w->armed = 0;  // one-shot: every mode of the descriptor is off until armed again
         int modes = ((bits & EPOLLIN) ? kRead : 0) | ((bits & EPOLLOUT) ? kWrite : 0);
         if (bits & (EPOLLERR | EPOLLHUP)) modes |= armed;  // as poll(): the loop's own I/O sees the error

@@ -6,7 +6,9 @@
 //
 // One per context, made when the first loop is created on it; shared by the context and its
 // pollers (a poller may outlive the context). Modes are armed one-shot (EPOLLONESHOT), like
-// enif_select: a mode that fired stays quiet until its loop has consumed it and arms it again.
+// enif_select: a mode that fired stays quiet until its loop has consumed it and arms it again;
+// a persistent watch's modes are level-triggered and stay armed (no modes: one-shot, so that an
+// error or hang-up of a paused descriptor is reported once, not at every wait).
 // Precondition: wait(), arm() on the context's thread; wake() and remove() on any thread
 // (remove: also the thread that drops a closed loop's poller).
 #pragma once
