@@ -63,6 +63,10 @@ public:
     void wake() const;
 
 private:
+    // Context thread: hands the modes of w that bits (epoll's) report to its poller; true when
+    // some were wanted.
+    bool deliver(const erl::ResourcePtr<FdWatch>& w, uint32_t bits);
+
     const int epoll_fd_;
     const int event_fd_;
     std::mutex mutex_;
