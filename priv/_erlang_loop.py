@@ -48,6 +48,7 @@ class ErlangSelector(selectors._BaseSelectorImpl):
         self._poller = erlang._Poller()
         self._hosted = False
         self._on_signal = None  # the loop's signal dispatcher
+        self._direct = {}  # fd -> callback(mask) of the direct registrations (add_direct)
 
     def register(self, fileobj, events, data=None):
         key = super().register(fileobj, events, data)
@@ -82,6 +83,29 @@ class ErlangSelector(selectors._BaseSelectorImpl):
             self._fd_to_key[key.fd] = key
         return key
 
+    # --- direct registrations: the reactor's connections (priv/_erlang_reactor.py) ----------
+    # Not asyncio's: select() itself calls callback(mask) for each ready descriptor, with no
+    # Handle, no ready queue and no per-event re-arming (the modes are level-triggered and stay
+    # armed: the callback reads or writes until EAGAIN, and ignores a mode it no longer wants).
+    # A callback must not raise (an exception would end the loop's iteration).
+
+    def add_direct(self, fd, events, callback):
+        if fd in self._direct:
+            raise KeyError(f"{fd} is already registered")
+        self._poller.register(fd, events, True)
+        self._direct[fd] = callback
+
+    def modify_direct(self, fd, events):
+        """events 0: nothing watched until the next modify_direct."""
+        self._poller.modify(fd, events)
+
+    def remove_direct(self, fd):
+        if self._direct.pop(fd, None) is not None:
+            try:
+                self._poller.unregister(fd)
+            except (KeyError, ValueError, RuntimeError):
+                pass  # closed already
+
     def select(self, timeout=None):
         if self._hosted:
             ready = self._poller.poll()
@@ -90,11 +114,14 @@ class ErlangSelector(selectors._BaseSelectorImpl):
         else:
             ready = self._wait(timeout)
         fd_to_key = self._fd_to_key
+        direct = self._direct
         out = []
         for fd, mask in ready:
             key = fd_to_key.get(fd)
             if key is not None:
                 out.append((key, mask & key.events))
+            elif fd in direct:
+                direct[fd](mask)
             elif fd < 0 and self._on_signal is not None:
                 self._on_signal(-fd)  # an OS signal routed by OTP (see ErlangEventLoop.add_signal_handler)
         return out
@@ -114,6 +141,7 @@ class ErlangSelector(selectors._BaseSelectorImpl):
 
     def close(self):
         super().close()
+        self._direct.clear()
         self._poller.close()
 
 

@@ -26,10 +26,12 @@ __all__ = ["Protocol", "ReactorBuffer", "set_protocol_factory", "get_protocol", 
 
 ACTIONS = ("continue", "write_pending", "read_pending", "async_pending", "close")
 READ_SIZE = 65536
+_FIRST_READ = 4096  # a connection's reads start at this size and grow while they come full
 
 log = logging.getLogger("erlang.reactor")
 
 _READ, _WRITE, _PAUSED = "read", "write", "paused"
+_EVENTS = {_READ: 1, _WRITE: 2, _PAUSED: 0}  # selectors.EVENT_READ / EVENT_WRITE
 _FAILED = object()  # what run() returns when the callback raised (the connection is closed)
 _local = threading.local()
 _default_factory = None
@@ -185,34 +187,59 @@ class _State:
 
 
 class _Connection:
-    """One handed-off descriptor: owns the fd (a dup), its protocol and its loop registration."""
+    """One handed-off descriptor: owns the fd (a dup), its protocol and its loop registration.
+
+    Registered with the loop's selector directly (ErlangSelector.add_direct): the selector calls
+    on_event for each readiness, with no asyncio Handle and no re-arming per event; a readiness
+    of a mode the connection left (read while writing) is ignored, the level-triggered
+    registration reports it again once the mode is back."""
 
     def __init__(self, state, loop, fd, protocol):
         self.state = state
         self.loop = loop
+        self.selector = loop._selector
         self.fd = fd
         self.protocol = protocol
         self.mode = None
         self.closed = False
         self.signalled = False  # signal_write_ready came and no write_ready ran since
+        self.read_size = _FIRST_READ
 
     def start(self):
-        self.loop.add_reader(self.fd, self.on_readable)
+        self.selector.add_direct(self.fd, _EVENTS[_READ], self.on_event)
         self.mode = _READ
         with _live_lock:
             _live[self.fd] = self
 
-    def on_readable(self):
+    def on_event(self, mask):
+        """The selector's callback: must not raise (it runs inside the loop's select())."""
         try:
-            data = erlang._reactor_read(self.fd, READ_SIZE)  # a ReactorBuffer, read in place
+            if mask & 1 and self.mode is _READ:
+                self.on_readable()
+            elif mask & 2 and self.mode is _WRITE:
+                self.on_writable()
+        except Exception:  # a bug here, not in the protocol (run() catches the protocol's)
+            log.exception("reactor: connection on fd %d failed", self.fd)
+            self.close()
+
+    def on_readable(self):
+        size = self.read_size
+        try:
+            data = erlang._reactor_read(self.fd, size)  # a ReactorBuffer, read in place
         except OSError:
             self.close()
             return
         if data is None:
             return  # nothing after all (EAGAIN)
-        if not data:
+        n = len(data)
+        if not n:
             self.close()  # end of stream
             return
+        if n == size:
+            if size < READ_SIZE:
+                self.read_size = size * 4  # a stream: larger reads, fewer events
+        elif size > _FIRST_READ and n <= size // 16:
+            self.read_size = _FIRST_READ
         action = self.run(self.protocol.data_received, data)
         if action is _FAILED:
             return
@@ -283,17 +310,7 @@ class _Connection:
     def set_mode(self, mode):
         if self.closed or mode == self.mode:
             return
-        # Add the new interest before removing the old one: the selector modifies the
-        # registration instead of dropping it and registering the descriptor again.
-        if mode == _PAUSED:
-            self.loop.remove_reader(self.fd)
-            self.loop.remove_writer(self.fd)
-        elif mode == _WRITE:
-            self.loop.add_writer(self.fd, self.on_writable)
-            self.loop.remove_reader(self.fd)
-        else:
-            self.loop.add_reader(self.fd, self.on_readable)
-            self.loop.remove_writer(self.fd)
+        self.selector.modify_direct(self.fd, _EVENTS[mode])  # the registration stays
         self.mode = mode
 
     def close(self):
@@ -305,8 +322,7 @@ class _Connection:
             if _live.get(self.fd) is self:
                 del _live[self.fd]
         if not self.loop.is_closed():
-            self.loop.remove_reader(self.fd)
-            self.loop.remove_writer(self.fd)
+            self.selector.remove_direct(self.fd)  # before the descriptor is closed
         try:
             os.close(self.fd)
         except OSError:

@@ -18,8 +18,8 @@ new() -> py_nif:buffer_new(?DEFAULT_CAPACITY).
 
 %% @doc A buffer for ContentLength bytes (allocated at once; it still grows if more come), or
 %% for data of unknown length (`undefined'). A map takes the length as `content_length'; the
-%% shared-memory buffers of erlang_python 4.1 (`#{shared => true}') are not implemented:
-%% `{error, shared_unsupported}'.
+%% shared-memory buffers of erlang_python 5.0 (`#{shared => true}', not part of 4.1) are not
+%% implemented: `{error, shared_unsupported}' (docs/buffers.md).
 -spec new(non_neg_integer() | undefined | map()) -> {ok, reference()} | {error, shared_unsupported}.
 new(undefined) -> new();
 new(ContentLength) when is_integer(ContentLength), ContentLength >= 0 -> py_nif:buffer_new(ContentLength);
@@ -37,7 +37,7 @@ write(Buffer, Data) when is_list(Data) -> write(Buffer, iolist_to_binary(Data));
 write(_, _) -> erlang:error(badarg).
 
 %% @doc As write/2: a write never waits (the buffer grows), so the timeout is not used; it is
-%% there for erlang_python 4.1's signature.
+%% there for the signature of erlang_python 5.0's shared buffers, whose writes wait for room.
 -spec write(reference(), iodata(), timeout()) -> ok | {error, closed | pinned | out_of_memory}.
 write(Buffer, Data, _Timeout) -> write(Buffer, Data).
 

@@ -19,7 +19,10 @@
 
 -type state() :: #{id := term(), ctx := pid()}.
 -type opts() :: #{max_connections => pos_integer(), setup_code => iodata(), default => boolean(),
-                  thread_priority => py_context:thread_priority()}.
+                  thread_priority => py_context:thread_priority(),
+                  app_module => python_name(), app_callable => python_name()}.
+%% A dotted module name or an attribute name, as a binary, string or atom.
+-type python_name() :: binary() | string() | atom().
 -export_type([opts/0]).
 
 %% @doc {@link start_link/3} with no options.
@@ -34,7 +37,12 @@ start_link(Id, Mode) ->
 %% fails with `{error, {setup_code, Error}}'), `default' (`true': the target of {@link handoff/2}),
 %% `thread_priority' (the context thread's OS scheduling, as in {@link py_context:new/1};
 %% default `normal', whatever the application's `thread_priority': a reactor's work is short
-%% wake-ups whose latency counts, which `auto''s SCHED_IDLE start delays behind busy threads).
+%% wake-ups whose latency counts, which `auto''s SCHED_IDLE start delays behind busy threads),
+%% `app_module' and `app_callable' (given together, as in erlang_python 4.1: after `setup_code',
+%% the context's working directory is put first on `sys.path' and `from AppModule import
+%% AppCallable as _reactor_app' runs in the namespace `setup_code' ran in, so the protocols it
+%% defined find the application as the global `_reactor_app'; if the import fails the start
+%% fails with `{error, {app_module, Error}}').
 -spec start_link(term(), worker | owngil | auto, opts()) -> {ok, pid()} | {error, term()}.
 start_link(Id, Mode, Opts) when is_map(Opts) ->
     case check_opts(Opts) of
@@ -55,12 +63,47 @@ check_opts(Opts) ->
                (setup_code, C) -> is_binary(C) orelse is_list(C);
                (default, B) -> is_boolean(B);
                (thread_priority, P) -> lists:member(P, [auto, normal, batch, low, idle]);
+               (app_module, M) -> python_name(M, <<".">>);
+               (app_callable, C) -> python_name(C, <<>>);
                (_, _) -> false
             end,
-    case [K || {K, V} <- maps:to_list(Opts), not Valid(K, V)] of
-        [] -> ok;
+    case [K || {K, V} <- lists:sort(maps:to_list(Opts)), not Valid(K, V)] of
+        [] -> check_app_pair(Opts);
         [Key | _] -> {error, {invalid_option, Key}}
     end.
+
+%% app_module and app_callable come together or not at all.
+check_app_pair(#{app_module := _, app_callable := _}) -> ok;
+check_app_pair(#{app_module := _}) -> {error, {missing_option, app_callable}};
+check_app_pair(#{app_callable := _}) -> {error, {missing_option, app_module}};
+check_app_pair(_) -> ok.
+
+%% A Python identifier, or identifiers joined by Separator (`.' for a module path): what goes into
+%% the import statement cannot be anything but names.
+python_name(Name, Separator) ->
+    case name_binary(Name) of
+        {ok, Bin} when Bin =/= <<>> ->
+            Parts = case Separator of <<>> -> [Bin]; _ -> binary:split(Bin, Separator, [global]) end,
+            lists:all(fun is_identifier/1, Parts);
+        _ ->
+            false
+    end.
+
+name_binary(A) when is_atom(A) -> {ok, atom_to_binary(A)};
+name_binary(B) when is_binary(B) -> {ok, B};
+name_binary(L) when is_list(L) ->
+    case unicode:characters_to_binary(L) of
+        B when is_binary(B) -> {ok, B};
+        _ -> error
+    end;
+name_binary(_) -> error.
+
+%% ASCII identifiers (Python's accept more; an application module named otherwise is rare).
+is_identifier(<<First, Rest/binary>>) when First =:= $_; First >= $a, First =< $z; First >= $A, First =< $Z ->
+    lists:all(fun(C) -> C =:= $_ orelse (C >= $a andalso C =< $z) orelse (C >= $A andalso C =< $Z)
+                            orelse (C >= $0 andalso C =< $9) end, binary_to_list(Rest));
+is_identifier(_) ->
+    false.
 
 %% @doc Stops the reactor context: every connection is closed (the protocols'
 %% `connection_lost' runs), then its Python context stops.
@@ -111,7 +154,7 @@ init({Id, Mode0, Opts, Caller}) ->
     case py_context:new(#{mode => Mode, thread_priority => maps:get(thread_priority, Opts, normal)}) of
         {ok, Ctx} ->
             Max = maps:get(max_connections, Opts, ?DEFAULT_MAX_CONNECTIONS),
-            case setup(Ctx, Max, maps:get(setup_code, Opts, undefined)) of
+            case setup(Ctx, Max, Opts) of
                 ok ->
                     link(Caller),
                     {ok, #{id => Id, ctx => Ctx}};
@@ -123,16 +166,41 @@ init({Id, Mode0, Opts, Caller}) ->
             {stop, Reason}
     end.
 
-setup(Ctx, Max, SetupCode) ->
+%% The reactor module, then setup_code, then the application import (4.1's order: setup_code can
+%% put the application's directory on sys.path).
+setup(Ctx, Max, Opts) ->
     case py:call(Ctx, '_erlang_reactor', '_start', [Max]) of
-        {ok, true} when SetupCode =:= undefined -> ok;
         {ok, true} ->
-            case py:exec(Ctx, SetupCode) of
-                ok -> ok;
-                {error, Reason} -> {error, {setup_code, Reason}}
+            case run_setup_code(Ctx, maps:get(setup_code, Opts, undefined)) of
+                ok -> import_app(Ctx, Opts);
+                {error, _} = Error -> Error
             end;
         {error, Reason} -> {error, {reactor_module, Reason}}
     end.
+
+run_setup_code(_Ctx, undefined) ->
+    ok;
+run_setup_code(Ctx, SetupCode) ->
+    case py:exec(Ctx, SetupCode) of
+        ok -> ok;
+        {error, Reason} -> {error, {setup_code, Reason}}
+    end.
+
+%% check_opts/1 made sure both names are identifiers, so the statement is only names.
+import_app(Ctx, #{app_module := Module, app_callable := Callable}) ->
+    {ok, M} = name_binary(Module),
+    {ok, C} = name_binary(Callable),
+    Code = <<"import sys as _reactor_sys\n"
+             "if '.' not in _reactor_sys.path:\n"
+             "    _reactor_sys.path.insert(0, '.')\n"
+             "del _reactor_sys\n"
+             "from ", M/binary, " import ", C/binary, " as _reactor_app\n">>,
+    case py:exec(Ctx, Code) of
+        ok -> ok;
+        {error, Reason} -> {error, {app_module, Reason}}
+    end;
+import_app(_Ctx, _Opts) ->
+    ok.
 
 %% @private
 -spec handle_call(term(), gen_server:from(), state()) -> {reply, term(), state()}.

@@ -11,7 +11,9 @@
          thousand_connections_no_fd_left/1, contexts_share_one_listener/1,
          stop_closes_connections/1, killed_reactor_leaves_no_fd/1, default_reactor/1,
          reactor_buffer/1, async_pending_from_thread/1, async_pending_signalled_first/1,
-         async_pending_signal_by_call/1, driven_by_hand/1, thread_priority/1]).
+         async_pending_signal_by_call/1, driven_by_hand/1, thread_priority/1,
+         app_module_and_callable/1, app_module_from_working_dir/1, app_module_errors/1,
+         stream_in_growing_reads/1, paused_hangup_does_not_spin/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
@@ -23,7 +25,9 @@ groups() ->
              unknown_action, no_action, no_factory, too_many_connections, thousand_connections_no_fd_left,
              contexts_share_one_listener, stop_closes_connections, killed_reactor_leaves_no_fd, default_reactor,
              reactor_buffer, async_pending_from_thread, async_pending_signalled_first,
-             async_pending_signal_by_call, driven_by_hand, thread_priority],
+             async_pending_signal_by_call, driven_by_hand, thread_priority, app_module_and_callable,
+             app_module_from_working_dir, app_module_errors, stream_in_growing_reads,
+             paused_hangup_does_not_spin],
     [{worker, [], Cases}, {owngil, [], Cases}].
 
 init_per_suite(Config) ->
@@ -135,6 +139,21 @@ class Parked(reactor.Protocol):
     def write_ready(self):
         self.write_buffer.extend(b'late')
         return super().write_ready()
+
+class Counter(reactor.Protocol):
+    # Counts what comes (4 MiB sent at once: many reads, growing from 4 KiB), answers the total
+    # and the largest read once the peer has sent it all.
+    def connection_made(self, fd, client_info):
+        super().connection_made(fd, client_info)
+        self.got = 0
+        self.largest = 0
+    def data_received(self, data):
+        self.got += len(data)
+        self.largest = max(self.largest, len(data))
+        if self.got < (4 << 20):
+            return 'continue'
+        self.write_buffer.extend(b'%d %d' % (self.got, self.largest))
+        return 'write_pending'
 
 lost = []
 class Tracked(Echo):
@@ -558,3 +577,142 @@ thread_priority(Config) ->
     stop(Idle),
     {error, {invalid_option, thread_priority}} =
         py_reactor_context:start_link(x, ?config(mode, Config), #{thread_priority => urgent}).
+
+%% --- app_module / app_callable -------------------------------------------------------------------
+
+%% A protocol that hands each request to the application imported by app_module/app_callable:
+%% it finds it as the global _reactor_app of the namespace setup_code ran in.
+app_protocol(Dir) -> <<"
+import sys
+import erlang.reactor as reactor
+sys.path.insert(0, '", Dir/binary, "')
+
+class App(reactor.Protocol):
+    def data_received(self, data):
+        self.write_buffer.extend(_reactor_app(bytes(data)))
+        return 'write_pending'
+
+reactor.set_protocol_factory(App)
+">>.
+
+%% A module file `Name'.py in Dir whose `handle' and `application' answer differently.
+write_app_module(Dir, Name) ->
+    ok = file:write_file(filename:join(Dir, Name ++ ".py"),
+                         <<"def handle(data):\n    return b'handled:' + data\n\n"
+                           "def application(data):\n    return b'app:' + data\n">>).
+
+%% setup_code puts the application's directory on sys.path (it runs first, as in 4.1), the
+%% import binds the callable named by app_callable, the protocol calls it; a second reactor on
+%% the other callable of the same module gets that one.
+app_module_and_callable(Config) ->
+    Dir = list_to_binary(?config(priv_dir, Config)),
+    Module = "reactor_app_" ++ atom_to_list(?config(mode, Config)),
+    write_app_module(Dir, Module),
+    {ok, R} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                            #{setup_code => app_protocol(Dir),
+                                              app_module => list_to_binary(Module),
+                                              app_callable => <<"handle">>}),
+    {ok, R2} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                             #{setup_code => app_protocol(Dir),
+                                               app_module => list_to_atom(Module),
+                                               app_callable => "application"}),
+    L = listen(),
+    C = connect(R, L),
+    C2 = connect(R2, L),
+    ok = gen_tcp:send(C, <<"req">>),
+    {ok, <<"handled:req">>} = gen_tcp:recv(C, 11, 5000),
+    ok = gen_tcp:send(C2, <<"req">>),
+    {ok, <<"app:req">>} = gen_tcp:recv(C2, 7, 5000),
+    {ok, true} = py:eval(py_reactor_context:context(R), <<"_reactor_app.__name__ == 'handle'">>),
+    [ok = gen_tcp:close(S) || S <- [C, C2]],
+    stop(R),
+    stop(R2).
+
+%% As in 4.1, the context's working directory is on sys.path for the import: a module there is
+%% found without setup_code.
+app_module_from_working_dir(Config) ->
+    {ok, Cwd} = file:get_cwd(),
+    Module = "reactor_cwd_app_" ++ atom_to_list(?config(mode, Config)),
+    write_app_module(Cwd, Module),
+    try
+        {ok, R} = py_reactor_context:start_link(app, ?config(mode, Config),
+                                                #{app_module => list_to_binary(Module),
+                                                  app_callable => <<"handle">>}),
+        {ok, <<"handled:x">>} = py:eval(py_reactor_context:context(R), <<"_reactor_app(b'x')">>),
+        stop(R)
+    after
+        ok = file:delete(filename:join(Cwd, Module ++ ".py"))
+    end.
+
+%% A missing module or callable fails the start with the Python error (the context it made is
+%% stopped); one option without the other, or a name that is not a Python name, is refused
+%% before anything starts.
+app_module_errors(Config) ->
+    Mode = ?config(mode, Config),
+    Before = py_test_util:context_threads(),
+    {error, {app_module, {'ModuleNotFoundError', _}}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"no_such_reactor_app">>,
+                                                 app_callable => <<"app">>}),
+    {error, {app_module, {'ImportError', _}}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => <<"no_such_name">>}),
+    {error, {missing_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>}),
+    {error, {missing_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_callable => <<"dumps">>}),
+    {error, {invalid_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"os; import sys">>, app_callable => <<"x">>}),
+    {error, {invalid_option, app_module}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json.">>, app_callable => <<"x">>}),
+    {error, {invalid_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => <<"dumps as y">>}),
+    {error, {invalid_option, app_callable}} =
+        py_reactor_context:start_link(x, Mode, #{app_module => <<"json">>, app_callable => 42}),
+    %% a dotted module path is a module path
+    {ok, R} = py_reactor_context:start_link(x, Mode, #{app_module => <<"os.path">>, app_callable => <<"join">>}),
+    {ok, <<"a/b">>} = py:eval(py_reactor_context:context(R), <<"_reactor_app('a', 'b')">>),
+    stop(R),
+    true = py_test_util:wait_until(fun() -> py_test_util:context_threads() =:= Before end, 10000).
+
+%% The connection's registration stays armed (level-triggered) and its reads grow while they come
+%% full: 4 MiB sent at once all arrive (none left unread in the socket when a read did not take
+%% everything), in reads that reached 64 KiB.
+stream_in_growing_reads(Config) ->
+    R = start(Config, <<"Counter">>),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, binary:copy(<<"0123456789abcdef">>, 1 bsl 18)),
+    {ok, <<"4194304 65536">>} = gen_tcp:recv(C, 13, 30000),
+    ok = gen_tcp:close(C),
+    stop(R).
+
+%% A connection paused on "async_pending" watches nothing; when its peer resets it meanwhile,
+%% epoll reports the hang-up even for no modes: once (a one-shot registration), or the reactor's
+%% thread would wake for it at every wait, using a CPU. The thread's CPU time over 2 s after the
+%% hang-up stays far below what such a spin takes (a CPU's whole share on a loaded machine).
+paused_hangup_does_not_spin(Config) ->
+    R = start(Config, <<"Parked">>),
+    Ctx = py_reactor_context:context(R),
+    {ok, Tid} = py:eval(Ctx, <<"__import__('threading').get_native_id()">>),
+    L = listen(),
+    C = connect(R, L),
+    ok = gen_tcp:send(C, <<"wait">>),
+    true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(parked)">>) end, 10000),
+    ok = inet:setopts(C, [{linger, {true, 0}}]),
+    ok = gen_tcp:close(C),  % a reset: the reactor's socket has an error and is hung up
+    Before = thread_cpu_ms(Tid),
+    receive after 2000 -> ok end,  % the window the CPU time is measured over
+    Used = thread_cpu_ms(Tid) - Before,
+    ct:log("reactor thread CPU over 2 s with a paused, hung-up connection: ~p ms", [Used]),
+    true = Used < 200,
+    #{active_connections := 1} = py_reactor_context:stats(R),  % still paused, until signalled
+    {ok, Fd} = py:eval(Ctx, <<"parked[0]">>),
+    {ok, true} = py:eval(Ctx, <<"__import__('erlang.reactor').reactor.signal_write_ready(fd)">>, #{fd => Fd}),
+    wait_stats(R, active_connections, 0),  % the write fails or the read sees the end: closed
+    stop(R).
+
+%% utime + stime of a thread of this node, in ms (clock ticks of 10 ms).
+thread_cpu_ms(Tid) ->
+    {ok, Stat} = file:read_file("/proc/self/task/" ++ integer_to_list(Tid) ++ "/stat"),
+    [_, AfterName] = binary:split(Stat, <<") ">>),
+    Fields = binary:split(AfterName, <<" ">>, [global]),
+    10 * (binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields))).

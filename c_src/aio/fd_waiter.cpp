@@ -46,7 +46,8 @@ FdWaiter::~FdWaiter() {
 
 int FdWaiter::arm(const erl::ResourcePtr<FdWatch>& w, int modes) {
     epoll_event ev{};
-    ev.events = EPOLLONESHOT | ((modes & kRead) ? EPOLLIN : 0U) | ((modes & kWrite) ? EPOLLOUT : 0U);
+    bool level = w->persistent && modes != 0;
+    ev.events = (level ? 0U : EPOLLONESHOT) | ((modes & kRead) ? EPOLLIN : 0U) | ((modes & kWrite) ? EPOLLOUT : 0U);
     if (w->waiter_key) {
         ev.data.u64 = w->waiter_key;
         return ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, w->dup_fd, &ev) < 0 ? errno : 0;
@@ -135,20 +136,26 @@ int FdWaiter::wait(Clock::time_point deadline) {
             (void)!::read(event_fd_, &count, sizeof count);
         }
     int delivered = 0;
-    for (auto& [w, bits] : ready) {
-        int armed = w->armed;
-        w->armed = 0;  // one-shot: every mode of the descriptor is off until armed again
-        int modes = ((bits & EPOLLIN) ? kRead : 0) | ((bits & EPOLLOUT) ? kWrite : 0);
-        if (bits & (EPOLLERR | EPOLLHUP)) modes |= armed;  // as poll(): the loop's own I/O sees the error
-        modes &= armed;
-        if (modes) {
-            w->poller->on_ready(w.get(), modes, /*wake=*/false);
-            ++delivered;
-        } else if (armed && arm(w, armed) == 0) {
-            w->armed = armed;  // nothing it asked for: the same modes again
-        }
-    }
+    for (auto& [w, bits] : ready)
+        if (deliver(w, bits)) ++delivered;
     return delivered;
+}
+
+bool FdWaiter::deliver(const erl::ResourcePtr<FdWatch>& w, uint32_t bits) {
+    int armed = w->armed;
+    // A persistent watch with modes is level-triggered: it stays armed. Any other was one-shot:
+    // every mode of the descriptor is off until armed again.
+    bool level = w->persistent && armed;
+    if (!level) w->armed = 0;
+    int modes = ((bits & EPOLLIN) ? kRead : 0) | ((bits & EPOLLOUT) ? kWrite : 0);
+    if (bits & (EPOLLERR | EPOLLHUP)) modes |= armed;  // as poll(): the loop's own I/O sees the error
+    modes &= armed;
+    if (modes) {
+        w->poller->on_ready(w.get(), modes, /*wake=*/false);
+        return true;
+    }
+    if (!level && armed && arm(w, armed) == 0) w->armed = armed;  // nothing it asked for: the same modes again
+    return false;
 }
 
 void FdWaiter::poll_unless_fresh() {

@@ -6,7 +6,9 @@
 //
 // One per context, made when the first loop is created on it; shared by the context and its
 // pollers (a poller may outlive the context). Modes are armed one-shot (EPOLLONESHOT), like
-// enif_select: a mode that fired stays quiet until its loop has consumed it and arms it again.
+// enif_select: a mode that fired stays quiet until its loop has consumed it and arms it again;
+// a persistent watch's modes are level-triggered and stay armed (no modes: one-shot, so that an
+// error or hang-up of a paused descriptor is reported once, not at every wait).
 // Precondition: wait(), arm() on the context's thread; wake() and remove() on any thread
 // (remove: also the thread that drops a closed loop's poller).
 #pragma once
@@ -61,6 +63,10 @@ public:
     void wake() const;
 
 private:
+    // Context thread: hands the modes of w that bits (epoll's) report to its poller; true when
+    // some were wanted.
+    bool deliver(const erl::ResourcePtr<FdWatch>& w, uint32_t bits);
+
     const int epoll_fd_;
     const int event_fd_;
     std::mutex mutex_;

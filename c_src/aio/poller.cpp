@@ -7,6 +7,17 @@
 #include <utility>
 
 namespace aio {
+namespace {
+// Adds (fd, mask) to out, or mask to fd's entry when it has one (two events of one descriptor).
+void merge_ready(std::vector<std::pair<int, int>>& out, int fd, int mask) {
+    for (auto& [f, m] : out)
+        if (f == fd) {
+            m |= mask;
+            return;
+        }
+    out.emplace_back(fd, mask);
+}
+}  // namespace
 
 bool open_resources(ErlNifEnv* env) {
     return PollerResource::open(env, "py_poller") && FdWatchResource::open(env, "py_fd_watch");
@@ -20,13 +31,13 @@ Poller::Poller(WakerPtr waker, FdWaiterPtr waiter) : waker_(std::move(waker)), w
 
 Poller::~Poller() { remove_all(); }
 
-int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self) {
+int Poller::add(int fd, int events, erl::ResourcePtr<Poller> self, bool persistent) {
     if (watches_.contains(fd)) return EEXIST;
     int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0) return errno;
     FdWatchPtr w;
     try {
-        w = FdWatchPtr::adopt(FdWatchResource::make(std::move(self), fd, dup_fd));
+        w = FdWatchPtr::adopt(FdWatchResource::make(std::move(self), fd, dup_fd, persistent));
     } catch (...) {
         ::close(dup_fd);
         return ENOMEM;
@@ -40,6 +51,14 @@ int Poller::modify(int fd, int events) {
     if (it == watches_.end()) return ENOENT;
     FdWatch* w = it->second.get();
     w->wanted = events & (kRead | kWrite);
+    if (w->persistent && w->waiter_key && w->armed != w->wanted) {
+        // One epoll_ctl for a change of modes (a one-shot watch may need two).
+        if (waiter_->arm(it->second, w->wanted) == 0) {
+            w->armed = w->wanted;
+            return 0;
+        }
+        w->armed = 0;
+    }
     if (w->armed & ~w->wanted) {
         // An event already taken is dropped by take_ready (not wanted any more).
         w->armed &= w->wanted;
@@ -103,17 +122,14 @@ std::vector<std::pair<int, int>> Poller::take_ready() {
     for (auto& [w, mode] : events) {
         auto it = watches_.find(w->fd);
         if (it == watches_.end() || it->second.get() != w.get()) continue;  // unregistered since
-        w->armed &= ~mode;
         int mask = mode & w->wanted;
+        if (w->persistent) {  // still armed: nothing to arm again
+            if (mask) merge_ready(out, w->fd, mask);
+            continue;
+        }
+        w->armed &= ~mode;
         if (!mask) continue;
-        bool merged = false;
-        for (auto& [fd, m] : out)
-            if (fd == w->fd) {
-                m |= mask;
-                merged = true;
-                break;
-            }
-        if (!merged) out.emplace_back(w->fd, mask);
+        merge_ready(out, w->fd, mask);
         if (!w->queued_for_arming) {
             w->queued_for_arming = true;
             to_arm_.push_back(w);

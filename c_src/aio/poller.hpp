@@ -9,7 +9,8 @@
 // Each registration watches a dup() of the caller's descriptor, so the loop may close its own
 // descriptor at any time (asyncio closes sockets right after unregistering them): the dup is
 // closed when the watch is removed. Arming is one-shot, so a mode that fired is armed again
-// before the loop next waits.
+// before the loop next waits; a persistent watch (the reactor's connections) stays armed
+// (level-triggered): no re-arming per event.
 #pragma once
 
 #include <erl_nif.h>
@@ -34,7 +35,8 @@ inline constexpr int kWrite = 2;
 
 // One registered descriptor. Fields other than `stopped` belong to the context's thread.
 struct FdWatch {
-    FdWatch(erl::ResourcePtr<Poller> owner, int fd, int dup_fd) : poller(std::move(owner)), fd(fd), dup_fd(dup_fd) {}
+    FdWatch(erl::ResourcePtr<Poller> owner, int fd, int dup_fd, bool persistent)
+        : poller(std::move(owner)), fd(fd), dup_fd(dup_fd), persistent(persistent) {}
     FdWatch(const FdWatch&) = delete;
     FdWatch& operator=(const FdWatch&) = delete;
     ~FdWatch();
@@ -42,6 +44,7 @@ struct FdWatch {
     erl::ResourcePtr<Poller> poller;
     const int fd;             // the loop's descriptor number (the selector's key)
     int dup_fd;               // what the FdWaiter watches; closed when the watch is removed
+    const bool persistent;    // level-triggered: a mode that fired stays armed
     int wanted = 0;           // modes the loop wants
     int armed = 0;            // modes armed in the FdWaiter that have not fired yet
     uint64_t waiter_key = 0;  // its key in the FdWaiter (0: not in its epoll set)
@@ -61,8 +64,9 @@ public:
     Poller& operator=(const Poller&) = delete;
     ~Poller();
 
-    // Context thread. Return 0 or an errno value (EEXIST, ENOENT, EBADF...).
-    int add(int fd, int events, erl::ResourcePtr<Poller> self);
+    // Context thread. Return 0 or an errno value (EEXIST, ENOENT, EBADF...). persistent: see
+    // FdWatch (the loop then ignores, rather than waits for, a readiness it no longer needs).
+    int add(int fd, int events, erl::ResourcePtr<Poller> self, bool persistent = false);
     int modify(int fd, int events);
     int remove(int fd);
     // Context thread: stops watching every descriptor (the selector is closing).

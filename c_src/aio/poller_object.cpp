@@ -83,13 +83,15 @@ void poller_dealloc(PyObject* self) {
     Py_DECREF(tp);
 }
 
-// register(fd, events)
+// register(fd, events, persistent=False): persistent, the modes stay armed after they fired
+// (level-triggered; see FdWatch), for a caller that reads or writes until EAGAIN or ignores what
+// it no longer wants.
 PyObject* poller_register(PyObject* self, PyObject* args) {
-    int fd = -1, events = 0;
-    if (!PyArg_ParseTuple(args, "ii:register", &fd, &events)) return nullptr;
+    int fd = -1, events = 0, persistent = 0;
+    if (!PyArg_ParseTuple(args, "ii|p:register", &fd, &events, &persistent)) return nullptr;
     Poller* p = usable(self);
     if (!p) return nullptr;
-    int err = p->add(fd, events, *as_poller(self)->poller);
+    int err = p->add(fd, events, *as_poller(self)->poller, persistent != 0);
     if (err) return errno_error(err, fd);
     p->arm_pending();
     Py_RETURN_NONE;

@@ -1,9 +1,7 @@
 #include "bridge/reactor_buffer_object.hpp"
 
-#include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -14,7 +12,8 @@ namespace bridge {
 namespace {
 
 constexpr const char* kTypeName = "ReactorBuffer";
-constexpr Py_ssize_t kGuess = 4096;  // the allocation when the kernel does not say what is queued
+// A read that leaves more than this unused gives the memory back (the object shrinks).
+constexpr Py_ssize_t kSlack = 256;
 
 // data.memoryview(): a read-only view of the same memory (no copy).
 PyObject* reactor_buffer_memoryview(PyObject* self, PyObject*) { return PyMemoryView_FromObject(self); }
@@ -77,12 +76,6 @@ PyType_Spec reactor_buffer_spec = {"erlang.ReactorBuffer", 0, 0,
                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                                    reactor_buffer_slots};
 
-// The bytes the kernel has queued on fd (0 when it cannot tell).
-Py_ssize_t queued_bytes(long fd) {
-    int n = 0;
-    return ::ioctl(int(fd), FIONREAD, &n) == 0 && n > 0 ? Py_ssize_t(n) : 0;
-}
-
 }  // namespace
 
 int add_reactor_buffer_type(PyObject* module) {
@@ -113,9 +106,10 @@ PyObject* reactor_read(PyObject* module, PyObject* const* args, Py_ssize_t nargs
     py::Ref type = py::Ref::steal(PyObject_GetAttrString(module, kTypeName));
     if (!type) return nullptr;
     auto* cls = reinterpret_cast<PyTypeObject*>(type.get());
-    // Sized by what is queued, so a 64-byte message costs a 64-byte object, not size bytes.
-    Py_ssize_t queued = queued_bytes(fd);
-    Py_ssize_t want = std::min(size, queued > 0 ? queued : kGuess);
+    // size bytes for the kernel to fill; what the read left unused is given back below, so a
+    // 64-byte message costs a 64-byte object (asking the kernel first, FIONREAD, costs a system
+    // call per read).
+    Py_ssize_t want = size;
     py::Ref buf = py::Ref::steal(cls->tp_alloc(cls, want));  // zeroed, with room for the final NUL
     if (!buf) return nullptr;
     reset_cached_hash(buf.get());
@@ -134,7 +128,13 @@ PyObject* reactor_read(PyObject* module, PyObject* const* args, Py_ssize_t nargs
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     if (got == 0) return PyBytes_FromStringAndSize(nullptr, 0);  // end of stream
-    Py_SET_SIZE(buf.get(), got);  // the unused tail (when fewer came than guessed) stays allocated
+    if (want - got > kSlack) {
+        // Shrinks in place or moves the bytes read (a copy of what is small, only here).
+        PyObject* obj = buf.release();
+        if (_PyBytes_Resize(&obj, Py_ssize_t(got)) < 0) return nullptr;  // obj freed, error set
+        return obj;
+    }
+    Py_SET_SIZE(buf.get(), got);  // a few unused bytes stay allocated
     data[got] = '\0';
     return buf.release();
 }
