@@ -5,7 +5,7 @@
 -module(py_request).
 
 -export([run/4, start/3, start_on/2, resolve/1, run_on/3, wait/2, tag/1, cancel/1, finished/1, ack_items/2,
-         namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
+         namespace/2, new_namespace/1, last_namespace_context/0, last_traceback/0, deadline/1, remaining/1]).
 -export_type([pending/0]).
 
 %% How many times a caller polls for the reply of a request that went to an idle, spinning
@@ -14,6 +14,7 @@
 -define(POLLS, 100).
 -define(TRACEBACK_KEY, '$py_last_traceback').
 -define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
+-define(LAST_NS_KEY, '$py_last_namespace').
 
 -type submit() :: fun((py_nif:context_ref(), py_nif:namespace_ref() | undefined, reference()) ->
                           py_nif:request_ref() | {error, term()}).
@@ -199,10 +200,16 @@ namespace(Ctx, Ref) ->
         undefined ->
             Ns = new_namespace(Ref),
             put(?NS_KEY(Ctx), Ns),
+            put(?LAST_NS_KEY, Ctx),
             Ns;
         Ns ->
             Ns
     end.
+
+%% The pool context where the calling process made its latest namespace, if it made one.
+-spec last_namespace_context() -> pid() | undefined.
+last_namespace_context() ->
+    get(?LAST_NS_KEY).
 
 %% A fresh, empty namespace on context Ref.
 -spec new_namespace(py_nif:context_ref()) -> py_nif:namespace_ref().
