@@ -19,7 +19,7 @@
          semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
          event_loop_exec_eval/1, event_loop_on_context/1, event_loop_result_message/1,
-         event_loop_pool_module/1,
+         event_loop_pool_module/1, event_loop_task_after_exec_on_context/1,
          app_env_checked/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -42,7 +42,7 @@ groups() ->
                       semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
                        event_loop_exec_eval, event_loop_on_context, event_loop_result_message,
-                       event_loop_pool_module]}].
+                       event_loop_pool_module, event_loop_task_after_exec_on_context]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -691,3 +691,31 @@ event_loop_pool_module(_Config) ->
     receive <<"six!">> -> ok after 5000 -> ct:fail(no_pool_spawned_task_kwargs) end,
     {'EXIT', {badarg, _}} = (catch py_event_loop_pool:create_task(math, sqrt, not_a_list)),
     ok.
+
+%% As in erlang_python 4.x, a coroutine function that a process defined with
+%% py:exec(py:context(N), Code) is found as '__main__' by that process's create_task/3 and
+%% run/3 (tasks go where it last made its namespace), whichever pool context it would pick.
+event_loop_task_after_exec_on_context(_Config) ->
+    N = py_context_router:num_contexts(),
+    InProcess = fun(F) ->
+                    {Pid, Mon} = spawn_monitor(fun() -> exit({done, F()}) end),
+                    receive {'DOWN', Mon, process, Pid, {done, R}} -> R
+                    after 30000 -> ct:fail(no_result)
+                    end
+                end,
+    Define = fun(I) ->
+                 ok = py:exec(py:context(I), iolist_to_binary(
+                          ["async def on_context(x):\n    return (x, ", integer_to_list(I), ")\n"]))
+             end,
+    [{ok, {1, I}} = InProcess(fun() ->
+                                  Define(I),
+                                  py_event_loop:await(py_event_loop:create_task('__main__', on_context, [1]))
+                              end) || I <- lists:seq(1, N)],
+    [{ok, {2, I}} = InProcess(fun() -> Define(I), py_event_loop:run('__main__', on_context, [2]) end)
+     || I <- lists:seq(1, N)],
+    %% the latest namespace wins
+    {ok, {3, 1}} = InProcess(fun() ->
+                                 [Define(I) || I <- lists:seq(N, 1, -1)],
+                                 py_event_loop:run('__main__', on_context, [3])
+                             end).
+
