@@ -62,9 +62,11 @@ register_callbacks() ->
     ok = py_callback:register(<<"_py_byte_channel_receive">>, {?MODULE, handle_receive_bytes}),
     ok = py_callback:register(<<"_py_byte_channel_try_receive">>, {?MODULE, handle_try_receive_bytes}).
 
-%% @doc `[Channel]': recv/1.
--spec handle_receive_bytes([channel()]) -> {ok, binary()} | {error, closed}.
-handle_receive_bytes([Channel]) -> recv(Channel).
+%% @doc `[Channel]': recv/1; run as a callback, no longer than the Python request that asked
+%% for it may run (py_channel:handle_receive/1).
+-spec handle_receive_bytes([channel()]) -> {ok, binary()} | {error, closed | timeout}.
+handle_receive_bytes([Channel]) ->
+    recv(Channel, py_request:remaining(py_request:callback_deadline())).
 
 %% @doc `[Channel]': try_receive/1.
 -spec handle_try_receive_bytes([channel()]) -> {ok, binary()} | {error, empty | closed}.

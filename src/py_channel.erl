@@ -51,9 +51,11 @@ register_callbacks() ->
 
 %% @doc `[Channel]': the oldest queued message, waiting for one in a `receive' of the calling
 %% process (no scheduler is held; any number of processes may wait at once); `{error, closed}'
-%% once the channel is closed and drained.
--spec handle_receive([channel()]) -> {ok, term()} | {error, closed}.
-handle_receive([Channel]) -> py_channel_wait:take(Channel, infinity).
+%% once the channel is closed and drained. Run as a callback (`erlang.call("_py_channel_receive",
+%% ch)'), it waits no longer than the Python request that asked for it may run: `{error,
+%% timeout}' at its deadline, which then ends that request as any timeout does.
+-spec handle_receive([channel()]) -> {ok, term()} | {error, closed | timeout}.
+handle_receive([Channel]) -> py_channel_wait:take(Channel, callback_time_left()).
 
 %% @doc `[Channel]': the oldest queued message without waiting, `{error, empty}' or
 %% `{error, closed}'.
@@ -63,3 +65,5 @@ handle_try_receive([Channel]) -> py_nif:channel_try_receive(Channel).
 %% @doc `[Channel]': info/1.
 -spec handle_info([channel()]) -> #{size := non_neg_integer(), max_size := non_neg_integer(), closed := boolean()}.
 handle_info([Channel]) -> info(Channel).
+
+callback_time_left() -> py_request:remaining(py_request:callback_deadline()).

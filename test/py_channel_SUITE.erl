@@ -13,7 +13,8 @@
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
          bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
          concurrent_readers/1, byte_recv_from_erlang/1, send_bytes_from_python/1,
-         upstream_callbacks/1, handle_receive_waits/1, channel_ref_returns/1, channel_none/1]).
+         upstream_callbacks/1, handle_receive_waits/1, channel_ref_returns/1, channel_none/1,
+         callback_receive_keeps_timeout/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -159,6 +160,16 @@ def via_callbacks(ch, b):
             erlang.call('_py_byte_channel_receive', b),
             erlang.call('_py_byte_channel_try_receive', b)]
 
+_cb = {}
+
+def receive_via_callback(name, ch, idle):
+    try:
+        _cb['got'] = erlang.call(name, ch)
+    except BaseException as e:  # the cancel may come before erlang.call has returned
+        _cb['got'] = type(e).__name__
+        raise
+    Channel(idle).receive()  # nothing comes: runs until the request is cancelled
+
 def refs_back(ch):
     kept = Channel(ch)
     return [ch, (ch, [ch]), {'k': ch}, kept._ref]
@@ -193,7 +204,7 @@ cases() ->
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
      reply_to_pid, pending_interrupt_keeps_message, concurrent_readers,
      byte_recv_from_erlang, send_bytes_from_python, upstream_callbacks, handle_receive_waits,
-     channel_ref_returns, channel_none].
+     channel_ref_returns, channel_none, callback_receive_keeps_timeout].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -613,3 +624,29 @@ channel_none(Config) ->
     {ok, [true, true, true, <<"TypeError">>, <<"TypeError">>, <<"TypeError">>, <<"TypeError">>,
           <<"TypeError">>]} = call(Config, none_channel, []),
     {ok, <<"TypeError">>} = call(Config, channel_arg_type, [42]).
+
+%% 4.1's receive callbacks, run from Python, wait no longer than the request that asked for
+%% them may run: at its deadline they give Python ('error', 'timeout') (or the cancel reaches
+%% erlang.call first) and the request ends with {error, timeout}; the context serves the next
+%% request and the channel keeps its messages for later readers. (Waiting with no limit, the
+%% first eval would never return.)
+callback_receive_keeps_timeout(Config) ->
+    ok = py_channel:register_callbacks(),
+    ok = py_byte_channel:register_callbacks(),
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    {ok, B} = py_byte_channel:new(),
+    {ok, Idle} = py_channel:new(),
+    [begin
+         {error, timeout} = py_context:eval(Ctx, <<"receive_via_callback(n, ch, idle)">>,
+                                            #{n => Name, ch => C, idle => Idle}, 300),
+         {ok, Got} = py:eval(Ctx, <<"_cb.pop('got')">>),
+         true = lists:member(Got, [{<<"error">>, <<"timeout">>}, <<"TimeoutError">>, <<"Interrupted">>])
+     end || {Name, C} <- [{<<"_py_channel_receive">>, Ch}, {<<"_py_byte_channel_receive">>, B}]],
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_channel:send(Ch, later),
+    ok = py_byte_channel:send(B, <<"later">>),
+    {ok, {<<"ok">>, <<"later">>}} = py:eval(Ctx, <<"erlang.call('_py_channel_receive', ch)">>, #{ch => Ch}),
+    {ok, {<<"ok">>, <<"later">>}} = py:eval(Ctx, <<"erlang.call('_py_byte_channel_receive', b)">>, #{b => B}),
+    [] = py_test_util:flush().
+
