@@ -717,5 +717,14 @@ event_loop_task_after_exec_on_context(_Config) ->
     {ok, {3, 1}} = InProcess(fun() ->
                                  [Define(I) || I <- lists:seq(N, 1, -1)],
                                  py_event_loop:run('__main__', on_context, [3])
-                             end).
+                             end),
+    %% a context that has stopped since: tasks go to the process's pool context again
+    {ok, 3.0} = InProcess(fun() ->
+                              {ok, [Gone]} = py_context_router:start_pool(gone_soon, 1, worker),
+                              ok = py:exec(Gone, <<"async def on_context(x):\n    return 'gone'\n">>),
+                              {ok, <<"gone">>} = py_event_loop:run('__main__', on_context, [0]),
+                              ok = py_context_router:stop_pool(gone_soon),
+                              false = is_process_alive(Gone),
+                              py_event_loop:run(math, sqrt, [9.0])
+                          end).
 
