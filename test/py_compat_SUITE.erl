@@ -6,7 +6,7 @@
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1,
          init_per_group/2, end_per_group/2]).
 
--export([context_interrupt/1]).
+-export([context_interrupt/1, context_start_link/1]).
 -export([context_call/1, context_eval/1, context_exec/1, context_call_method/1,
          context_destroy/1, context_call_timeout/1, context_new_options/1,
          cast_on_context/1, spawn_call_on_context/1, subinterp_supported/1,
@@ -30,7 +30,7 @@ all() ->
 
 groups() ->
     Context = [context_call, context_eval, context_exec, context_call_method, context_destroy, context_interrupt,
-               context_call_timeout, cast_on_context, spawn_call_on_context],
+               context_call_timeout, cast_on_context, spawn_call_on_context, context_start_link],
     [{worker, [], Context ++ [context_new_options, subinterp_supported]},
      {owngil, [], Context},
      {pools, [], [default_pool_stop_start, default_pool_resize, router_start_options,
@@ -727,4 +727,34 @@ event_loop_task_after_exec_on_context(_Config) ->
                               false = is_process_alive(Gone),
                               py_event_loop:run(math, sqrt, [9.0])
                           end).
+
+%% py_context:start_link/2 as in erlang_python 4.x: a context of the caller's, linked to it (4.x's
+%% mode names: subinterp is an owngil context); stopped, it leaves the caller running; it
+%% stops, normally, when its caller exits; a bad mode is an error, a bad Id badarg.
+context_start_link(Config) ->
+    Mode = case proplists:get_value(mode, Config) of
+               owngil -> subinterp;
+               worker -> worker
+           end,
+    {ok, Ctx} = py_context:start_link(erlang:unique_integer([positive]), Mode),
+    {links, Links} = process_info(self(), links),
+    true = lists:member(Ctx, Links),
+    {ok, 3} = py_context:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx),
+    false = is_process_alive(Ctx),
+    {ok, 4.0} = py:call(math, sqrt, [16]),
+    Self = self(),
+    Owner = spawn(fun() ->
+                      {ok, C} = py_context:start_link(1, Mode),
+                      Self ! {ctx, C},
+                      receive never -> ok end
+                  end),
+    Owned = receive {ctx, C} -> C after 30000 -> ct:fail(no_context) end,
+    Mon = monitor(process, Owned),
+    exit(Owner, kill),
+    receive {'DOWN', Mon, process, Owned, normal} -> ok after 30000 -> ct:fail(context_kept) end,
+    {error, {invalid_mode, colour}} = py_context:start_link(2, colour),
+    {'EXIT', {badarg, _}} = (catch py_context:start_link(0, worker)),
+    {'EXIT', {badarg, _}} = (catch py_context:start_link(1, "worker")),
+    ok.
 
