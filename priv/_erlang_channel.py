@@ -36,7 +36,25 @@ class ChannelBusy(RuntimeError):
     RuntimeError, as erlang_python 4.1 raised for a full channel."""
 
 
+class _NoChannel:
+    """What Channel(None) reads: every use raises TypeError (erlang_python 4.1 accepted
+    Channel(None) as a wrapper to be given no channel; so does this one)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        raise TypeError("this Channel was made with Channel(None): it has no channel to use")
+
+    def __repr__(self):
+        return "None"
+
+
+_NO_CHANNEL = _NoChannel()
+
+
 def _ref_of(channel_ref):
+    if channel_ref is None:
+        return _NO_CHANNEL
     if isinstance(channel_ref, Channel):
         return channel_ref._ref
     if isinstance(channel_ref, erlang.ChannelRef):

@@ -7,6 +7,8 @@
 -module(py_byte_channel).
 
 -export([new/0, new/1, send/2, try_receive/1, recv/1, recv/2, close/1, info/1]).
+%% erlang_python 4.1's names for reading a byte channel from Erlang (its Python class called them).
+-export([register_callbacks/0, handle_receive_bytes/1, handle_try_receive_bytes/1]).
 
 -type channel() :: reference().
 -type opts() :: #{max_size => non_neg_integer()}.
@@ -40,33 +42,7 @@ recv(Channel) -> recv(Channel, infinity).
 %% closed and drained; `{error, timeout}'; no message is left in the mailbox either way.
 -spec recv(channel(), timeout()) -> {ok, binary()} | {error, closed | timeout}.
 recv(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
-    Deadline = case Timeout of
-                   infinity -> infinity;
-                   _ -> erlang:monotonic_time(millisecond) + Timeout
-               end,
-    recv_until(Channel, {py_byte_channel_ready, make_ref()}, Deadline).
-
-recv_until(Channel, Wake, Deadline) ->
-    case py_nif:channel_try_receive(Channel) of
-        {error, empty} ->
-            case py_nif:channel_notify(Channel, Wake) of
-                ready ->
-                    recv_until(Channel, Wake, Deadline);
-                ok ->
-                    receive
-                        Wake -> recv_until(Channel, Wake, Deadline)
-                    after remaining(Deadline) ->
-                        ok = py_nif:channel_unnotify(Channel, Wake),
-                        receive Wake -> ok after 0 -> ok end,
-                        {error, timeout}
-                    end
-            end;
-        Result ->
-            Result
-    end.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+    py_channel_wait:take(Channel, Timeout).
 
 %% @doc No more sends: readers get what was queued, then ByteChannelClosed. Idempotent.
 -spec close(channel()) -> ok.
@@ -75,3 +51,23 @@ close(Channel) -> py_nif:channel_close(Channel).
 %% @doc `#{size => BytesQueued, max_size => Limit, closed => boolean()}'.
 -spec info(channel()) -> #{size := non_neg_integer(), max_size := non_neg_integer(), closed := boolean()}.
 info(Channel) -> py_nif:channel_info(Channel).
+
+%% @doc Makes 4.1's byte channel callbacks callable from Python:
+%% `erlang.call("_py_byte_channel_receive", ch)' and `"_py_byte_channel_try_receive"'
+%% (handle_receive_bytes/1, handle_try_receive_bytes/1). `erlang.ByteChannel' does not need
+%% them here (it reads the channel's queue itself), so only code that calls these names needs
+%% this call; code written for 4.1 that calls it at start-up keeps working. Idempotent.
+-spec register_callbacks() -> ok.
+register_callbacks() ->
+    ok = py_callback:register(<<"_py_byte_channel_receive">>, {?MODULE, handle_receive_bytes}),
+    ok = py_callback:register(<<"_py_byte_channel_try_receive">>, {?MODULE, handle_try_receive_bytes}).
+
+%% @doc `[Channel]': recv/1; run as a callback, no longer than the Python request that asked
+%% for it may run (py_channel:handle_receive/1).
+-spec handle_receive_bytes([channel()]) -> {ok, binary()} | {error, closed | timeout}.
+handle_receive_bytes([Channel]) ->
+    recv(Channel, py_request:remaining(py_request:callback_deadline())).
+
+%% @doc `[Channel]': try_receive/1.
+-spec handle_try_receive_bytes([channel()]) -> {ok, binary()} | {error, empty | closed}.
+handle_try_receive_bytes([Channel]) -> try_receive(Channel).

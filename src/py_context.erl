@@ -12,6 +12,7 @@
 
 -export([new/1, stop/1, reset/1, create_local_env/1, call/7, eval/5, exec/3, stats/1, backtrace/1]).
 -export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
+-export([start_link/2]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, registered/0, init_registry/0]).
 -export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1,
          submit/4, submit/5, submit_await/4, submit_await/5, submit_await/6]).
@@ -39,6 +40,7 @@
 -define(STARTED_CHECK, <<"__import__('_erlang_threads').install()">>).
 
 -record(state, {ref :: py_nif:context_ref(),
+                owner :: pid() | undefined,
                 owner_mon :: reference() | undefined,
                 stopped = false :: boolean(),
                 %% The worker loop: its serial, owner and the owner's monitor.
@@ -73,6 +75,22 @@ new(Opts) when is_map(Opts) ->
         {error, _} = Error -> Error
     end;
 new(_) ->
+    erlang:error(badarg).
+
+%% @doc erlang_python 4.x's way to start a context of your own: {@link new/1} with mode Mode
+%% (`worker', `owngil', `isolated', or 4.x's `subinterp' and `auto'), linked to the caller as
+%% 4.x's was; like any context from new/1 it also stops when the caller exits. Id, 4.x's
+%% number for the context, names nothing here: it only has to be a positive integer.
+-spec start_link(pos_integer(), atom()) -> {ok, context()} | {error, term()}.
+start_link(Id, Mode) when is_integer(Id), Id > 0, is_atom(Mode) ->
+    case new(#{mode => Mode}) of
+        {ok, Ctx} ->
+            true = link(Ctx),
+            {ok, Ctx};
+        {error, _} = Error ->
+            Error
+    end;
+start_link(_, _) ->
     erlang:error(badarg).
 
 %% 4.x's other names for the two modes.
@@ -517,7 +535,7 @@ init(#{mode := Mode, owner := Owner, kind := Kind} = Opts) ->
                                       undefined -> undefined;
                                       _ -> erlang:monitor(process, Owner)
                                   end,
-                            {ok, #state{ref = Ref, owner_mon = Mon}};
+                            {ok, #state{ref = Ref, owner = Owner, owner_mon = Mon}};
                         {error, Reason} ->
                             ets:delete(?REGISTRY, self()),
                             _ = stop_thread(Ref),
@@ -654,6 +672,9 @@ handle_info({'DOWN', Mon, process, _, _}, #state{loop = {_, _, Mon}} = State) ->
     {noreply, State};
 handle_info({'$py_loop_exit', Serial, Result}, State) ->
     {noreply, loop_ended(Serial, Result, State)};
+handle_info({'EXIT', Owner, _}, #state{owner = Owner} = State) when is_pid(Owner) ->
+    %% The owner, linked by start_link/2, has exited: as its 'DOWN' (not a crash of this context).
+    {stop, normal, State};
 handle_info({'EXIT', _, Reason}, State) ->
     {stop, Reason, State};
 handle_info(_Msg, State) ->

@@ -9,7 +9,9 @@
 %% The functions without a context (`run/3,4', `create_task/3,4', `spawn_task/3,4', `exec/1',
 %% `eval/1') work as in erlang_python 3.x and 4.x: on the calling process's pool context, in
 %% its own namespace there (so a coroutine function defined with `exec/1' is found as
-%% `'__main__''). The `_on' functions take a context first.
+%% `'__main__''). `run/3,4' and `create_task/3,4' go to the pool context where the process last
+%% made its namespace, so what it defined with `py:exec(py:context(N), Code)' is found too.
+%% The `_on' functions take a context first.
 %%
 %% ```
 %% Ctx = py:context(),

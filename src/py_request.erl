@@ -5,7 +5,8 @@
 -module(py_request).
 
 -export([run/4, start/3, start_on/2, resolve/1, run_on/3, wait/2, tag/1, cancel/1, finished/1, ack_items/2,
-         namespace/2, new_namespace/1, last_traceback/0, deadline/1, remaining/1]).
+         namespace/2, new_namespace/1, last_namespace_context/0, last_traceback/0, deadline/1, remaining/1,
+         callback_deadline/0]).
 -export_type([pending/0]).
 
 %% How many times a caller polls for the reply of a request that went to an idle, spinning
@@ -14,6 +15,8 @@
 -define(POLLS, 100).
 -define(TRACEBACK_KEY, '$py_last_traceback').
 -define(NS_KEY(Ctx), {'$py_namespace', Ctx}).
+-define(LAST_NS_KEY, '$py_last_namespace').
+-define(CALLBACK_DEADLINE_KEY, '$py_callback_deadline').
 
 -type submit() :: fun((py_nif:context_ref(), py_nif:namespace_ref() | undefined, reference()) ->
                           py_nif:request_ref() | {error, term()}).
@@ -120,7 +123,7 @@ await(Ref, Tag, Request, Deadline, Answered, Slow) ->
         {Tag, _} = Reply -> unwrap(Tag, Reply);
         {Tag, _, _} = Reply -> unwrap(Tag, Reply);
         {py_callback, Tag, Id, Name, Args} ->
-            _ = py_nif:callback_reply(Ref, Id, py_callback:run(Name, Args)),
+            _ = py_nif:callback_reply(Ref, Id, run_callback(Name, Args, Deadline)),
             await(Ref, Tag, Request, Deadline, Id, Slow)
     after wait_ms(Deadline, Slow) ->
         case slow_first(Deadline, Slow) of
@@ -130,6 +133,28 @@ await(Ref, Tag, Request, Deadline, Answered, Slow) ->
             false ->
                 cancel_at_deadline(Ref, Tag, Request, Answered)
         end
+    end.
+
+%% Runs a callback with the deadline of the request that asked for it visible to it
+%% (callback_deadline/0; the outer one again after it, for nested requests).
+run_callback(Name, Args, Deadline) ->
+    Outer = put(?CALLBACK_DEADLINE_KEY, Deadline),
+    try
+        py_callback:run(Name, Args)
+    after
+        restore_callback_deadline(Outer)
+    end.
+
+restore_callback_deadline(undefined) -> erase(?CALLBACK_DEADLINE_KEY);
+restore_callback_deadline(Outer) -> put(?CALLBACK_DEADLINE_KEY, Outer).
+
+%% In an Erlang callback that Python code asked for: the deadline of that request (monotonic
+%% ms), so a callback that waits can give up in time. `infinity' outside callbacks.
+-spec callback_deadline() -> integer() | infinity.
+callback_deadline() ->
+    case get(?CALLBACK_DEADLINE_KEY) of
+        undefined -> infinity;
+        Deadline -> Deadline
     end.
 
 %% When a slow request is to be reported: {At, Ms} (monotonic ms), or infinity.
@@ -199,10 +224,16 @@ namespace(Ctx, Ref) ->
         undefined ->
             Ns = new_namespace(Ref),
             put(?NS_KEY(Ctx), Ns),
+            put(?LAST_NS_KEY, Ctx),
             Ns;
         Ns ->
             Ns
     end.
+
+%% The pool context where the calling process made its latest namespace, if it made one.
+-spec last_namespace_context() -> pid() | undefined.
+last_namespace_context() ->
+    get(?LAST_NS_KEY).
 
 %% A fresh, empty namespace on context Ref.
 -spec new_namespace(py_nif:context_ref()) -> py_nif:namespace_ref().

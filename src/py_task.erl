@@ -32,16 +32,28 @@
 start(Target, Module, Function, Args, Kwargs, Mode) ->
     launch(resolve(Target), Module, Function, Args, Kwargs, Mode).
 
-%% A pool context picked earlier that has stopped since is picked again first.
+%% `pool': where the calling process made its latest namespace (so a function it defined with
+%% py:exec(py:context(N), Code) is found as '__main__', as in erlang_python 4.x), else its pool
+%% context. A pool context picked earlier that has stopped since is picked again first.
 resolve(pool) ->
+    case py_request:last_namespace_context() of
+        undefined -> resolve_picked();
+        Ctx ->
+            case py_request:resolve(Ctx) of
+                {ok, _, _} = Resolved -> Resolved;
+                {error, _} -> resolve_picked()
+            end
+    end;
+resolve(Ctx) ->
+    py_request:resolve(Ctx).
+
+resolve_picked() ->
     {Pid, _} = py_context_router:pick(),
     case py_context:lookup(Pid) of
         {ok, _, _} -> ok;
         error -> py_context_router:forget_pick()
     end,
-    py_request:resolve(pool);
-resolve(Ctx) ->
-    py_request:resolve(Ctx).
+    py_request:resolve(pool).
 
 %% start/6 on a context: a request made after this call returns (py_context:stop_loop/2) is
 %% served after it.

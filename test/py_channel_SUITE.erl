@@ -12,7 +12,9 @@
          receive_is_interruptible/1, async_receive_erlang_loop/1, async_receive_context_loop/1,
          async_receive_stock_loop/1, close_race_loses_nothing/1, owner_died/1, context_stopped/1,
          bad_input/1, reply_to_pid/1, pending_interrupt_keeps_message/1,
-         concurrent_readers/1, byte_recv_from_erlang/1, send_bytes_from_python/1]).
+         concurrent_readers/1, byte_recv_from_erlang/1, send_bytes_from_python/1,
+         upstream_callbacks/1, handle_receive_waits/1, channel_ref_returns/1, channel_none/1,
+         callback_receive_keeps_timeout/1]).
 
 -define(PY, <<"
 import threading, asyncio, erlang
@@ -147,6 +149,42 @@ def send_from_thread(ch, n):
     t.join()
     return True
 
+def via_callbacks(ch, b):
+    # erlang_python 4.1's callback names (py_channel:register_callbacks/0 and
+    # py_byte_channel:register_callbacks/0)
+    return [erlang.call('_py_channel_info', ch),
+            erlang.call('_py_channel_try_receive', ch),
+            erlang.call('_py_channel_receive', ch),
+            erlang.call('_py_channel_try_receive', ch),
+            erlang.call('_py_byte_channel_try_receive', b),
+            erlang.call('_py_byte_channel_receive', b),
+            erlang.call('_py_byte_channel_try_receive', b)]
+
+_cb = {}
+
+def receive_via_callback(name, ch, idle):
+    try:
+        _cb['got'] = erlang.call(name, ch)
+    except BaseException as e:  # the cancel may come before erlang.call has returned
+        _cb['got'] = type(e).__name__
+        raise
+    Channel(idle).receive()  # nothing comes: runs until the request is cancelled
+
+def refs_back(ch):
+    kept = Channel(ch)
+    return [ch, (ch, [ch]), {'k': ch}, kept._ref]
+
+def none_channel():
+    c = Channel(None)
+    out = [hasattr(c, '_is_closed'), c.__aiter__() is c, hasattr(c, '__anext__')]
+    for use in (c.receive, c.try_receive, c.info, c.close, lambda: list(c)):
+        try:
+            use()
+            out.append('no error')
+        except TypeError:
+            out.append('TypeError')
+    return out
+
 def channel_arg_type(x):
     try:
         Channel(x)
@@ -165,7 +203,8 @@ cases() ->
      receive_is_interruptible, async_receive_erlang_loop, async_receive_context_loop,
      async_receive_stock_loop, close_race_loses_nothing, owner_died, context_stopped, bad_input,
      reply_to_pid, pending_interrupt_keeps_message, concurrent_readers,
-     byte_recv_from_erlang, send_bytes_from_python].
+     byte_recv_from_erlang, send_bytes_from_python, upstream_callbacks, handle_receive_waits,
+     channel_ref_returns, channel_none, callback_receive_keeps_timeout].
 
 groups() -> [{worker, [], cases()}, {owngil, [], cases()}].
 
@@ -508,3 +547,106 @@ send_bytes_from_python(Config) ->
     {error, {'TypeError', _}} =
         py:eval(?config(ctx, Config), <<"erlang.ByteChannel(c).send_bytes(b'x')">>, #{c => Terms}),
     [] = py_test_util:flush().
+
+%% erlang_python 4.1's py_channel:register_callbacks/0 and py_byte_channel:register_callbacks/0
+%% (idempotent) make its callback names callable from Python with 4.1's results.
+upstream_callbacks(Config) ->
+    ok = py_channel:register_callbacks(),
+    ok = py_channel:register_callbacks(),
+    ok = py_byte_channel:register_callbacks(),
+    {ok, Ch} = py_channel:new(#{max_size => 1000}),
+    {ok, B} = py_byte_channel:new(),
+    [ok = py_channel:send(Ch, T) || T <- [{a, 1}, <<"second">>]],
+    [ok = py_byte_channel:send(B, X) || X <- [<<"x">>, <<"y">>]],
+    {ok, [#{<<"size">> := Size, <<"max_size">> := 1000, <<"closed">> := false},
+          {<<"ok">>, {<<"a">>, 1}}, {<<"ok">>, <<"second">>}, {<<"error">>, <<"empty">>},
+          {<<"ok">>, <<"x">>}, {<<"ok">>, <<"y">>}, {<<"error">>, <<"empty">>}]} =
+        call(Config, via_callbacks, [Ch, B]),
+    true = Size > 0,
+    ok = py_channel:close(Ch),
+    {error, closed} = py_channel:handle_try_receive([Ch]),
+    #{closed := true} = py_channel:handle_info([Ch]),
+    {error, empty} = py_byte_channel:handle_try_receive_bytes([B]),
+    {'EXIT', {function_clause, _}} = (catch py_channel:handle_receive(Ch)),
+    {'EXIT', {badarg, _}} = (catch py_channel:handle_receive([not_a_channel])),
+    ok.
+
+%% py_channel:handle_receive/1 and py_byte_channel:handle_receive_bytes/1 wait in the caller's
+%% receive: several waiters at once each get one message; a close wakes the rest with
+%% {error, closed}; nothing is left in their mailboxes.
+handle_receive_waits(_Config) ->
+    {ok, Ch} = py_channel:new(),
+    {ok, B} = py_byte_channel:new(),
+    Self = self(),
+    Wait = fun(F) ->
+               Pid = spawn_link(fun() -> R = F(), Self ! {got, self(), R, py_test_util:flush()} end),
+               true = py_test_util:wait_until(fun() -> process_info(Pid, status) =:= {status, waiting} end, 5000),
+               Pid
+           end,
+    Terms = [Wait(fun() -> py_channel:handle_receive([Ch]) end) || _ <- [1, 2, 3]],
+    B1 = Wait(fun() -> py_byte_channel:handle_receive_bytes([B]) end),
+    ok = py_channel:send(Ch, {one}),
+    ok = py_channel:send(Ch, {two}),
+    ok = py_byte_channel:send(B, <<"bytes">>),
+    receive {got, B1, {ok, <<"bytes">>}, []} -> ok after 10000 -> ct:fail(no_bytes) end,
+    Take = fun() ->
+               receive {got, P, R, []} -> true = lists:member(P, Terms), {P, R}
+               after 10000 -> ct:fail(no_term)
+               end
+           end,
+    {P1, {ok, M1}} = Take(),
+    {P2, {ok, M2}} = Take(),
+    [{one}, {two}] = lists:sort([M1, M2]),
+    [Last] = Terms -- [P1, P2],
+    true = is_process_alive(Last),
+    ok = py_channel:close(Ch),
+    {Last, {error, closed}} = Take(),
+    {error, closed} = py_channel:handle_receive([Ch]),
+    ok = py_byte_channel:close(B),
+    {error, closed} = py_byte_channel:handle_receive_bytes([B]),
+    [] = py_test_util:flush().
+
+%% An erlang.ChannelRef that Python returns, alone or in a container, is the channel's own
+%% reference again (4.1 gave back its capsule's channel the same way).
+channel_ref_returns(Config) ->
+    {ok, Ch} = py_channel:new(),
+    {ok, [Ch, {Ch, [Ch]}, #{<<"k">> := Ch}, Ch]} = call(Config, refs_back, [Ch]),
+    {ok, Ch} = py:eval(?config(ctx, Config), <<"c">>, #{c => Ch}),
+    {ok, Back} = py:eval(?config(ctx, Config), <<"c">>, #{c => Ch}),
+    ok = py_channel:send(Back, <<"through the returned reference">>),
+    {ok, <<"through the returned reference">>} = py_channel:handle_try_receive([Ch]),
+    {ok, B} = py_byte_channel:new(),
+    {ok, B} = py:eval(?config(ctx, Config), <<"c">>, #{c => B}),
+    #{closed := false} = py_byte_channel:info(B).
+
+%% Channel(None) is accepted, as in 4.1; every use of it raises TypeError.
+channel_none(Config) ->
+    {ok, [true, true, true, <<"TypeError">>, <<"TypeError">>, <<"TypeError">>, <<"TypeError">>,
+          <<"TypeError">>]} = call(Config, none_channel, []),
+    {ok, <<"TypeError">>} = call(Config, channel_arg_type, [42]).
+
+%% 4.1's receive callbacks, run from Python, wait no longer than the request that asked for
+%% them may run: at its deadline they give Python ('error', 'timeout') (or the cancel reaches
+%% erlang.call first) and the request ends with {error, timeout}; the context serves the next
+%% request and the channel keeps its messages for later readers. (Waiting with no limit, the
+%% first eval would never return.)
+callback_receive_keeps_timeout(Config) ->
+    ok = py_channel:register_callbacks(),
+    ok = py_byte_channel:register_callbacks(),
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    {ok, B} = py_byte_channel:new(),
+    {ok, Idle} = py_channel:new(),
+    [begin
+         {error, timeout} = py_context:eval(Ctx, <<"receive_via_callback(n, ch, idle)">>,
+                                            #{n => Name, ch => C, idle => Idle}, 300),
+         {ok, Got} = py:eval(Ctx, <<"_cb.pop('got')">>),
+         true = lists:member(Got, [{<<"error">>, <<"timeout">>}, <<"TimeoutError">>, <<"Interrupted">>])
+     end || {Name, C} <- [{<<"_py_channel_receive">>, Ch}, {<<"_py_byte_channel_receive">>, B}]],
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_channel:send(Ch, later),
+    ok = py_byte_channel:send(B, <<"later">>),
+    {ok, {<<"ok">>, <<"later">>}} = py:eval(Ctx, <<"erlang.call('_py_channel_receive', ch)">>, #{ch => Ch}),
+    {ok, {<<"ok">>, <<"later">>}} = py:eval(Ctx, <<"erlang.call('_py_byte_channel_receive', b)">>, #{b => B}),
+    [] = py_test_util:flush().
+

@@ -6,7 +6,7 @@
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1,
          init_per_group/2, end_per_group/2]).
 
--export([context_interrupt/1]).
+-export([context_interrupt/1, context_start_link/1]).
 -export([context_call/1, context_eval/1, context_exec/1, context_call_method/1,
          context_destroy/1, context_call_timeout/1, context_new_options/1,
          cast_on_context/1, spawn_call_on_context/1, subinterp_supported/1,
@@ -19,7 +19,7 @@
          semaphore_killed_callers/1,
          event_loop_run/1, event_loop_create_task/1, event_loop_spawn_task/1,
          event_loop_exec_eval/1, event_loop_on_context/1, event_loop_result_message/1,
-         event_loop_pool_module/1,
+         event_loop_pool_module/1, event_loop_task_after_exec_on_context/1,
          app_env_checked/1]).
 
 suite() -> [{timetrap, {seconds, 120}}].
@@ -30,7 +30,7 @@ all() ->
 
 groups() ->
     Context = [context_call, context_eval, context_exec, context_call_method, context_destroy, context_interrupt,
-               context_call_timeout, cast_on_context, spawn_call_on_context],
+               context_call_timeout, cast_on_context, spawn_call_on_context, context_start_link],
     [{worker, [], Context ++ [context_new_options, subinterp_supported]},
      {owngil, [], Context},
      {pools, [], [default_pool_stop_start, default_pool_resize, router_start_options,
@@ -42,7 +42,7 @@ groups() ->
                       semaphore_killed_callers]},
      {event_loop, [], [event_loop_run, event_loop_create_task, event_loop_spawn_task,
                        event_loop_exec_eval, event_loop_on_context, event_loop_result_message,
-                       event_loop_pool_module]}].
+                       event_loop_pool_module, event_loop_task_after_exec_on_context]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -691,3 +691,70 @@ event_loop_pool_module(_Config) ->
     receive <<"six!">> -> ok after 5000 -> ct:fail(no_pool_spawned_task_kwargs) end,
     {'EXIT', {badarg, _}} = (catch py_event_loop_pool:create_task(math, sqrt, not_a_list)),
     ok.
+
+%% As in erlang_python 4.x, a coroutine function that a process defined with
+%% py:exec(py:context(N), Code) is found as '__main__' by that process's create_task/3 and
+%% run/3 (tasks go where it last made its namespace), whichever pool context it would pick.
+event_loop_task_after_exec_on_context(_Config) ->
+    N = py_context_router:num_contexts(),
+    InProcess = fun(F) ->
+                    {Pid, Mon} = spawn_monitor(fun() -> exit({done, F()}) end),
+                    receive {'DOWN', Mon, process, Pid, {done, R}} -> R
+                    after 30000 -> ct:fail(no_result)
+                    end
+                end,
+    Define = fun(I) ->
+                 ok = py:exec(py:context(I), iolist_to_binary(
+                          ["async def on_context(x):\n    return (x, ", integer_to_list(I), ")\n"]))
+             end,
+    [{ok, {1, I}} = InProcess(fun() ->
+                                  Define(I),
+                                  py_event_loop:await(py_event_loop:create_task('__main__', on_context, [1]))
+                              end) || I <- lists:seq(1, N)],
+    [{ok, {2, I}} = InProcess(fun() -> Define(I), py_event_loop:run('__main__', on_context, [2]) end)
+     || I <- lists:seq(1, N)],
+    %% the latest namespace wins
+    {ok, {3, 1}} = InProcess(fun() ->
+                                 [Define(I) || I <- lists:seq(N, 1, -1)],
+                                 py_event_loop:run('__main__', on_context, [3])
+                             end),
+    %% a context that has stopped since: tasks go to the process's pool context again
+    {ok, 3.0} = InProcess(fun() ->
+                              {ok, [Gone]} = py_context_router:start_pool(gone_soon, 1, worker),
+                              ok = py:exec(Gone, <<"async def on_context(x):\n    return 'gone'\n">>),
+                              {ok, <<"gone">>} = py_event_loop:run('__main__', on_context, [0]),
+                              ok = py_context_router:stop_pool(gone_soon),
+                              false = is_process_alive(Gone),
+                              py_event_loop:run(math, sqrt, [9.0])
+                          end).
+
+%% py_context:start_link/2 as in erlang_python 4.x: a context of the caller's, linked to it (4.x's
+%% mode names: subinterp is an owngil context); stopped, it leaves the caller running; it
+%% stops, normally, when its caller exits; a bad mode is an error, a bad Id badarg.
+context_start_link(Config) ->
+    Mode = case proplists:get_value(mode, Config) of
+               owngil -> subinterp;
+               worker -> worker
+           end,
+    {ok, Ctx} = py_context:start_link(erlang:unique_integer([positive]), Mode),
+    {links, Links} = process_info(self(), links),
+    true = lists:member(Ctx, Links),
+    {ok, 3} = py_context:eval(Ctx, <<"1 + 2">>),
+    ok = py_context:stop(Ctx),
+    false = is_process_alive(Ctx),
+    {ok, 4.0} = py:call(math, sqrt, [16]),
+    Self = self(),
+    Owner = spawn(fun() ->
+                      {ok, C} = py_context:start_link(1, Mode),
+                      Self ! {ctx, C},
+                      receive never -> ok end
+                  end),
+    Owned = receive {ctx, C} -> C after 30000 -> ct:fail(no_context) end,
+    Mon = monitor(process, Owned),
+    exit(Owner, kill),
+    receive {'DOWN', Mon, process, Owned, normal} -> ok after 30000 -> ct:fail(context_kept) end,
+    {error, {invalid_mode, colour}} = py_context:start_link(2, colour),
+    {'EXIT', {badarg, _}} = (catch py_context:start_link(0, worker)),
+    {'EXIT', {badarg, _}} = (catch py_context:start_link(1, "worker")),
+    ok.
+

@@ -251,4 +251,10 @@ PyObject* make_channel_object(const Converter& cv, chan::Channel* channel) {
     return reinterpret_cast<PyObject*>(self);
 }
 
+bool get_channel_term(const ErlangTypes& types, PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out) {
+    if (Py_TYPE(obj) != types.channel || !as_channel(obj)->channel) return false;
+    *out = ChannelResource::term(env, as_channel(obj)->channel);
+    return true;
+}
+
 }  // namespace bridge

@@ -13,6 +13,7 @@
 namespace bridge {
 
 struct Converter;
+struct ErlangTypes;
 
 using ChannelResource = erl::Resource<chan::Channel>;
 
@@ -21,5 +22,9 @@ extern PyType_Spec channel_type_spec;
 
 // A new erlang.ChannelRef for channel, or nullptr with an exception set.
 PyObject* make_channel_object(const Converter& cv, chan::Channel* channel);
+
+// When obj is an erlang.ChannelRef: its channel's term (the reference py_channel:new/0,1 gave)
+// in *out, and true. False, with no exception set, for any other object.
+bool get_channel_term(const ErlangTypes& types, PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out);
 
 }  // namespace bridge

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bridge/channel_object.hpp"
 #include "bridge/convert.hpp"
 #include "bridge/object_ref.hpp"
 #include "erl/atoms.hpp"
@@ -309,6 +310,7 @@ bool convert(const Converter& cv, ErlNifEnv* env, PyObject* obj, ERL_NIF_TERM* o
         return true;
     }
     if (get_term(cv.types, obj, env, out)) return true;
+    if (get_channel_term(cv.types, obj, env, out)) return true;
     return opaque_to_erlang(cv, env, obj, out);
 }
 
