@@ -7,16 +7,18 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 
 namespace aio {
 namespace {
 
+constexpr size_t kRelayStackBytes = size_t{256} * 1024;  // it only takes a lock and wakes loops
+
 // Set once, before the handler is first installed; never closed (a handler may be running on
 // another thread at any time while it is installed, and the relay thread reads it for good).
 int g_event_fd = -1;
 std::atomic<void (*)()> g_relay{nullptr};
-std::atomic<unsigned long> g_seen{0};
 bool g_installed = false;  // guarded by the caller's lock
 
 // The disposition found at install, called after ours while ours is installed and put back
@@ -29,10 +31,9 @@ bool is_function(const struct sigaction& action) {
     return action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN;  // sa_sigaction shares it
 }
 
-// Async-signal-safe: an atomic add, write(2), and the previous handler (its own business).
+// Async-signal-safe: write(2), an atomic load, and the previous handler (its own business).
 void on_child_signal(int signum, siginfo_t* info, void* ucontext) {
     const int saved_errno = errno;
-    g_seen.fetch_add(1, std::memory_order_relaxed);
     const uint64_t one = 1;
     (void)!::write(g_event_fd, &one, sizeof one);
     errno = saved_errno;
@@ -70,7 +71,7 @@ int start_relay() {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setstacksize(&attr, kRelayStackBytes);
     g_event_fd = fd;
     pthread_t thread{};
     int rc = pthread_create(&thread, &attr, &relay_main, nullptr);
@@ -94,6 +95,11 @@ int catch_child_signal(void (*relay)()) {
     if (sigaction(SIGCHLD, nullptr, &current) != 0) return errno;
     struct sigaction* slot = g_previous.load(std::memory_order_relaxed) == &g_previous_slots[0] ? &g_previous_slots[1]
                                                                                                 : &g_previous_slots[0];
+    if (is_ours(current)) {
+        // Someone put ours back after we released it: calling it from itself would not end.
+        current = {};
+        current.sa_handler = SIG_DFL;
+    }
     *slot = current;
     g_previous.store(slot, std::memory_order_release);
     struct sigaction ours {};
@@ -112,7 +118,5 @@ void release_child_signal() {
     if (sigaction(SIGCHLD, nullptr, &current) == 0 && is_ours(current))
         (void)sigaction(SIGCHLD, g_previous.load(std::memory_order_relaxed), nullptr);
 }
-
-unsigned long child_signals_seen() { return g_seen.load(std::memory_order_relaxed); }
 
 }  // namespace aio

@@ -22,7 +22,4 @@ int catch_child_signal(void (*relay)());
 // Puts the disposition found at install back (if ours is still the one installed).
 void release_child_signal();
 
-// SIGCHLDs the handler has seen since the library loaded (tests, diagnostics).
-unsigned long child_signals_seen();
-
 }  // namespace aio
