@@ -15,7 +15,8 @@
 -export([signal_runs_handler/1, refused_signals/1, remove_and_close_unsubscribe/1,
          sigterm_through_handler_path/1, handler_installed/1, sigchld_runs_handler/1,
          sigchld_child_watcher/1, sigchld_hosted_loop/1, sigchld_handler_only_while_asked/1,
-         sigchld_restores_ignore/1, sigchld_chains_previous_handler/1, sigchld_several_contexts/1]).
+         sigchld_restores_ignore/1, sigchld_chains_previous_handler/1, sigchld_several_contexts/1,
+         sigchld_many_children/1]).
 %% A gen_event handler of erl_signal_server that forwards the signals it sees to a process.
 -export([init/1, handle_event/2, handle_call/2]).
 
@@ -23,7 +24,8 @@ suite() -> [{timetrap, {minutes, 3}}].
 
 all() -> [handler_installed, refused_signals, remove_and_close_unsubscribe, sigterm_through_handler_path,
           sigchld_hosted_loop, sigchld_handler_only_while_asked, sigchld_restores_ignore,
-          sigchld_chains_previous_handler, sigchld_several_contexts, {group, worker}, {group, owngil}].
+          sigchld_chains_previous_handler, sigchld_several_contexts, sigchld_many_children,
+          {group, worker}, {group, owngil}].
 
 groups() ->
     Cases = [signal_runs_handler, sigchld_runs_handler, sigchld_child_watcher],
@@ -141,6 +143,27 @@ async def watched_child(code):
         watcher.add_child_handler(child.pid, lambda pid, rc: done.done() or done.set_result(rc))
         child.stdin.close()
         return await asyncio.wait_for(done, 60)
+    finally:
+        watcher.close()
+
+async def watched_children(n):
+    # n children ending at once: their signals coalesce, the watcher still reaps each
+    loop = asyncio.get_running_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        watcher = asyncio.SafeChildWatcher()
+    watcher.attach_loop(loop)
+    try:
+        futures, children = [], []
+        for code in range(n):
+            done = loop.create_future()
+            child = held_child(code)
+            watcher.add_child_handler(child.pid, lambda pid, rc, f=done: f.done() or f.set_result(rc))
+            futures.append(done)
+            children.append(child)
+        for child in children:
+            child.stdin.close()
+        return await asyncio.wait_for(asyncio.gather(*futures), 90)
     finally:
         watcher.close()
 
@@ -367,6 +390,15 @@ sigchld_several_contexts(_Config) ->
      || {N, _} <- lists:enumerate(Ctxs)],
     [ok = py_context:stop(C) || C <- [Starter | Ctxs]],
     ok.
+
+%% 30 children end at about the same time: every exit code reaches its callback.
+sigchld_many_children(_Config) ->
+    {ok, Ctx} = py_context:new(#{}),
+    setup(Ctx),
+    Codes = lists:seq(0, 29),
+    {ok, Codes} = py_context:eval(Ctx, <<"erlang.run(watched_children(30))">>, #{}, 120000),
+    0 = py_nif:loop_signal(sigchld),
+    ok = py_context:stop(Ctx).
 
 sigchld_number(Ctx) ->
     {ok, N} = py:eval(Ctx, <<"int(signal.SIGCHLD)">>),
