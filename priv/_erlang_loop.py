@@ -182,6 +182,11 @@ _ROUTABLE_SIGNALS = {int(getattr(signal, name.upper())): name
                                   "sigtstp")}
 
 
+# SIGCHLD: OTP leaves it to the BEAM, so the library catches it itself while a loop asks for it
+# (c_src/aio/child_signal.hpp); asyncio's child watchers add a handler for it.
+_CHILD_SIGNAL = int(signal.SIGCHLD)
+
+
 _is_coroutine_function = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
 
 
@@ -300,20 +305,22 @@ class ErlangEventLoop(LeanScheduling, asyncio.SelectorEventLoop):
 
     def add_signal_handler(self, sig, callback, *args):
         """Run callback(*args) on this loop when the node receives signal sig. Only the signals
-        OTP routes (SIGHUP, SIGQUIT, SIGABRT, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SIGTSTP);
-        others raise RuntimeError, as signals that cannot be caught do on asyncio's loop."""
+        OTP routes (SIGHUP, SIGQUIT, SIGABRT, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SIGTSTP) and
+        SIGCHLD; others raise RuntimeError, as signals that cannot be caught do on asyncio's loop."""
         if coroutines.iscoroutine(callback) or _is_coroutine_function(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._erlang_check_signal(sig)
         self._check_closed()
         name = _ROUTABLE_SIGNALS.get(sig)
-        if name is None:
+        if name is None and sig != _CHILD_SIGNAL:
             raise RuntimeError(f"sig {sig:d} cannot be caught: OTP routes only "
                                + ", ".join(sorted(n.upper() for n in _ROUTABLE_SIGNALS.values()))
-                               + " to Erlang (os:set_signal/2)")
-        self._erlang_signal_handlers[sig] = events.Handle(callback, args, self, None)
-        self._selector._poller.subscribe_signal(sig)
-        _route_signal(name)
+                               + " to Erlang (os:set_signal/2); SIGCHLD is caught by erlang_python")
+        handle = events.Handle(callback, args, self, None)
+        self._selector._poller.subscribe_signal(sig)  # OSError if SIGCHLD's handler cannot be set
+        self._erlang_signal_handlers[sig] = handle
+        if name is not None:
+            _route_signal(name)
 
     def remove_signal_handler(self, sig):
         """Remove the handler of signal sig; True if there was one."""

@@ -115,7 +115,8 @@ stream_ack(_Ctx, _Request, _N) -> erlang:nif_error(nif_not_loaded).
 fd_ready(_Watch, _Mode) -> erlang:nif_error(nif_not_loaded).
 
 %% OS signal Signal reached erl_signal_server (py_signal_handler): marks it pending in every
-%% event loop that asked for it (loop.add_signal_handler); returns how many did.
+%% event loop that asked for it (loop.add_signal_handler); returns how many did. `sigchld'
+%% (caught by the library itself while a loop asks for it) is accepted too.
 -spec loop_signal(atom()) -> non_neg_integer().
 loop_signal(_Signal) -> erlang:nif_error(nif_not_loaded).
 

@@ -10,8 +10,9 @@
 %% A loop's `add_signal_handler(sig, ...)' routes the signal with `os:set_signal(Sig, handle)'
 %% before it returns when it runs inside a request (`py:call', `erlang.run(...)'); in a task of
 %% a context's own loop it asks this handler to do so (a message) and {@link routed/0} shows
-%% when it is done. The signals a loop may handle are those of `os:set_signal/2' less `sigchld'
-%% (the BEAM's port programs) and `sigstop' (nobody can catch it): see {@link routable/0}.
+%% when it is done. The signals routed are those of `os:set_signal/2' less `sigchld' (which the
+%% library catches itself while a loop asks for it: c_src/aio/child_signal.hpp) and `sigstop'
+%% (nobody can catch it): see {@link routable/0}.
 -module(py_signal).
 -behaviour(gen_event).
 

@@ -192,18 +192,24 @@ PyObject* poller_host(PyObject* self, PyObject* loop) {
 }
 
 // subscribe_signal(signum): OS signal signum reaches this poller's ready list from now on
-// (ValueError when OTP does not route it).
+// (ValueError when OTP does not route it and it is not SIGCHLD; OSError when SIGCHLD's
+// handler cannot be installed).
 PyObject* poller_subscribe_signal(PyObject* self, PyObject* arg) {
     long signum = PyLong_AsLong(arg);
     if (signum == -1 && PyErr_Occurred()) return nullptr;
     if (!usable(self)) return nullptr;
     if (signum <= 0 || signum >= 64) return PyErr_Format(PyExc_ValueError, "invalid signal number %ld", signum);
-    if (!is_routable(static_cast<int>(signum)))
+    if (!is_loop_signal(static_cast<int>(signum)))
         return PyErr_Format(PyExc_ValueError, "signal %ld is not routed by OTP", signum);
+    int err = 0;
     try {
-        subscribe_signal(static_cast<int>(signum), *as_poller(self)->poller, as_poller(self)->host);
+        err = subscribe_signal(static_cast<int>(signum), *as_poller(self)->poller, as_poller(self)->host);
     } catch (const std::bad_alloc&) {
         return PyErr_NoMemory();
+    }
+    if (err) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
 }

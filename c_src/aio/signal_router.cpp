@@ -1,5 +1,7 @@
 #include "aio/signal_router.hpp"
 
+#include "aio/child_signal.hpp"
+
 #include <algorithm>
 #include <csignal>
 #include <cstring>
@@ -40,20 +42,33 @@ std::vector<Subscription>& subscriptions() {
     return subs;
 }
 
-// Removes the subscriptions that match, and releases their pollers after the lock.
+// Router mutex held.
+bool has_subscriber(int signum) {
+    const auto& subs = subscriptions();
+    return std::any_of(subs.begin(), subs.end(), [signum](const Subscription& sub) { return sub.signum == signum; });
+}
+
+// Relay thread of aio/child_signal: SIGCHLD arrived.
+void relay_child_signal() { (void)deliver_signal(SIGCHLD); }
+
+// Removes the subscriptions that match, and releases their pollers after the lock. The last
+// loop that asked for SIGCHLD gone, its handler goes too.
 template <class Match>
 void unsubscribe_if(Match match) {
     std::vector<PollerPtr> dropped;
     {
         std::lock_guard<std::mutex> lock(router_mutex());
         auto& subs = subscriptions();
+        bool dropped_child = false;
         for (auto it = subs.begin(); it != subs.end();)
             if (match(*it)) {
+                dropped_child = dropped_child || it->signum == SIGCHLD;
                 dropped.push_back(std::move(it->poller));
                 it = subs.erase(it);
             } else {
                 ++it;
             }
+        if (dropped_child && !has_subscriber(SIGCHLD)) release_child_signal();
     }
 }
 
@@ -70,11 +85,25 @@ bool is_routable(int signum) {
                        [signum](const Routable& r) { return r.signum == signum; });
 }
 
-void subscribe_signal(int signum, const PollerPtr& poller, py::Serial context) {
+bool is_loop_signal(int signum) { return signum == SIGCHLD || is_routable(signum); }
+
+int loop_signal_number(const char* erlang_name) {
+    return std::strcmp(erlang_name, "sigchld") == 0 ? SIGCHLD : routable_signal(erlang_name);
+}
+
+int subscribe_signal(int signum, const PollerPtr& poller, py::Serial context) {
     std::lock_guard<std::mutex> lock(router_mutex());
     for (const Subscription& sub : subscriptions())
-        if (sub.signum == signum && sub.poller.get() == poller.get()) return;
-    subscriptions().push_back(Subscription{signum, poller, context});
+        if (sub.signum == signum && sub.poller.get() == poller.get()) return 0;
+    if (signum == SIGCHLD && !has_subscriber(SIGCHLD))
+        if (int err = catch_child_signal(&relay_child_signal)) return err;
+    try {
+        subscriptions().push_back(Subscription{signum, poller, context});
+    } catch (...) {
+        if (signum == SIGCHLD && !has_subscriber(SIGCHLD)) release_child_signal();
+        throw;
+    }
+    return 0;
 }
 
 void unsubscribe_signal(int signum, const Poller* poller) {

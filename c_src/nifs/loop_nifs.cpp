@@ -22,12 +22,13 @@ ERL_NIF_TERM fd_ready(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 // loop_signal(SignalName) -> N: OS signal SignalName (sigterm...) arrived (py_signal_handler,
-// from erl_signal_server); N loops asked for it. badarg when OTP does not route that signal.
+// from erl_signal_server); N loops asked for it. sigchld too (as if the node had received one;
+// child watchers only poll their children on it). badarg for another signal.
 ERL_NIF_TERM loop_signal(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return erl::guarded(env, [&] {
         char name[16];
         if (enif_get_atom(env, argv[0], name, sizeof name, ERL_NIF_LATIN1) <= 0) throw erl::BadArg();
-        int signum = aio::routable_signal(name);
+        int signum = aio::loop_signal_number(name);
         if (!signum) throw erl::BadArg();
         return enif_make_uint(env, aio::deliver_signal(signum));
     });
