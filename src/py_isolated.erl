@@ -40,6 +40,8 @@
 -define(STDERR_TAIL_BYTES, 16384).
 -define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
 -define(RUNTIME_KEY, {?MODULE, runtime}).
+%% py_child's exit status when the kernel refuses it a network namespace (c_src/child/py_child.cpp).
+-define(EXIT_NO_NETWORK_NAMESPACE, 72).
 
 %% serial: names this incarnation of the child in object handles; never reused in the node.
 -record(child, {port :: port(), os_pid :: pos_integer(), generation :: pos_integer(),
@@ -206,7 +208,7 @@ name(N) when is_list(N) ->
 %% --- options -----------------------------------------------------------------------------------
 
 check_options(Opts) ->
-    Known = [mode, preload, limits, restart, kill_after],
+    Known = [mode, preload, limits, restart, kill_after, network],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [Key | _] -> {error, {unknown_option, Key}};
         [] -> check_values(Opts)
@@ -215,6 +217,7 @@ check_options(Opts) ->
 check_values(Opts) ->
     Limits = maps:get(limits, Opts, #{}),
     Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
+              {network, is_boolean(maps:get(network, Opts, true))},
               {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
               {limits, is_map(Limits)}],
     case [K || {K, false} <- Checks] of
@@ -279,7 +282,7 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
-    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false}],
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false} | network_env(Opts)],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->
@@ -296,6 +299,11 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                             catch port_close(Port),
                             {error, {child_not_started, bad_hello}}
                     end;
+                {Port, {exit_status, ?EXIT_NO_NETWORK_NAMESPACE}} when map_get(network, Opts) =:= false ->
+                    %% The kernel refused the network namespace: no child runs unprotected.
+                    logger:error("erlang_python: isolated context ~p: no network namespace: ~0tp",
+                                 [self(), last_lines(Log)], #{domain => [erlang_python]}),
+                    {error, {limit_unenforceable, network}};
                 {Port, {exit_status, Status}} ->
                     {error, {python_crashed, crash_reason(Status, State)}}
             after ?START_DEADLINE ->
@@ -305,6 +313,11 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     catch error:Reason ->
         {error, {child_not_started, Reason}}
     end.
+
+%% `network => false': py_child enters an empty network namespace before Python starts; the
+%% variable is always set or removed, so that the node's own environment cannot decide it.
+network_env(#{network := false}) -> [{"ERLANG_PYTHON_CHILD_NETWORK", "none"}];
+network_env(_Opts) -> [{"ERLANG_PYTHON_CHILD_NETWORK", false}].
 
 home_arg(undefined) -> "";
 home_arg(Home) -> Home.

@@ -3,6 +3,8 @@
 %% the API on a child process, crashes as values, OS limits, interrupts, and clean-up.
 -module(py_isolated_SUITE).
 
+-include_lib("common_test/include/ct.hrl").
+
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1]).
 
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
@@ -17,12 +19,14 @@
          owner_exit_stops_child/1, churn_100_contexts/1,
          codec_edges/1, codec_malformed_input/1,
          object_references/1, object_references_released/1, object_references_refused/1,
-         local_envs/1, logging_forwarded/1]).
+         local_envs/1, logging_forwarded/1,
+         network_off/1, network_namespace_refused/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
-    [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup}].
+    [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup},
+     {group, network}].
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
@@ -35,7 +39,8 @@ groups() ->
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
-     {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]}].
+     {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]},
+     {network, [], [network_off, network_namespace_refused]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -695,3 +700,81 @@ churn_100_contexts(_Config) ->
     #{rss_kb := Rss1} = py_test_util:snapshot(),
     true = Rss1 - Rss0 < 10240,
     {comment, io_lib:format("100 start/call/stop cycles in ~b ms; node RSS growth ~b KB", [Ms, Rss1 - Rss0])}.
+
+%% --- network -----------------------------------------------------------------------------------
+
+-define(TRY_CONNECT, <<"
+import errno, socket
+def try_connect(port):
+    s = socket.socket()
+    s.settimeout(60)
+    try:
+        s.connect(('127.0.0.1', port))
+        return 'connected'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+">>).
+
+%% `network => false': a connection to a listener of this node on loopback fails in the child
+%% (no interface is up in its namespace), also in the child started after a crash; it works from
+%% an isolated context without the option.
+network_off(_Config) ->
+    {error, {invalid_option, {network, maybe}}} = py_context:new(#{mode => isolated, network => maybe}),
+    {ok, Listener} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+    {ok, Port} = inet:port(Listener),
+    Open = new(#{}),
+    ok = py:exec(Open, ?TRY_CONNECT),
+    {ok, <<"connected">>} = py:call(Open, '__main__', try_connect, [Port]),
+    {ok, Accepted} = gen_tcp:accept(Listener, 60000),
+    ok = gen_tcp:close(Accepted),
+    case py_context:new(#{mode => isolated, network => false}) of
+        {ok, Closed} -> network_off(Closed, Open, Listener, Port);
+        {error, {limit_unenforceable, network}} ->
+            {skip, "the kernel refuses this node's children a network namespace"}
+    end.
+
+network_off(Closed, Open, Listener, Port) ->
+    ok = py:exec(Closed, ?TRY_CONNECT),
+    {ok, <<"ENETUNREACH">>} = py:call(Closed, '__main__', try_connect, [Port]),
+    %% Only the namespace's own loopback, down; the child keeps its uid.
+    {ok, [{1, <<"lo">>}]} = py:eval(Closed, <<"__import__('socket').if_nameindex()">>),
+    {ok, Uid} = py:eval(Open, <<"__import__('os').getuid()">>),
+    {ok, Uid} = py:eval(Closed, <<"__import__('os').getuid()">>),
+    {error, {python_crashed, #{exit_status := 3}}} = py:eval(Closed, <<"__import__('os')._exit(3)">>),
+    ok = py:exec(Closed, ?TRY_CONNECT),
+    {ok, <<"ENETUNREACH">>} = py:call(Closed, '__main__', try_connect, [Port]),
+    %% No connection reached the listener from the closed context.
+    {error, timeout} = gen_tcp:accept(Listener, 0),
+    ok = gen_tcp:close(Listener),
+    ok = py_context:stop(Open),
+    ok = py_context:stop(Closed).
+
+%% When the kernel refuses the network namespace, py_child exits before Python starts (the
+%% context then fails to start with {error, {limit_unenforceable, network}}). The refusal is
+%% made with a user namespace whose limit of network namespaces is 0 (util-linux unshare).
+network_namespace_refused(Config) ->
+    Unshare = os:find_executable("unshare"),
+    Probe = "unshare -Ur sh -c 'echo 0 > /proc/sys/user/max_net_namespaces && echo refused' 2>/dev/null",
+    case Unshare =/= false andalso os:cmd(Probe) of
+        "refused\n" -> network_namespace_refused(Unshare, Config);
+        _ -> {skip, "cannot make a user namespace with no network namespaces here (util-linux unshare -Ur)"}
+    end.
+
+network_namespace_refused(Unshare, Config) ->
+    Priv = code:priv_dir(erlang_python),
+    Log = filename:join(?config(priv_dir, Config), "refused.log"),
+    Script = "echo 0 > /proc/sys/user/max_net_namespaces && exec \"$0\" \"$@\"",
+    Args = ["-Ur", "sh", "-c", Script, filename:join(Priv, "py_child"), Priv, "", Log, "0", "0", "0", "0"],
+    Port = open_port({spawn_executable, Unshare},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, Args},
+                      {env, [{"ERLANG_PYTHON_CHILD_NETWORK", "none"}]}]),
+    receive
+        {Port, {exit_status, Status}} -> 72 = Status;
+        {Port, {data, Frame}} -> ct:fail({child_started_with_network, Frame})
+    after 60000 -> ct:fail(no_exit)
+    end,
+    {ok, Text} = file:read_file(Log),
+    {match, _} = re:run(Text, <<"py_child: no network namespace">>),
+    node_fine().
