@@ -6,6 +6,9 @@ Erlang side, src/py_isolated.erl). The parent sends requests and callback replie
     ('call', Id, Body)  Body = term_to_binary({Module, Function, Args, Kwargs})
     ('eval', Id, Body)  Body = term_to_binary({Code, Locals})
     ('exec', Id, Body)  Body = term_to_binary({Code})
+    ('async', Id, Body) Body as for 'call'; an awaitable result runs as a task of the child's
+                        loop (_erlang_isolated_loop) and is answered when it ends
+    ('cancel', Id)      cancels the task of 'async' request Id
     ('cb_reply', CbId, Body)  Body = term_to_binary({ok, V} | {error, Reason})
 
 and this server answers with:
@@ -15,6 +18,8 @@ and this server answers with:
 One request runs at a time on the main thread; while it waits for an Erlang callback, requests
 the parent sends meanwhile (nested calls from that callback) run on top of it. SIGINT raises
 KeyboardInterrupt in the running request only, never while a frame is read or written.
+While it waits for the next frame, the server runs the context's event loop, if it has one
+(_erlang_isolated_loop): the tasks of 'async' requests run then.
 
 The conversions follow docs/type-conversion.md; the differences are listed in docs/contexts.md.
 """
@@ -27,6 +32,7 @@ import sys
 import types
 
 import _erlang_etf
+import _erlang_isolated_loop as _loop
 
 __all__ = ["serve"]
 
@@ -279,12 +285,20 @@ def _run(request):
     if kind == "exec":
         exec(body[0], _main)
         return _OK
+    if kind == "async":
+        module, function, args, kwargs = body
+        target = _module(module)
+        for part in function.split("."):
+            target = getattr(target, part)
+        started, value = _loop.start(request[1], target, args, {str(k): v for k, v in kwargs.items()})
+        return _ANSWERED_LATER if started else (_OK, value)
     raise ValueError("unknown request %r" % (kind,))
 
 
 _REPLY = Atom("reply")
 _WITH_OBJECTS = Atom("with_objects")
 _OK = Atom("ok")
+_ANSWERED_LATER = object()  # an 'async' request whose task answers it when it ends
 
 
 def _serve_request(request) -> None:
@@ -298,17 +312,25 @@ def _serve_request(request) -> None:
         result = _error(exc)
     finally:
         _state.interruptible = was
+    if result is not _ANSWERED_LATER:
+        _reply(request[1], result)
+
+
+def _reply(ident, result) -> None:
     try:
-        frame = _frame((_REPLY, request[1], result))
+        frame = _frame((_REPLY, ident, result))
     except Exception as exc:  # a value with no Erlang form, a lone surrogate, too deep
-        frame = _frame((_REPLY, request[1], _error(exc)))
+        frame = _frame((_REPLY, ident, _error(exc)))
     _send_frame(frame)
 
 
 def _dispatch(msg) -> bool:
     """Serves a request frame; False for any other frame (a late callback reply)."""
-    if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec"):
+    if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec", "async"):
         _serve_request(msg)
+        return True
+    if type(msg) is tuple and len(msg) == 2 and msg[0] == "cancel":
+        _loop.cancel(msg[1])
         return True
     if type(msg) is tuple and len(msg) == 2 and msg[0] == "release":
         _objects.table.pop(msg[1], None)
@@ -333,6 +355,8 @@ def _callback(name, args):
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "cb_reply":
             if msg[1] != ident:
                 continue  # the reply to a callback interrupted earlier
+            if _state.rbuf:
+                _loop.wake()  # a frame read ahead: served before a task's loop runs on
             result = decode(msg[2])
             if type(result) is tuple and result[0] == "ok":
                 return result[1]
@@ -395,9 +419,12 @@ def serve(fd_in: int, fd_out: int) -> None:
     # when the pipes close.
     os.register_at_fork(after_in_child=_close_pipes)
     signal.signal(signal.SIGINT, _on_sigint)
+    _loop.setup(_reply, _error, _OK)
     _send((Atom("ready"), "%d.%d.%d" % sys.version_info[:3], os.getpid()))
     while True:
         try:
+            if not _state.rbuf:
+                _loop.run_until_readable(_state.fd_in)  # the context's tasks run meanwhile
             msg = _recv()
         except _ParentGone:
             return

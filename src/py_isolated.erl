@@ -5,6 +5,9 @@
 %% process owning a port to the child; requests and replies are external terms (`{packet, 4}'),
 %% served by priv/_erlang_isolated.py, one at a time, except that requests made while the child
 %% waits for an Erlang callback run in it at once (a callback may call the same context again).
+%% Asynchronous requests (start_async/2, send_async/4) do not keep the child busy: their
+%% coroutines run as tasks of the child's event loop, between requests, and are answered when
+%% they end; a caller that gives up has its task cancelled.
 %%
 %% A child that dies (a signal, `os._exit', a limit) answers every request it was running with
 %% `{error, {python_crashed, Reason}}' and is started again at the next request (or never, with
@@ -14,9 +17,10 @@
 
 -export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
          setup_keys/0]).
+-export([start_async/2, send_async/4, wait_async/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([limits/0, crash/0]).
+-export_type([limits/0, crash/0, pending/0]).
 
 -type limits() :: #{memory => pos_integer(), cpu_seconds => pos_integer(),
                     open_files => pos_integer(), processes => pos_integer()}.
@@ -32,6 +36,11 @@
 -type request_frame() :: binary() | {binary(), [pos_integer() | other_context], [reference()]}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
+%% An asynchronous request: the function's awaitable result runs as a task of the child's
+%% event loop, and the request is answered when it ends (priv/_erlang_isolated_loop.py).
+-type async_request() :: {async, py:py_module(), py:py_func(), list(), map()}.
+%% An asynchronous request sent, waited for with wait_async/3 by the process that made Alias.
+-opaque pending() :: {pid(), reference()}.
 
 -define(TABLE, py_isolated_contexts).
 -define(START_DEADLINE, 30000).
@@ -54,11 +63,15 @@
                 generation = 0 :: non_neg_integer(),
                 down :: crash() | undefined,   %% crashed with restart => false
                 queue = queue:new() :: queue:queue(reference()),
-                running = [] :: [reference()],   %% in the child, innermost first
+                %% in the child, innermost first; {loop, Key}: a task's callback Key in flight
+                running = [] :: [reference() | {loop, {pos_integer(), integer()}}],
                 %% Erlang callbacks in flight, each with the request that waits for it.
                 callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
                 %% the frame, with the object handles it uses when it has any (request_frame/0)
                 requests = #{} :: #{reference() => {reference(), request_frame()}},
+                %% The asynchronous requests: queued, their task running in the child, or
+                %% cancelled (a 'cancel' frame sent, the child killed if the timer fires first).
+                tasks = #{} :: #{reference() => queued | started | {cancelling, reference()}},
                 kill_timer :: {reference(), reference()} | undefined,
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame}).
@@ -78,7 +91,12 @@ new(Opts) ->
 %% @private
 %% One request to isolated context Ctx, waiting at most Timeout ms. `{error,
 %% context_not_found}' when Ctx is not a running isolated context.
--spec request(pid(), request(), py:timeout_ms()) -> term().
+-spec request(pid(), request() | async_request(), py:timeout_ms()) -> term().
+request(Ctx, {async, _, _, _, _} = Request, Timeout) ->
+    case start_async(Ctx, Request) of
+        {ok, {_, Alias}} -> wait_async(Ctx, Alias, Timeout);
+        {error, _} = Error -> Error
+    end;
 request(Ctx, Request, Timeout) ->
     case is_isolated(Ctx) of
         false -> {error, context_not_found};
@@ -117,6 +135,51 @@ init_table() ->
 start_link(Opts) ->
     gen_server:start_link(?MODULE, Opts, []).
 
+%% @private
+%% Sends asynchronous request Request (py:spawn_call/4,5 on an isolated context) and returns at
+%% once; the calling process waits for it with wait_async/3. `{error, context_not_found}' when
+%% Ctx is not a running isolated context.
+-spec start_async(pid(), async_request()) -> {ok, pending()} | {error, context_not_found}.
+start_async(Ctx, Request) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            Alias = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+            ok = send_async(Ctx, Request, Alias, self()),
+            {ok, {Ctx, Alias}}
+    end.
+
+%% @private
+%% Queues asynchronous request Request on isolated context Ctx: the reply goes to Alias, an
+%% alias of a monitor of Ctx made by the process that waits (wait_async/3); the request is
+%% cancelled when Waiter exits. Ordered after the requests this process sent before.
+-spec send_async(pid(), async_request(), reference(), pid()) -> ok.
+send_async(Ctx, {async, _, _, _, _} = Request, Alias, Waiter) ->
+    {Plain, Held} = objects_out(Request, Ctx),
+    Frame = try term_to_binary(frame(Plain, Alias))
+            catch error:badarg -> erlang:demonitor(Alias, [flush]), erlang:error(badarg)
+            end,
+    Ctx ! {'$py_isolated_async', Alias, Waiter, with_held(Frame, Held)},
+    ok.
+
+%% @private
+%% The reply to an asynchronous request this process sent (start_async/2 or send_async/4 with
+%% its own alias), waiting at most Timeout ms; a timeout cancels the request's task.
+-spec wait_async(pid(), reference(), py:timeout_ms()) -> term().
+wait_async(Ctx, Alias, Timeout) ->
+    receive
+        {Alias, Reply} ->
+            erlang:demonitor(Alias, [flush]),
+            Reply;
+        {'DOWN', Alias, process, _, _} ->
+            {error, context_stopped}
+    after Timeout ->
+        erlang:demonitor(Alias, [flush]),
+        Ctx ! {'$py_isolated_cancel', Alias},
+        receive {Alias, _} -> ok after 0 -> ok end,
+        {error, timeout}
+    end.
+
 %% --- the caller's side -------------------------------------------------------------------------
 
 await(Ctx, Request, Timeout) ->
@@ -152,6 +215,9 @@ objects_out(Request, Ctx) ->
 objects_out_request({call, M, F, Args, Kwargs}, Ctx) ->
     {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
     {{call, M, F, Args1, Kwargs1}, Held};
+objects_out_request({async, M, F, Args, Kwargs}, Ctx) ->
+    {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
+    {{async, M, F, Args1, Kwargs1}, Held};
 objects_out_request({eval, Code, Locals}, Ctx) ->
     {Locals1, Held} = objects_out(Locals, Ctx, []),
     {{eval, Code, Locals1}, Held};
@@ -194,6 +260,8 @@ with_held(Frame, Held) -> {Frame, [S || {S, _} <- Held], [H || {_, H} <- Held]}.
 %% it, even when the body holds a term Python cannot take.
 frame({call, Module, Function, Args, Kwargs}, Id) ->
     {call, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
+frame({async, Module, Function, Args, Kwargs}, Id) ->
+    {async, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
 frame({eval, Code, Locals}, Id) -> {eval, Id, term_to_binary({iolist_to_binary(Code), Locals})};
 frame({exec, Code}, Id) -> {exec, Id, term_to_binary({iolist_to_binary(Code)})}.
 
@@ -412,7 +480,7 @@ preload_reply(#state{child = #child{port = Port} = Child} = State) ->
 handle_call(stop, _From, State) ->
     ets:delete(?TABLE, self()),
     {stop, normal, ok, shut_down(State)};
-handle_call(interrupt, _From, #state{running = [Id | _]} = State) ->
+handle_call(interrupt, _From, #state{running = [Id | _]} = State) when is_reference(Id) ->
     {reply, ok, interrupt_running(Id, State)};
 handle_call(interrupt, _From, State) ->
     {reply, not_running, State};
@@ -428,6 +496,24 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({'$py_isolated', Alias, Caller, Frame}, State) ->
     {noreply, pump(accept(Alias, Caller, Frame, State))};
+handle_info({'$py_isolated_async', Alias, Caller, Frame}, #state{tasks = Tasks} = State) ->
+    Accepted = accept(Alias, Caller, Frame, State),
+    Queued = case is_map_key(Alias, Accepted#state.requests) of
+                 true -> Accepted#state{tasks = Tasks#{Alias => queued}};
+                 false -> Accepted   %% answered at once: the context is down
+             end,
+    {noreply, pump(Queued)};
+handle_info({task_cancel_timeout, Alias}, #state{tasks = Tasks, child = Child} = State)
+  when Child =/= undefined ->
+    %% A cancelled task that has not ended kill_after ms later (code that blocks the loop, or
+    %% catches the cancellation): the child is killed, as for an interrupt ignored.
+    case Tasks of
+        #{Alias := {cancelling, _}} ->
+            kill_group(Child, "KILL"),
+            {noreply, State#state{killed = interrupt_ignored}};
+        _ ->
+            {noreply, State}
+    end;
 handle_info({Port, {data, Bin}}, #state{child = #child{port = Port} = Child} = State) ->
     try binary_to_term(Bin, [safe]) of
         Frame -> {noreply, pump(from_child(Frame, State))}
@@ -444,7 +530,8 @@ handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks 
         {_, Rest} when Child =/= undefined ->
             {_Gen, CbId} = Key,
             send_frame(Child, {cb_reply, CbId, term_to_binary(callback_reply(Result, Child))}),
-            {noreply, State#state{callbacks = Rest}};
+            {noreply, pump(State#state{callbacks = Rest,
+                                       running = lists:delete({loop, Key}, State#state.running)})};
         _ ->
             {noreply, State}
     end;
@@ -514,7 +601,7 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                             case stale_handles(Frame, Serial) of
                                 false ->
                                     case write(Port, frame_binary(Frame)) of
-                                        ok -> pump(Up#state{running = [Id | Running]});
+                                        ok -> pump(sent(Id, Up));
                                         closed -> pump(child_gone_before(Id, Up))
                                     end;
                                 Why ->
@@ -524,10 +611,19 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                             pump(reply(Id, {error, Reason}, Down))
                     end;
                 _ ->
-                    pump(State#state{queue = Rest})   %% cancelled while queued
+                    %% cancelled while queued
+                    pump(State#state{queue = Rest, tasks = maps:remove(Id, State#state.tasks)})
             end;
         _ ->
             State
+    end.
+
+%% Request Id is in the child: an asynchronous one runs as a task of the child's loop and does
+%% not keep the child busy; any other runs on top of those running.
+sent(Id, #state{tasks = Tasks, running = Running} = State) ->
+    case Tasks of
+        #{Id := queued} -> State#state{tasks = Tasks#{Id := started}};
+        _ -> State#state{running = [Id | Running]}
     end.
 
 %% Why a request's object handles cannot be used by the child now running, or false.
@@ -573,7 +669,7 @@ from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = Sta
     %% A request interrupted while it waited for a callback: that callback's answer is not
     %% awaited any more.
     Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
-    reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+    reply(Id, result(Result), task_ended(Id, Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited}));
 from_child({callback, CbId, <<"$py_send_to_name">>, [Name, Msg]}, #state{child = Child} = State) ->
     %% erlang.send to a registered name: looked up here, so an unregistered one raises.
     Reply = case registered(Name) of
@@ -588,6 +684,15 @@ from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
     State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
+from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
+                                                running = [], tasks = Tasks} = State)
+  when map_size(Tasks) > 0 ->
+    %% From a task of the child's loop: the child waits for it as for a request's callback (a
+    %% request made by the callback runs in the child on top of it).
+    Self = self(),
+    Key = {Gen, CbId},
+    Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
+    State#state{callbacks = Cbs#{Key => {Pid, {loop, Key}}}, running = [{loop, Key}]};
 from_child({callback, CbId, _Name, _Args}, #state{child = Child} = State) ->
     %% No request waits for it (cannot happen with the server in priv/): refused.
     send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"no request">>}})}),
@@ -668,7 +773,7 @@ reply(Alias, Result, #state{requests = Reqs} = State) ->
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
             Alias ! {Alias, Result},
-            State#state{requests = Rest};
+            State#state{requests = Rest, tasks = maps:remove(Alias, State#state.tasks)};
         error ->
             State
     end.
@@ -680,12 +785,30 @@ abandon(Alias, #state{requests = Reqs} = State) ->
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
             Forgot = State#state{requests = Rest},
-            case State#state.running of
-                [Alias | _] -> interrupt_running(Alias, Forgot);
+            case State of
+                #state{running = [Alias | _]} -> interrupt_running(Alias, Forgot);
+                #state{tasks = #{Alias := started}} -> cancel_task(Alias, Forgot);
+                #state{tasks = #{Alias := queued}} -> Forgot#state{tasks = maps:remove(Alias, State#state.tasks)};
                 _ -> Forgot
             end;
         error ->
             State
+    end.
+
+%% A task whose caller gave up: a 'cancel' frame cancels it in the child (its answer, which
+%% nobody awaits, says when it ended); the child is killed if it has not ended kill_after ms later.
+cancel_task(Alias, #state{child = Child, opts = Opts, tasks = Tasks} = State) ->
+    send_frame(Child, {cancel, Alias}),
+    After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
+    Timer = erlang:send_after(After, self(), {task_cancel_timeout, Alias}),
+    State#state{tasks = Tasks#{Alias := {cancelling, Timer}}}.
+
+%% The child answered request Id: if it was a task, it has ended.
+task_ended(Id, #state{tasks = Tasks} = State) ->
+    case maps:take(Id, Tasks) of
+        {{cancelling, Timer}, Rest} -> _ = erlang:cancel_timer(Timer), State#state{tasks = Rest};
+        {_, Rest} -> State#state{tasks = Rest};
+        error -> State
     end.
 
 interrupt_running(_Id, #state{child = undefined} = State) ->
@@ -709,13 +832,19 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
                   {_, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
                   undefined -> State
               end,
+    %% The tasks the child ran die with it; queued ones run in the next child.
+    {Queued, InChild} = maps:fold(fun(Id, queued, {Q, C}) -> {Q#{Id => queued}, C};
+                                     (Id, {cancelling, Timer}, {Q, C}) -> _ = erlang:cancel_timer(Timer), {Q, [Id | C]};
+                                     (Id, started, {Q, C}) -> {Q, [Id | C]}
+                                  end, {#{}, []}, State#state.tasks),
     Answered = lists:foldl(fun(Id, S) -> reply(Id, {error, {python_crashed, Crash}}, S) end,
-                           Cleared#state{child = undefined, running = [], callbacks = #{}, killed = false},
-                           Running),
+                           Cleared#state{child = undefined, running = [], callbacks = #{}, killed = false,
+                                         tasks = Queued},
+                           [Id || Id <- Running, is_reference(Id)] ++ InChild),
     case maps:get(restart, Opts, true) of
         true -> Answered;
         false ->
-            Down = Answered#state{down = Crash},
+            Down = Answered#state{down = Crash, tasks = #{}},
             lists:foldl(fun(Id, S) -> reply(Id, {error, {context_down, Crash}}, S) end,
                         Down#state{queue = queue:new()}, queue:to_list(Answered#state.queue))
     end.
@@ -782,7 +911,7 @@ shut_down(#state{requests = Reqs} = State) ->
                  end, Reqs),
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
     State#state{child = undefined, requests = #{}, running = [], queue = queue:new(),
-                callbacks = #{}}.
+                callbacks = #{}, tasks = #{}}.
 
 %% Closing the port ends an idle child (end of file); the group kill ends a busy one and what it
 %% forked. The BEAM reaps the child.

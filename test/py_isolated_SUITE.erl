@@ -20,13 +20,15 @@
          codec_edges/1, codec_malformed_input/1,
          object_references/1, object_references_released/1, object_references_refused/1,
          local_envs/1, logging_forwarded/1,
-         network_off/1, network_namespace_refused/1]).
+         network_off/1, network_namespace_refused/1,
+         async_tasks_run_at_once/1, async_cancelled_by_timeout_and_exit/1, async_task_blocking_loop_killed/1,
+         async_loop_start_stop/1, async_child_dies/1, async_callbacks/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
     [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup},
-     {group, network}].
+     {group, network}, {group, async}].
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
@@ -40,7 +42,9 @@ groups() ->
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
      {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]},
-     {network, [], [network_off, network_namespace_refused]}].
+     {network, [], [network_off, network_namespace_refused]},
+     {async, [], [async_tasks_run_at_once, async_cancelled_by_timeout_and_exit, async_task_blocking_loop_killed,
+                  async_loop_start_stop, async_child_dies, async_callbacks]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -778,3 +782,167 @@ network_namespace_refused(Unshare, Config) ->
     {ok, Text} = file:read_file(Log),
     {match, _} = re:run(Text, <<"py_child: no network namespace">>),
     node_fine().
+
+%% --- async: the child's event loop ------------------------------------------------------------
+
+-define(ASYNC_CODE, <<"
+import asyncio
+started = []
+state = {}
+async def slow(x, delay=0.3):
+    started.append(x)
+    await asyncio.sleep(delay)
+    return len(started)
+async def watched(key, delay=600):
+    state[key] = 'running'
+    try:
+        await asyncio.sleep(delay)
+        state[key] = 'done'
+    except asyncio.CancelledError:
+        state[key] = 'cancelled'
+        raise
+async def fails():
+    await asyncio.sleep(0)
+    raise KeyError('k')
+def plain(x):
+    return x + 1
+">>).
+
+%% Polls Python expression Expr on Ctx until it gives Expected (a state change made by the child
+%% on its own, after a request has returned), for at most a minute.
+wait_for(Ctx, Expr, Expected) ->
+    wait_for(Ctx, Expr, Expected, erlang:monotonic_time(millisecond) + 60000).
+
+wait_for(Ctx, Expr, Expected, Deadline) ->
+    case py:eval(Ctx, Expr) of
+        {ok, Expected} -> ok;
+        Other ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({never, Expr, Expected, Other});
+                false -> receive after 20 -> wait_for(Ctx, Expr, Expected, Deadline) end
+            end
+    end.
+
+%% Coroutines started with py:spawn_call/4,5 and py_event_loop:create_task_on/4,5 run as tasks
+%% of the child's loop, all at once; plain functions answer at once; errors are values.
+async_tasks_run_at_once(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    Refs = [py:spawn_call(Ctx, '__main__', slow, [N]) || N <- [1, 2, 3]],
+    %% Every one had started before the first one ended.
+    [{ok, 3}, {ok, 3}, {ok, 3}] = [py:await(R, 60000) || R <- Refs],
+    {ok, 2} = py:await(py:spawn_call(Ctx, '__main__', plain, [1])),
+    {ok, 4} = py:await(py:spawn_call(Ctx, '__main__', slow, [4], #{delay => 0})),
+    {error, {'KeyError', _}} = py:await(py:spawn_call(Ctx, '__main__', fails, [])),
+    {error, {'AttributeError', _}} = py:await(py:spawn_call(Ctx, '__main__', nope, [])),
+    {ok, 7} = py_event_loop:run_on(Ctx, asyncio, sleep, [0.01, 7], #{timeout => 60000}),
+    Ref = py_event_loop:create_task_on(Ctx, '__main__', slow, [5], #{kwargs => #{delay => 0}}),
+    receive {async_result, Ref, {ok, 5}} -> ok after 60000 -> ct:fail(no_async_result) end,
+    {ok, 6} = py_event_loop:await(py_event_loop:create_task_on(Ctx, '__main__', slow, [6], #{kwargs => #{delay => 0}}), 60000),
+    %% A request while tasks wait in the loop is answered without waiting for them.
+    Long = py:spawn_call(Ctx, '__main__', watched, [long]),
+    ok = wait_for(Ctx, <<"state.get('long')">>, <<"running">>),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py:cast(Ctx, '__main__', watched, [cast, 0]),
+    ok = wait_for(Ctx, <<"state.get('cast')">>, <<"done">>),
+    %% Misuse is badarg, as in-process.
+    {'EXIT', {badarg, _}} = catch py:spawn_call(Ctx, '__main__', slow, not_a_list),
+    {'EXIT', {badarg, _}} = catch py:await(make_ref()),
+    ok = py_context:stop(Ctx),
+    {error, context_stopped} = py:await(Long),
+    {error, context_not_found} = py:await(py:spawn_call(Ctx, '__main__', slow, [1])),
+    node_fine().
+
+%% A caller that times out or exits cancels its task: CancelledError is raised where it awaits.
+async_cancelled_by_timeout_and_exit(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    {error, timeout} = py:await(py:spawn_call(Ctx, '__main__', watched, [a]), 100),
+    ok = wait_for(Ctx, <<"state.get('a')">>, <<"cancelled">>),
+    {error, timeout} = py_event_loop:await(py_event_loop:create_task_on(Ctx, '__main__', watched, [b]), 100),
+    ok = wait_for(Ctx, <<"state.get('b')">>, <<"cancelled">>),
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                       _ = py:spawn_call(Ctx, '__main__', watched, [c]),
+                                       _ = py_event_loop:create_task_on(Ctx, '__main__', watched, [d]),
+                                       Self ! started,
+                                       receive stop -> ok end
+                               end),
+    receive started -> ok end,
+    ok = wait_for(Ctx, <<"(state.get('c'), state.get('d'))">>, {<<"running">>, <<"running">>}),
+    Pid ! stop,
+    receive {'DOWN', Mon, process, Pid, _} -> ok end,
+    ok = wait_for(Ctx, <<"(state.get('c'), state.get('d'))">>, {<<"cancelled">>, <<"cancelled">>}),
+    %% The same child served all of it.
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    ok = py_context:stop(Ctx).
+
+%% A task that blocks the loop (time.sleep) cannot take its cancellation: the child is killed
+%% kill_after ms after its caller gave up, and the other tasks get the crash, once.
+async_task_blocking_loop_killed(_Config) ->
+    Ctx = new(#{kill_after => 300}),
+    ok = py:exec(Ctx, <<"import asyncio, time\nasync def block():\n    await asyncio.sleep(0)\n    time.sleep(600)\n">>),
+    Other = py:spawn_call(Ctx, asyncio, sleep, [600]),
+    {error, timeout} = py:await(py:spawn_call(Ctx, '__main__', block, []), 200),
+    {error, {python_crashed, #{killed := interrupt_ignored}}} = py:await(Other, 60000),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% py_event_loop:stop/1 cancels the tasks (their callers get CancelledError) and closes the loop;
+%% start/1 makes one; a server a task started stays up between requests.
+async_loop_start_stop(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    ok = py_event_loop:start(Ctx),
+    ok = py_event_loop:start(Ctx),
+    Refs = [py:spawn_call(Ctx, '__main__', watched, [K]) || K <- [x, y]],
+    ok = wait_for(Ctx, <<"(state.get('x'), state.get('y'))">>, {<<"running">>, <<"running">>}),
+    ok = py_event_loop:stop(Ctx),
+    [{error, {'CancelledError', _}}, {error, {'CancelledError', _}}] = [py:await(R, 60000) || R <- Refs],
+    {ok, <<"cancelled">>} = py:eval(Ctx, <<"state['x']">>),
+    ok = py_event_loop:stop(Ctx),
+    ok = py:exec(Ctx, <<"
+async def serve():
+    async def echo(reader, writer):
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+    global server
+    server = await asyncio.start_server(echo, '127.0.0.1', 0)
+    return server.sockets[0].getsockname()[1]
+">>),
+    {ok, Port} = py:await(py:spawn_call(Ctx, '__main__', serve, []), 60000),
+    {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {packet, line}], 60000),
+    ok = gen_tcp:send(Sock, <<"hello\n">>),
+    {ok, <<"hello\n">>} = gen_tcp:recv(Sock, 0, 60000),
+    ok = gen_tcp:close(Sock),
+    ok = py_context:stop(Ctx).
+
+%% The child dying answers every task in it once; the next request starts a new child, in which
+%% tasks work again.
+async_child_dies(_Config) ->
+    Ctx = new(#{}),
+    Refs = [py:spawn_call(Ctx, asyncio, sleep, [600]) || _ <- [1, 2, 3]],
+    TaskRef = py_event_loop:create_task_on(Ctx, asyncio, sleep, [600]),
+    {error, {python_crashed, #{exit_status := 5}}} = py:eval(Ctx, <<"__import__('os')._exit(5)">>),
+    [{error, {python_crashed, #{exit_status := 5}}} = py:await(R, 60000) || R <- Refs],
+    {error, {python_crashed, #{exit_status := 5}}} = py_event_loop:await(TaskRef, 60000),
+    receive {async_result, _, _} = Extra -> ct:fail({second_answer, Extra}) after 0 -> ok end,
+    {ok, 3} = py:await(py:spawn_call(Ctx, asyncio, sleep, [0, 3]), 60000),
+    {error, {python_crashed, #{signal := sigkill}}} =
+        py:await(py:spawn_call(Ctx, builtins, eval, [<<"__import__('os').kill(__import__('os').getpid(), 9)">>]), 60000),
+    ok = py_context:stop(Ctx),
+    node_fine().
+
+%% erlang.call from a task: the function may call the same context again (re-entrant).
+async_callbacks(_Config) ->
+    Ctx = new(#{}),
+    ok = py:register_function(iso_async_twice, fun([X]) ->
+                                                       {ok, V} = py:eval(Ctx, <<"x * 2">>, #{x => X}),
+                                                       V
+                                               end),
+    ok = py:exec(Ctx, <<"import asyncio, erlang\nasync def twice_later(x):\n    await asyncio.sleep(0.01)\n    return erlang.call('iso_async_twice', x)\n">>),
+    Refs = [py:spawn_call(Ctx, '__main__', twice_later, [N]) || N <- lists:seq(1, 5)],
+    [{ok, 2}, {ok, 4}, {ok, 6}, {ok, 8}, {ok, 10}] = [py:await(R, 60000) || R <- Refs],
+    ok = py:unregister_function(iso_async_twice),
+    ok = py_context:stop(Ctx).
