@@ -685,18 +685,14 @@ from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
     State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
 from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
-                                                running = [], tasks = Tasks} = State)
-  when map_size(Tasks) > 0 ->
-    %% From a task of the child's loop: the child waits for it as for a request's callback (a
-    %% request made by the callback runs in the child on top of it).
+                                                running = []} = State) ->
+    %% With no request running, from a task of the child's loop (or a server a task started):
+    %% the child waits for it as for a request's callback (a request made by the callback runs
+    %% in the child on top of it).
     Self = self(),
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
     State#state{callbacks = Cbs#{Key => {Pid, {loop, Key}}}, running = [{loop, Key}]};
-from_child({callback, CbId, _Name, _Args}, #state{child = Child} = State) ->
-    %% No request waits for it (cannot happen with the server in priv/): refused.
-    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"no request">>}})}),
-    State;
 from_child({send, Dest, Term}, State) when is_pid(Dest) ->
     Dest ! Term,
     State;

@@ -901,10 +901,14 @@ async_loop_start_stop(_Config) ->
     [{error, {'CancelledError', _}}, {error, {'CancelledError', _}}] = [py:await(R, 60000) || R <- Refs],
     {ok, <<"cancelled">>} = py:eval(Ctx, <<"state['x']">>),
     ok = py_event_loop:stop(Ctx),
+    %% The server's handler makes an Erlang callback: no request is running then.
+    ok = py:register_function(iso_async_upper, fun([B]) -> string:uppercase(B) end),
     ok = py:exec(Ctx, <<"
+import erlang
 async def serve():
     async def echo(reader, writer):
-        writer.write(await reader.readline())
+        line = await reader.readline()
+        writer.write(erlang.call('iso_async_upper', line).encode())
         await writer.drain()
         writer.close()
     global server
@@ -914,8 +918,9 @@ async def serve():
     {ok, Port} = py:await(py:spawn_call(Ctx, '__main__', serve, []), 60000),
     {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {packet, line}], 60000),
     ok = gen_tcp:send(Sock, <<"hello\n">>),
-    {ok, <<"hello\n">>} = gen_tcp:recv(Sock, 0, 60000),
+    {ok, <<"HELLO\n">>} = gen_tcp:recv(Sock, 0, 60000),
     ok = gen_tcp:close(Sock),
+    ok = py:unregister_function(iso_async_upper),
     ok = py_context:stop(Ctx).
 
 %% The child dying answers every task in it once; the next request starts a new child, in which
