@@ -189,6 +189,9 @@ def _frame(term) -> bytes:
 # --- the connection ------------------------------------------------------------------------
 class _State:
     interruptible = False
+    sending = False  # a frame is being written: a backtrace waits for the end of it
+    backtrace = None  # the stack a backtrace signal took while a frame was being written
+    depth = 0  # requests being served (nested ones included)
     rbuf = b""
     fd_in = -1
     fd_out = -1
@@ -241,6 +244,7 @@ def _send_frame(frame: bytes) -> None:
     """Writes a whole frame (_frame(term): its length, then the term)."""
     was = _state.interruptible
     _state.interruptible = False
+    _state.sending = True
     try:
         written = os.write(_state.fd_out, frame)
         if written < len(frame):
@@ -248,7 +252,10 @@ def _send_frame(frame: bytes) -> None:
             while data:
                 data = data[os.write(_state.fd_out, data):]
     finally:
+        _state.sending = False
         _state.interruptible = was
+    if _state.backtrace is not None:
+        _send_backtrace()
 
 
 def _send(term) -> None:
@@ -304,6 +311,7 @@ _ANSWERED_LATER = object()  # an 'async' request whose task answers it when it e
 def _serve_request(request) -> None:
     was = _state.interruptible
     _state.interruptible = True
+    _state.depth += 1
     try:
         result = _run(request)
     except _ParentGone:
@@ -311,6 +319,7 @@ def _serve_request(request) -> None:
     except BaseException as exc:  # KeyboardInterrupt and SystemExit too: the request answers
         result = _error(exc)
     finally:
+        _state.depth -= 1
         _state.interruptible = was
     if result is not _ANSWERED_LATER:
         _reply(request[1], result)
@@ -401,6 +410,57 @@ def _erlang_module() -> types.ModuleType:
     return mod
 
 
+# --- py_context:reset/1 and backtrace/1 ----------------------------------------------------
+_main_initial: dict = {}  # __main__'s names before the first request (serve)
+
+
+def _reset() -> None:
+    """py_context:reset/1: a fresh __main__ namespace and a garbage collection."""
+    import gc
+    _main.clear()
+    _main.update(_main_initial)
+    gc.collect()
+
+
+_BACKTRACE = Atom("backtrace")
+_IDLE = Atom("idle")
+_SERVER_FILES = frozenset((__file__, _loop.__file__))
+
+
+def _stack(frame):
+    """The stack of the code running under frame, innermost first, as (file, line, function):
+    the server's own frames are left out, and so is the loop's machinery below a task's step;
+    idle when no request and no task runs."""
+    loop_task = _loop.running_task()
+    if _state.depth == 0 and loop_task is None:
+        return _IDLE
+    stack = []
+    while frame is not None:
+        code = frame.f_code
+        if loop_task is not None and code is sys.modules["asyncio"].events.Handle._run.__code__:
+            break  # a task's step: what is below is the loop
+        if code.co_filename not in _SERVER_FILES:
+            stack.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    return stack or _IDLE
+
+
+def _on_backtrace(signum, frame) -> None:
+    """SIGUSR2 (py_context:backtrace/1): the stack goes to the parent at once, or after the frame
+    being written."""
+    try:
+        _state.backtrace = _stack(frame)  # the frame the signal interrupted
+        if not _state.sending:
+            _send_backtrace()
+    except Exception:  # never into the code that runs
+        _state.backtrace = None
+
+
+def _send_backtrace() -> None:
+    stack, _state.backtrace = _state.backtrace, None
+    _send_frame(_erlang_etf.frame((_BACKTRACE, stack)))
+
+
 def _close_pipes() -> None:
     for fd in (_state.fd_in, _state.fd_out):
         try:
@@ -419,6 +479,8 @@ def serve(fd_in: int, fd_out: int) -> None:
     # when the pipes close.
     os.register_at_fork(after_in_child=_close_pipes)
     signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGUSR2, _on_backtrace)
+    _main_initial.update(_main)
     _loop.setup(_reply, _error, _OK)
     _send((Atom("ready"), "%d.%d.%d" % sys.version_info[:3], os.getpid()))
     while True:

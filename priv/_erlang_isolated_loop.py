@@ -8,14 +8,14 @@ for the next frame: tasks, their timers and the servers they started go on betwe
 and pause while a request runs. A 'cancel' frame (the caller timed out or exited) cancels the
 request's task; py_event_loop:stop/1 cancels every task and closes the loop.
 
-Thread: the child's main thread only.
+Thread: the child's main thread only. asyncio is imported at the first use of the loop, not
+when the child starts.
 """
 
-import asyncio
-import inspect
 import sys
 
-__all__ = ["context_loop", "stop_context_loop", "start", "cancel", "run_until_readable", "wake"]
+__all__ = ["context_loop", "stop_context_loop", "start", "cancel", "run_until_readable", "wake",
+           "running_task"]
 
 
 class _Loop:
@@ -39,6 +39,7 @@ def setup(reply, error, ok) -> None:
 
 def context_loop() -> None:
     """py_event_loop:start/1: makes the loop unless it exists."""
+    import asyncio
     if _s.loop is None or _s.loop.is_closed():
         _s.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_s.loop)
@@ -47,6 +48,7 @@ def context_loop() -> None:
 def stop_context_loop(timeout: float = 1.0) -> bool:
     """py_event_loop:stop/1: cancels the tasks (their callers get CancelledError), gives them
     timeout seconds to finish, answers those that did not, and closes the loop."""
+    import asyncio
     loop = _s.loop
     if loop is None or loop.is_closed():
         return False
@@ -73,16 +75,17 @@ def start(ident, target, args, kwargs):
     """Calls target; returns (False, result) when the result is not awaitable, else makes it a
     task answered with ident when it ends and returns (True, None)."""
     result = target(*args, **kwargs)
-    if not inspect.isawaitable(result):
+    if not hasattr(type(result), "__await__"):  # a coroutine, a future or another awaitable
         return False, result
     context_loop()
-    task = asyncio.ensure_future(result, loop=_s.loop)
+    task = sys.modules["asyncio"].ensure_future(result, loop=_s.loop)
     _s.tasks[ident] = task
     task.add_done_callback(lambda done: _task_done(ident, done))
     return True, None
 
 
 def _task_done(ident, task) -> None:
+    import asyncio
     if ident not in _s.tasks:
         return
     if task.cancelled():
@@ -135,3 +138,12 @@ def wake() -> None:
     runs on."""
     if _s.ready is not None:
         _set_ready(_s.ready)
+
+
+def running_task():
+    """The task whose step runs now, or None."""
+    import asyncio
+    loop = _s.loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return None
+    return asyncio.current_task(loop)

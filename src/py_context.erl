@@ -189,7 +189,8 @@ stop(_) ->
 %% not affected.
 -spec reset(context()) -> ok | {error, term()}.
 reset(Ctx) ->
-    on_ref(Ctx, fun(Ref) -> py_request:run(Ref, undefined, infinity, fun py_nif:submit_reset/3) end).
+    or_isolated(on_ref(Ctx, fun(Ref) -> py_request:run(Ref, undefined, infinity, fun py_nif:submit_reset/3) end),
+                Ctx, fun py_isolated:reset/1).
 
 %% @doc A new, empty namespace on context Ctx, for the `call/7', `eval/5' and `exec/3'
 %% variants: it lets one process keep several independent sets of globals on one context, owngil
@@ -246,7 +247,7 @@ in_isolated_env(Ctx, Helper, Args, Timeout) ->
 %% @doc What context Ctx did since it started (a snapshot; each figure is exact, the set is not
 %% taken atomically). `{ok, Stats}' with:
 %% <ul>
-%% <li>`mode': `worker' or `owngil';</li>
+%% <li>`mode': `worker', `owngil' or `isolated' (whose other keys are in docs/contexts.md);</li>
 %% <li>`queue_depth': requests queued and not yet taken by the context's thread;</li>
 %% <li>`running': requests whose Python code is on the thread's stack now (more than one while a
 %% request waiting for an Erlang callback serves nested ones); `in_flight': the two added;</li>
@@ -267,7 +268,8 @@ in_isolated_env(Ctx, Helper, Args, Timeout) ->
 %% `{error, context_not_found}' when Ctx is not a running context.
 -spec stats(context()) -> {ok, #{atom() => term()}} | {error, context_not_found}.
 stats(Ctx) ->
-    on_ref(Ctx, fun(Ref) -> {ok, maps:remove('$buckets', py_observe:context_stats(Ref))} end).
+    or_isolated(on_ref(Ctx, fun(Ref) -> {ok, maps:remove('$buckets', py_observe:context_stats(Ref))} end),
+                Ctx, fun py_isolated:stats/1).
 
 %% @doc The Python stack of the code context Ctx runs now, read without stopping it:
 %% `{ok, [#{file => binary(), line => integer(), function => binary()}]}', innermost frame
@@ -277,12 +279,19 @@ stats(Ctx) ->
 %% `{error, context_stopped}' or `{error, context_not_found}' when the context is gone.
 -spec backtrace(context()) -> {ok, idle | [py_observe:frame()]} | {error, term()}.
 backtrace(Ctx) ->
-    on_ref(Ctx, fun(Ref) ->
-                        case py_observe:backtrace(Ref, undefined) of
-                            {error, _} = Error -> Error;
-                            Stack -> {ok, Stack}
-                        end
-                end).
+    or_isolated(on_ref(Ctx, fun(Ref) ->
+                                    case py_observe:backtrace(Ref, undefined) of
+                                        {error, _} = Error -> Error;
+                                        Stack -> {ok, Stack}
+                                    end
+                            end),
+                Ctx, fun py_isolated:backtrace/1).
+
+%% A pid that is not an in-process context may be an isolated one (py_isolated).
+or_isolated({error, context_not_found}, Ctx, OnIsolated) when is_pid(Ctx) ->
+    OnIsolated(Ctx);
+or_isolated(Result, _Ctx, _OnIsolated) ->
+    Result.
 
 %% --- worker loops (erlang_python 4.1's names and shapes; docs/servers.md) ----------------------
 

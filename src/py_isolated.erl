@@ -18,6 +18,7 @@
 -export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
          setup_keys/0]).
 -export([start_async/2, send_async/4, wait_async/3]).
+-export([stats/1, backtrace/1, reset/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([limits/0, crash/0, pending/0]).
@@ -49,6 +50,7 @@
 -define(STDERR_TAIL_BYTES, 16384).
 -define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
 -define(RUNTIME_KEY, {?MODULE, runtime}).
+-define(BACKTRACE_DEADLINE, 5000).
 %% py_child's exit status when the kernel refuses it a network namespace (c_src/child/py_child.cpp).
 -define(EXIT_NO_NETWORK_NAMESPACE, 72).
 
@@ -73,6 +75,10 @@
                 %% cancelled (a 'cancel' frame sent, the child killed if the timer fires first).
                 tasks = #{} :: #{reference() => queued | started | {cancelling, reference()}},
                 kill_timer :: {reference(), reference()} | undefined,
+                stats = py_isolated_stats:new() :: py_isolated_stats:stats(),
+                %% py_context:backtrace/1 callers waiting for the child's stack, and their deadline
+                backtraces = [] :: [gen_server:from()],
+                backtrace_timer :: reference() | undefined,
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame}).
 
@@ -178,6 +184,40 @@ wait_async(Ctx, Alias, Timeout) ->
         Ctx ! {'$py_isolated_cancel', Alias},
         receive {Alias, _} -> ok after 0 -> ok end,
         {error, timeout}
+    end.
+
+%% @private
+%% py_context:stats/1 on an isolated context: the in-process keys (`mode' is `isolated'), with
+%% `tasks' (of the child's event loop, counted in `in_flight' too), `os_pid', `restarts' and
+%% `memory' (`#{rss_bytes, vm_bytes}' of the child, or `undefined' when none runs).
+-spec stats(pid()) -> {ok, map()} | {error, context_not_found}.
+stats(Ctx) ->
+    context_call(Ctx, stats).
+
+%% @private
+%% py_context:backtrace/1 on an isolated context: the Python stack the child runs now, read by a
+%% signal handler in the child (SIGUSR2) without stopping it; `{ok, idle}' when it runs nothing.
+-spec backtrace(pid()) -> {ok, idle | [py_observe:frame()]} | {error, term()}.
+backtrace(Ctx) ->
+    context_call(Ctx, backtrace).
+
+%% @private
+%% py_context:reset/1 on an isolated context: a fresh `__main__' namespace in the child and a
+%% garbage collection; imported modules, object references and local envs stay.
+-spec reset(pid()) -> ok | {error, term()}.
+reset(Ctx) ->
+    case request(Ctx, {call, '_erlang_isolated', '_reset', [], #{}}, infinity) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end.
+
+context_call(Ctx, Msg) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            try gen_server:call(Ctx, Msg, infinity)
+            catch exit:_ -> {error, context_not_found}
+            end
     end.
 
 %% --- the caller's side -------------------------------------------------------------------------
@@ -484,6 +524,16 @@ handle_call(interrupt, _From, #state{running = [Id | _]} = State) when is_refere
     {reply, ok, interrupt_running(Id, State)};
 handle_call(interrupt, _From, State) ->
     {reply, not_running, State};
+handle_call(stats, _From, State) ->
+    {reply, {ok, stats_snapshot(State)}, State};
+handle_call(backtrace, _From, #state{child = undefined} = State) ->
+    {reply, {ok, idle}, State};
+handle_call(backtrace, From, #state{backtraces = [_ | _] = Waiting} = State) ->
+    {noreply, State#state{backtraces = [From | Waiting]}};   %% one signal answers them all
+handle_call(backtrace, From, #state{child = Child} = State) ->
+    send_signal(Child, "USR2"),
+    Timer = erlang:send_after(?BACKTRACE_DEADLINE, self(), backtrace_timeout),
+    {noreply, State#state{backtraces = [From], backtrace_timer = Timer}};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -543,13 +593,16 @@ handle_info({'$py_isolated_release', _Serial, _Id}, State) ->
 handle_info({'$py_signal_sent', Ref}, #state{signal_pending = Ref} = State) ->
     {noreply, pump(State#state{signal_pending = undefined})};
 handle_info({'$py_isolated_cancel', Alias}, State) ->
-    {noreply, pump(abandon(Alias, State))};
+    {noreply, pump(abandon(Alias, counted_if_pending(timeouts, Alias, State)))};
+handle_info(backtrace_timeout, State) ->
+    %% C code that keeps the child from running Python (its signal handler) for 5 seconds.
+    {noreply, answer_backtraces({error, timeout}, State)};
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
     ets:delete(?TABLE, self()),
     {stop, normal, shut_down(State)};
 handle_info({{'DOWN', Alias}, _, process, _, _}, State) ->
     %% A caller exited while its request was pending.
-    {noreply, pump(abandon(Alias, State))};
+    {noreply, pump(abandon(Alias, counted_if_pending(abandoned, Alias, State)))};
 handle_info({kill_ignored, Id}, #state{kill_timer = {Id, _}, running = Running, child = Child} = State)
   when Child =/= undefined ->
     case lists:member(Id, Running) of
@@ -581,9 +634,10 @@ terminate(_Reason, State) ->
 accept(Alias, _Caller, _Frame, #state{down = Crash} = State) when Crash =/= undefined ->
     Alias ! {Alias, {error, {context_down, Crash}}},
     State;
-accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs} = State) ->
+accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs, stats = Stats} = State) ->
     Mon = erlang:monitor(process, Caller, [{tag, {'DOWN', Alias}}]),
-    State#state{queue = queue:in(Alias, Q), requests = Reqs#{Alias => {Mon, Frame}}}.
+    State#state{queue = queue:in(Alias, Q), requests = Reqs#{Alias => {Mon, Frame}},
+                stats = py_isolated_stats:submitted(Alias, Stats)}.
 
 %% Sends queued requests while the child can take them: when it is idle, or when every request
 %% it runs waits for an Erlang callback (a nested call runs on top of them).
@@ -620,7 +674,8 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
 
 %% Request Id is in the child: an asynchronous one runs as a task of the child's loop and does
 %% not keep the child busy; any other runs on top of those running.
-sent(Id, #state{tasks = Tasks, running = Running} = State) ->
+sent(Id, #state{tasks = Tasks, running = Running, stats = Stats0} = State0) ->
+    State = State0#state{stats = py_isolated_stats:sent(Id, Stats0)},
     case Tasks of
         #{Id := queued} -> State#state{tasks = Tasks#{Id := started}};
         _ -> State#state{running = [Id | Running]}
@@ -669,7 +724,11 @@ from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = Sta
     %% A request interrupted while it waited for a callback: that callback's answer is not
     %% awaited any more.
     Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
-    reply(Id, result(Result), task_ended(Id, Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited}));
+    Answer = result(Result),
+    Counted = Cleared#state{stats = py_isolated_stats:answered(Id, Answer, Cleared#state.stats)},
+    reply(Id, Answer, task_ended(Id, Counted#state{running = lists:delete(Id, Running), callbacks = Awaited}));
+from_child({backtrace, Stack}, State) ->
+    answer_backtraces({ok, frames(Stack)}, State);
 from_child({callback, CbId, <<"$py_send_to_name">>, [Name, Msg]}, #state{child = Child} = State) ->
     %% erlang.send to a registered name: looked up here, so an unregistered one raises.
     Reply = case registered(Name) of
@@ -683,7 +742,8 @@ from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}
     Self = self(),
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
-    State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
+    State#state{callbacks = Cbs#{Key => {Pid, Waiting}},
+                stats = py_isolated_stats:count(callbacks, State#state.stats)};
 from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
                                                 running = []} = State) ->
     %% With no request running, from a task of the child's loop (or a server a task started):
@@ -692,7 +752,8 @@ from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}
     Self = self(),
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
-    State#state{callbacks = Cbs#{Key => {Pid, {loop, Key}}}, running = [{loop, Key}]};
+    State#state{callbacks = Cbs#{Key => {Pid, {loop, Key}}}, running = [{loop, Key}],
+                stats = py_isolated_stats:count(callbacks, State#state.stats)};
 from_child({send, Dest, Term}, State) when is_pid(Dest) ->
     Dest ! Term,
     State;
@@ -769,7 +830,8 @@ reply(Alias, Result, #state{requests = Reqs} = State) ->
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
             Alias ! {Alias, Result},
-            State#state{requests = Rest, tasks = maps:remove(Alias, State#state.tasks)};
+            State#state{requests = Rest, tasks = maps:remove(Alias, State#state.tasks),
+                        stats = py_isolated_stats:forgotten(Alias, State#state.stats)};
         error ->
             State
     end.
@@ -780,7 +842,7 @@ abandon(Alias, #state{requests = Reqs} = State) ->
     case maps:take(Alias, Reqs) of
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
-            Forgot = State#state{requests = Rest},
+            Forgot = State#state{requests = Rest, stats = py_isolated_stats:forgotten(Alias, State#state.stats)},
             case State of
                 #state{running = [Alias | _]} -> interrupt_running(Alias, Forgot);
                 #state{tasks = #{Alias := started}} -> cancel_task(Alias, Forgot);
@@ -810,7 +872,8 @@ task_ended(Id, #state{tasks = Tasks} = State) ->
 interrupt_running(_Id, #state{child = undefined} = State) ->
     State;
 interrupt_running(Id, #state{child = Child, opts = Opts} = State0) ->
-    State = State0#state{signal_pending = send_sigint(Child)},
+    State = State0#state{signal_pending = send_sigint(Child),
+                         stats = py_isolated_stats:count(interrupts, State0#state.stats)},
     case State#state.kill_timer of
         undefined ->
             After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
@@ -834,7 +897,7 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
                                      (Id, started, {Q, C}) -> {Q, [Id | C]}
                                   end, {#{}, []}, State#state.tasks),
     Answered = lists:foldl(fun(Id, S) -> reply(Id, {error, {python_crashed, Crash}}, S) end,
-                           Cleared#state{child = undefined, running = [], callbacks = #{}, killed = false,
+                           (answer_backtraces({error, {python_crashed, Crash}}, Cleared))#state{child = undefined, running = [], callbacks = #{}, killed = false,
                                          tasks = Queued},
                            [Id || Id <- Running, is_reference(Id)] ++ InChild),
     case maps:get(restart, Opts, true) of
@@ -906,7 +969,8 @@ shut_down(#state{requests = Reqs} = State) ->
                          Alias ! {Alias, {error, context_stopped}}
                  end, Reqs),
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
-    State#state{child = undefined, requests = #{}, running = [], queue = queue:new(),
+    _ = answer_backtraces({error, context_stopped}, State),
+    State#state{child = undefined, backtraces = [], backtrace_timer = undefined, requests = #{}, running = [], queue = queue:new(),
                 callbacks = #{}, tasks = #{}}.
 
 %% Closing the port ends an idle child (end of file); the group kill ends a busy one and what it
@@ -952,6 +1016,63 @@ send_sigint(#child{os_pid = OsPid}) ->
                       Self ! {'$py_signal_sent', Ref}
               end),
     Ref.
+
+%% A signal to the child alone (not its group), from a process of its own (os:cmd takes a few ms).
+send_signal(#child{os_pid = OsPid}, Sig) ->
+    _ = spawn(fun() -> os:cmd("kill -s " ++ Sig ++ " " ++ integer_to_list(OsPid) ++ " 2>/dev/null") end),
+    ok.
+
+%% --- stats and backtrace -----------------------------------------------------------------------
+
+counted_if_pending(Counter, Alias, #state{requests = Reqs, stats = Stats} = State) ->
+    case is_map_key(Alias, Reqs) of
+        true -> State#state{stats = py_isolated_stats:count(Counter, Stats)};
+        false -> State
+    end.
+
+stats_snapshot(#state{queue = Q, requests = Reqs, running = Running, tasks = Tasks, child = Child,
+                      generation = Gen, stats = Stats}) ->
+    Queued = length([Id || Id <- queue:to_list(Q), is_map_key(Id, Reqs)]),
+    InChild = length([Id || Id <- Running, is_reference(Id)]),
+    Started = map_size(maps:filter(fun(_, V) -> V =/= queued end, Tasks)),
+    {OsPid, Memory} = case Child of
+                          undefined -> {undefined, undefined};
+                          #child{os_pid = P} -> {P, child_memory(P)}
+                      end,
+    py_isolated_stats:snapshot(Stats, #{mode => isolated, queue_depth => Queued, running => InChild,
+                                        tasks => Started, in_flight => Queued + InChild + Started,
+                                        memory => Memory, os_pid => OsPid, restarts => max(0, Gen - 1)}).
+
+%% The child's resident and virtual size, from /proc (undefined when it cannot be read).
+child_memory(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, Status} ->
+            case {kb(Status, <<"VmRSS">>), kb(Status, <<"VmSize">>)} of
+                {Rss, Vm} when is_integer(Rss), is_integer(Vm) -> #{rss_bytes => Rss * 1024, vm_bytes => Vm * 1024};
+                _ -> undefined
+            end;
+        {error, _} ->
+            undefined
+    end.
+
+kb(Status, Key) ->
+    case re:run(Status, <<"^", Key/binary, ":\\s+([0-9]+) kB">>, [multiline, {capture, all_but_first, binary}]) of
+        {match, [N]} -> binary_to_integer(N);
+        nomatch -> undefined
+    end.
+
+answer_backtraces(_Answer, #state{backtraces = []} = State) ->
+    State;
+answer_backtraces(Answer, #state{backtraces = Waiting, backtrace_timer = Timer} = State) ->
+    _ = is_reference(Timer) andalso erlang:cancel_timer(Timer),
+    [gen_server:reply(From, Answer) || From <- Waiting],
+    State#state{backtraces = [], backtrace_timer = undefined}.
+
+%% The child's stack as py_observe gives it: `idle', or frames innermost first.
+frames(Stack) when is_list(Stack) ->
+    [#{file => File, line => Line, function => Function} || {File, Line, Function} <- Stack];
+frames(_Idle) ->
+    idle.
 
 kill_group(undefined, _Sig) ->
     ok;

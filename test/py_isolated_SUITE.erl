@@ -22,13 +22,14 @@
          local_envs/1, logging_forwarded/1,
          network_off/1, network_namespace_refused/1,
          async_tasks_run_at_once/1, async_cancelled_by_timeout_and_exit/1, async_task_blocking_loop_killed/1,
-         async_loop_start_stop/1, async_child_dies/1, async_callbacks/1]).
+         async_loop_start_stop/1, async_child_dies/1, async_callbacks/1,
+         stats_counted/1, backtrace_stacks/1, backtrace_in_c_code_times_out/1, reset_namespace/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
     [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup},
-     {group, network}, {group, async}].
+     {group, network}, {group, async}, {group, observe}].
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
@@ -44,7 +45,8 @@ groups() ->
      {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]},
      {network, [], [network_off, network_namespace_refused]},
      {async, [], [async_tasks_run_at_once, async_cancelled_by_timeout_and_exit, async_task_blocking_loop_killed,
-                  async_loop_start_stop, async_child_dies, async_callbacks]}].
+                  async_loop_start_stop, async_child_dies, async_callbacks]},
+     {observe, [], [stats_counted, backtrace_stacks, backtrace_in_c_code_times_out, reset_namespace]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -491,9 +493,7 @@ timeouts_never_hit_other_callers(_Config) ->
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
     Ctx = new(#{}),
-    {error, context_not_found} = py_context:reset(Ctx),
-    {error, context_not_found} = py_context:stats(Ctx),
-    {error, context_not_found} = py_context:backtrace(Ctx),
+    {error, context_not_found} = py_context:start_loop(Ctx),
     {ok, 1} = py:eval(Ctx, <<"1">>),
     ok = py_context:stop(Ctx).
 
@@ -951,3 +951,157 @@ async_callbacks(_Config) ->
     [{ok, 2}, {ok, 4}, {ok, 6}, {ok, 8}, {ok, 10}] = [py:await(R, 60000) || R <- Refs],
     ok = py:unregister_function(iso_async_twice),
     ok = py_context:stop(Ctx).
+
+%% --- observe: stats, backtrace, reset ----------------------------------------------------------
+
+%% py_context:stats/1: the keys of an in-process context's statistics, and isolated ones.
+stats_counted(_Config) ->
+    {ok, Worker} = py_context:new(#{}),
+    {ok, WorkerStats} = py_context:stats(Worker),
+    ok = py_context:stop(Worker),
+    Ctx = new(#{kill_after => 5000}),
+    {ok, #{mode := isolated, submitted := 0, served := 0, queue_depth := 0, running := 0, tasks := 0,
+           in_flight := 0, os_pid := OsPid, restarts := 0, memory := #{rss_bytes := Rss}} = Fresh} = py_context:stats(Ctx),
+    [] = maps:keys(WorkerStats) -- maps:keys(Fresh),
+    true = Rss > 0,
+    OsPid = child_pid(Ctx),
+    ok = py:register_function(iso_stats_cb, fun([X]) -> X end),
+    {ok, 1} = py:eval(Ctx, <<"__import__('erlang').call('iso_stats_cb', 1)">>),
+    {error, {'ZeroDivisionError', _}} = py:eval(Ctx, <<"1 / 0">>),
+    {error, timeout} = py_context:eval(Ctx, <<"__import__('time').sleep(60)">>, #{}, 100),
+    {ok, 1} = py:eval(Ctx, <<"1">>),   %% after the interrupted one
+    Self = self(),
+    {Caller, Mon} = spawn_monitor(fun() -> Self ! go, py:eval(Ctx, <<"__import__('time').sleep(60)">>) end),
+    receive go -> ok end,
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    exit(Caller, kill),
+    receive {'DOWN', Mon, process, Caller, _} -> ok end,
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    Task = py:spawn_call(Ctx, asyncio, sleep, [600]),
+    {ok, #{tasks := 1, in_flight := 1}} = wait_stats(Ctx, fun(#{tasks := T, running := R}) -> T =:= 1 andalso R =:= 0 end),
+    %% Served: the requests answered to their caller (not the two interrupted ones, nor the task).
+    {ok, #{submitted := 8, errors := 1, served := 5, timeouts := 1, abandoned := 1, interrupts := 2,
+           callbacks := 1, queue_wait_us := #{count := 8}, run_time_us := #{count := 5, max := Max}}} =
+        py_context:stats(Ctx),
+    true = Max > 0,
+    {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(1)">>),
+    {error, {python_crashed, _}} = py:await(Task, 60000),
+    {ok, #{restarts := 0, os_pid := undefined, memory := undefined, tasks := 0}} = py_context:stats(Ctx),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    {ok, #{restarts := 1, os_pid := NewPid}} = py_context:stats(Ctx),
+    true = NewPid =/= OsPid,
+    ok = py:unregister_function(iso_stats_cb),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:stats(Ctx).
+
+wait_stats(Ctx, Pred) ->
+    wait_stats(Ctx, Pred, erlang:monotonic_time(millisecond) + 60000).
+
+wait_stats(Ctx, Pred, Deadline) ->
+    {ok, Stats} = py_context:stats(Ctx),
+    case Pred(Stats) of
+        true -> {ok, Stats};
+        false ->
+            erlang:monotonic_time(millisecond) < Deadline orelse ct:fail({stats_never, Stats}),
+            receive after 10 -> wait_stats(Ctx, Pred, Deadline) end
+    end.
+
+%% py_context:backtrace/1: idle, the stack of a running request (in a blocking call), of a
+%% task of the loop, of a request nested in a callback; several callers at once.
+backtrace_stacks(Config) ->
+    Ctx = new(#{}),
+    {ok, idle} = py_context:backtrace(Ctx),
+    Gate = filename:join(?config(priv_dir, Config), "bt_gate"),
+    _ = file:delete(Gate),
+    ok = py:exec(Ctx, <<"
+import asyncio, erlang, os, time
+def inner(gate):
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+def outer(gate):
+    inner(gate)
+async def in_task(gate):
+    await asyncio.sleep(0)
+    inner(gate)
+def nested(gate):
+    return erlang.call('iso_bt_cb', gate)
+">>),
+    Self = self(),
+    GateArg = list_to_binary(Gate),
+    %% A request.
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', outer, [GateArg])} end),
+    [#{function := <<"inner">>, file := <<"<string>">>, line := 5}, #{function := <<"outer">>}] =
+        wait_backtrace(Ctx),
+    Parallel = [spawn_monitor(fun() -> exit({bt, py_context:backtrace(Ctx)}) end) || _ <- lists:seq(1, 5)],
+    [receive {'DOWN', M, process, P, {bt, {ok, [#{function := <<"inner">>} | _]}}} -> ok end || {P, M} <- Parallel],
+    ok = file:write_file(Gate, <<>>),
+    receive {done, {ok, none}} -> ok end,
+    {ok, idle} = py_context:backtrace(Ctx),
+    ok = file:delete(Gate),
+    %% A task of the loop: the loop's own frames are left out.
+    Task = py:spawn_call(Ctx, '__main__', in_task, [GateArg]),
+    [#{function := <<"inner">>}, #{function := <<"in_task">>}] = wait_backtrace(Ctx),
+    ok = file:write_file(Gate, <<>>),
+    {ok, none} = py:await(Task, 60000),
+    ok = file:delete(Gate),
+    %% A request made by a callback, on top of the request that waits for it.
+    ok = py:register_function(iso_bt_cb, fun([G]) -> {ok, V} = py:call(Ctx, '__main__', outer, [G]), V end),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', nested, [GateArg])} end),
+    %% (erlang.call's own frame is the server's: left out)
+    [#{function := <<"inner">>}, #{function := <<"outer">>}, #{function := <<"nested">>}] = wait_backtrace(Ctx),
+    ok = file:write_file(Gate, <<>>),
+    receive {done, {ok, none}} -> ok end,
+    ok = py:unregister_function(iso_bt_cb),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:backtrace(Ctx).
+
+%% The stack once the child runs code of a request (or a task), polling at most a minute.
+wait_backtrace(Ctx) ->
+    wait_backtrace(Ctx, erlang:monotonic_time(millisecond) + 60000).
+
+wait_backtrace(Ctx, Deadline) ->
+    case py_context:backtrace(Ctx) of
+        {ok, [_ | _] = Stack} -> Stack;
+        Other ->
+            erlang:monotonic_time(millisecond) < Deadline orelse ct:fail({no_stack, Other}),
+            receive after 10 -> wait_backtrace(Ctx, Deadline) end
+    end.
+
+%% Code that keeps the child's signal handler from running (as C code that never returns to
+%% Python would; here the signal is blocked): the backtrace gives up after 5 s with
+%% {error, timeout}; the late stack reaches nobody.
+backtrace_in_c_code_times_out(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"
+import signal, time
+def deaf():
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+    try:
+        time.sleep(60)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
+">>),
+    Self = self(),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', deaf, [], #{timeout => 60000})} end),
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    {error, timeout} = py_context:backtrace(Ctx),
+    ok = py:interrupt(Ctx),
+    receive {done, {error, interrupted}} -> ok end,
+    {ok, idle} = py_context:backtrace(Ctx),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% py_context:reset/1: a fresh __main__, modules and object references kept.
+reset_namespace(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"import json\nx = 1\nclass Box:\n    v = 7\n">>),
+    {ok, Box} = py:eval(Ctx, <<"Box()">>),
+    ok = py_context:reset(Ctx),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"x">>),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"json">>),
+    {ok, <<"__main__">>} = py:eval(Ctx, <<"__name__">>),
+    {ok, true} = py:eval(Ctx, <<"'json' in __import__('sys').modules">>),
+    {ok, 7} = py:getattr(Box, v),
+    {ok, 3} = py:eval(Ctx, <<"len([1, 2, 3])">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:reset(Ctx).
