@@ -41,7 +41,7 @@
 %% event loop, and the request is answered when it ends (priv/_erlang_isolated_loop.py).
 -type async_request() :: {async, py:py_module(), py:py_func(), list(), map()}.
 %% An asynchronous request sent, waited for with wait_async/3 by the process that made Alias.
--opaque pending() :: {pid(), reference()}.
+-type pending() :: {pid(), reference()}.
 
 -define(TABLE, py_isolated_contexts).
 -define(START_DEADLINE, 30000).

@@ -45,9 +45,10 @@ constexpr const char* kNetworkEnv = "ERLANG_PYTHON_CHILD_NETWORK";
 
 // Leaves the network when the parent asked for it (the variable is not passed on to Python).
 void isolate_network() {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): before Python starts, the program has one thread
     const char* network = std::getenv(kNetworkEnv);
     bool wanted = network != nullptr && std::string(network) == "none";
-    unsetenv(kNetworkEnv);
+    unsetenv(kNetworkEnv);  // NOLINT(concurrency-mt-unsafe): as above
     if (wanted && !child::leave_network()) fail(kExitNetwork, "py_child: no network namespace");
 }
 
