@@ -405,11 +405,12 @@ submit(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), is_list(Args), is_
     case ets:lookup(?LOOPS, Ctx) of
         [{_, stopped}] -> {error, loop_stopped};
         _ ->
-            case lookup(Ctx) of
-                {ok, _, _} ->
+            %% An isolated context has no worker loop: the task runs on its child's loop.
+            case lookup(Ctx) =/= error orelse py_isolated:is_isolated(Ctx) of
+                true ->
                     (is_name(Module) andalso is_name(Function)) orelse erlang:error(badarg),
                     {ok, py_task:start_queued(Ctx, Module, Function, Args, Kwargs, async)};
-                error -> {error, context_not_found}
+                false -> {error, context_not_found}
             end
     end;
 submit(_, _, _, _, _) ->

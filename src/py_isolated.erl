@@ -534,6 +534,11 @@ handle_call(backtrace, From, #state{child = Child} = State) ->
     send_signal(Child, "USR2"),
     Timer = erlang:send_after(?BACKTRACE_DEADLINE, self(), backtrace_timeout),
     {noreply, State#state{backtraces = [From], backtrace_timer = Timer}};
+handle_call({start_loop, _Owner}, _From, State) ->
+    %% Worker loops (py_context:start_loop/1,2) are not provided on isolated contexts.
+    {reply, {error, {isolated_unsupported, worker_loop}}, State};
+handle_call(stopping_loop, _From, State) ->
+    {reply, {error, no_loop}, State};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 

@@ -493,7 +493,10 @@ timeouts_never_hit_other_callers(_Config) ->
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
     Ctx = new(#{}),
-    {error, context_not_found} = py_context:start_loop(Ctx),
+    {error, {isolated_unsupported, worker_loop}} = py_context:start_loop(Ctx),
+    {error, no_loop} = py_context:stop_loop(Ctx),
+    %% Without a worker loop, submit runs the task on the child's loop (as in-process).
+    {ok, 3} = py_context:submit_await(Ctx, asyncio, sleep, [0, 3], #{}, 60000),
     {ok, 1} = py:eval(Ctx, <<"1">>),
     ok = py_context:stop(Ctx).
 
