@@ -192,6 +192,8 @@ class _State:
     sending = False  # a frame is being written: a backtrace waits for the end of it
     backtrace = None  # the stack a backtrace signal took while a frame was being written
     depth = 0  # requests being served (nested ones included)
+    in_backtrace = False  # the SIGUSR2 handler runs
+    sigint_deferred = False  # a SIGINT came while a frame was written: raised once it is
     rbuf = b""
     fd_in = -1
     fd_out = -1
@@ -202,8 +204,19 @@ _state = _State()
 
 
 def _on_sigint(signum, frame):
-    if _state.interruptible:
+    if _state.sending or _state.in_backtrace:
+        _state.sigint_deferred = True  # a frame is being written: raised after it (_take_sigint)
+    elif _state.interruptible:
         raise KeyboardInterrupt()
+
+
+def _take_sigint() -> None:
+    """A SIGINT deferred while a frame was written: raised now if a request runs, else dropped
+    (it was meant for a request that has ended)."""
+    if _state.sigint_deferred and not _state.in_backtrace:
+        _state.sigint_deferred = False
+        if _state.interruptible:
+            raise KeyboardInterrupt()
 
 
 def _read_exact(n: int) -> bytes:
@@ -256,6 +269,7 @@ def _send_frame(frame: bytes) -> None:
         _state.interruptible = was
     if _state.backtrace is not None:
         _send_backtrace()
+    _take_sigint()
 
 
 def _send(term) -> None:
@@ -448,12 +462,16 @@ def _stack(frame):
 def _on_backtrace(signum, frame) -> None:
     """SIGUSR2 (py_context:backtrace/1): the stack goes to the parent at once, or after the frame
     being written."""
+    _state.in_backtrace = True
     try:
         _state.backtrace = _stack(frame)  # the frame the signal interrupted
         if not _state.sending:
             _send_backtrace()
     except Exception:  # never into the code that runs
         _state.backtrace = None
+    finally:
+        _state.in_backtrace = False
+    _take_sigint()
 
 
 def _send_backtrace() -> None:
