@@ -838,6 +838,11 @@ async_tasks_run_at_once(_Config) ->
     {ok, 4} = py:await(py:spawn_call(Ctx, '__main__', slow, [4], #{delay => 0})),
     {error, {'KeyError', _}} = py:await(py:spawn_call(Ctx, '__main__', fails, [])),
     {error, {'AttributeError', _}} = py:await(py:spawn_call(Ctx, '__main__', nope, [])),
+    %% Object references in and out of a task.
+    ok = py:exec(Ctx, <<"class Box:\n    def __init__(self, v):\n        self.v = v\nasync def boxed(v):\n    return Box(v)\nasync def unbox(b):\n    return b.v\n">>),
+    {ok, Box} = py:await(py:spawn_call(Ctx, '__main__', boxed, [9])),
+    true = py:is_ref(Box),
+    {ok, 9} = py:await(py:spawn_call(Ctx, '__main__', unbox, [Box])),
     {ok, 7} = py_event_loop:run_on(Ctx, asyncio, sleep, [0.01, 7], #{timeout => 60000}),
     Ref = py_event_loop:create_task_on(Ctx, '__main__', slow, [5], #{kwargs => #{delay => 0}}),
     receive {async_result, Ref, {ok, 5}} -> ok after 60000 -> ct:fail(no_async_result) end,
@@ -1092,7 +1097,26 @@ def deaf():
     receive {done, {error, interrupted}} -> ok end,
     {ok, idle} = py_context:backtrace(Ctx),
     {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    %% The child dying while backtraces wait for it answers each of them, once.
+    {ok, ChildPid} = py:eval(Ctx, <<"__import__('os').getpid()">>),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', deaf, [], #{timeout => 60000})} end),
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    Waiters = [spawn_monitor(fun() -> exit({bt, py_context:backtrace(Ctx)}) end) || _ <- lists:seq(1, 3)],
+    %% Their calls are sent (they wait in gen:do_call) before the child dies: the context sees
+    %% each of them before it sees the crash.
+    [ok = wait_in_call(P) || {P, _} <- Waiters],
+    kill9(ChildPid),
+    [receive {'DOWN', M, process, P, {bt, {error, {python_crashed, #{signal := sigkill}}}}} -> ok end
+     || {P, M} <- Waiters],
+    receive {done, {error, {python_crashed, _}}} -> ok end,
     ok = py_context:stop(Ctx).
+
+wait_in_call(Pid) ->
+    case process_info(Pid, [current_function, status]) of
+        [{current_function, {gen, do_call, 4}}, {status, waiting}] -> ok;
+        undefined -> ct:fail({ended_before_the_crash, Pid});
+        _ -> receive after 5 -> wait_in_call(Pid) end
+    end.
 
 %% py_context:reset/1: a fresh __main__, modules and object references kept.
 reset_namespace(_Config) ->
