@@ -625,6 +625,9 @@ restart_false_stays_down(_Config) ->
     Ctx = new(#{restart => false}),
     {error, {python_crashed, #{exit_status := 7}}} = py:eval(Ctx, <<"__import__('os')._exit(7)">>),
     {error, {context_down, #{exit_status := 7}}} = py:eval(Ctx, <<"1">>),
+    {error, {context_down, #{exit_status := 7}}} = py:await(py:spawn_call(Ctx, asyncio, sleep, [0])),
+    {ok, idle} = py_context:backtrace(Ctx),
+    {ok, #{os_pid := undefined}} = py_context:stats(Ctx),
     ok = py_context:stop(Ctx).
 
 %% --- limits ------------------------------------------------------------------------------------
