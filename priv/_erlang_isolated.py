@@ -156,11 +156,11 @@ def _env_call(env, module, function, args, kwargs):
 
 
 def _env_eval(env, code, local_vars):
-    return eval(code, _env_of(env), {str(k): v for k, v in local_vars.items()})
+    return eval(compile(code, "<eval>", "eval"), _env_of(env), {str(k): v for k, v in local_vars.items()})
 
 
 def _env_exec(env, code) -> None:
-    exec(code, _env_of(env))
+    exec(compile(code, "<exec>", "exec"), _env_of(env))
 
 
 # --- the codec (c_src/child/etf_*.cpp, built into priv/py_child) ------------------------------
@@ -302,9 +302,9 @@ def _run(request):
         return (_OK, target(*args, **{str(k): v for k, v in kwargs.items()}) if kwargs else target(*args))
     if kind == "eval":
         code, local_vars = body
-        return (_OK, eval(code, _main, {str(k): v for k, v in local_vars.items()}))
+        return (_OK, eval(compile(code, "<eval>", "eval"), _main, {str(k): v for k, v in local_vars.items()}))
     if kind == "exec":
-        exec(body[0], _main)
+        exec(compile(body[0], "<exec>", "exec"), _main)  # the file names of the in-process modes
         return _OK
     if kind == "async":
         module, function, args, kwargs = body
@@ -454,7 +454,7 @@ def _stack(frame):
         if loop_task is not None and code is sys.modules["asyncio"].events.Handle._run.__code__:
             break  # a task's step: what is below is the loop
         if code.co_filename not in _SERVER_FILES:
-            stack.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+            stack.append((code.co_filename, frame.f_lineno or 0, code.co_qualname))
         frame = frame.f_back
     return stack or _IDLE
 

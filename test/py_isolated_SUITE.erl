@@ -1041,7 +1041,7 @@ def nested(gate):
     GateArg = list_to_binary(Gate),
     %% A request.
     spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', outer, [GateArg])} end),
-    [#{function := <<"inner">>, file := <<"<string>">>, line := 5}, #{function := <<"outer">>}] =
+    [#{function := <<"inner">>, file := <<"<exec>">>, line := 5}, #{function := <<"outer">>}] =
         wait_backtrace(Ctx),
     Parallel = [spawn_monitor(fun() -> exit({bt, py_context:backtrace(Ctx)}) end) || _ <- lists:seq(1, 5)],
     [receive {'DOWN', M, process, P, {bt, {ok, [#{function := <<"inner">>} | _]}}} -> ok end || {P, M} <- Parallel],
