@@ -6,6 +6,9 @@ Erlang side, src/py_isolated.erl). The parent sends requests and callback replie
     ('call', Id, Body)  Body = term_to_binary({Module, Function, Args, Kwargs})
     ('eval', Id, Body)  Body = term_to_binary({Code, Locals})
     ('exec', Id, Body)  Body = term_to_binary({Code})
+    ('async', Id, Body) Body as for 'call'; an awaitable result runs as a task of the child's
+                        loop (_erlang_isolated_loop) and is answered when it ends
+    ('cancel', Id)      cancels the task of 'async' request Id
     ('cb_reply', CbId, Body)  Body = term_to_binary({ok, V} | {error, Reason})
 
 and this server answers with:
@@ -15,6 +18,8 @@ and this server answers with:
 One request runs at a time on the main thread; while it waits for an Erlang callback, requests
 the parent sends meanwhile (nested calls from that callback) run on top of it. SIGINT raises
 KeyboardInterrupt in the running request only, never while a frame is read or written.
+While it waits for the next frame, the server runs the context's event loop, if it has one
+(_erlang_isolated_loop): the tasks of 'async' requests run then.
 
 The conversions follow docs/type-conversion.md; the differences are listed in docs/contexts.md.
 """
@@ -27,6 +32,7 @@ import sys
 import types
 
 import _erlang_etf
+import _erlang_isolated_loop as _loop
 
 __all__ = ["serve"]
 
@@ -150,11 +156,11 @@ def _env_call(env, module, function, args, kwargs):
 
 
 def _env_eval(env, code, local_vars):
-    return eval(code, _env_of(env), {str(k): v for k, v in local_vars.items()})
+    return eval(compile(code, "<eval>", "eval"), _env_of(env), {str(k): v for k, v in local_vars.items()})
 
 
 def _env_exec(env, code) -> None:
-    exec(code, _env_of(env))
+    exec(compile(code, "<exec>", "exec"), _env_of(env))
 
 
 # --- the codec (c_src/child/etf_*.cpp, built into priv/py_child) ------------------------------
@@ -183,6 +189,11 @@ def _frame(term) -> bytes:
 # --- the connection ------------------------------------------------------------------------
 class _State:
     interruptible = False
+    sending = False  # a frame is being written: a backtrace waits for the end of it
+    backtrace = None  # the stack a backtrace signal took while a frame was being written
+    depth = 0  # requests being served (nested ones included)
+    in_backtrace = False  # the SIGUSR2 handler runs
+    sigint_deferred = False  # a SIGINT came while a frame was written: raised once it is
     rbuf = b""
     fd_in = -1
     fd_out = -1
@@ -193,8 +204,19 @@ _state = _State()
 
 
 def _on_sigint(signum, frame):
-    if _state.interruptible:
+    if _state.sending or _state.in_backtrace:
+        _state.sigint_deferred = True  # a frame is being written: raised after it (_take_sigint)
+    elif _state.interruptible:
         raise KeyboardInterrupt()
+
+
+def _take_sigint() -> None:
+    """A SIGINT deferred while a frame was written: raised now if a request runs, else dropped
+    (it was meant for a request that has ended)."""
+    if _state.sigint_deferred and not _state.in_backtrace:
+        _state.sigint_deferred = False
+        if _state.interruptible:
+            raise KeyboardInterrupt()
 
 
 def _read_exact(n: int) -> bytes:
@@ -235,6 +257,7 @@ def _send_frame(frame: bytes) -> None:
     """Writes a whole frame (_frame(term): its length, then the term)."""
     was = _state.interruptible
     _state.interruptible = False
+    _state.sending = True
     try:
         written = os.write(_state.fd_out, frame)
         if written < len(frame):
@@ -242,7 +265,11 @@ def _send_frame(frame: bytes) -> None:
             while data:
                 data = data[os.write(_state.fd_out, data):]
     finally:
+        _state.sending = False
         _state.interruptible = was
+    if _state.backtrace is not None:
+        _send_backtrace()
+    _take_sigint()
 
 
 def _send(term) -> None:
@@ -275,21 +302,30 @@ def _run(request):
         return (_OK, target(*args, **{str(k): v for k, v in kwargs.items()}) if kwargs else target(*args))
     if kind == "eval":
         code, local_vars = body
-        return (_OK, eval(code, _main, {str(k): v for k, v in local_vars.items()}))
+        return (_OK, eval(compile(code, "<eval>", "eval"), _main, {str(k): v for k, v in local_vars.items()}))
     if kind == "exec":
-        exec(body[0], _main)
+        exec(compile(body[0], "<exec>", "exec"), _main)  # the file names of the in-process modes
         return _OK
+    if kind == "async":
+        module, function, args, kwargs = body
+        target = _module(module)
+        for part in function.split("."):
+            target = getattr(target, part)
+        started, value = _loop.start(request[1], target, args, {str(k): v for k, v in kwargs.items()})
+        return _ANSWERED_LATER if started else (_OK, value)
     raise ValueError("unknown request %r" % (kind,))
 
 
 _REPLY = Atom("reply")
 _WITH_OBJECTS = Atom("with_objects")
 _OK = Atom("ok")
+_ANSWERED_LATER = object()  # an 'async' request whose task answers it when it ends
 
 
 def _serve_request(request) -> None:
     was = _state.interruptible
     _state.interruptible = True
+    _state.depth += 1
     try:
         result = _run(request)
     except _ParentGone:
@@ -297,18 +333,27 @@ def _serve_request(request) -> None:
     except BaseException as exc:  # KeyboardInterrupt and SystemExit too: the request answers
         result = _error(exc)
     finally:
+        _state.depth -= 1
         _state.interruptible = was
+    if result is not _ANSWERED_LATER:
+        _reply(request[1], result)
+
+
+def _reply(ident, result) -> None:
     try:
-        frame = _frame((_REPLY, request[1], result))
+        frame = _frame((_REPLY, ident, result))
     except Exception as exc:  # a value with no Erlang form, a lone surrogate, too deep
-        frame = _frame((_REPLY, request[1], _error(exc)))
+        frame = _frame((_REPLY, ident, _error(exc)))
     _send_frame(frame)
 
 
 def _dispatch(msg) -> bool:
     """Serves a request frame; False for any other frame (a late callback reply)."""
-    if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec"):
+    if type(msg) is tuple and msg and msg[0] in ("call", "eval", "exec", "async"):
         _serve_request(msg)
+        return True
+    if type(msg) is tuple and len(msg) == 2 and msg[0] == "cancel":
+        _loop.cancel(msg[1])
         return True
     if type(msg) is tuple and len(msg) == 2 and msg[0] == "release":
         _objects.table.pop(msg[1], None)
@@ -333,6 +378,8 @@ def _callback(name, args):
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "cb_reply":
             if msg[1] != ident:
                 continue  # the reply to a callback interrupted earlier
+            if _state.rbuf:
+                _loop.wake()  # a frame read ahead: served before a task's loop runs on
             result = decode(msg[2])
             if type(result) is tuple and result[0] == "ok":
                 return result[1]
@@ -377,6 +424,61 @@ def _erlang_module() -> types.ModuleType:
     return mod
 
 
+# --- py_context:reset/1 and backtrace/1 ----------------------------------------------------
+_main_initial: dict = {}  # __main__'s names before the first request (serve)
+
+
+def _reset() -> None:
+    """py_context:reset/1: a fresh __main__ namespace and a garbage collection."""
+    import gc
+    _main.clear()
+    _main.update(_main_initial)
+    gc.collect()
+
+
+_BACKTRACE = Atom("backtrace")
+_IDLE = Atom("idle")
+_SERVER_FILES = frozenset((__file__, _loop.__file__))
+
+
+def _stack(frame):
+    """The stack of the code running under frame, innermost first, as (file, line, function):
+    the server's own frames are left out, and so is the loop's machinery below a task's step;
+    idle when no request and no task runs."""
+    loop_task = _loop.running_task()
+    if _state.depth == 0 and loop_task is None:
+        return _IDLE
+    stack = []
+    while frame is not None:
+        code = frame.f_code
+        if loop_task is not None and code is sys.modules["asyncio"].events.Handle._run.__code__:
+            break  # a task's step: what is below is the loop
+        if code.co_filename not in _SERVER_FILES:
+            stack.append((code.co_filename, frame.f_lineno or 0, code.co_qualname))
+        frame = frame.f_back
+    return stack or _IDLE
+
+
+def _on_backtrace(signum, frame) -> None:
+    """SIGUSR2 (py_context:backtrace/1): the stack goes to the parent at once, or after the frame
+    being written."""
+    _state.in_backtrace = True
+    try:
+        _state.backtrace = _stack(frame)  # the frame the signal interrupted
+        if not _state.sending:
+            _send_backtrace()
+    except Exception:  # never into the code that runs
+        _state.backtrace = None
+    finally:
+        _state.in_backtrace = False
+    _take_sigint()
+
+
+def _send_backtrace() -> None:
+    stack, _state.backtrace = _state.backtrace, None
+    _send_frame(_erlang_etf.frame((_BACKTRACE, stack)))
+
+
 def _close_pipes() -> None:
     for fd in (_state.fd_in, _state.fd_out):
         try:
@@ -395,9 +497,14 @@ def serve(fd_in: int, fd_out: int) -> None:
     # when the pipes close.
     os.register_at_fork(after_in_child=_close_pipes)
     signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGUSR2, _on_backtrace)
+    _main_initial.update(_main)
+    _loop.setup(_reply, _error, _OK)
     _send((Atom("ready"), "%d.%d.%d" % sys.version_info[:3], os.getpid()))
     while True:
         try:
+            if not _state.rbuf:
+                _loop.run_until_readable(_state.fd_in)  # the context's tasks run meanwhile
             msg = _recv()
         except _ParentGone:
             return

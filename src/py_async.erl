@@ -25,6 +25,8 @@
 start(Target, Module, Function, Args, Kwargs, Mode) ->
     Submit = fun(Ref, Ns, Tag) -> py_nif:submit_call(Ref, Ns, Tag, Module, Function, Args, Kwargs, Mode) end,
     case start_with_retry(Target, Submit) of
+        {error, context_not_found} when is_pid(Target), Mode =:= async ->
+            start_isolated(Target, {async, Module, Function, Args, Kwargs});
         {error, _} = Error ->
             Tag = make_ref(),
             put(?CALL_KEY(Tag), {failed, Error}),
@@ -32,6 +34,19 @@ start(Target, Module, Function, Args, Kwargs, Mode) ->
         Pending ->
             Tag = py_request:tag(Pending),
             put(?CALL_KEY(Tag), Pending),
+            Tag
+    end.
+
+%% A pid that is not an in-process context may be an isolated one (py_isolated): the call runs
+%% in its child, a coroutine as a task of the child's loop.
+start_isolated(Ctx, Request) ->
+    case py_isolated:start_async(Ctx, Request) of
+        {ok, {_, Tag} = Pending} ->
+            put(?CALL_KEY(Tag), {isolated, Pending}),
+            Tag;
+        {error, _} = Error ->
+            Tag = make_ref(),
+            put(?CALL_KEY(Tag), {failed, Error}),
             Tag
     end.
 
@@ -54,6 +69,7 @@ await(Tag, Timeout) ->
     case erase(?CALL_KEY(Tag)) of
         undefined -> erlang:error(badarg);
         {failed, Error} -> Error;
+        {isolated, {Ctx, Alias}} -> py_isolated:wait_async(Ctx, Alias, Timeout);
         Pending -> py_request:wait(Pending, Timeout)
     end.
 
@@ -82,6 +98,10 @@ cast(Target, Module, Function, Args, Kwargs) ->
     case py_request:resolve(Target) of
         {ok, Ref, Ns} ->
             _ = spawn(fun() -> py_request:run(Ref, Ns, infinity, Submit) end),
+            ok;
+        {error, context_not_found} when is_pid(Target) ->
+            %% An isolated context (or none): a coroutine runs to its end as a task of its loop.
+            _ = spawn(fun() -> py_isolated:request(Target, {async, Module, Function, Args, Kwargs}, infinity) end),
             ok;
         {error, _} ->
             ok

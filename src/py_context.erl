@@ -60,12 +60,12 @@
 %% if they raise, the context does not start: `{error, {preload, {Type, Message}}}'. The
 %% context stops when the calling process exits.
 %% `mode => isolated' runs the context's Python in a child OS process, with the options
-%% `limits', `restart' and `kill_after' ({@link py_isolated}; docs/contexts.md).
+%% `limits', `restart', `kill_after' and `network' ({@link py_isolated}; docs/contexts.md).
 %% `thread_priority': the OS scheduling of this context's thread (`auto', `normal', `batch',
 %% `low', `idle'; default: the application's `thread_priority'); another value gives
 %% `{error, {invalid_option, thread_priority}}'.
 -spec new(#{mode => term(), preload => iodata(), limits => py_isolated:limits(), restart => boolean(),
-            kill_after => non_neg_integer(), thread_priority => thread_priority()}) ->
+            kill_after => non_neg_integer(), network => boolean(), thread_priority => thread_priority()}) ->
           {ok, context()} | {error, term()}.
 new(#{mode := isolated} = Opts) ->
     py_isolated:new(Opts);
@@ -210,7 +210,8 @@ stop(_) ->
 %% not affected.
 -spec reset(context()) -> ok | {error, term()}.
 reset(Ctx) ->
-    on_ref(Ctx, fun(Ref) -> py_request:run(Ref, undefined, infinity, fun py_nif:submit_reset/3) end).
+    or_isolated(on_ref(Ctx, fun(Ref) -> py_request:run(Ref, undefined, infinity, fun py_nif:submit_reset/3) end),
+                Ctx, fun py_isolated:reset/1).
 
 %% @doc A new, empty namespace on context Ctx, for the `call/7', `eval/5' and `exec/3'
 %% variants: it lets one process keep several independent sets of globals on one context, owngil
@@ -267,7 +268,7 @@ in_isolated_env(Ctx, Helper, Args, Timeout) ->
 %% @doc What context Ctx did since it started (a snapshot; each figure is exact, the set is not
 %% taken atomically). `{ok, Stats}' with:
 %% <ul>
-%% <li>`mode': `worker' or `owngil';</li>
+%% <li>`mode': `worker', `owngil' or `isolated' (whose other keys are in docs/contexts.md);</li>
 %% <li>`queue_depth': requests queued and not yet taken by the context's thread;</li>
 %% <li>`running': requests whose Python code is on the thread's stack now (more than one while a
 %% request waiting for an Erlang callback serves nested ones); `in_flight': the two added;</li>
@@ -288,7 +289,8 @@ in_isolated_env(Ctx, Helper, Args, Timeout) ->
 %% `{error, context_not_found}' when Ctx is not a running context.
 -spec stats(context()) -> {ok, #{atom() => term()}} | {error, context_not_found}.
 stats(Ctx) ->
-    on_ref(Ctx, fun(Ref) -> {ok, maps:remove('$buckets', py_observe:context_stats(Ref))} end).
+    or_isolated(on_ref(Ctx, fun(Ref) -> {ok, maps:remove('$buckets', py_observe:context_stats(Ref))} end),
+                Ctx, fun py_isolated:stats/1).
 
 %% @doc The Python stack of the code context Ctx runs now, read without stopping it:
 %% `{ok, [#{file => binary(), line => integer(), function => binary()}]}', innermost frame
@@ -298,12 +300,19 @@ stats(Ctx) ->
 %% `{error, context_stopped}' or `{error, context_not_found}' when the context is gone.
 -spec backtrace(context()) -> {ok, idle | [py_observe:frame()]} | {error, term()}.
 backtrace(Ctx) ->
-    on_ref(Ctx, fun(Ref) ->
-                        case py_observe:backtrace(Ref, undefined) of
-                            {error, _} = Error -> Error;
-                            Stack -> {ok, Stack}
-                        end
-                end).
+    or_isolated(on_ref(Ctx, fun(Ref) ->
+                                    case py_observe:backtrace(Ref, undefined) of
+                                        {error, _} = Error -> Error;
+                                        Stack -> {ok, Stack}
+                                    end
+                            end),
+                Ctx, fun py_isolated:backtrace/1).
+
+%% A pid that is not an in-process context may be an isolated one (py_isolated).
+or_isolated({error, context_not_found}, Ctx, OnIsolated) when is_pid(Ctx) ->
+    OnIsolated(Ctx);
+or_isolated(Result, _Ctx, _OnIsolated) ->
+    Result.
 
 %% --- worker loops (erlang_python 4.1's names and shapes; docs/servers.md) ----------------------
 
@@ -417,11 +426,12 @@ submit(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), is_list(Args), is_
     case ets:lookup(?LOOPS, Ctx) of
         [{_, stopped}] -> {error, loop_stopped};
         _ ->
-            case lookup(Ctx) of
-                {ok, _, _} ->
+            %% An isolated context has no worker loop: the task runs on its child's loop.
+            case lookup(Ctx) =/= error orelse py_isolated:is_isolated(Ctx) of
+                true ->
                     (is_name(Module) andalso is_name(Function)) orelse erlang:error(badarg),
                     {ok, py_task:start_queued(Ctx, Module, Function, Args, Kwargs, async)};
-                error -> {error, context_not_found}
+                false -> {error, context_not_found}
             end
     end;
 submit(_, _, _, _, _) ->

@@ -179,7 +179,12 @@ is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
 
 %% Runs a function of priv/_erlang_async.py that manages the context's loop.
 on_loop(Ctx, Function) ->
-    case py:call(Ctx, '_erlang_async', Function, []) of
+    %% An isolated context's loop is in its child (priv/_erlang_isolated_loop.py).
+    Module = case py_isolated:is_isolated(Ctx) of
+                 true -> '_erlang_isolated_loop';
+                 false -> '_erlang_async'
+             end,
+    case py:call(Ctx, Module, Function, []) of
         {ok, _} -> ok;
         {error, _} = Error -> Error
     end.

@@ -5,6 +5,9 @@
 %% process owning a port to the child; requests and replies are external terms (`{packet, 4}'),
 %% served by priv/_erlang_isolated.py, one at a time, except that requests made while the child
 %% waits for an Erlang callback run in it at once (a callback may call the same context again).
+%% Asynchronous requests (start_async/2, send_async/4) do not keep the child busy: their
+%% coroutines run as tasks of the child's event loop, between requests, and are answered when
+%% they end; a caller that gives up has its task cancelled.
 %%
 %% A child that dies (a signal, `os._exit', a limit) answers every request it was running with
 %% `{error, {python_crashed, Reason}}' and is started again at the next request (or never, with
@@ -14,9 +17,11 @@
 
 -export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
          setup_keys/0]).
+-export([start_async/2, send_async/4, wait_async/3]).
+-export([stats/1, backtrace/1, reset/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([limits/0, crash/0]).
+-export_type([limits/0, crash/0, pending/0]).
 
 -type limits() :: #{memory => pos_integer(), cpu_seconds => pos_integer(),
                     open_files => pos_integer(), processes => pos_integer()}.
@@ -32,6 +37,11 @@
 -type request_frame() :: binary() | {binary(), [pos_integer() | other_context], [reference()]}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
+%% An asynchronous request: the function's awaitable result runs as a task of the child's
+%% event loop, and the request is answered when it ends (priv/_erlang_isolated_loop.py).
+-type async_request() :: {async, py:py_module(), py:py_func(), list(), map()}.
+%% An asynchronous request sent, waited for with wait_async/3 by the process that made Alias.
+-type pending() :: {pid(), reference()}.
 
 -define(TABLE, py_isolated_contexts).
 -define(START_DEADLINE, 30000).
@@ -40,6 +50,9 @@
 -define(STDERR_TAIL_BYTES, 16384).
 -define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
 -define(RUNTIME_KEY, {?MODULE, runtime}).
+-define(BACKTRACE_DEADLINE, 5000).
+%% py_child's exit status when the kernel refuses it a network namespace (c_src/child/py_child.cpp).
+-define(EXIT_NO_NETWORK_NAMESPACE, 72).
 
 %% serial: names this incarnation of the child in object handles; never reused in the node.
 -record(child, {port :: port(), os_pid :: pos_integer(), generation :: pos_integer(),
@@ -52,12 +65,20 @@
                 generation = 0 :: non_neg_integer(),
                 down :: crash() | undefined,   %% crashed with restart => false
                 queue = queue:new() :: queue:queue(reference()),
-                running = [] :: [reference()],   %% in the child, innermost first
+                %% in the child, innermost first; {loop, Key}: a task's callback Key in flight
+                running = [] :: [reference() | {loop, {pos_integer(), integer()}}],
                 %% Erlang callbacks in flight, each with the request that waits for it.
                 callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
                 %% the frame, with the object handles it uses when it has any (request_frame/0)
                 requests = #{} :: #{reference() => {reference(), request_frame()}},
+                %% The asynchronous requests: queued, their task running in the child, or
+                %% cancelled (a 'cancel' frame sent, the child killed if the timer fires first).
+                tasks = #{} :: #{reference() => queued | started | {cancelling, reference()}},
                 kill_timer :: {reference(), reference()} | undefined,
+                stats = py_isolated_stats:new() :: py_isolated_stats:stats(),
+                %% py_context:backtrace/1 callers waiting for the child's stack, and their deadline
+                backtraces = [] :: [gen_server:from()],
+                backtrace_timer :: reference() | undefined,
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame}).
 
@@ -76,7 +97,12 @@ new(Opts) ->
 %% @private
 %% One request to isolated context Ctx, waiting at most Timeout ms. `{error,
 %% context_not_found}' when Ctx is not a running isolated context.
--spec request(pid(), request(), py:timeout_ms()) -> term().
+-spec request(pid(), request() | async_request(), py:timeout_ms()) -> term().
+request(Ctx, {async, _, _, _, _} = Request, Timeout) ->
+    case start_async(Ctx, Request) of
+        {ok, {_, Alias}} -> wait_async(Ctx, Alias, Timeout);
+        {error, _} = Error -> Error
+    end;
 request(Ctx, Request, Timeout) ->
     case is_isolated(Ctx) of
         false -> {error, context_not_found};
@@ -115,6 +141,85 @@ init_table() ->
 start_link(Opts) ->
     gen_server:start_link(?MODULE, Opts, []).
 
+%% @private
+%% Sends asynchronous request Request (py:spawn_call/4,5 on an isolated context) and returns at
+%% once; the calling process waits for it with wait_async/3. `{error, context_not_found}' when
+%% Ctx is not a running isolated context.
+-spec start_async(pid(), async_request()) -> {ok, pending()} | {error, context_not_found}.
+start_async(Ctx, Request) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            Alias = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+            ok = send_async(Ctx, Request, Alias, self()),
+            {ok, {Ctx, Alias}}
+    end.
+
+%% @private
+%% Queues asynchronous request Request on isolated context Ctx: the reply goes to Alias, an
+%% alias of a monitor of Ctx made by the process that waits (wait_async/3); the request is
+%% cancelled when Waiter exits. Ordered after the requests this process sent before.
+-spec send_async(pid(), async_request(), reference(), pid()) -> ok.
+send_async(Ctx, {async, _, _, _, _} = Request, Alias, Waiter) ->
+    {Plain, Held} = objects_out(Request, Ctx),
+    Frame = try term_to_binary(frame(Plain, Alias))
+            catch error:badarg -> erlang:demonitor(Alias, [flush]), erlang:error(badarg)
+            end,
+    Ctx ! {'$py_isolated_async', Alias, Waiter, with_held(Frame, Held)},
+    ok.
+
+%% @private
+%% The reply to an asynchronous request this process sent (start_async/2 or send_async/4 with
+%% its own alias), waiting at most Timeout ms; a timeout cancels the request's task.
+-spec wait_async(pid(), reference(), py:timeout_ms()) -> term().
+wait_async(Ctx, Alias, Timeout) ->
+    receive
+        {Alias, Reply} ->
+            erlang:demonitor(Alias, [flush]),
+            Reply;
+        {'DOWN', Alias, process, _, _} ->
+            {error, context_stopped}
+    after Timeout ->
+        erlang:demonitor(Alias, [flush]),
+        Ctx ! {'$py_isolated_cancel', Alias},
+        receive {Alias, _} -> ok after 0 -> ok end,
+        {error, timeout}
+    end.
+
+%% @private
+%% py_context:stats/1 on an isolated context: the in-process keys (`mode' is `isolated'), with
+%% `tasks' (of the child's event loop, counted in `in_flight' too), `os_pid', `restarts' and
+%% `memory' (`#{rss_bytes, vm_bytes}' of the child, or `undefined' when none runs).
+-spec stats(pid()) -> {ok, map()} | {error, context_not_found}.
+stats(Ctx) ->
+    context_call(Ctx, stats).
+
+%% @private
+%% py_context:backtrace/1 on an isolated context: the Python stack the child runs now, read by a
+%% signal handler in the child (SIGUSR2) without stopping it; `{ok, idle}' when it runs nothing.
+-spec backtrace(pid()) -> {ok, idle | [py_observe:frame()]} | {error, term()}.
+backtrace(Ctx) ->
+    context_call(Ctx, backtrace).
+
+%% @private
+%% py_context:reset/1 on an isolated context: a fresh `__main__' namespace in the child and a
+%% garbage collection; imported modules, object references and local envs stay.
+-spec reset(pid()) -> ok | {error, term()}.
+reset(Ctx) ->
+    case request(Ctx, {call, '_erlang_isolated', '_reset', [], #{}}, infinity) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end.
+
+context_call(Ctx, Msg) ->
+    case is_isolated(Ctx) of
+        false -> {error, context_not_found};
+        true ->
+            try gen_server:call(Ctx, Msg, infinity)
+            catch exit:_ -> {error, context_not_found}
+            end
+    end.
+
 %% --- the caller's side -------------------------------------------------------------------------
 
 await(Ctx, Request, Timeout) ->
@@ -150,6 +255,9 @@ objects_out(Request, Ctx) ->
 objects_out_request({call, M, F, Args, Kwargs}, Ctx) ->
     {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
     {{call, M, F, Args1, Kwargs1}, Held};
+objects_out_request({async, M, F, Args, Kwargs}, Ctx) ->
+    {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
+    {{async, M, F, Args1, Kwargs1}, Held};
 objects_out_request({eval, Code, Locals}, Ctx) ->
     {Locals1, Held} = objects_out(Locals, Ctx, []),
     {{eval, Code, Locals1}, Held};
@@ -192,6 +300,8 @@ with_held(Frame, Held) -> {Frame, [S || {S, _} <- Held], [H || {_, H} <- Held]}.
 %% it, even when the body holds a term Python cannot take.
 frame({call, Module, Function, Args, Kwargs}, Id) ->
     {call, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
+frame({async, Module, Function, Args, Kwargs}, Id) ->
+    {async, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
 frame({eval, Code, Locals}, Id) -> {eval, Id, term_to_binary({iolist_to_binary(Code), Locals})};
 frame({exec, Code}, Id) -> {exec, Id, term_to_binary({iolist_to_binary(Code)})}.
 
@@ -206,7 +316,7 @@ name(N) when is_list(N) ->
 %% --- options -----------------------------------------------------------------------------------
 
 check_options(Opts) ->
-    Known = [mode, preload, limits, restart, kill_after],
+    Known = [mode, preload, limits, restart, kill_after, network],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [Key | _] -> {error, {unknown_option, Key}};
         [] -> check_values(Opts)
@@ -215,6 +325,7 @@ check_options(Opts) ->
 check_values(Opts) ->
     Limits = maps:get(limits, Opts, #{}),
     Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
+              {network, is_boolean(maps:get(network, Opts, true))},
               {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
               {limits, is_map(Limits)}],
     case [K || {K, false} <- Checks] of
@@ -279,7 +390,7 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
-    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false}],
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false} | network_env(Opts)],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->
@@ -296,6 +407,11 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                             catch port_close(Port),
                             {error, {child_not_started, bad_hello}}
                     end;
+                {Port, {exit_status, ?EXIT_NO_NETWORK_NAMESPACE}} when map_get(network, Opts) =:= false ->
+                    %% The kernel refused the network namespace: no child runs unprotected.
+                    logger:error("erlang_python: isolated context ~p: no network namespace: ~0tp",
+                                 [self(), last_lines(Log)], #{domain => [erlang_python]}),
+                    {error, {limit_unenforceable, network}};
                 {Port, {exit_status, Status}} ->
                     {error, {python_crashed, crash_reason(Status, State)}}
             after ?START_DEADLINE ->
@@ -305,6 +421,11 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     catch error:Reason ->
         {error, {child_not_started, Reason}}
     end.
+
+%% `network => false': py_child enters an empty network namespace before Python starts; the
+%% variable is always set or removed, so that the node's own environment cannot decide it.
+network_env(#{network := false}) -> [{"ERLANG_PYTHON_CHILD_NETWORK", "none"}];
+network_env(_Opts) -> [{"ERLANG_PYTHON_CHILD_NETWORK", false}].
 
 home_arg(undefined) -> "";
 home_arg(Home) -> Home.
@@ -399,10 +520,25 @@ preload_reply(#state{child = #child{port = Port} = Child} = State) ->
 handle_call(stop, _From, State) ->
     ets:delete(?TABLE, self()),
     {stop, normal, ok, shut_down(State)};
-handle_call(interrupt, _From, #state{running = [Id | _]} = State) ->
+handle_call(interrupt, _From, #state{running = [Id | _]} = State) when is_reference(Id) ->
     {reply, ok, interrupt_running(Id, State)};
 handle_call(interrupt, _From, State) ->
     {reply, not_running, State};
+handle_call(stats, _From, State) ->
+    {reply, {ok, stats_snapshot(State)}, State};
+handle_call(backtrace, _From, #state{child = undefined} = State) ->
+    {reply, {ok, idle}, State};
+handle_call(backtrace, From, #state{backtraces = [_ | _] = Waiting} = State) ->
+    {noreply, State#state{backtraces = [From | Waiting]}};   %% one signal answers them all
+handle_call(backtrace, From, #state{child = Child} = State) ->
+    send_signal(Child, "USR2"),
+    Timer = erlang:send_after(?BACKTRACE_DEADLINE, self(), backtrace_timeout),
+    {noreply, State#state{backtraces = [From], backtrace_timer = Timer}};
+handle_call({start_loop, _Owner}, _From, State) ->
+    %% Worker loops (py_context:start_loop/1,2) are not provided on isolated contexts.
+    {reply, {error, {isolated_unsupported, worker_loop}}, State};
+handle_call(stopping_loop, _From, State) ->
+    {reply, {error, no_loop}, State};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -415,6 +551,24 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({'$py_isolated', Alias, Caller, Frame}, State) ->
     {noreply, pump(accept(Alias, Caller, Frame, State))};
+handle_info({'$py_isolated_async', Alias, Caller, Frame}, #state{tasks = Tasks} = State) ->
+    Accepted = accept(Alias, Caller, Frame, State),
+    Queued = case is_map_key(Alias, Accepted#state.requests) of
+                 true -> Accepted#state{tasks = Tasks#{Alias => queued}};
+                 false -> Accepted   %% answered at once: the context is down
+             end,
+    {noreply, pump(Queued)};
+handle_info({task_cancel_timeout, Alias}, #state{tasks = Tasks, child = Child} = State)
+  when Child =/= undefined ->
+    %% A cancelled task that has not ended kill_after ms later (code that blocks the loop, or
+    %% catches the cancellation): the child is killed, as for an interrupt ignored.
+    case Tasks of
+        #{Alias := {cancelling, _}} ->
+            kill_group(Child, "KILL"),
+            {noreply, State#state{killed = interrupt_ignored}};
+        _ ->
+            {noreply, State}
+    end;
 handle_info({Port, {data, Bin}}, #state{child = #child{port = Port} = Child} = State) ->
     try binary_to_term(Bin, [safe]) of
         Frame -> {noreply, pump(from_child(Frame, State))}
@@ -431,7 +585,8 @@ handle_info({'$py_callback_done', Key, Result}, #state{child = Child, callbacks 
         {_, Rest} when Child =/= undefined ->
             {_Gen, CbId} = Key,
             send_frame(Child, {cb_reply, CbId, term_to_binary(callback_reply(Result, Child))}),
-            {noreply, State#state{callbacks = Rest}};
+            {noreply, pump(State#state{callbacks = Rest,
+                                       running = lists:delete({loop, Key}, State#state.running)})};
         _ ->
             {noreply, State}
     end;
@@ -443,13 +598,16 @@ handle_info({'$py_isolated_release', _Serial, _Id}, State) ->
 handle_info({'$py_signal_sent', Ref}, #state{signal_pending = Ref} = State) ->
     {noreply, pump(State#state{signal_pending = undefined})};
 handle_info({'$py_isolated_cancel', Alias}, State) ->
-    {noreply, pump(abandon(Alias, State))};
+    {noreply, pump(abandon(Alias, counted_if_pending(timeouts, Alias, State)))};
+handle_info(backtrace_timeout, State) ->
+    %% C code that keeps the child from running Python (its signal handler) for 5 seconds.
+    {noreply, answer_backtraces({error, timeout}, State)};
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
     ets:delete(?TABLE, self()),
     {stop, normal, shut_down(State)};
 handle_info({{'DOWN', Alias}, _, process, _, _}, State) ->
     %% A caller exited while its request was pending.
-    {noreply, pump(abandon(Alias, State))};
+    {noreply, pump(abandon(Alias, counted_if_pending(abandoned, Alias, State)))};
 handle_info({kill_ignored, Id}, #state{kill_timer = {Id, _}, running = Running, child = Child} = State)
   when Child =/= undefined ->
     case lists:member(Id, Running) of
@@ -481,9 +639,10 @@ terminate(_Reason, State) ->
 accept(Alias, _Caller, _Frame, #state{down = Crash} = State) when Crash =/= undefined ->
     Alias ! {Alias, {error, {context_down, Crash}}},
     State;
-accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs} = State) ->
+accept(Alias, Caller, Frame, #state{queue = Q, requests = Reqs, stats = Stats} = State) ->
     Mon = erlang:monitor(process, Caller, [{tag, {'DOWN', Alias}}]),
-    State#state{queue = queue:in(Alias, Q), requests = Reqs#{Alias => {Mon, Frame}}}.
+    State#state{queue = queue:in(Alias, Q), requests = Reqs#{Alias => {Mon, Frame}},
+                stats = py_isolated_stats:submitted(Alias, Stats)}.
 
 %% Sends queued requests while the child can take them: when it is idle, or when every request
 %% it runs waits for an Erlang callback (a nested call runs on top of them).
@@ -501,7 +660,7 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                             case stale_handles(Frame, Serial) of
                                 false ->
                                     case write(Port, frame_binary(Frame)) of
-                                        ok -> pump(Up#state{running = [Id | Running]});
+                                        ok -> pump(sent(Id, Up));
                                         closed -> pump(child_gone_before(Id, Up))
                                     end;
                                 Why ->
@@ -511,10 +670,20 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                             pump(reply(Id, {error, Reason}, Down))
                     end;
                 _ ->
-                    pump(State#state{queue = Rest})   %% cancelled while queued
+                    %% cancelled while queued
+                    pump(State#state{queue = Rest, tasks = maps:remove(Id, State#state.tasks)})
             end;
         _ ->
             State
+    end.
+
+%% Request Id is in the child: an asynchronous one runs as a task of the child's loop and does
+%% not keep the child busy; any other runs on top of those running.
+sent(Id, #state{tasks = Tasks, running = Running, stats = Stats0} = State0) ->
+    State = State0#state{stats = py_isolated_stats:sent(Id, Stats0)},
+    case Tasks of
+        #{Id := queued} -> State#state{tasks = Tasks#{Id := started}};
+        _ -> State#state{running = [Id | Running]}
     end.
 
 %% Why a request's object handles cannot be used by the child now running, or false.
@@ -560,7 +729,11 @@ from_child({reply, Id, Result}, #state{running = Running, callbacks = Cbs} = Sta
     %% A request interrupted while it waited for a callback: that callback's answer is not
     %% awaited any more.
     Awaited = maps:filter(fun(_, {_, Waiting}) -> Waiting =/= Id end, Cbs),
-    reply(Id, result(Result), Cleared#state{running = lists:delete(Id, Running), callbacks = Awaited});
+    Answer = result(Result),
+    Counted = Cleared#state{stats = py_isolated_stats:answered(Id, Answer, Cleared#state.stats)},
+    reply(Id, Answer, task_ended(Id, Counted#state{running = lists:delete(Id, Running), callbacks = Awaited}));
+from_child({backtrace, Stack}, State) ->
+    answer_backtraces({ok, frames(Stack)}, State);
 from_child({callback, CbId, <<"$py_send_to_name">>, [Name, Msg]}, #state{child = Child} = State) ->
     %% erlang.send to a registered name: looked up here, so an unregistered one raises.
     Reply = case registered(Name) of
@@ -574,11 +747,18 @@ from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}
     Self = self(),
     Key = {Gen, CbId},
     Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
-    State#state{callbacks = Cbs#{Key => {Pid, Waiting}}};
-from_child({callback, CbId, _Name, _Args}, #state{child = Child} = State) ->
-    %% No request waits for it (cannot happen with the server in priv/): refused.
-    send_frame(Child, {cb_reply, CbId, term_to_binary({error, {<<"error">>, <<"no request">>}})}),
-    State;
+    State#state{callbacks = Cbs#{Key => {Pid, Waiting}},
+                stats = py_isolated_stats:count(callbacks, State#state.stats)};
+from_child({callback, CbId, Name, Args}, #state{child = #child{generation = Gen}, callbacks = Cbs,
+                                                running = []} = State) ->
+    %% With no request running, from a task of the child's loop (or a server a task started):
+    %% the child waits for it as for a request's callback (a request made by the callback runs
+    %% in the child on top of it).
+    Self = self(),
+    Key = {Gen, CbId},
+    Pid = spawn(fun() -> Self ! {'$py_callback_done', Key, run_callback(Name, Args)} end),
+    State#state{callbacks = Cbs#{Key => {Pid, {loop, Key}}}, running = [{loop, Key}],
+                stats = py_isolated_stats:count(callbacks, State#state.stats)};
 from_child({send, Dest, Term}, State) when is_pid(Dest) ->
     Dest ! Term,
     State;
@@ -655,7 +835,8 @@ reply(Alias, Result, #state{requests = Reqs} = State) ->
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
             Alias ! {Alias, Result},
-            State#state{requests = Rest};
+            State#state{requests = Rest, tasks = maps:remove(Alias, State#state.tasks),
+                        stats = py_isolated_stats:forgotten(Alias, State#state.stats)};
         error ->
             State
     end.
@@ -666,19 +847,38 @@ abandon(Alias, #state{requests = Reqs} = State) ->
     case maps:take(Alias, Reqs) of
         {{Mon, _}, Rest} ->
             erlang:demonitor(Mon, [flush]),
-            Forgot = State#state{requests = Rest},
-            case State#state.running of
-                [Alias | _] -> interrupt_running(Alias, Forgot);
+            Forgot = State#state{requests = Rest, stats = py_isolated_stats:forgotten(Alias, State#state.stats)},
+            case State of
+                #state{running = [Alias | _]} -> interrupt_running(Alias, Forgot);
+                #state{tasks = #{Alias := started}} -> cancel_task(Alias, Forgot);
+                #state{tasks = #{Alias := queued}} -> Forgot#state{tasks = maps:remove(Alias, State#state.tasks)};
                 _ -> Forgot
             end;
         error ->
             State
     end.
 
+%% A task whose caller gave up: a 'cancel' frame cancels it in the child (its answer, which
+%% nobody awaits, says when it ended); the child is killed if it has not ended kill_after ms later.
+cancel_task(Alias, #state{child = Child, opts = Opts, tasks = Tasks} = State) ->
+    send_frame(Child, {cancel, Alias}),
+    After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
+    Timer = erlang:send_after(After, self(), {task_cancel_timeout, Alias}),
+    State#state{tasks = Tasks#{Alias := {cancelling, Timer}}}.
+
+%% The child answered request Id: if it was a task, it has ended.
+task_ended(Id, #state{tasks = Tasks} = State) ->
+    case maps:take(Id, Tasks) of
+        {{cancelling, Timer}, Rest} -> _ = erlang:cancel_timer(Timer), State#state{tasks = Rest};
+        {_, Rest} -> State#state{tasks = Rest};
+        error -> State
+    end.
+
 interrupt_running(_Id, #state{child = undefined} = State) ->
     State;
 interrupt_running(Id, #state{child = Child, opts = Opts} = State0) ->
-    State = State0#state{signal_pending = send_sigint(Child)},
+    State = State0#state{signal_pending = send_sigint(Child),
+                         stats = py_isolated_stats:count(interrupts, State0#state.stats)},
     case State#state.kill_timer of
         undefined ->
             After = maps:get(kill_after, Opts, ?DEFAULT_KILL_AFTER),
@@ -696,13 +896,19 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
                   {_, Timer} -> _ = erlang:cancel_timer(Timer), State#state{kill_timer = undefined};
                   undefined -> State
               end,
+    %% The tasks the child ran die with it; queued ones run in the next child.
+    {Queued, InChild} = maps:fold(fun(Id, queued, {Q, C}) -> {Q#{Id => queued}, C};
+                                     (Id, {cancelling, Timer}, {Q, C}) -> _ = erlang:cancel_timer(Timer), {Q, [Id | C]};
+                                     (Id, started, {Q, C}) -> {Q, [Id | C]}
+                                  end, {#{}, []}, State#state.tasks),
     Answered = lists:foldl(fun(Id, S) -> reply(Id, {error, {python_crashed, Crash}}, S) end,
-                           Cleared#state{child = undefined, running = [], callbacks = #{}, killed = false},
-                           Running),
+                           (answer_backtraces({error, {python_crashed, Crash}}, Cleared))#state{child = undefined, running = [], callbacks = #{}, killed = false,
+                                         tasks = Queued},
+                           [Id || Id <- Running, is_reference(Id)] ++ InChild),
     case maps:get(restart, Opts, true) of
         true -> Answered;
         false ->
-            Down = Answered#state{down = Crash},
+            Down = Answered#state{down = Crash, tasks = #{}},
             lists:foldl(fun(Id, S) -> reply(Id, {error, {context_down, Crash}}, S) end,
                         Down#state{queue = queue:new()}, queue:to_list(Answered#state.queue))
     end.
@@ -768,8 +974,9 @@ shut_down(#state{requests = Reqs} = State) ->
                          Alias ! {Alias, {error, context_stopped}}
                  end, Reqs),
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
-    State#state{child = undefined, requests = #{}, running = [], queue = queue:new(),
-                callbacks = #{}}.
+    _ = answer_backtraces({error, context_stopped}, State),
+    State#state{child = undefined, backtraces = [], backtrace_timer = undefined, requests = #{}, running = [], queue = queue:new(),
+                callbacks = #{}, tasks = #{}}.
 
 %% Closing the port ends an idle child (end of file); the group kill ends a busy one and what it
 %% forked. The BEAM reaps the child.
@@ -814,6 +1021,63 @@ send_sigint(#child{os_pid = OsPid}) ->
                       Self ! {'$py_signal_sent', Ref}
               end),
     Ref.
+
+%% A signal to the child alone (not its group), from a process of its own (os:cmd takes a few ms).
+send_signal(#child{os_pid = OsPid}, Sig) ->
+    _ = spawn(fun() -> os:cmd("kill -s " ++ Sig ++ " " ++ integer_to_list(OsPid) ++ " 2>/dev/null") end),
+    ok.
+
+%% --- stats and backtrace -----------------------------------------------------------------------
+
+counted_if_pending(Counter, Alias, #state{requests = Reqs, stats = Stats} = State) ->
+    case is_map_key(Alias, Reqs) of
+        true -> State#state{stats = py_isolated_stats:count(Counter, Stats)};
+        false -> State
+    end.
+
+stats_snapshot(#state{queue = Q, requests = Reqs, running = Running, tasks = Tasks, child = Child,
+                      generation = Gen, stats = Stats}) ->
+    Queued = length([Id || Id <- queue:to_list(Q), is_map_key(Id, Reqs)]),
+    InChild = length([Id || Id <- Running, is_reference(Id)]),
+    Started = map_size(maps:filter(fun(_, V) -> V =/= queued end, Tasks)),
+    {OsPid, Memory} = case Child of
+                          undefined -> {undefined, undefined};
+                          #child{os_pid = P} -> {P, child_memory(P)}
+                      end,
+    py_isolated_stats:snapshot(Stats, #{mode => isolated, queue_depth => Queued, running => InChild,
+                                        tasks => Started, in_flight => Queued + InChild + Started,
+                                        memory => Memory, os_pid => OsPid, restarts => max(0, Gen - 1)}).
+
+%% The child's resident and virtual size, from /proc (undefined when it cannot be read).
+child_memory(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, Status} ->
+            case {kb(Status, <<"VmRSS">>), kb(Status, <<"VmSize">>)} of
+                {Rss, Vm} when is_integer(Rss), is_integer(Vm) -> #{rss_bytes => Rss * 1024, vm_bytes => Vm * 1024};
+                _ -> undefined
+            end;
+        {error, _} ->
+            undefined
+    end.
+
+kb(Status, Key) ->
+    case re:run(Status, <<"^", Key/binary, ":\\s+([0-9]+) kB">>, [multiline, {capture, all_but_first, binary}]) of
+        {match, [N]} -> binary_to_integer(N);
+        nomatch -> undefined
+    end.
+
+answer_backtraces(_Answer, #state{backtraces = []} = State) ->
+    State;
+answer_backtraces(Answer, #state{backtraces = Waiting, backtrace_timer = Timer} = State) ->
+    _ = is_reference(Timer) andalso erlang:cancel_timer(Timer),
+    [gen_server:reply(From, Answer) || From <- Waiting],
+    State#state{backtraces = [], backtrace_timer = undefined}.
+
+%% The child's stack as py_observe gives it: `idle', or frames innermost first.
+frames(Stack) when is_list(Stack) ->
+    [#{file => File, line => Line, function => Function} || {File, Line, Function} <- Stack];
+frames(_Idle) ->
+    idle.
 
 kill_group(undefined, _Sig) ->
     ok;

@@ -30,7 +30,7 @@
 -spec start(pool | py_context:context(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) ->
     reference().
 start(Target, Module, Function, Args, Kwargs, Mode) ->
-    launch(resolve(Target), Module, Function, Args, Kwargs, Mode).
+    launch_or_isolated(Target, resolve(Target), Module, Function, Args, Kwargs, Mode).
 
 %% `pool': where the calling process made its latest namespace (so a function it defined with
 %% py:exec(py:context(N), Code) is found as '__main__', as in erlang_python 4.x), else its pool
@@ -60,7 +60,42 @@ resolve_picked() ->
 -spec start_queued(py_context:context(), py:py_module(), py:py_func(), list(), map(), py_nif:result_mode()) ->
     reference().
 start_queued(Ctx, Module, Function, Args, Kwargs, Mode) ->
-    launch(resolve(Ctx), Module, Function, Args, Kwargs, Mode).
+    launch_or_isolated(Ctx, resolve(Ctx), Module, Function, Args, Kwargs, Mode).
+
+%% A pid that is not an in-process context may be an isolated one (py_isolated): the task runs
+%% on its child's event loop.
+launch_or_isolated(Ctx, {error, context_not_found} = Error, Module, Function, Args, Kwargs, async)
+  when is_pid(Ctx) ->
+    case py_isolated:is_isolated(Ctx) of
+        true -> launch_isolated(Ctx, {async, Module, Function, Args, Kwargs});
+        false -> launch(Error, Module, Function, Args, Kwargs, async)
+    end;
+launch_or_isolated(_Target, Resolved, Module, Function, Args, Kwargs, Mode) ->
+    launch(Resolved, Module, Function, Args, Kwargs, Mode).
+
+%% The request is sent by the caller itself (so it is ordered before the caller's later
+%% requests), with the caller as the process whose exit cancels it; a relay, linked to the
+%% caller, receives the reply and sends it on as {async_result, Ref, Result}.
+launch_isolated(Ctx, Request) ->
+    Ref = make_ref(),
+    prune(),
+    Caller = self(),
+    Relay = spawn_link(fun() -> isolated_relay(Caller, Ref, Ctx) end),
+    Alias = receive {'$py_task_alias', Ref, A} -> A end,
+    ok = py_isolated:send_async(Ctx, Request, Alias, Caller),
+    put(?RELAY_KEY(Ref), {isolated, Relay, Ctx, Alias}),
+    Ref.
+
+isolated_relay(Caller, Ref, Ctx) ->
+    CallerMon = erlang:monitor(process, Caller),
+    Alias = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+    Caller ! {'$py_task_alias', Ref, Alias},
+    receive
+        {Alias, Result} -> Caller ! {async_result, Ref, Result};
+        {'DOWN', Alias, process, _, _} -> Caller ! {async_result, Ref, {error, context_stopped}};
+        {'DOWN', CallerMon, process, _, _} -> ok   %% the context cancels the task (it monitors Caller)
+    end,
+    unlink(Caller).
 
 launch({error, _} = Error, _Module, _Function, _Args, _Kwargs, _Mode) ->
     Ref = make_ref(),
@@ -163,6 +198,14 @@ await(Ref, Timeout) ->
             receive {async_result, Ref, Result} -> Result
             after Timeout -> {error, timeout}
             end;
+        {isolated, Relay, Ctx, Alias} ->
+            receive {async_result, Ref, Result} -> Result
+            after Timeout ->
+                stop_relay(Relay),
+                Ctx ! {'$py_isolated_cancel', Alias},   %% cancels the task in the child
+                receive {async_result, Ref, _} -> ok after 0 -> ok end,
+                {error, timeout}
+            end;
         Relay ->
             receive {async_result, Ref, Result} -> give_back(Relay), Result
             after Timeout ->
@@ -185,6 +228,9 @@ stop_relay(Relay) ->
 prune() ->
     Keys = [K || {?RELAY_KEY(_) = K, _} <- get()],
     case length(Keys) >= ?PRUNE_AT of
-        true -> _ = [erase(K) || K <- Keys, not is_process_alive(get(K))], ok;
+        true -> _ = [erase(K) || K <- Keys, not is_process_alive(relay_pid(get(K)))], ok;
         false -> ok
     end.
+
+relay_pid({isolated, Relay, _Ctx, _Alias}) -> Relay;
+relay_pid(Relay) -> Relay.

@@ -3,6 +3,8 @@
 %% the API on a child process, crashes as values, OS limits, interrupts, and clean-up.
 -module(py_isolated_SUITE).
 
+-include_lib("common_test/include/ct.hrl").
+
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1]).
 
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
@@ -17,12 +19,17 @@
          owner_exit_stops_child/1, churn_100_contexts/1,
          codec_edges/1, codec_malformed_input/1,
          object_references/1, object_references_released/1, object_references_refused/1,
-         local_envs/1, logging_forwarded/1]).
+         local_envs/1, logging_forwarded/1,
+         network_off/1, network_namespace_refused/1,
+         async_tasks_run_at_once/1, async_cancelled_by_timeout_and_exit/1, async_task_blocking_loop_killed/1,
+         async_loop_start_stop/1, async_child_dies/1, async_callbacks/1,
+         stats_counted/1, backtrace_stacks/1, backtrace_in_c_code_times_out/1, reset_namespace/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
-    [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup}].
+    [{group, api}, {group, interrupts}, {group, crashes}, {group, limits}, {group, cleanup},
+     {group, network}, {group, async}, {group, observe}].
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
@@ -35,7 +42,11 @@ groups() ->
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
                     callback_in_flight_when_child_dies, restart_false_stays_down, forged_frame_kills_child]},
      {limits, [], [memory_limit, cpu_limit, open_files_limit, fork_bomb]},
-     {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]}].
+     {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]},
+     {network, [], [network_off, network_namespace_refused]},
+     {async, [], [async_tasks_run_at_once, async_cancelled_by_timeout_and_exit, async_task_blocking_loop_killed,
+                  async_loop_start_stop, async_child_dies, async_callbacks]},
+     {observe, [], [stats_counted, backtrace_stacks, backtrace_in_c_code_times_out, reset_namespace]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -482,9 +493,10 @@ timeouts_never_hit_other_callers(_Config) ->
 %% Documented as not yet available on isolated contexts (docs/contexts.md).
 not_yet_supported(_Config) ->
     Ctx = new(#{}),
-    {error, context_not_found} = py_context:reset(Ctx),
-    {error, context_not_found} = py_context:stats(Ctx),
-    {error, context_not_found} = py_context:backtrace(Ctx),
+    {error, {isolated_unsupported, worker_loop}} = py_context:start_loop(Ctx),
+    {error, no_loop} = py_context:stop_loop(Ctx),
+    %% Without a worker loop, submit runs the task on the child's loop (as in-process).
+    {ok, 3} = py_context:submit_await(Ctx, asyncio, sleep, [0, 3], #{}, 60000),
     {ok, 1} = py:eval(Ctx, <<"1">>),
     ok = py_context:stop(Ctx).
 
@@ -613,6 +625,9 @@ restart_false_stays_down(_Config) ->
     Ctx = new(#{restart => false}),
     {error, {python_crashed, #{exit_status := 7}}} = py:eval(Ctx, <<"__import__('os')._exit(7)">>),
     {error, {context_down, #{exit_status := 7}}} = py:eval(Ctx, <<"1">>),
+    {error, {context_down, #{exit_status := 7}}} = py:await(py:spawn_call(Ctx, asyncio, sleep, [0])),
+    {ok, idle} = py_context:backtrace(Ctx),
+    {ok, #{os_pid := undefined}} = py_context:stats(Ctx),
     ok = py_context:stop(Ctx).
 
 %% --- limits ------------------------------------------------------------------------------------
@@ -695,3 +710,428 @@ churn_100_contexts(_Config) ->
     #{rss_kb := Rss1} = py_test_util:snapshot(),
     true = Rss1 - Rss0 < 10240,
     {comment, io_lib:format("100 start/call/stop cycles in ~b ms; node RSS growth ~b KB", [Ms, Rss1 - Rss0])}.
+
+%% --- network -----------------------------------------------------------------------------------
+
+-define(TRY_CONNECT, <<"
+import errno, socket
+def try_connect(port):
+    s = socket.socket()
+    s.settimeout(60)
+    try:
+        s.connect(('127.0.0.1', port))
+        return 'connected'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+">>).
+
+%% `network => false': a connection to a listener of this node on loopback fails in the child
+%% (no interface is up in its namespace), also in the child started after a crash; it works from
+%% an isolated context without the option.
+network_off(_Config) ->
+    {error, {invalid_option, {network, maybe}}} = py_context:new(#{mode => isolated, network => maybe}),
+    {ok, Listener} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+    {ok, Port} = inet:port(Listener),
+    Open = new(#{}),
+    ok = py:exec(Open, ?TRY_CONNECT),
+    {ok, <<"connected">>} = py:call(Open, '__main__', try_connect, [Port]),
+    {ok, Accepted} = gen_tcp:accept(Listener, 60000),
+    ok = gen_tcp:close(Accepted),
+    case py_context:new(#{mode => isolated, network => false}) of
+        {ok, Closed} -> network_off(Closed, Open, Listener, Port);
+        {error, {limit_unenforceable, network}} ->
+            {skip, "the kernel refuses this node's children a network namespace"}
+    end.
+
+network_off(Closed, Open, Listener, Port) ->
+    ok = py:exec(Closed, ?TRY_CONNECT),
+    {ok, <<"ENETUNREACH">>} = py:call(Closed, '__main__', try_connect, [Port]),
+    %% Only the namespace's own loopback, down; the child keeps its uid.
+    {ok, [{1, <<"lo">>}]} = py:eval(Closed, <<"__import__('socket').if_nameindex()">>),
+    {ok, Uid} = py:eval(Open, <<"__import__('os').getuid()">>),
+    {ok, Uid} = py:eval(Closed, <<"__import__('os').getuid()">>),
+    {error, {python_crashed, #{exit_status := 3}}} = py:eval(Closed, <<"__import__('os')._exit(3)">>),
+    ok = py:exec(Closed, ?TRY_CONNECT),
+    {ok, <<"ENETUNREACH">>} = py:call(Closed, '__main__', try_connect, [Port]),
+    %% No connection reached the listener from the closed context.
+    {error, timeout} = gen_tcp:accept(Listener, 0),
+    ok = gen_tcp:close(Listener),
+    ok = py_context:stop(Open),
+    ok = py_context:stop(Closed).
+
+%% When the kernel refuses the network namespace, py_child exits before Python starts (the
+%% context then fails to start with {error, {limit_unenforceable, network}}). The refusal is
+%% made with a user namespace whose limit of network namespaces is 0 (util-linux unshare).
+network_namespace_refused(Config) ->
+    Unshare = os:find_executable("unshare"),
+    Probe = "unshare -Ur sh -c 'echo 0 > /proc/sys/user/max_net_namespaces && echo refused' 2>/dev/null",
+    case Unshare =/= false andalso os:cmd(Probe) of
+        "refused\n" -> network_namespace_refused(Unshare, Config);
+        _ -> {skip, "cannot make a user namespace with no network namespaces here (util-linux unshare -Ur)"}
+    end.
+
+network_namespace_refused(Unshare, Config) ->
+    Priv = code:priv_dir(erlang_python),
+    Log = filename:join(?config(priv_dir, Config), "refused.log"),
+    Script = "echo 0 > /proc/sys/user/max_net_namespaces && exec \"$0\" \"$@\"",
+    Args = ["-Ur", "sh", "-c", Script, filename:join(Priv, "py_child"), Priv, "", Log, "0", "0", "0", "0"],
+    Port = open_port({spawn_executable, Unshare},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, Args},
+                      {env, [{"ERLANG_PYTHON_CHILD_NETWORK", "none"}]}]),
+    receive
+        {Port, {exit_status, Status}} -> 72 = Status;
+        {Port, {data, Frame}} -> ct:fail({child_started_with_network, Frame})
+    after 60000 -> ct:fail(no_exit)
+    end,
+    {ok, Text} = file:read_file(Log),
+    {match, _} = re:run(Text, <<"py_child: no network namespace">>),
+    node_fine().
+
+%% --- async: the child's event loop ------------------------------------------------------------
+
+-define(ASYNC_CODE, <<"
+import asyncio
+started = []
+state = {}
+async def slow(x, delay=0.3):
+    started.append(x)
+    await asyncio.sleep(delay)
+    return len(started)
+async def watched(key, delay=600):
+    state[key] = 'running'
+    try:
+        await asyncio.sleep(delay)
+        state[key] = 'done'
+    except asyncio.CancelledError:
+        state[key] = 'cancelled'
+        raise
+async def fails():
+    await asyncio.sleep(0)
+    raise KeyError('k')
+def plain(x):
+    return x + 1
+">>).
+
+%% Polls Python expression Expr on Ctx until it gives Expected (a state change made by the child
+%% on its own, after a request has returned), for at most a minute.
+wait_for(Ctx, Expr, Expected) ->
+    wait_for(Ctx, Expr, Expected, erlang:monotonic_time(millisecond) + 60000).
+
+wait_for(Ctx, Expr, Expected, Deadline) ->
+    case py:eval(Ctx, Expr) of
+        {ok, Expected} -> ok;
+        Other ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({never, Expr, Expected, Other});
+                false -> receive after 20 -> wait_for(Ctx, Expr, Expected, Deadline) end
+            end
+    end.
+
+%% Coroutines started with py:spawn_call/4,5 and py_event_loop:create_task_on/4,5 run as tasks
+%% of the child's loop, all at once; plain functions answer at once; errors are values.
+async_tasks_run_at_once(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    Refs = [py:spawn_call(Ctx, '__main__', slow, [N]) || N <- [1, 2, 3]],
+    %% Every one had started before the first one ended.
+    [{ok, 3}, {ok, 3}, {ok, 3}] = [py:await(R, 60000) || R <- Refs],
+    {ok, 2} = py:await(py:spawn_call(Ctx, '__main__', plain, [1])),
+    {ok, 4} = py:await(py:spawn_call(Ctx, '__main__', slow, [4], #{delay => 0})),
+    {error, {'KeyError', _}} = py:await(py:spawn_call(Ctx, '__main__', fails, [])),
+    {error, {'AttributeError', _}} = py:await(py:spawn_call(Ctx, '__main__', nope, [])),
+    %% Object references in and out of a task.
+    ok = py:exec(Ctx, <<"class Box:\n    def __init__(self, v):\n        self.v = v\nasync def boxed(v):\n    return Box(v)\nasync def unbox(b):\n    return b.v\n">>),
+    {ok, Box} = py:await(py:spawn_call(Ctx, '__main__', boxed, [9])),
+    true = py:is_ref(Box),
+    {ok, 9} = py:await(py:spawn_call(Ctx, '__main__', unbox, [Box])),
+    {ok, 7} = py_event_loop:run_on(Ctx, asyncio, sleep, [0.01, 7], #{timeout => 60000}),
+    Ref = py_event_loop:create_task_on(Ctx, '__main__', slow, [5], #{kwargs => #{delay => 0}}),
+    receive {async_result, Ref, {ok, 5}} -> ok after 60000 -> ct:fail(no_async_result) end,
+    {ok, 6} = py_event_loop:await(py_event_loop:create_task_on(Ctx, '__main__', slow, [6], #{kwargs => #{delay => 0}}), 60000),
+    %% A request while tasks wait in the loop is answered without waiting for them.
+    Long = py:spawn_call(Ctx, '__main__', watched, [long]),
+    ok = wait_for(Ctx, <<"state.get('long')">>, <<"running">>),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py:cast(Ctx, '__main__', watched, [cast, 0]),
+    ok = wait_for(Ctx, <<"state.get('cast')">>, <<"done">>),
+    %% Misuse is badarg, as in-process.
+    {'EXIT', {badarg, _}} = catch py:spawn_call(Ctx, '__main__', slow, not_a_list),
+    {'EXIT', {badarg, _}} = catch py:await(make_ref()),
+    ok = py_context:stop(Ctx),
+    {error, context_stopped} = py:await(Long),
+    {error, context_not_found} = py:await(py:spawn_call(Ctx, '__main__', slow, [1])),
+    node_fine().
+
+%% A caller that times out or exits cancels its task: CancelledError is raised where it awaits.
+async_cancelled_by_timeout_and_exit(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    {error, timeout} = py:await(py:spawn_call(Ctx, '__main__', watched, [a]), 100),
+    ok = wait_for(Ctx, <<"state.get('a')">>, <<"cancelled">>),
+    {error, timeout} = py_event_loop:await(py_event_loop:create_task_on(Ctx, '__main__', watched, [b]), 100),
+    ok = wait_for(Ctx, <<"state.get('b')">>, <<"cancelled">>),
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                       _ = py:spawn_call(Ctx, '__main__', watched, [c]),
+                                       _ = py_event_loop:create_task_on(Ctx, '__main__', watched, [d]),
+                                       Self ! started,
+                                       receive stop -> ok end
+                               end),
+    receive started -> ok end,
+    ok = wait_for(Ctx, <<"(state.get('c'), state.get('d'))">>, {<<"running">>, <<"running">>}),
+    Pid ! stop,
+    receive {'DOWN', Mon, process, Pid, _} -> ok end,
+    ok = wait_for(Ctx, <<"(state.get('c'), state.get('d'))">>, {<<"cancelled">>, <<"cancelled">>}),
+    %% The same child served all of it.
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    ok = py_context:stop(Ctx).
+
+%% A task that blocks the loop (time.sleep) cannot take its cancellation: the child is killed
+%% kill_after ms after its caller gave up, and the other tasks get the crash, once.
+async_task_blocking_loop_killed(_Config) ->
+    Ctx = new(#{kill_after => 300}),
+    ok = py:exec(Ctx, <<"import asyncio, time\nasync def block():\n    await asyncio.sleep(0)\n    time.sleep(600)\n">>),
+    Other = py:spawn_call(Ctx, asyncio, sleep, [600]),
+    {error, timeout} = py:await(py:spawn_call(Ctx, '__main__', block, []), 200),
+    {error, {python_crashed, #{killed := interrupt_ignored}}} = py:await(Other, 60000),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py_context:stop(Ctx).
+
+%% py_event_loop:stop/1 cancels the tasks (their callers get CancelledError) and closes the loop;
+%% start/1 makes one; a server a task started stays up between requests.
+async_loop_start_stop(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, ?ASYNC_CODE),
+    ok = py_event_loop:start(Ctx),
+    ok = py_event_loop:start(Ctx),
+    Refs = [py:spawn_call(Ctx, '__main__', watched, [K]) || K <- [x, y]],
+    ok = wait_for(Ctx, <<"(state.get('x'), state.get('y'))">>, {<<"running">>, <<"running">>}),
+    ok = py_event_loop:stop(Ctx),
+    [{error, {'CancelledError', _}}, {error, {'CancelledError', _}}] = [py:await(R, 60000) || R <- Refs],
+    {ok, <<"cancelled">>} = py:eval(Ctx, <<"state['x']">>),
+    ok = py_event_loop:stop(Ctx),
+    %% The server's handler makes an Erlang callback: no request is running then.
+    ok = py:register_function(iso_async_upper, fun([B]) -> string:uppercase(B) end),
+    ok = py:exec(Ctx, <<"
+import erlang
+async def serve():
+    async def echo(reader, writer):
+        line = await reader.readline()
+        writer.write(erlang.call('iso_async_upper', line).encode())
+        await writer.drain()
+        writer.close()
+    global server
+    server = await asyncio.start_server(echo, '127.0.0.1', 0)
+    return server.sockets[0].getsockname()[1]
+">>),
+    {ok, Port} = py:await(py:spawn_call(Ctx, '__main__', serve, []), 60000),
+    {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {packet, line}], 60000),
+    ok = gen_tcp:send(Sock, <<"hello\n">>),
+    {ok, <<"HELLO\n">>} = gen_tcp:recv(Sock, 0, 60000),
+    ok = gen_tcp:close(Sock),
+    ok = py:unregister_function(iso_async_upper),
+    ok = py_context:stop(Ctx).
+
+%% The child dying answers every task in it once; the next request starts a new child, in which
+%% tasks work again.
+async_child_dies(_Config) ->
+    Ctx = new(#{}),
+    Refs = [py:spawn_call(Ctx, asyncio, sleep, [600]) || _ <- [1, 2, 3]],
+    TaskRef = py_event_loop:create_task_on(Ctx, asyncio, sleep, [600]),
+    {error, {python_crashed, #{exit_status := 5}}} = py:eval(Ctx, <<"__import__('os')._exit(5)">>),
+    [{error, {python_crashed, #{exit_status := 5}}} = py:await(R, 60000) || R <- Refs],
+    {error, {python_crashed, #{exit_status := 5}}} = py_event_loop:await(TaskRef, 60000),
+    receive {async_result, _, _} = Extra -> ct:fail({second_answer, Extra}) after 0 -> ok end,
+    {ok, 3} = py:await(py:spawn_call(Ctx, asyncio, sleep, [0, 3]), 60000),
+    {error, {python_crashed, #{signal := sigkill}}} =
+        py:await(py:spawn_call(Ctx, builtins, eval, [<<"__import__('os').kill(__import__('os').getpid(), 9)">>]), 60000),
+    ok = py_context:stop(Ctx),
+    node_fine().
+
+%% erlang.call from a task: the function may call the same context again (re-entrant).
+async_callbacks(_Config) ->
+    Ctx = new(#{}),
+    ok = py:register_function(iso_async_twice, fun([X]) ->
+                                                       {ok, V} = py:eval(Ctx, <<"x * 2">>, #{x => X}),
+                                                       V
+                                               end),
+    ok = py:exec(Ctx, <<"import asyncio, erlang\nasync def twice_later(x):\n    await asyncio.sleep(0.01)\n    return erlang.call('iso_async_twice', x)\n">>),
+    Refs = [py:spawn_call(Ctx, '__main__', twice_later, [N]) || N <- lists:seq(1, 5)],
+    [{ok, 2}, {ok, 4}, {ok, 6}, {ok, 8}, {ok, 10}] = [py:await(R, 60000) || R <- Refs],
+    ok = py:unregister_function(iso_async_twice),
+    ok = py_context:stop(Ctx).
+
+%% --- observe: stats, backtrace, reset ----------------------------------------------------------
+
+%% py_context:stats/1: the keys of an in-process context's statistics, and isolated ones.
+stats_counted(_Config) ->
+    {ok, Worker} = py_context:new(#{}),
+    {ok, WorkerStats} = py_context:stats(Worker),
+    ok = py_context:stop(Worker),
+    Ctx = new(#{kill_after => 5000}),
+    {ok, #{mode := isolated, submitted := 0, served := 0, queue_depth := 0, running := 0, tasks := 0,
+           in_flight := 0, os_pid := OsPid, restarts := 0, memory := #{rss_bytes := Rss}} = Fresh} = py_context:stats(Ctx),
+    [] = maps:keys(WorkerStats) -- maps:keys(Fresh),
+    true = Rss > 0,
+    OsPid = child_pid(Ctx),
+    ok = py:register_function(iso_stats_cb, fun([X]) -> X end),
+    {ok, 1} = py:eval(Ctx, <<"__import__('erlang').call('iso_stats_cb', 1)">>),
+    {error, {'ZeroDivisionError', _}} = py:eval(Ctx, <<"1 / 0">>),
+    {error, timeout} = py_context:eval(Ctx, <<"__import__('time').sleep(60)">>, #{}, 100),
+    {ok, 1} = py:eval(Ctx, <<"1">>),   %% after the interrupted one
+    Self = self(),
+    {Caller, Mon} = spawn_monitor(fun() -> Self ! go, py:eval(Ctx, <<"__import__('time').sleep(60)">>) end),
+    receive go -> ok end,
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    exit(Caller, kill),
+    receive {'DOWN', Mon, process, Caller, _} -> ok end,
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    Task = py:spawn_call(Ctx, asyncio, sleep, [600]),
+    {ok, #{tasks := 1, in_flight := 1}} = wait_stats(Ctx, fun(#{tasks := T, running := R}) -> T =:= 1 andalso R =:= 0 end),
+    %% Served: the requests answered to their caller (not the two interrupted ones, nor the task).
+    {ok, #{submitted := 8, errors := 1, served := 5, timeouts := 1, abandoned := 1, interrupts := 2,
+           callbacks := 1, queue_wait_us := #{count := 8}, run_time_us := #{count := 5, max := Max}}} =
+        py_context:stats(Ctx),
+    true = Max > 0,
+    {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(1)">>),
+    {error, {python_crashed, _}} = py:await(Task, 60000),
+    {ok, #{restarts := 0, os_pid := undefined, memory := undefined, tasks := 0}} = py_context:stats(Ctx),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    {ok, #{restarts := 1, os_pid := NewPid}} = py_context:stats(Ctx),
+    true = NewPid =/= OsPid,
+    ok = py:unregister_function(iso_stats_cb),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:stats(Ctx).
+
+wait_stats(Ctx, Pred) ->
+    wait_stats(Ctx, Pred, erlang:monotonic_time(millisecond) + 60000).
+
+wait_stats(Ctx, Pred, Deadline) ->
+    {ok, Stats} = py_context:stats(Ctx),
+    case Pred(Stats) of
+        true -> {ok, Stats};
+        false ->
+            erlang:monotonic_time(millisecond) < Deadline orelse ct:fail({stats_never, Stats}),
+            receive after 10 -> wait_stats(Ctx, Pred, Deadline) end
+    end.
+
+%% py_context:backtrace/1: idle, the stack of a running request (in a blocking call), of a
+%% task of the loop, of a request nested in a callback; several callers at once.
+backtrace_stacks(Config) ->
+    Ctx = new(#{}),
+    {ok, idle} = py_context:backtrace(Ctx),
+    Gate = filename:join(?config(priv_dir, Config), "bt_gate"),
+    _ = file:delete(Gate),
+    ok = py:exec(Ctx, <<"
+import asyncio, erlang, os, time
+def inner(gate):
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+def outer(gate):
+    inner(gate)
+async def in_task(gate):
+    await asyncio.sleep(0)
+    inner(gate)
+def nested(gate):
+    return erlang.call('iso_bt_cb', gate)
+">>),
+    Self = self(),
+    GateArg = list_to_binary(Gate),
+    %% A request.
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', outer, [GateArg])} end),
+    [#{function := <<"inner">>, file := <<"<exec>">>, line := 5}, #{function := <<"outer">>}] =
+        wait_backtrace(Ctx),
+    Parallel = [spawn_monitor(fun() -> exit({bt, py_context:backtrace(Ctx)}) end) || _ <- lists:seq(1, 5)],
+    [receive {'DOWN', M, process, P, {bt, {ok, [#{function := <<"inner">>} | _]}}} -> ok end || {P, M} <- Parallel],
+    ok = file:write_file(Gate, <<>>),
+    receive {done, {ok, none}} -> ok end,
+    {ok, idle} = py_context:backtrace(Ctx),
+    ok = file:delete(Gate),
+    %% A task of the loop: the loop's own frames are left out.
+    Task = py:spawn_call(Ctx, '__main__', in_task, [GateArg]),
+    [#{function := <<"inner">>}, #{function := <<"in_task">>}] = wait_backtrace(Ctx),
+    ok = file:write_file(Gate, <<>>),
+    {ok, none} = py:await(Task, 60000),
+    ok = file:delete(Gate),
+    %% A request made by a callback, on top of the request that waits for it.
+    ok = py:register_function(iso_bt_cb, fun([G]) -> {ok, V} = py:call(Ctx, '__main__', outer, [G]), V end),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', nested, [GateArg])} end),
+    %% (erlang.call's own frame is the server's: left out)
+    [#{function := <<"inner">>}, #{function := <<"outer">>}, #{function := <<"nested">>}] = wait_backtrace(Ctx),
+    ok = file:write_file(Gate, <<>>),
+    receive {done, {ok, none}} -> ok end,
+    ok = py:unregister_function(iso_bt_cb),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:backtrace(Ctx).
+
+%% The stack once the child runs code of a request (or a task), polling at most a minute.
+wait_backtrace(Ctx) ->
+    wait_backtrace(Ctx, erlang:monotonic_time(millisecond) + 60000).
+
+wait_backtrace(Ctx, Deadline) ->
+    case py_context:backtrace(Ctx) of
+        {ok, [_ | _] = Stack} -> Stack;
+        Other ->
+            erlang:monotonic_time(millisecond) < Deadline orelse ct:fail({no_stack, Other}),
+            receive after 10 -> wait_backtrace(Ctx, Deadline) end
+    end.
+
+%% Code that keeps the child's signal handler from running (as C code that never returns to
+%% Python would; here the signal is blocked): the backtrace gives up after 5 s with
+%% {error, timeout}; the late stack reaches nobody.
+backtrace_in_c_code_times_out(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"
+import signal, time
+def deaf():
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+    try:
+        time.sleep(60)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
+">>),
+    Self = self(),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', deaf, [], #{timeout => 60000})} end),
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    {error, timeout} = py_context:backtrace(Ctx),
+    ok = py:interrupt(Ctx),
+    receive {done, {error, interrupted}} -> ok end,
+    {ok, idle} = py_context:backtrace(Ctx),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    %% The child dying while backtraces wait for it answers each of them, once.
+    {ok, ChildPid} = py:eval(Ctx, <<"__import__('os').getpid()">>),
+    spawn_link(fun() -> Self ! {done, py:call(Ctx, '__main__', deaf, [], #{timeout => 60000})} end),
+    {ok, _} = wait_stats(Ctx, fun(#{running := R}) -> R =:= 1 end),
+    Waiters = [spawn_monitor(fun() -> exit({bt, py_context:backtrace(Ctx)}) end) || _ <- lists:seq(1, 3)],
+    %% Their calls are sent (they wait in gen:do_call) before the child dies: the context sees
+    %% each of them before it sees the crash.
+    [ok = wait_in_call(P) || {P, _} <- Waiters],
+    kill9(ChildPid),
+    [receive {'DOWN', M, process, P, {bt, {error, {python_crashed, #{signal := sigkill}}}}} -> ok end
+     || {P, M} <- Waiters],
+    receive {done, {error, {python_crashed, _}}} -> ok end,
+    ok = py_context:stop(Ctx).
+
+wait_in_call(Pid) ->
+    case process_info(Pid, [current_function, status]) of
+        [{current_function, {gen, do_call, 4}}, {status, waiting}] -> ok;
+        undefined -> ct:fail({ended_before_the_crash, Pid});
+        _ -> receive after 5 -> wait_in_call(Pid) end
+    end.
+
+%% py_context:reset/1: a fresh __main__, modules and object references kept.
+reset_namespace(_Config) ->
+    Ctx = new(#{}),
+    ok = py:exec(Ctx, <<"import json\nx = 1\nclass Box:\n    v = 7\n">>),
+    {ok, Box} = py:eval(Ctx, <<"Box()">>),
+    ok = py_context:reset(Ctx),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"x">>),
+    {error, {'NameError', _}} = py:eval(Ctx, <<"json">>),
+    {ok, <<"__main__">>} = py:eval(Ctx, <<"__name__">>),
+    {ok, true} = py:eval(Ctx, <<"'json' in __import__('sys').modules">>),
+    {ok, 7} = py:getattr(Box, v),
+    {ok, 3} = py:eval(Ctx, <<"len([1, 2, 3])">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_found} = py_context:reset(Ctx).

@@ -10,7 +10,9 @@
 // (SIGINT raises KeyboardInterrupt in the running request).
 //
 // Arguments: PRIV_DIR PYTHON_HOME STDERR_FILE MEMORY_BYTES CPU_SECONDS OPEN_FILES PROCESSES
-// (PYTHON_HOME "" for the build's Python; a limit 0 for none).
+// (PYTHON_HOME "" for the build's Python; a limit 0 for none). The environment variable
+// ERLANG_PYTHON_CHILD_NETWORK=none puts the process in an empty network namespace first
+// (net_isolation.hpp); it exits with kExitNetwork when the kernel refuses.
 #include <Python.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -24,17 +26,30 @@
 
 #include "config.hpp"
 #include "etf_codec.hpp"
+#include "net_isolation.hpp"
 
 namespace {
 
 constexpr int kArgCount = 8;
-constexpr int kExitUsage = 64;   // bad arguments
-constexpr int kExitSetup = 70;   // descriptors or limits could not be set up
-constexpr int kExitPython = 71;  // Python did not start or the server raised
+constexpr int kExitUsage = 64;    // bad arguments
+constexpr int kExitSetup = 70;    // descriptors or limits could not be set up
+constexpr int kExitPython = 71;   // Python did not start or the server raised
+constexpr int kExitNetwork = 72;  // network isolation asked for and refused by the kernel
 
 [[noreturn]] void fail(int code, const char* what) {
     std::perror(what);
     std::_Exit(code);
+}
+
+constexpr const char* kNetworkEnv = "ERLANG_PYTHON_CHILD_NETWORK";
+
+// Leaves the network when the parent asked for it (the variable is not passed on to Python).
+void isolate_network() {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): before Python starts, the program has one thread
+    const char* network = std::getenv(kNetworkEnv);
+    bool wanted = network != nullptr && std::string(network) == "none";
+    unsetenv(kNetworkEnv);  // NOLINT(concurrency-mt-unsafe): as above
+    if (wanted && !child::leave_network()) fail(kExitNetwork, "py_child: no network namespace");
 }
 
 // Moves fd to a descriptor above 2 that is closed on exec, and returns it.
@@ -141,6 +156,7 @@ int main(int argc, char** argv) {
     int proto_in = -1;
     int proto_out = -1;
     redirect_stdio(argv[3], proto_in, proto_out);
+    isolate_network();
     apply_limits(argv);
     if (!start_python(argv[2])) return kExitPython;
     // Python's exit code: 0 when the parent closed the pipe. No Py_Finalize: the parent may be
