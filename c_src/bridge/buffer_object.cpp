@@ -22,11 +22,6 @@ struct BufferObject {
 
 shared::ByteBuffer& buffer_of(PyObject* self) { return *reinterpret_cast<BufferObject*>(self)->buf; }
 
-PyObject* closed_error() {
-    PyErr_SetString(PyExc_ValueError, "I/O operation on a closed buffer");
-    return nullptr;
-}
-
 // Runs a no-op Python function: its first instruction serves the interpreter's pending work,
 // so an erlang.Interrupted raised in this thread (PyThreadState_SetAsyncExc) surfaces here.
 bool let_interrupts_surface(PyObject* self) {
@@ -61,17 +56,15 @@ bool wait_until(PyObject* self, Ready ready) {
     }
 }
 
-// A range of unread bytes a reader has claimed (the read position moved past it), or closed.
+// A range of unread bytes a reader has claimed (the read position moved past it).
 struct Claim {
     size_t start = 0;
     size_t size = 0;
-    bool closed = false;
 };
 
 // Claims n unread bytes (n <= available). Precondition: the buffer's lock is held.
 Claim claim(const State& s, size_t n) {
-    if (s.closed) return Claim{0, 0, true};
-    Claim c{s.pos, n, false};
+    Claim c{s.pos, n};
     s.pos += n;
     return c;
 }
@@ -82,7 +75,6 @@ Claim claim(const State& s, size_t n) {
 constexpr size_t kCopySlice = size_t{256} * 1024;
 
 PyObject* deliver(PyObject* self, const Claim& c) {
-    if (c.closed) return closed_error();
     PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(c.size));
     if (!out) {
         // give the bytes back when nobody moved the position since
@@ -192,7 +184,6 @@ PyObject* buffer_seek(PyObject* self, PyObject* args) {
     int whence = 0;
     if (!PyArg_ParseTuple(args, "n|i:seek", &offset, &whence)) return nullptr;
     return buffer_of(self).with_locked([&](const State& s) -> PyObject* {
-        if (s.closed) return closed_error();
         Py_ssize_t base = 0;
         if (whence == SEEK_CUR) {
             base = static_cast<Py_ssize_t>(s.pos);
@@ -262,7 +253,7 @@ PyObject* return_true(PyObject*, PyObject*) { Py_RETURN_TRUE; }
 PyObject* return_false(PyObject*, PyObject*) { Py_RETURN_FALSE; }
 
 PyObject* buffer_closed(PyObject* self, void*) {
-    return buffer_of(self).with_locked([](const State& s) { return PyBool_FromLong(s.closed); });
+    return buffer_of(self).with_locked([](const State& s) { return PyBool_FromLong(s.eof || s.closed); });
 }
 
 Py_ssize_t buffer_len(PyObject* self) {
@@ -352,7 +343,7 @@ PyMethodDef buffer_methods[] = {
     {"seek", buffer_seek, METH_VARARGS, "seek(offset, whence=0): move within the bytes written; SEEK_END after EOF."},
     {"tell", buffer_tell, METH_NOARGS, "The read position."},
     {"find", buffer_find, METH_VARARGS, "find(sub, start=0, end=None): index of sub in the unread bytes, or -1."},
-    {"close", buffer_close, METH_NOARGS, "Stop reading: later reads raise ValueError, Erlang writes get {error, closed}."},
+    {"close", buffer_close, METH_NOARGS, "End of data, as py_buffer:close/1: reads go on to the end of what was written, Erlang writes get {error, closed}."},
     {"readable", return_true, METH_NOARGS, nullptr},
     {"writable", return_false, METH_NOARGS, nullptr},
     {"seekable", return_true, METH_NOARGS, nullptr},
@@ -362,7 +353,7 @@ PyMethodDef buffer_methods[] = {
 // clang-format on
 
 PyGetSetDef buffer_getset[] = {
-    {"closed", buffer_closed, nullptr, "True after close().", nullptr},
+    {"closed", buffer_closed, nullptr, "True once the end of data is marked (close() or py_buffer:close/1).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

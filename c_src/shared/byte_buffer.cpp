@@ -63,6 +63,7 @@ void ByteBuffer::close() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         closed_ = true;
+        eof_ = true;
     }
     changed_.notify_all();
 }

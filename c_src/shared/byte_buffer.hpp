@@ -26,7 +26,8 @@ public:
     WriteResult write(const unsigned char* data, size_t size);
     void end();
 
-    // Reader side (Python). close: the reader is done; writes are refused from then on.
+    // Reader side (Python). close: end of data, as end() (erlang_python 4.1's PyBuffer.close());
+    // writes are refused from then on, what was written stays readable.
     void close();
 
     // What a reader sees, and may change (pos), while the lock is held by with_locked.
@@ -35,7 +36,7 @@ public:
         size_t size;  // bytes written so far
         size_t& pos;  // the read position, <= size
         bool eof;     // the writer called end()
-        bool closed;  // the reader called close()
+        bool closed;  // the reader called close() (eof is set too)
     };
     template <class F>
     decltype(auto) with_locked(F&& f) {
