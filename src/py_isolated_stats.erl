@@ -114,22 +114,7 @@ top_bit(N, Bit, Step) -> top_bit(N, Bit, Step div 2).
 
 %% #{count, p50, p99, max} in microseconds, as py_observe gives them for in-process contexts.
 latency(Buckets, Max) ->
-    Sorted = lists:keysort(1, maps:to_list(Buckets)),
-    Count = lists:sum([N || {_, N} <- Sorted]),
-    #{count => Count, p50 => us(min(percentile(Sorted, Count, 50), Max)),
-      p99 => us(min(percentile(Sorted, Count, 99), Max)), max => us(Max)}.
-
-percentile(_Sorted, 0, _P) -> 0;
-percentile(Sorted, Count, P) -> rank(Sorted, max(1, (Count * P + 99) div 100), 0).
-
-rank([{Upper, N} | Rest], Rank, Seen) ->
-    case Seen + N >= Rank of
-        true -> Upper;
-        false -> rank(Rest, Rank, Seen + N)
-    end;
-rank([], _Rank, _Seen) -> 0.
-
-us(Ns) -> (Ns + 999) div 1000.
+    py_observe:latency(lists:keysort(1, maps:to_list(Buckets)), Max).
 
 %% Native units are nanoseconds on Linux; converted all the same (a shift or a no-op).
 now_ns() -> erlang:convert_time_unit(erlang:monotonic_time(), native, nanosecond).

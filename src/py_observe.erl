@@ -4,7 +4,7 @@
 %% warnings and `telemetry' events (see docs/observability.md).
 -module(py_observe).
 
--export([context_stats/1, sum_stats/1, backtrace/2,
+-export([context_stats/1, sum_stats/1, latency/2, backtrace/2,
          slow_request_ms/0, set_slow_request_ms/1, init_slow_request/0, report_slow/3,
          request_timings/0, set_request_timings/1, init_request_timings/0,
          span/3]).
@@ -63,6 +63,7 @@ merge_buckets(Lists) ->
 
 %% Percentiles from [{UpperNs, Count}] (ascending): the upper edge of the bucket that holds
 %% the rank, never above the maximum seen; microseconds, rounded up.
+-spec latency([{non_neg_integer(), non_neg_integer()}], non_neg_integer()) -> latency().
 latency(Buckets, MaxNs) ->
     Count = lists:sum([N || {_, N} <- Buckets]),
     #{count => Count,
