@@ -450,11 +450,12 @@ all() ->
     end.
 
 %% @private
-%% The py_setup steps an isolated context's child runs: `logging' (py:configure_logging/1).
-%% The others (`venv', the node's preload and paths) are not applied in the child.
+%% The py_setup steps an isolated context's child runs: `logging' (py:configure_logging/1),
+%% `venv' (py:activate_venv/1), `paths' and `imports' (py_import). The node's preload code and
+%% tracing are not applied in the child (a context's own `preload' option is).
 -spec setup_keys() -> [atom()].
 setup_keys() ->
-    [logging].
+    [logging, venv, paths, imports].
 
 %% The py_setup steps this child takes, in the order they were set, before the preload code.
 %% A step that fails is reported and skipped (as for a new in-process context).

@@ -7,6 +7,7 @@
 
 -export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1]).
 
+-export([node_paths_reach_child/1]).
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
@@ -36,7 +37,7 @@ groups() ->
                 callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
                 codec_edges, codec_malformed_input,
                 object_references, object_references_released, object_references_refused,
-                local_envs, logging_forwarded]},
+                local_envs, logging_forwarded, node_paths_reach_child]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
@@ -498,6 +499,25 @@ not_yet_supported(_Config) ->
     %% Without a worker loop, submit runs the task on the child's loop (as in-process).
     {ok, 3} = py_context:submit_await(Ctx, asyncio, sleep, [0, 3], #{}, 60000),
     {ok, 1} = py:eval(Ctx, <<"1">>),
+    ok = py_context:stop(Ctx).
+
+%% The node's paths (py_import:add_path/1, app env `paths') reach a running child and the next one;
+%% removing them reaches it too.
+node_paths_reach_child(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "iso_paths"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    ok = file:write_file(filename:join(Dir, "iso_path_mod.py"), <<"VALUE = 'on the node path'\n">>),
+    Ctx = new(#{}),
+    {error, {'ModuleNotFoundError', _}} = py:eval(Ctx, <<"__import__('iso_path_mod').VALUE">>),
+    try
+        ok = py_import:add_path(Dir),
+        {ok, <<"on the node path">>} = py:eval(Ctx, <<"__import__('iso_path_mod').VALUE">>),
+        {error, {python_crashed, _}} = py:eval(Ctx, <<"__import__('os')._exit(3)">>),
+        {ok, <<"on the node path">>} = py:eval(Ctx, <<"__import__('iso_path_mod').VALUE">>)
+    after
+        ok = py_import:clear_paths()
+    end,
+    {ok, false} = py:eval(Ctx, <<"d in __import__('sys').path">>, #{d => unicode:characters_to_binary(Dir)}),
     ok = py_context:stop(Ctx).
 
 %% The child runs the request: it sleeps in (clock_)nanosleep (/proc/PID/syscall), not in the

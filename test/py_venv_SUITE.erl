@@ -7,12 +7,13 @@
 -include_lib("common_test/include/ct.hrl").
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2, end_per_testcase/2]).
--export([pool_contexts/1, pth_files/1, owngil_contexts/1, deactivate/1, replace/1, info/1, errors/1,
+-export([pool_contexts/1, pth_files/1, owngil_contexts/1, isolated_contexts/1, deactivate/1, replace/1, info/1, errors/1,
          contexts_starting/1]).
 
 suite() -> [{timetrap, {minutes, 3}}].
 
-all() -> [pool_contexts, pth_files, owngil_contexts, deactivate, replace, info, errors, contexts_starting].
+all() -> [pool_contexts, pth_files, owngil_contexts, isolated_contexts, deactivate, replace, info, errors,
+          contexts_starting].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -145,6 +146,23 @@ owngil_contexts(Config) ->
             ok = py_context:stop(Before),
             ok = py_context:stop(After)
     end.
+
+%% An isolated context's child takes the venv too: one running when it is activated, one started
+%% after, and a restarted child; deactivation reaches it as well.
+isolated_contexts(Config) ->
+    {ok, Before} = py_context:new(#{mode => isolated}),
+    {error, {'ModuleNotFoundError', _}} = import(Before, <<"eco_venv_pkg">>),
+    ok = py:activate_venv(?config(venv, Config)),
+    {ok, <<"from the venv">>} = import(Before, <<"eco_venv_pkg">>),
+    {ok, After} = py_context:new(#{mode => isolated}),
+    {ok, <<"from the venv">>} = import(After, <<"eco_venv_pkg">>),
+    {ok, <<"via pth">>} = import(After, <<"eco_pth_mod">>),
+    {error, {python_crashed, _}} = py:eval(After, <<"__import__('os')._exit(3)">>),
+    {ok, <<"from the venv">>} = import(After, <<"eco_venv_pkg">>),  % the next child
+    ok = py:deactivate_venv(),
+    {error, {'ModuleNotFoundError', _}} = reimport(Before, <<"eco_venv_late">>),
+    ok = py_context:stop(Before),
+    ok = py_context:stop(After).
 
 deactivate(Config) ->
     SP = ?config(site_packages, Config),
