@@ -206,7 +206,7 @@ name(N) when is_list(N) ->
 %% --- options -----------------------------------------------------------------------------------
 
 check_options(Opts) ->
-    Known = [mode, preload, limits, restart, kill_after],
+    Known = [mode, preload, limits, restart, kill_after, spin],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [Key | _] -> {error, {unknown_option, Key}};
         [] -> check_values(Opts)
@@ -215,6 +215,7 @@ check_options(Opts) ->
 check_values(Opts) ->
     Limits = maps:get(limits, Opts, #{}),
     Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
+              {spin, is_boolean(maps:get(spin, Opts, true))},
               {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
               {limits, is_map(Limits)}],
     case [K || {K, false} <- Checks] of
@@ -279,7 +280,10 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
-    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false}],
+    %% PY_CHILD_SPIN: whether the child polls its pipe for a moment before it sleeps
+    %% (c_src/child/input_wait.hpp).
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false},
+           {"PY_CHILD_SPIN", spin_env(maps:get(spin, Opts, true))}],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->
@@ -305,6 +309,9 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     catch error:Reason ->
         {error, {child_not_started, Reason}}
     end.
+
+spin_env(true) -> "1";
+spin_env(false) -> "0".
 
 home_arg(undefined) -> "";
 home_arg(Home) -> Home.
