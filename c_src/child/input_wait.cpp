@@ -2,16 +2,15 @@
 // Thread: the child's main thread, attached.
 #include "input_wait.hpp"
 
-#include <fcntl.h>
+#include "cpu_contention.hpp"
+
 #include <poll.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -28,21 +27,6 @@ constexpr std::int64_t kPreemptedNs = 10'000;
 // being preempted (at most kMaxPenalty waits), back to one once a spin finds input.
 constexpr unsigned kMaxPenalty = 1024;
 
-// How often the load is read again (/proc/loadavg: a few microseconds each time).
-constexpr std::int64_t kLoadCheckNs = 2'000'000;
-
-struct SpinState {
-    std::int64_t budget_ns = kMaxSpinNs;  // the next spin's length; 0: no spin
-    unsigned skip = 0;                    // waits left that block without a spin
-    unsigned penalty = 1;                 // skip after the next preempted spin
-    std::int64_t load_checked_ns = 0;     // when the load was read last
-    bool cpus_free = true;                // at the last check: no runnable thread waited for a CPU
-    unsigned long long caught = 0;
-    unsigned long long missed = 0;
-    unsigned long long contended = 0;
-    unsigned long long blocked = 0;
-};
-
 // PY_CHILD_SPIN=0 in the environment (the context's `spin => false`) turns the spin off.
 bool spin_enabled() {
     static const bool enabled = [] {
@@ -52,8 +36,19 @@ bool spin_enabled() {
     return enabled;
 }
 
+struct SpinState {
+    std::int64_t budget_ns = spin_enabled() ? kMaxSpinNs : 0;  // the next spin's length; 0: no spin
+    unsigned skip = 0;                                         // waits left that block without a spin
+    unsigned penalty = 1;                                      // skip after the next preempted spin
+    CpuContention cpu;
+    unsigned long long caught = 0;
+    unsigned long long missed = 0;
+    unsigned long long contended = 0;
+    unsigned long long blocked = 0;
+};
+
 SpinState& spin_state() {
-    static SpinState state{spin_enabled() ? kMaxSpinNs : 0};
+    static SpinState state;
     return state;
 }
 
@@ -68,29 +63,6 @@ int poll_once(int fd, int timeout_ms) {
     pollfd entry{fd, POLLIN, 0};
     int ready = poll(&entry, 1, timeout_ms);
     return ready < 0 ? -1 : (ready > 0 ? 1 : 0);
-}
-
-// True when no more threads are runnable than there are CPUs: a spin then takes no CPU another
-// thread waits for. /proc/loadavg's fourth field is runnable/all; without /proc, true.
-bool read_cpus_free() {
-    static const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    static const int loadavg = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    char text[128] = {};
-    if (loadavg < 0 || pread(loadavg, text, sizeof text - 1, 0) <= 0) return true;
-    double one = 0;
-    double five = 0;
-    double fifteen = 0;
-    long runnable = 0;
-    if (std::sscanf(text, "%lf %lf %lf %ld/", &one, &five, &fifteen, &runnable) != 4) return true;
-    return runnable <= cpus;
-}
-
-bool cpus_free(SpinState& state, std::int64_t now) {
-    if (now - state.load_checked_ns >= kLoadCheckNs) {
-        state.cpus_free = read_cpus_free();
-        state.load_checked_ns = now;
-    }
-    return state.cpus_free;
 }
 
 enum class Spin { kInput, kTimedOut, kContended, kRaised };
@@ -131,7 +103,7 @@ PyObject* wait_readable(PyObject* /*module*/, PyObject* fd_arg) {
     std::int64_t start = now_ns();
     if (state.skip > 0) {
         --state.skip;
-    } else if (state.budget_ns > 0 && cpus_free(state, start)) {
+    } else if (state.budget_ns > 0 && !state.cpu.contended(start)) {
         switch (spin(static_cast<int>(fd), state.budget_ns)) {
             case Spin::kInput:
                 ++state.caught;
