@@ -5,7 +5,6 @@
 #include "cpu_contention.hpp"
 
 #include <poll.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace child {
 
@@ -30,7 +30,9 @@ constexpr unsigned kMaxPenalty = 1024;
 // PY_CHILD_SPIN=0 in the environment (the context's `spin => false`) turns the spin off.
 bool spin_enabled() {
     static const bool enabled = [] {
-        const char* value = std::getenv("PY_CHILD_SPIN");
+        // Read once, at the child's first wait: before it has run any request, so before Python
+        // code could start a thread or change the environment.
+        const char* value = std::getenv("PY_CHILD_SPIN");  // NOLINT(concurrency-mt-unsafe)
         return value == nullptr || std::strcmp(value, "0") != 0;
     }();
     return enabled;
