@@ -280,10 +280,10 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
-    %% PY_CHILD_SPIN: whether the child polls its pipe for a moment before it sleeps
+    %% ERLANG_PYTHON_CHILD_SPIN: whether the child polls its pipe for a moment before it sleeps
     %% (c_src/child/input_wait.hpp).
     Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false},
-           {"PY_CHILD_SPIN", spin_env(maps:get(spin, Opts, true))}],
+           {"ERLANG_PYTHON_CHILD_SPIN", spin_env(maps:get(spin, Opts, true))}],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->

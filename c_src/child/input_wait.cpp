@@ -27,12 +27,12 @@ constexpr std::int64_t kPreemptedNs = 10'000;
 // being preempted (at most kMaxPenalty waits), back to one once a spin finds input.
 constexpr unsigned kMaxPenalty = 1024;
 
-// PY_CHILD_SPIN=0 in the environment (the context's `spin => false`) turns the spin off.
+// ERLANG_PYTHON_CHILD_SPIN=0 in the environment (the context's `spin => false`) turns the spin off.
 bool spin_enabled() {
     static const bool enabled = [] {
         // Read once, at the child's first wait: before it has run any request, so before Python
         // code could start a thread or change the environment.
-        const char* value = std::getenv("PY_CHILD_SPIN");  // NOLINT(concurrency-mt-unsafe)
+        const char* value = std::getenv("ERLANG_PYTHON_CHILD_SPIN");  // NOLINT(concurrency-mt-unsafe)
         return value == nullptr || std::strcmp(value, "0") != 0;
     }();
     return enabled;
