@@ -271,6 +271,7 @@ erlang_checks(N) ->
 bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
     {ok, W} = py_context:new(#{mode => worker}),
     {ok, I} = py_context:new(#{mode => isolated}),
+    {ok, NoSpin} = py_context:new(#{mode => isolated, spin => false}),
     try
         Seq = fun(Ctx) ->
                       check({ok, 3}, py:call(Ctx, operator, add, [1, 2])),
@@ -279,6 +280,11 @@ bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
                       end)
               end,
         Conc = fun(Ctx) -> rounds(Cfg, fun() -> callers_rate(Ctx, NProcs, Dur) end) end,
+        %% I1 and I5 (spin => false) in alternating rounds, so that both see the same load.
+        SeqOne = fun(Ctx) -> 1.0e6 / rate(timed(fun(K) -> {ok, _} = py:call(Ctx, operator, add, [K, 1]) end, 100, Dur)) end,
+        check({ok, 3}, py:call(NoSpin, operator, add, [1, 2])),
+        check({ok, 3}, py:call(I, operator, add, [1, 2])),
+        {SeqSpin, SeqNoSpin} = lists:unzip(rounds(Cfg, fun() -> {SeqOne(I), SeqOne(NoSpin)} end)),
         Refs = fun(Ctx) ->
                        {ok, First} = py:eval(Ctx, <<"object()">>),
                        true = py:is_ref(First),
@@ -295,7 +301,7 @@ bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
                                      Ms
                              end),
         [#row{id = "I1", label = "isolated context: sequential py:call(Ctx, operator, add, [K, 1])",
-              unit = "µs/call", figures = Seq(I), note = "goal < 30 µs"},
+              unit = "µs/call", figures = SeqSpin, note = "goal < 30 µs"},
          #row{id = "I1w", label = "  same on a worker context", unit = "µs/call", figures = Seq(W)},
          #row{id = "I2", label = io_lib:format("isolated context: ~w processes calling it", [NProcs]),
               unit = "calls/s total", figures = Conc(I)},
@@ -303,8 +309,12 @@ bench_isolated_context(Cfg = #cfg{conc_procs = NProcs, round_ns = Dur}) ->
          #row{id = "I3", label = "isolated context: new + first eval", unit = "ms", figures = Starts},
          #row{id = "I4", label = "isolated context: sequential py:eval(Ctx, <<\"object()\">>) (an object reference)",
               unit = "µs/call", figures = Refs(I), note = "made in the child, released when collected"},
-         #row{id = "I4w", label = "  same on a worker context", unit = "µs/call", figures = Refs(W)}]
+         #row{id = "I4w", label = "  same on a worker context", unit = "µs/call", figures = Refs(W)},
+         #row{id = "I5", label = "  I1 with spin => false (the child sleeps in read at once)", unit = "µs/call",
+              figures = SeqNoSpin, note = "rounds alternate with I1's"},
+         #row{id = "I6", label = "  I2 with spin => false", unit = "calls/s total", figures = Conc(NoSpin)}]
     after
+        py_context:stop(NoSpin),
         py_context:stop(I),
         py_context:stop(W)
     end.

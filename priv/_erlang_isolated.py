@@ -25,7 +25,6 @@ The conversions follow docs/type-conversion.md; the differences are listed in do
 """
 
 import os
-import select
 import signal
 import struct
 import sys
@@ -241,10 +240,8 @@ def _read_exact(n: int) -> bytes:
 def _recv():
     """The next frame. Interruptible (when a request runs) only until the frame starts."""
     was = _state.interruptible
-    if was and not _state.rbuf:
-        poller = select.poll()
-        poller.register(_state.fd_in, select.POLLIN)
-        poller.poll()  # KeyboardInterrupt lands here
+    if not _state.rbuf:
+        _erlang_etf.wait_readable(_state.fd_in)  # KeyboardInterrupt lands here (when was)
     _state.interruptible = False
     try:
         size = struct.unpack(">I", _read_exact(4))[0]

@@ -60,12 +60,13 @@
 %% if they raise, the context does not start: `{error, {preload, {Type, Message}}}'. The
 %% context stops when the calling process exits.
 %% `mode => isolated' runs the context's Python in a child OS process, with the options
-%% `limits', `restart', `kill_after' and `network' ({@link py_isolated}; docs/contexts.md).
+%% `limits', `restart', `kill_after', `network' and `spin' ({@link py_isolated}; docs/contexts.md).
 %% `thread_priority': the OS scheduling of this context's thread (`auto', `normal', `batch',
 %% `low', `idle'; default: the application's `thread_priority'); another value gives
 %% `{error, {invalid_option, thread_priority}}'.
 -spec new(#{mode => term(), preload => iodata(), limits => py_isolated:limits(), restart => boolean(),
-            kill_after => non_neg_integer(), network => boolean(), thread_priority => thread_priority()}) ->
+            kill_after => non_neg_integer(), network => boolean(), spin => boolean(),
+            thread_priority => thread_priority()}) ->
           {ok, context()} | {error, term()}.
 new(#{mode := isolated} = Opts) ->
     py_isolated:new(Opts);

@@ -316,7 +316,7 @@ name(N) when is_list(N) ->
 %% --- options -----------------------------------------------------------------------------------
 
 check_options(Opts) ->
-    Known = [mode, preload, limits, restart, kill_after, network],
+    Known = [mode, preload, limits, restart, kill_after, network, spin],
     case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
         [Key | _] -> {error, {unknown_option, Key}};
         [] -> check_values(Opts)
@@ -326,6 +326,7 @@ check_values(Opts) ->
     Limits = maps:get(limits, Opts, #{}),
     Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
               {network, is_boolean(maps:get(network, Opts, true))},
+              {spin, is_boolean(maps:get(spin, Opts, true))},
               {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
               {limits, is_map(Limits)}],
     case [K || {K, false} <- Checks] of
@@ -390,7 +391,10 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
-    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false} | network_env(Opts)],
+    %% ERLANG_PYTHON_CHILD_SPIN: whether the child polls its pipe for a moment before it sleeps
+    %% (c_src/child/input_wait.hpp).
+    Env = [{"LD_LIBRARY_PATH", filename:dirname(Lib)}, {"LD_PRELOAD", false},
+           {"ERLANG_PYTHON_CHILD_SPIN", spin_env(maps:get(spin, Opts, true))} | network_env(Opts)],
     try open_port({spawn_executable, filename:join(Priv, "py_child")},
                   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}, {env, Env}]) of
         Port ->
@@ -426,6 +430,9 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
 %% variable is always set or removed, so that the node's own environment cannot decide it.
 network_env(#{network := false}) -> [{"ERLANG_PYTHON_CHILD_NETWORK", "none"}];
 network_env(_Opts) -> [{"ERLANG_PYTHON_CHILD_NETWORK", false}].
+
+spin_env(true) -> "1";
+spin_env(false) -> "0".
 
 home_arg(undefined) -> "";
 home_arg(Home) -> Home.

@@ -1,6 +1,7 @@
 // The _erlang_etf built-in module of priv/py_child: setup, decode, encode, frame.
 // Thread: the child's main thread, attached.
 #include "etf_codec.hpp"
+#include "input_wait.hpp"
 
 namespace etf {
 
@@ -51,6 +52,9 @@ PyMethodDef methods[] = {
     {"decode", decode_term, METH_O, "decode(buffer): the term an external-term-format binary holds."},
     {"encode", encode_term, METH_O, "encode(value): value as an external-term-format binary."},
     {"frame", encode_frame, METH_O, "frame(value): encode(value) after its 4-byte big-endian length."},
+    {"wait_readable", child::wait_readable, METH_O,
+     "wait_readable(fd): returns once fd has input, after a short spin (input_wait.hpp)."},
+    {"wait_stats", child::wait_stats, METH_NOARGS, "wait_stats(): the counters of wait_readable's spin."},
     {nullptr, nullptr, 0, nullptr},
 };
 
