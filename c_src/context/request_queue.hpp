@@ -8,7 +8,9 @@
 // (a gap in its own clock readings) cuts the next spins to a quarter, down to none; a request
 // that arrives while the worker sleeps, sooner than a full spin would have lasted, lengthens
 // them again. On a busy machine a spinning thread holds a CPU the BEAM's schedulers (and the
-// caller) need, and the kernel treats it as CPU-bound; a sleeping one is woken at once.
+// caller) need, and the kernel treats it as CPU-bound; a sleeping one is woken at once. A
+// thread at SCHED_IDLE (thread_priority auto until raised, idle) keeps its spin: it holds no
+// CPU anyone else wants.
 //
 // While the context's event loops watch descriptors (an aio::FdWaiter with watches), the spin
 // also looks at them (a non-blocking epoll_wait every few microseconds) and the worker sleeps
