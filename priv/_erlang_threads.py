@@ -36,25 +36,36 @@ def _starting(function):
 
 
 def install():
-    """Makes threads started from now on in this interpreter leave SCHED_IDLE."""
-    import threading
+    """Makes threads started from now on in this interpreter leave SCHED_IDLE.
 
-    bootstrap = threading.Thread._bootstrap
-    if not getattr(bootstrap, "_erlang_leaves_idle", False):
-        def _bootstrap(self):
-            leave_idle()
-            bootstrap(self)
+    Wraps _thread's start functions; `threading` takes its own reference to them when it is
+    imported, so when it is not imported yet it will take the wrapped ones (no import here: an
+    owngil interpreter that never starts a thread does not pay for `threading`). When it is
+    imported already, its Thread._bootstrap is wrapped instead.
+    """
+    import sys
 
-        _bootstrap._erlang_leaves_idle = True
-        threading.Thread._bootstrap = _bootstrap
-    # Code that starts threads with _thread itself (threading does not: it took its own
-    # reference when it was imported, and its threads are covered above).
-    start = _thread.start_new_thread
-    if not getattr(start, "_erlang_leaves_idle", False):
-        def start_new_thread(function, args, kwargs=None):
-            return start(_starting(function), args, {} if kwargs is None else kwargs)
+    for name in ("start_new_thread", "start_new", "start_joinable_thread"):
+        start = getattr(_thread, name, None)
+        if start is not None and not getattr(start, "_erlang_leaves_idle", False):
+            setattr(_thread, name, _wrapped_start(start))
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        bootstrap = threading.Thread._bootstrap
+        if not getattr(bootstrap, "_erlang_leaves_idle", False):
+            def _bootstrap(self):
+                leave_idle()
+                bootstrap(self)
 
-        start_new_thread._erlang_leaves_idle = True
-        _thread.start_new_thread = start_new_thread
-        if hasattr(_thread, "start_new"):  # the old alias (gone in 3.13)
-            _thread.start_new = start_new_thread
+            _bootstrap._erlang_leaves_idle = True
+            threading.Thread._bootstrap = _bootstrap
+
+
+def _wrapped_start(start):
+    """start_new_thread(function, args, kwargs) or start_joinable_thread(function, ...), the
+    new thread first leaving SCHED_IDLE."""
+    def start_thread(function, *args, **kwargs):
+        return start(_starting(function), *args, **kwargs)
+
+    start_thread._erlang_leaves_idle = True
+    return start_thread
