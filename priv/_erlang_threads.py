@@ -28,10 +28,12 @@ def leave_idle():
 
 
 def _starting(function):
+    """function, run by a new thread that first leaves SCHED_IDLE (marked as such)."""
     def started(*args, **kwargs):
         leave_idle()
         return function(*args, **kwargs)
 
+    started._erlang_leaves_idle = True
     return started
 
 
@@ -53,12 +55,7 @@ def install():
     if threading is not None:
         bootstrap = threading.Thread._bootstrap
         if not getattr(bootstrap, "_erlang_leaves_idle", False):
-            def _bootstrap(self):
-                leave_idle()
-                bootstrap(self)
-
-            _bootstrap._erlang_leaves_idle = True
-            threading.Thread._bootstrap = _bootstrap
+            threading.Thread._bootstrap = _starting(bootstrap)  # a method again, on the class
 
 
 def _wrapped_start(start):

@@ -1,6 +1,7 @@
 #include "aio/child_signal.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): POSIX sigaction, which <csignal> need not declare
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -72,6 +73,13 @@ int start_relay() {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, kRelayStackBytes);
+    // Normal scheduling whatever the caller's: a context thread at SCHED_IDLE (thread_priority
+    // auto or idle) asks first, and an inherited SCHED_IDLE would leave the relay without a CPU
+    // on a busy host, so no loop would hear of its children.
+    sched_param normal{};
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+    pthread_attr_setschedparam(&attr, &normal);
     g_event_fd = fd;
     pthread_t thread{};
     int rc = pthread_create(&thread, &attr, &relay_main, nullptr);
