@@ -650,21 +650,24 @@ bench_buffer(Cfg) ->
                         "    n = len(mv.tobytes())\n"
                         "    mv.release()\n"
                         "    return n\n"
-                        "_dst = bytearray()\n"
+                        "_dst = memoryview(bytearray())\n"
                         "def mv_into(b):\n"
                         "    global _dst\n"
                         "    mv = memoryview(b)\n"
                         "    if len(_dst) != len(mv):\n"
-                        "        _dst = bytearray(len(mv))\n"
+                        "        _dst.release()\n"
+                        "        _dst = memoryview(bytearray(len(mv)))\n"
                         "    _dst[:] = mv\n"
                         "    n = len(mv)\n"
                         "    mv.release()\n"
                         "    return n\n"
-                        "def baseline(size):\n"
+                        "def baseline(size, read_name):\n"
                         "    import time\n"
+                        "    read = globals()[read_name]\n"
                         "    data = bytes(size)\n"
+                        "    read(data)\n"
                         "    t0 = time.perf_counter_ns()\n"
-                        "    mv_pass(data)\n"
+                        "    read(data)\n"
                         "    return size / (time.perf_counter_ns() - t0)\n">>),
     Total = 64 * ?MIB,
     Chunk = binary:copy(<<"0123456789abcdef">>, 4096),
@@ -687,10 +690,19 @@ bench_buffer(Cfg) ->
     Trip = fun(New) -> TripWith(New, mv_pass) end,
     Rounds = Trip(fun() -> py_buffer:new() end),
     Known = Trip(fun() -> py_buffer:new(Total) end),
-    %% S3/S4: the reader copies the view into its own reused bytearray (no new 64 MiB object
-    %% per pass, so no fresh pages to fault in on the Python side).
+    %% 15g-i: the reader copies the view into memory of its own that it reuses (a memoryview
+    %% slice assignment: one memcpy, no new 64 MiB object per pass, so no fresh pages to fault
+    %% in on the Python side). bytearray slice assignment would not do: from an object that is
+    %% not a bytearray it first makes a temporary bytearray copy.
     InPlace = TripWith(fun() -> py_buffer:new() end, mv_into),
-    Baseline = rounds(Cfg, fun() -> {ok, R} = py:call(Ctx, '__main__', baseline, [Total]), R end),
+    Baseline = fun(Read) ->
+                       rounds(Cfg, fun() ->
+                           {ok, R} = py:call(Ctx, '__main__', baseline, [Total, atom_to_binary(Read)]),
+                           R
+                       end)
+               end,
+    CopyOut = Baseline(mv_pass),
+    CopyInto = Baseline(mv_into),
     ok = py_context:stop(Ctx),
     Note = "64 MiB; GB/s = 10^9 B/s; read = one memoryview(b).tobytes() pass in a worker context",
     [#row{id = "15a", label = "py_buffer 64 MiB: 64 KiB writes + close + Python memoryview read", unit = "GB/s",
@@ -705,12 +717,14 @@ bench_buffer(Cfg) ->
           figures = [C || {_, _, _, C} <- Rounds],
           note = "64 MiB / (utime + stime of the VM during the trip, all threads): the rate without other load"},
      #row{id = "15e", label = "baseline: the same memoryview pass over a 64 MiB Python bytes", unit = "GB/s",
-          figures = Baseline, note = "the ceiling of the read pass on this machine at this load"},
-     #row{id = "S3", label = "py_buffer 64 MiB whole trip, read = dst[:] = memoryview(b) into a reused bytearray",
+          figures = CopyOut, note = "the ceiling of the read pass on this machine at this load"},
+     #row{id = "15g", label = "py_buffer 64 MiB whole trip, read = memoryview(dst)[:] = memoryview(b), dst reused",
           unit = "GB/s", figures = [A || {A, _, _, _} <- InPlace],
-          note = "as 15a, the reader copying into memory it already has"},
-     #row{id = "S4", label = "py_buffer 64 MiB: that read alone (py:call included)", unit = "GB/s",
-          figures = [R || {_, _, R, _} <- InPlace]}].
+          note = "as 15a, the reader copying the view into memory of its own it already has"},
+     #row{id = "15h", label = "py_buffer 64 MiB: that read alone (py:call included)", unit = "GB/s",
+          figures = [R || {_, _, R, _} <- InPlace]},
+     #row{id = "15i", label = "baseline: that read over a 64 MiB Python bytes", unit = "GB/s",
+          figures = CopyInto, note = "its ceiling on this machine at this load"}].
 
 %% 16. SharedDict get of a small value (a 3-key map) under a binary key: from Erlang
 %% (py:shared_dict_get/2) and from Python (sd['config'] in a loop inside one call).
@@ -751,15 +765,50 @@ bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
     %% starved), the default before reactor contexts ran at normal priority.
     {RAuto, AutoPort, AutoAcceptor} = start_bench_reactor(#{max_connections => 1000, thread_priority => auto}),
     {Stock, StockPort} = stock_echo_server(),
+    %% Where each server's CPU is read: the reactor context's thread, the stock server's process.
+    ThreadStat = fun(Reactor) ->
+                         {ok, Tid} = py:call(py_reactor_context:context(Reactor), threading, get_native_id, []),
+                         "/proc/self/task/" ++ integer_to_list(Tid) ++ "/stat"
+                 end,
+    {os_pid, StockPid} = erlang:port_info(Stock, os_pid),
+    Stats = [ThreadStat(R), ThreadStat(RAuto), "/proc/" ++ integer_to_list(StockPid) ++ "/stat"],
+    Tck = clk_tck(),
+    %% One echo run against Port: {round trips/s, the server's CPU µs per round trip, the CPU µs
+    %% per round trip of the clients (this VM without the reactor threads), the server's kernel
+    %% CPU (stime) µs per round trip}.
+    Measured = fun(Port, NConns) ->
+                       Before = [user_sys_ticks(S) || S <- Stats],
+                       Vm0 = proc_cpu_ticks(),
+                       Rate = echo_clients(Port, NConns, Dur),
+                       Delta = [{U1 - U0, S1 - S0} || {Stat, {U0, S0}} <- lists:zip(Stats, Before),
+                                                      {U1, S1} <- [user_sys_ticks(Stat)]],
+                       Total = fun({U, S}) -> U + S end,
+                       {ServerUser, ServerSys} = lists:nth(index_of(Port, [ReactorPort, AutoPort, StockPort]), Delta),
+                       ClientTicks = proc_cpu_ticks() - Vm0 - Total(lists:nth(1, Delta)) - Total(lists:nth(2, Delta)),
+                       Us = fun(Ticks) -> Ticks * 1.0e6 / Tck / (Rate * Dur / 1.0e9) end,
+                       {Rate, Us(ServerUser + ServerSys), Us(ClientTicks), Us(ServerSys)}
+               end,
     %% Round by round, the three servers in turn, so that a change of load hits all of them.
     Run = fun(NConns) ->
-                  Rounds = rounds(Cfg, fun() -> [echo_clients(P, NConns, Dur) || P <- [ReactorPort, AutoPort, StockPort]] end),
+                  Rounds = rounds(Cfg, fun() -> [Measured(P, NConns) || P <- [ReactorPort, AutoPort, StockPort]] end),
                   [[lists:nth(I, Round) || Round <- Rounds] || I <- [1, 2, 3]]
           end,
+    Rates = fun(Runs) -> [Rate || {Rate, _, _, _} <- Runs] end,
     try
-        [One, OneAuto, OneStock] = Run(1),
-        [Hundred, HundredAuto, HundredStock] = Run(100),
+        [One, OneAuto, OneStock] = [Rates(X) || X <- Run(1)],
+        [HundredRuns, _, HundredStockRuns] = HundredAll = Run(100),
+        [Hundred, HundredAuto, HundredStock] = [Rates(X) || X <- HundredAll],
+        ServerUs = fun(Runs) -> [S || {_, S, _, _} <- Runs] end,
+        ServerSysUs = fun(Runs) -> [K || {_, _, _, K} <- Runs] end,
+        ClientUs = [C || {_, _, C, _} <- HundredRuns ++ HundredStockRuns],
+        %% At 100 connections every party is CPU-bound on this machine's CPUs, so a round trip
+        %% costs the clients' CPU plus the server's: the best ratio a server could reach against
+        %% the stock loop is (clients + stock server) / (clients + its own kernel time alone).
         Ratio = fun(A, B) -> io_lib:format("~.2fx the stock loop (medians)", [median(A) / median(B)]) end,
+        BestRatio = fun(Clients, StockServer, OwnKernel) ->
+                            io_lib:format("a server with no user-space CPU: at most ~.2fx the stock loop here",
+                                          [(median(Clients) + median(StockServer)) / (median(Clients) + median(OwnKernel))])
+                    end,
         [#row{id = "17a", label = "reactor echo (64 B, 1 connection), py_reactor_context", unit = "round trips/s",
               figures = One, note = Ratio(One, OneStock)},
          #row{id = "17b", label = "reactor echo (64 B, 1 connection), stock asyncio loop (python3)",
@@ -768,6 +817,19 @@ bench_reactor(Cfg = #cfg{round_ns = Dur}) ->
               unit = "round trips/s", figures = Hundred, note = Ratio(Hundred, HundredStock)},
          #row{id = "17d", label = "reactor echo (64 B, 100 connections), stock asyncio loop (python3)",
               unit = "round trips/s", figures = HundredStock},
+         #row{id = "17e", label = "reactor echo, 100 connections: the reactor thread's CPU per round trip",
+              unit = "us CPU", figures = ServerUs(HundredRuns),
+              note = "utime + stime of the context's thread / round trips (/proc, clock ticks)"},
+         #row{id = "17f", label = "reactor echo, 100 connections: the stock server process's CPU per round trip",
+              unit = "us CPU", figures = ServerUs(HundredStockRuns)},
+         #row{id = "17g", label = "reactor echo, 100 connections: the Erlang clients' CPU per round trip",
+              unit = "us CPU", figures = ClientUs,
+              note = "this VM without the reactor threads, both servers' runs; a round trip costs clients + server"},
+         #row{id = "17h", label = "reactor echo, 100 connections: the reactor thread's kernel CPU (stime) per round trip",
+              unit = "us CPU", figures = ServerSysUs(HundredRuns),
+              note = BestRatio(ClientUs, ServerUs(HundredStockRuns), ServerSysUs(HundredRuns))},
+         #row{id = "17i", label = "reactor echo, 100 connections: the stock server's kernel CPU (stime) per round trip",
+              unit = "us CPU", figures = ServerSysUs(HundredStockRuns)},
          #row{id = "S1", label = "reactor echo (64 B, 1 connection), py_reactor_context at thread_priority auto",
               unit = "round trips/s", figures = OneAuto, note = Ratio(OneAuto, OneStock)},
          #row{id = "S2", label = "reactor echo (64 B, 100 connections), py_reactor_context at thread_priority auto",
@@ -1311,12 +1373,25 @@ clk_tck() ->
 
 %% utime + stime of this OS process, in clock ticks.
 proc_cpu_ticks() ->
-    {ok, Stat} = file:read_file("/proc/self/stat"),
+    cpu_ticks("/proc/self/stat").
+
+%% The position (1-based) of X in List.
+index_of(X, List) ->
+    length(lists:takewhile(fun(Y) -> Y =/= X end, List)) + 1.
+
+%% utime + stime in clock ticks from a /proc stat file (a process's, or a thread's under task/).
+cpu_ticks(StatFile) ->
+    {User, Sys} = user_sys_ticks(StatFile),
+    User + Sys.
+
+%% {utime, stime} in clock ticks from a /proc stat file.
+user_sys_ticks(StatFile) ->
+    {ok, Stat} = file:read_file(StatFile),
     %% The command name (field 2) is in parentheses and may contain spaces: split after it.
     [_, Rest] = binary:split(Stat, <<") ">>, [trim_all]),
     Fields = binary:split(Rest, <<" ">>, [global]),
     %% Rest starts at field 3 (state); utime and stime are fields 14 and 15.
-    binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)).
+    {binary_to_integer(lists:nth(12, Fields)), binary_to_integer(lists:nth(13, Fields))}.
 
 proc_status_kb(Key) ->
     {ok, Status} = file:read_file("/proc/self/status"),
