@@ -21,7 +21,7 @@
 -export([stats/1, backtrace/1, reset/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([limits/0, crash/0, pending/0]).
+-export_type([limits/0, crash/0, pending/0, request/0, async_request/0]).
 
 -type limits() :: #{memory => pos_integer(), cpu_seconds => pos_integer(),
                     open_files => pos_integer(), processes => pos_integer()}.
@@ -34,7 +34,6 @@
 %% A request's frame; with the serials of the children its object handles name, and the
 %% handles themselves (held until the request ends, so none is released before the child
 %% has read the request).
--type request_frame() :: binary() | {binary(), [pos_integer() | other_context], [reference()]}.
 -type request() :: {call, py:py_module(), py:py_func(), list(), map()}
                  | {eval, iodata(), map()} | {exec, iodata()}.
 %% An asynchronous request: the function's awaitable result runs as a task of the child's
@@ -46,9 +45,6 @@
 -define(TABLE, py_isolated_contexts).
 -define(START_DEADLINE, 30000).
 -define(DEFAULT_KILL_AFTER, 2000).
--define(STDERR_LINES, 20).
--define(STDERR_TAIL_BYTES, 16384).
--define(LIMIT_KEYS, [memory, cpu_seconds, open_files, processes]).
 -define(RUNTIME_KEY, {?MODULE, runtime}).
 -define(BACKTRACE_DEADLINE, 5000).
 %% py_child's exit status when the kernel refuses it a network namespace (c_src/child/py_child.cpp).
@@ -69,8 +65,8 @@
                 running = [] :: [reference() | {loop, {pos_integer(), integer()}}],
                 %% Erlang callbacks in flight, each with the request that waits for it.
                 callbacks = #{} :: #{{pos_integer(), integer()} => {pid(), reference()}},
-                %% the frame, with the object handles it uses when it has any (request_frame/0)
-                requests = #{} :: #{reference() => {reference(), request_frame()}},
+                %% the frame, with the object handles it uses when it has any (py_isolated_frame:request_frame/0)
+                requests = #{} :: #{reference() => {reference(), py_isolated_frame:request_frame()}},
                 %% The asynchronous requests: queued, their task running in the child, or
                 %% cancelled (a 'cancel' frame sent, the child killed if the timer fires first).
                 tasks = #{} :: #{reference() => queued | started | {cancelling, reference()}},
@@ -89,7 +85,7 @@
 %% py_context_sup, owned by the calling process.
 -spec new(map()) -> {ok, pid()} | {error, term()}.
 new(Opts) ->
-    case check_options(Opts) of
+    case py_isolated_opts:check(Opts) of
         ok -> py_context_sup:start_context(Opts#{owner => self()});
         {error, _} = Error -> Error
     end.
@@ -161,11 +157,10 @@ start_async(Ctx, Request) ->
 %% cancelled when Waiter exits. Ordered after the requests this process sent before.
 -spec send_async(pid(), async_request(), reference(), pid()) -> ok.
 send_async(Ctx, {async, _, _, _, _} = Request, Alias, Waiter) ->
-    {Plain, Held} = objects_out(Request, Ctx),
-    Frame = try term_to_binary(frame(Plain, Alias))
+    Frame = try py_isolated_frame:encode(Request, Ctx, Alias)
             catch error:badarg -> erlang:demonitor(Alias, [flush]), erlang:error(badarg)
             end,
-    Ctx ! {'$py_isolated_async', Alias, Waiter, with_held(Frame, Held)},
+    Ctx ! {'$py_isolated_async', Alias, Waiter, Frame},
     ok.
 
 %% @private
@@ -224,11 +219,10 @@ context_call(Ctx, Msg) ->
 
 await(Ctx, Request, Timeout) ->
     Mon = erlang:monitor(process, Ctx, [{alias, demonitor}]),
-    {Plain, Held} = objects_out(Request, Ctx),
-    Frame = try term_to_binary(frame(Plain, Mon))
+    Frame = try py_isolated_frame:encode(Request, Ctx, Mon)
             catch error:badarg -> erlang:demonitor(Mon, [flush]), erlang:error(badarg)
             end,
-    Ctx ! {'$py_isolated', Mon, self(), with_held(Frame, Held)},
+    Ctx ! {'$py_isolated', Mon, self(), Frame},
     receive
         {Mon, Reply} ->
             erlang:demonitor(Mon, [flush]),
@@ -241,115 +235,6 @@ await(Ctx, Request, Timeout) ->
         Ctx ! {'$py_isolated_cancel', Mon},
         receive {Mon, _} -> ok after 0 -> ok end,
         {error, timeout}
-    end.
-
-%% Object handles in a request's arguments, kwargs or locals become {'$py_isolated_object', Id}
-%% for the child; a handle of another context is refused here, one of an earlier child of this
-%% context when the request is sent (pump/1).
-objects_out(Request, Ctx) ->
-    case has_reference(Request) of
-        false -> {Request, []};   %% nothing to rebuild (the common case)
-        true -> objects_out_request(Request, Ctx)
-    end.
-
-objects_out_request({call, M, F, Args, Kwargs}, Ctx) ->
-    {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
-    {{call, M, F, Args1, Kwargs1}, Held};
-objects_out_request({async, M, F, Args, Kwargs}, Ctx) ->
-    {[Args1, Kwargs1], Held} = objects_out_list([Args, Kwargs], Ctx, []),
-    {{async, M, F, Args1, Kwargs1}, Held};
-objects_out_request({eval, Code, Locals}, Ctx) ->
-    {Locals1, Held} = objects_out(Locals, Ctx, []),
-    {{eval, Code, Locals1}, Held};
-objects_out_request(Request, _Ctx) ->
-    {Request, []}.
-
-has_reference(T) when is_reference(T) -> true;
-has_reference([H | T]) -> has_reference(H) orelse has_reference(T);
-has_reference(T) when is_tuple(T) -> has_reference(tuple_to_list(T));
-has_reference(T) when is_map(T) -> has_reference(maps:to_list(T));
-has_reference(_) -> false.
-
-objects_out(T, Ctx, Held) when is_reference(T) ->
-    case py_nif:isolated_ref_info(T) of
-        {Ctx, Serial, Id} -> {{'$py_isolated_object', Id}, [{Serial, T} | Held]};
-        {_Other, _, _} -> {T, [{other_context, T} | Held]};
-        false -> {T, Held}
-    end;
-objects_out(T, Ctx, Held) when is_list(T) ->
-    objects_out_list(T, Ctx, Held);
-objects_out(T, Ctx, Held) when is_tuple(T) ->
-    {Items, Held1} = objects_out_list(tuple_to_list(T), Ctx, Held),
-    {list_to_tuple(Items), Held1};
-objects_out(T, Ctx, Held) when is_map(T) ->
-    {Pairs, Held1} = objects_out_list(maps:to_list(T), Ctx, Held),
-    {maps:from_list(Pairs), Held1};
-objects_out(T, _Ctx, Held) ->
-    {T, Held}.
-
-%% Proper lists only (an improper one reaches the child as it is and is refused there).
-objects_out_list(List, Ctx, Held) ->
-    try lists:mapfoldl(fun(T, H) -> objects_out(T, Ctx, H) end, Held, List)
-    catch error:function_clause -> {List, Held}
-    end.
-
-with_held(Frame, []) -> Frame;
-with_held(Frame, Held) -> {Frame, [S || {S, _} <- Held], [H || {_, H} <- Held]}.
-
-%% The body is a binary of its own, so that the child can always read the frame's id and answer
-%% it, even when the body holds a term Python cannot take.
-frame({call, Module, Function, Args, Kwargs}, Id) ->
-    {call, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
-frame({async, Module, Function, Args, Kwargs}, Id) ->
-    {async, Id, term_to_binary({name(Module), name(Function), Args, Kwargs})};
-frame({eval, Code, Locals}, Id) -> {eval, Id, term_to_binary({iolist_to_binary(Code), Locals})};
-frame({exec, Code}, Id) -> {exec, Id, term_to_binary({iolist_to_binary(Code)})}.
-
-name(N) when is_atom(N) -> atom_to_binary(N, utf8);
-name(N) when is_binary(N) -> N;
-name(N) when is_list(N) ->
-    case unicode:characters_to_binary(N) of
-        B when is_binary(B) -> B;
-        _ -> erlang:error(badarg)
-    end.
-
-%% --- options -----------------------------------------------------------------------------------
-
-check_options(Opts) ->
-    Known = [mode, preload, limits, restart, kill_after, network, spin],
-    case [K || K <- lists:sort(maps:keys(Opts)), not lists:member(K, Known)] of
-        [Key | _] -> {error, {unknown_option, Key}};
-        [] -> check_values(Opts)
-    end.
-
-check_values(Opts) ->
-    Limits = maps:get(limits, Opts, #{}),
-    Checks = [{restart, is_boolean(maps:get(restart, Opts, true))},
-              {network, is_boolean(maps:get(network, Opts, true))},
-              {spin, is_boolean(maps:get(spin, Opts, true))},
-              {kill_after, is_integer(maps:get(kill_after, Opts, 0)) andalso maps:get(kill_after, Opts, 0) >= 0},
-              {limits, is_map(Limits)}],
-    case [K || {K, false} <- Checks] of
-        [Bad | _] -> {error, {invalid_option, {Bad, maps:get(Bad, Opts)}}};
-        [] -> check_limits(Limits)
-    end.
-
-check_limits(Limits) ->
-    Bad = [{K, V} || {K, V} <- maps:to_list(Limits), not (lists:member(K, ?LIMIT_KEYS) andalso is_integer(V) andalso V > 0)],
-    case Bad of
-        [KV | _] -> {error, {invalid_option, {limits, KV}}};
-        [] ->
-            case maps:is_key(processes, Limits) andalso running_as_root() of
-                %% Linux does not apply RLIMIT_NPROC to root (nor to CAP_SYS_RESOURCE holders).
-                true -> {error, {limit_unenforceable, processes}};
-                false -> ok
-            end
-    end.
-
-running_as_root() ->
-    case file:read_file("/proc/self/status") of
-        {ok, Status} -> re:run(Status, <<"^Uid:\\s+0\\s">>, [multiline]) =/= nomatch;
-        {error, _} -> false
     end.
 
 %% --- the context process -----------------------------------------------------------------------
@@ -387,7 +272,7 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
     #{libpython := Lib, home := Home} = runtime(),
     Priv = code:priv_dir(erlang_python),
     Limits = maps:get(limits, Opts, #{}),
-    Args = [Priv, home_arg(Home), Log | [integer_to_list(maps:get(K, Limits, 0)) || K <- ?LIMIT_KEYS]],
+    Args = [Priv, home_arg(Home), Log | [integer_to_list(maps:get(K, Limits, 0)) || K <- py_isolated_opts:limit_keys()]],
     %% The child is not built with sanitizers: a node run with LD_PRELOAD=libasan.so (make
     %% test-asan) must not pass it on (ASan's shadow memory does not fit a memory limit, and its
     %% SIGSEGV handler would turn a crash into an exit status).
@@ -414,7 +299,7 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                 {Port, {exit_status, ?EXIT_NO_NETWORK_NAMESPACE}} when map_get(network, Opts) =:= false ->
                     %% The kernel refused the network namespace: no child runs unprotected.
                     logger:error("erlang_python: isolated context ~p: no network namespace: ~0tp",
-                                 [self(), last_lines(Log)], #{domain => [erlang_python]}),
+                                 [self(), py_isolated_crash:last_lines(Log)], #{domain => [erlang_python]}),
                     {error, {limit_unenforceable, network}};
                 {Port, {exit_status, Status}} ->
                     {error, {python_crashed, crash_reason(Status, State)}}
@@ -470,7 +355,7 @@ run_setup_steps(#state{child = #child{port = Port}} = State) ->
     lists:foreach(
       fun({Key, Version, {Module, Function, Args}, _Info}) ->
               Step = [atom_to_binary(Key, utf8), Version, Module, Function, Args],
-              port_command(Port, term_to_binary(frame({call, '_erlang_setup', apply, Step, #{}}, 0))),
+              port_command(Port, py_isolated_frame:request_binary({call, '_erlang_setup', apply, Step, #{}}, 0)),
               case setup_reply(State) of
                   ok -> ok;
                   {error, Reason} ->
@@ -500,7 +385,7 @@ setup_reply(#state{child = #child{port = Port} = Child} = State) ->
 preload(State, undefined) ->
     {ok, State};
 preload(#state{child = #child{port = Port}} = State, Code) ->
-    port_command(Port, term_to_binary(frame({exec, Code}, 0))),
+    port_command(Port, py_isolated_frame:request_binary({exec, Code}, 0)),
     preload_reply(State).
 
 %% Callbacks are not served while the preload code runs (the context is not registered yet).
@@ -665,9 +550,9 @@ pump(#state{queue = Q, running = Running, callbacks = Cbs} = State) ->
                 #{Id := {_, Frame}} ->
                     case ensure_child(State#state{queue = Rest}) of
                         {ok, #state{child = #child{port = Port, serial = Serial}} = Up} ->
-                            case stale_handles(Frame, Serial) of
+                            case py_isolated_frame:stale_handles(Frame, Serial) of
                                 false ->
-                                    case write(Port, frame_binary(Frame)) of
+                                    case write(Port, py_isolated_frame:frame_binary(Frame)) of
                                         ok -> pump(sent(Id, Up));
                                         closed -> pump(child_gone_before(Id, Up))
                                     end;
@@ -694,23 +579,6 @@ sent(Id, #state{tasks = Tasks, running = Running, stats = Stats0} = State0) ->
         _ -> State#state{running = [Id | Running]}
     end.
 
-%% Why a request's object handles cannot be used by the child now running, or false.
-stale_handles(Frame, _Serial) when is_binary(Frame) ->
-    false;
-stale_handles({_, Serials, _}, Serial) ->
-    case lists:usort(Serials) of
-        [Serial] -> false;
-        Other ->
-            case lists:member(other_context, Other) of
-                true -> "a Python object reference from another context cannot be used here";
-                false -> "a Python object reference whose isolated process has ended (crashed, "
-                         "restarted or stopped) cannot be used"
-            end
-    end.
-
-frame_binary({Frame, _, _}) -> Frame;
-frame_binary(Frame) -> Frame.
-
 ensure_child(#state{child = undefined} = State) ->
     case start_child(State) of
         {ok, Up} -> {ok, Up};
@@ -723,7 +591,7 @@ from_child({with_objects, Bin}, #state{child = #child{serial = Serial}} = State)
     %% A frame holding references to objects kept in the child: each becomes a handle whose
     %% garbage collection releases the object ('$py_isolated_release').
     try binary_to_term(Bin, [safe]) of
-        Frame -> from_child(objects_in(Frame, Serial), State)
+        Frame -> from_child(py_isolated_frame:objects_in(Frame, Serial), State)
     catch error:badarg ->
         %% Not a frame of ours: as for a forged frame (handle_info/2), the child is killed.
         kill_group(State#state.child, "KILL"),
@@ -773,21 +641,6 @@ from_child({send, Dest, Term}, State) when is_pid(Dest) ->
 from_child(_Other, State) ->
     State.
 
-objects_in({'$py_isolated_object', Id}, Serial) when is_integer(Id), Id > 0 ->
-    py_nif:isolated_ref_new(self(), Serial, Id);
-objects_in(T, Serial) when is_list(T) ->
-    objects_in_list(T, Serial);
-objects_in(T, Serial) when is_tuple(T) ->
-    list_to_tuple(objects_in_list(tuple_to_list(T), Serial));
-objects_in(T, Serial) when is_map(T) ->
-    maps:from_list(objects_in_list(maps:to_list(T), Serial));
-objects_in(T, _Serial) ->
-    T.
-
-objects_in_list([H | T], Serial) -> [objects_in(H, Serial) | objects_in_list(T, Serial)];
-objects_in_list([], _Serial) -> [];
-objects_in_list(Tail, Serial) -> objects_in(Tail, Serial).
-
 registered(Name) when is_binary(Name) ->
     try whereis(binary_to_existing_atom(Name, utf8))
     catch error:badarg -> undefined
@@ -803,7 +656,7 @@ run_callback(Name, Args) ->
 %% A callback's result with this child's object handles as the child's references (the
 %% release of a handle, if it follows, reaches the child after this reply).
 callback_reply(Result, #child{serial = Serial}) ->
-    case objects_out(callback_result(Result), self(), []) of
+    case py_isolated_frame:objects_out(callback_result(Result), self(), []) of
         {Out, Held} ->
             case lists:usort([S || {S, _} <- Held]) -- [Serial] of
                 [] -> Out;
@@ -921,57 +774,8 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
                         Down#state{queue = queue:new()}, queue:to_list(Answered#state.queue))
     end.
 
-crash_reason(Status, #state{log = Log, opts = Opts, killed = WasKilled}) ->
-    Base = case Status > 128 of
-               true -> #{signal => signal_name(Status - 128)};
-               false -> #{exit_status => Status}
-           end,
-    Limits = maps:get(limits, Opts, #{}),
-    WithLimit = case Base of
-                    #{signal := sigxcpu} -> Base#{limit => cpu_seconds};
-                    #{signal := sigkill} when is_map_key(cpu_seconds, Limits) -> Base;
-                    _ when is_map_key(memory, Limits) -> memory_named(Base, Log);
-                    _ -> Base
-                end,
-    Killed = case WasKilled of
-                 false -> WithLimit;
-                 Why -> WithLimit#{killed => Why}
-             end,
-    Killed#{stderr => last_lines(Log)}.
-
-%% A child that died under a memory limit with an allocation failure in its log.
-memory_named(Crash, Log) ->
-    Text = iolist_to_binary(last_lines(Log)),
-    case re:run(Text, <<"MemoryError|Cannot allocate memory|out of memory|std::bad_alloc">>, [caseless]) of
-        nomatch -> Crash;
-        _ -> Crash#{limit => memory}
-    end.
-
-signal_name(6) -> sigabrt;
-signal_name(9) -> sigkill;
-signal_name(11) -> sigsegv;
-signal_name(7) -> sigbus;
-signal_name(8) -> sigfpe;
-signal_name(15) -> sigterm;
-signal_name(24) -> sigxcpu;
-signal_name(2) -> sigint;
-signal_name(N) -> N.
-
-last_lines(Log) ->
-    case file:open(Log, [read, raw, binary]) of
-        {ok, Fd} ->
-            {ok, Size} = file:position(Fd, eof),
-            From = max(0, Size - ?STDERR_TAIL_BYTES),
-            Data = case file:pread(Fd, From, Size - From) of
-                       {ok, D} -> D;
-                       _ -> <<>>
-                   end,
-            ok = file:close(Fd),
-            Lines = [L || L <- binary:split(Data, <<"\n">>, [global]), L =/= <<>>],
-            lists:nthtail(max(0, length(Lines) - ?STDERR_LINES), Lines);
-        {error, _} ->
-            []
-    end.
+crash_reason(Status, #state{log = Log, opts = Opts, killed = Killed}) ->
+    py_isolated_crash:reason(Status, Log, maps:get(limits, Opts, #{}), Killed).
 
 %% Stops the child and answers everything still pending with {error, context_stopped}.
 shut_down(#state{requests = Reqs} = State) ->
