@@ -198,8 +198,16 @@ call_method(_, _, _, _) ->
 %% started never finished), `ok' otherwise, and also for a context that is already gone.
 -spec stop(context()) -> ok | {error, term()}.
 stop(Ctx) when is_pid(Ctx) ->
-    try gen_server:call(Ctx, stop, infinity)
-    catch exit:_ -> ok
+    case node(Ctx) =/= node() orelse is_context(Ctx) of
+        true ->   % a remote context is asked by its node (docs/distributed.md)
+            try gen_server:call(Ctx, stop, infinity)
+            catch exit:_ -> ok
+            end;
+        false ->
+            case is_process_alive(Ctx) of
+                false -> ok;   % stopped already
+                true -> {error, context_not_found}   % not a context: no answer would come
+            end
     end;
 stop(_) ->
     erlang:error(badarg).
@@ -461,8 +469,22 @@ is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
 
 %% A worker-loop request to the context's process; {error, context_not_found} when it is gone.
 loop_call(Ctx, Request) ->
-    try gen_server:call(Ctx, Request, infinity)
-    catch exit:_ -> {error, context_not_found}
+    case is_context(Ctx) of
+        true ->
+            try gen_server:call(Ctx, Request, infinity)
+            catch exit:_ -> {error, context_not_found}
+            end;
+        false ->
+            {error, context_not_found}
+    end.
+
+%% Whether Pid is a context process of this node (any mode, a stopping one included): a call
+%% to another process would wait for an answer that never comes.
+is_context(Pid) ->
+    case proc_lib:initial_call(Pid) of
+        {py_context, init, _} -> true;
+        {py_isolated, init, _} -> true;
+        _ -> false
     end.
 
 with_env(Ctx, Env, Timeout, Submit) when is_reference(Env) ->

@@ -28,6 +28,9 @@
 
 -export_type([pool_name/0, start_opts/0]).
 
+%% A pool's largest size: each context is an OS thread (an owngil one an interpreter too), so a
+%% mistaken size (a byte count, a timestamp) must not start threads until the node falls over.
+-define(MAX_POOL_SIZE, 1024).
 -define(DEFAULT, default).
 -define(POOL_KEY, {?MODULE, pool}).
 -define(NAMED_KEY(Name), {?MODULE, pool, Name}).
@@ -191,7 +194,8 @@ start_pool(Pool, Size) ->
 
 %% @doc Starts pool Pool with Size contexts in Mode (`worker' or `owngil'; `auto' is `worker'), owned by the
 %% application (they stop with it, or with {@link stop_pool/1}). When Pool runs already, its
-%% contexts as they are. `{error, {invalid_size, Size}}', `{error, {invalid_mode, Mode}}', or
+%% contexts as they are. `{error, {invalid_size, Size}}' (Size from 1 to 1,024: each context is an
+%% OS thread, an owngil one an interpreter too), `{error, {invalid_mode, Mode}}', or
 %% the error of the first context that could not start (the others are stopped again).
 -spec start_pool(pool_name(), pos_integer(), py_context:mode()) ->
     {ok, [py_context:context()]} | {error, term()}.
@@ -199,7 +203,7 @@ start_pool(Pool, Size, auto) ->
     start_pool(Pool, Size, worker);
 start_pool(Pool, Size, Mode) when is_atom(Pool) ->
     if
-        not (is_integer(Size) andalso Size >= 1) -> {error, {invalid_size, Size}};
+        not (is_integer(Size) andalso Size >= 1 andalso Size =< ?MAX_POOL_SIZE) -> {error, {invalid_size, Size}};
         Mode =/= worker, Mode =/= owngil -> {error, {invalid_mode, Mode}};
         true -> call_router({start_pool, Pool, Size, Mode})
     end;

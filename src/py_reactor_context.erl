@@ -109,6 +109,7 @@ is_identifier(_) ->
 %% `connection_lost' runs), then its Python context stops.
 -spec stop(pid() | atom()) -> ok.
 stop(Reactor) ->
+    check_reactor(Reactor),
     gen_server:stop(Reactor).
 
 %% @doc `#{id, active_connections, total_connections, total_requests, max_connections,
@@ -116,7 +117,7 @@ stop(Reactor) ->
 %% `data_received'; `protocol_errors' the callbacks that raised or returned an unknown action.
 -spec stats(pid() | atom()) -> map() | {error, term()}.
 stats(Reactor) ->
-    gen_server:call(Reactor, stats, infinity).
+    reactor_call(Reactor, stats).
 
 %% @doc Hands `Fd' to the default reactor context (started with `#{default => true}').
 -spec handoff(integer(), map()) -> ok | {error, term()}.
@@ -133,14 +134,36 @@ handoff(Fd, ClientInfo) ->
 %% `connection_made' raised: logged, nothing left open).
 -spec handoff(pid() | atom(), integer(), map()) -> ok | {error, term()}.
 handoff(Reactor, Fd, ClientInfo) when is_integer(Fd), is_map(ClientInfo) ->
-    gen_server:call(Reactor, {handoff, Fd, ClientInfo}, infinity);
+    reactor_call(Reactor, {handoff, Fd, ClientInfo});
 handoff(_, _, _) ->
     erlang:error(badarg).
 
 %% @doc The Python context the reactor runs on (for `py:call/4', `py:eval/2' on it).
 -spec context(pid() | atom()) -> pid().
 context(Reactor) ->
-    gen_server:call(Reactor, context, infinity).
+    reactor_call(Reactor, context).
+
+reactor_call(Reactor, Request) ->
+    check_reactor(Reactor),
+    gen_server:call(Reactor, Request, infinity).
+
+%% badarg for a live local process that is not a reactor context (it would never answer); a
+%% name nobody has or a process that is gone exits the caller with noproc, as gen_server does.
+check_reactor(Name) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> ok;
+        Pid -> check_reactor(Pid)
+    end;
+check_reactor(Pid) when is_pid(Pid), node(Pid) =:= node() ->
+    case {proc_lib:initial_call(Pid), is_process_alive(Pid)} of
+        {{?MODULE, init, _}, _} -> ok;
+        {_, false} -> ok;   % gone
+        _ -> erlang:error(badarg)
+    end;
+check_reactor(Pid) when is_pid(Pid) ->
+    ok;
+check_reactor(_) ->
+    erlang:error(badarg).
 
 %% gen_server
 

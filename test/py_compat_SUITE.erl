@@ -256,6 +256,11 @@ default_pool_resize(_Config) ->
 router_start_options(_Config) ->
     {error, {unknown_option, size}} = py_context_router:start(#{size => 2}),
     {error, {invalid_size, 0}} = py_context_router:start_pool(bad, 0, worker),
+    %% A size that would start threads until the node falls over is refused at once.
+    {error, {invalid_size, 1025}} = py_context_router:start_pool(bad, 1025, worker),
+    Huge = 1 bsl 70,
+    {error, {invalid_size, Huge}} = py_context_router:start_pool(bad, Huge),
+    {error, {invalid_size, Huge}} = py_context_router:start(#{contexts => Huge}),
     {error, {invalid_mode, bogus}} = py_context_router:start_pool(bad, 1, bogus),
     false = py_context_router:pool_started(bad).
 
@@ -645,7 +650,7 @@ app_env_checked(_Config) ->
              ok = application:set_env(erlang_python, Key, Bad),
              {error, {{invalid_env, Key, Bad}, _}} = application:start(erlang_python),
              ok = application:unset_env(erlang_python, Key)
-         end || {Key, Bad} <- [{num_contexts, 0}, {num_contexts, two}, {context_mode, subinterp},
+         end || {Key, Bad} <- [{num_contexts, 0}, {num_contexts, two}, {num_contexts, 1025}, {context_mode, subinterp},
                                {thread_priority, high}, {max_concurrent, 0}]],
         ok = application:set_env(erlang_python, num_contexts, 2),
         ok = application:set_env(erlang_python, max_concurrent, 3),

@@ -318,6 +318,13 @@ bad_arguments(Config) ->
         py_reactor_context:start_link(x, ?config(mode, Config), #{max_connections => 0}),
     {error, {setup_code, {'SyntaxError', _}}} =
         py_reactor_context:start_link(x, ?config(mode, Config), #{setup_code => <<"def (">>}),
+    %% A live process that is not a reactor context would never answer: badarg at once.
+    NotReactor = spawn_link(fun() -> receive stop -> ok end end),
+    [{'EXIT', {badarg, _}} = (catch F()) || F <- [fun() -> py_reactor_context:stats(NotReactor) end,
+                                                fun() -> py_reactor_context:context(NotReactor) end,
+                                                fun() -> py_reactor_context:handoff(NotReactor, 0, #{}) end,
+                                                fun() -> py_reactor_context:stop(NotReactor) end]],
+    NotReactor ! stop,
     stop(R).
 
 protocol_raises(Config) ->

@@ -12,7 +12,8 @@
 -export([fork_refused_with_owngil_alive/1]).
 -export([stop_answers_queued_and_running/1, owner_exit_answers_queued_and_running/1,
          killed_context_leaves_no_row/1, fork_refused/1, fork_allowed_by_app_env/1,
-         thread_event_loop_no_attribute_error/1, builtins_eval_by_name/1, tuple_above_max_arity/1]).
+         thread_event_loop_no_attribute_error/1, builtins_eval_by_name/1, tuple_above_max_arity/1,
+         not_a_context/1]).
 
 -define(CALLERS, 60).
 
@@ -21,7 +22,7 @@ suite() -> [{timetrap, {minutes, 3}}].
 all() ->
     [{group, worker}, {group, owngil}, killed_context_leaves_no_row, fork_allowed_by_app_env,
      fork_refused_with_owngil_alive,
-     thread_event_loop_no_attribute_error, builtins_eval_by_name, tuple_above_max_arity].
+     thread_event_loop_no_attribute_error, builtins_eval_by_name, tuple_above_max_arity, not_a_context].
 
 groups() ->
     Cases = [stop_answers_queued_and_running, owner_exit_answers_queued_and_running, fork_refused],
@@ -268,4 +269,18 @@ tuple_above_max_arity(_Config) ->
     {ok, T} = py:eval(Ctx, <<"(1,) * 16777215">>),
     16777215 = tuple_size(T),
     {ok, 3} = py:call(Ctx, operator, add, [1, 2]),
+    ok = py_context:stop(Ctx).
+
+%% A live process that is not a context: stop/1 and the worker-loop calls answer at once
+%% (before, they waited for a gen_server reply that never came); a context already gone stops
+%% with ok, as before.
+not_a_context(_Config) ->
+    NotContext = spawn_link(fun() -> receive stop -> ok end end),
+    {error, context_not_found} = py_context:stop(NotContext),
+    {error, context_not_found} = py_context:start_loop(NotContext),
+    {error, context_not_found} = py_context:stop_loop(NotContext, 0),
+    {error, no_loop} = py_context:loop_ref(NotContext),
+    NotContext ! stop,
+    {ok, Ctx} = py_context:new(#{}),
+    ok = py_context:stop(Ctx),
     ok = py_context:stop(Ctx).
