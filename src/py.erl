@@ -882,7 +882,7 @@ is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
 check_map(M) -> is_map(M) orelse erlang:error(badarg).
 
 check_timeout(infinity) -> ok;
-check_timeout(T) when is_integer(T), T >= 0 -> ok;
+check_timeout(T) when is_integer(T), T >= 0, T =< 16#FFFFFFFF -> ok;   % the longest wait a receive takes
 check_timeout(_) -> erlang:error(badarg).
 
 %% @doc A duplicate of a file descriptor, for Python to own: `{ok, NewFd}' or

@@ -41,7 +41,7 @@ recv(Channel) -> recv(Channel, infinity).
 %% `receive': the process waits, no scheduler does). `{error, closed}' once the channel is
 %% closed and drained; `{error, timeout}'; no message is left in the mailbox either way.
 -spec recv(channel(), timeout()) -> {ok, binary()} | {error, closed | timeout}.
-recv(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
+recv(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
     py_channel_wait:take(Channel, Timeout).
 
 %% @doc No more sends: readers get what was queued, then ByteChannelClosed. Idempotent.

@@ -11,7 +11,7 @@
 %% The oldest queued message, waiting up to Timeout ms for one. `{error, closed}' once the
 %% channel is closed and drained, `{error, timeout}'; no message is left in the mailbox.
 -spec take(reference(), timeout()) -> {ok, term()} | {error, closed | timeout}.
-take(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
+take(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
     Deadline = case Timeout of
                    infinity -> infinity;
                    _ -> erlang:monotonic_time(millisecond) + Timeout

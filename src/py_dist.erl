@@ -188,7 +188,7 @@ node_of(_) -> erlang:error(badarg).
 timeout(Opts) ->
     case maps:get(timeout, Opts, py:default_timeout()) of
         infinity -> infinity;
-        T when is_integer(T), T >= 0 -> T;
+        T when is_integer(T), T >= 0, T =< 16#FFFFFFFF -> T;
         _ -> erlang:error(badarg)
     end.
 

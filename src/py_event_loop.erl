@@ -100,7 +100,7 @@ await(Ref) ->
 %% `py:async_call/3,4' and `py:spawn_call/3,4,5'.
 -spec await(reference(), py:timeout_ms()) -> py:py_result().
 await(Ref, Timeout) when is_reference(Ref), Timeout =:= infinity;
-                         is_reference(Ref), is_integer(Timeout), Timeout >= 0 ->
+                         is_reference(Ref), is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
     case py_async:is_pending(Ref) of
         true -> py:async_await(Ref, Timeout);
         false -> py_task:await(Ref, Timeout)

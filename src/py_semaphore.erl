@@ -61,7 +61,7 @@ set_max_concurrent(_) ->
 %% bound) for one: `ok', or `{error, max_concurrent}' when none came in time. Without a limit,
 %% `ok' at once (the slot is still counted). Give it back with {@link release/0}.
 -spec acquire(py:timeout_ms()) -> ok | {error, max_concurrent}.
-acquire(Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0 ->
+acquire(Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
     case take(py_request:deadline(Timeout)) of
         ok -> ok;
         timeout -> {error, max_concurrent}

@@ -333,6 +333,15 @@ badarg_bad_timeout(_Config) ->
     {ok, Ctx} = py_context:new(#{}),
     badarg = raised(fun() -> py:call(Ctx, math, sqrt, [16], #{timeout => -1}) end),
     badarg = raised(fun() -> py:call(Ctx, math, sqrt, [16], #{timeout => "10"}) end),
+    %% Longer than a receive can wait (2^32-1 ms): refused before anything is sent, as OTP's
+    %% own calls refuse it (timeout_value), rather than failing after the request ran.
+    Huge = 1 bsl 40,
+    badarg = raised(fun() -> py:call(math, sqrt, [16], #{}, Huge) end),
+    badarg = raised(fun() -> py:call(Ctx, math, sqrt, [16], #{timeout => Huge}) end),
+    badarg = raised(fun() -> py_context:call(Ctx, math, sqrt, [16], #{}, Huge) end),
+    badarg = raised(fun() -> py:eval(<<"1">>, #{}, Huge) end),
+    badarg = raised(fun() -> py_semaphore:acquire(Huge) end),
+    {ok, 4.0} = py:call(math, sqrt, [16], #{}, 16#FFFFFFFF),
     ok = py_context:stop(Ctx).
 
 badarg_bad_names(_Config) ->
