@@ -14,7 +14,8 @@
 
 -export([stale_reference_owngil/1, worker_reference_outlives_its_context/1, stale_env/1,
          reset_while_converting_locals/1, reset_while_converting_kwargs/1, erlang_module_dropped/1,
-         start_failure_reported_at_once/1, event_loop_of_stopped_context/1]).
+         start_failure_reported_at_once/1, event_loop_of_stopped_context/1,
+         erlang_types_hostile_calls/1]).
 
 -import(py_test_util, [flush/0]).
 
@@ -23,7 +24,7 @@ suite() -> [{timetrap, {minutes, 3}}].
 all() ->
     [stale_reference_owngil, worker_reference_outlives_its_context, stale_env,
      reset_while_converting_locals, reset_while_converting_kwargs, erlang_module_dropped,
-     event_loop_of_stopped_context, start_failure_reported_at_once].
+     event_loop_of_stopped_context, start_failure_reported_at_once, erlang_types_hostile_calls].
 
 %% How many stop/new cycles a case tries: the allocator hands a new context or interpreter the
 %% address of the one just freed in most cycles, and every cycle must be refused.
@@ -287,3 +288,20 @@ event_loop_of_stopped_context(_Config) ->
          stop_and_forget(C2)
      end || _ <- lists:seq(1, ?CYCLES)],
     ok.
+
+%% Every class of the erlang modules, made without its constructor (and with _test_create where
+%% it has one), every method called with odd arguments (erlang_types_hostile.py): thousands of
+%% calls, no crash, and the context serves afterwards, in each mode.
+erlang_types_hostile_calls(Config) ->
+    Script = filename:join(?config(data_dir, Config), "erlang_types_hostile.py"),
+    {ok, Code} = file:read_file(Script),
+    [begin
+         Ctx = new_ctx(Mode),
+         ok = py:exec(Ctx, Code),
+         {ok, Calls} = py:eval(Ctx, <<"run()">>),
+         true = Calls > 5000,
+         {ok, 4} = py:eval(Ctx, <<"2 + 2">>),
+         ct:pal("~p: ~p calls", [Mode, Calls]),
+         stop_and_forget(Ctx)
+     end || Mode <- modes(Config)],
+    {ok, 2} = py:eval(<<"1 + 1">>).
