@@ -411,6 +411,12 @@ def send(dest, term) -> None:
 _SEND_TO_NAME = "$py_send_to_name"  # handled by the context process itself (py_isolated.erl)
 
 
+def _loop_stopped(ctx_pid, serial) -> None:
+    """The worker loop serial was stopped (py_event_loop:stop/1): the context process tells
+    its owner (src/py_isolated.erl, '$py_loop_exit')."""
+    send(ctx_pid, (Atom("$py_loop_exit"), serial, (Atom("error"), Atom("loop_stopped"))))
+
+
 def _erlang_module() -> types.ModuleType:
     mod = types.ModuleType("erlang", "The erlang module of an isolated context (a child process).")
     for name, value in (("call", call), ("send", send), ("Pid", Pid), ("Term", Term),
@@ -496,7 +502,7 @@ def serve(fd_in: int, fd_out: int) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGUSR2, _on_backtrace)
     _main_initial.update(_main)
-    _loop.setup(_reply, _error, _OK)
+    _loop.setup(_reply, _error, _OK, _loop_stopped)
     _send((Atom("ready"), "%d.%d.%d" % sys.version_info[:3], os.getpid()))
     while True:
         try:

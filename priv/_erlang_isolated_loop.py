@@ -15,7 +15,7 @@ when the child starts.
 import sys
 
 __all__ = ["context_loop", "stop_context_loop", "start", "cancel", "run_until_readable", "wake",
-           "running_task"]
+           "running_task", "start_worker", "stop_worker"]
 
 
 class _Loop:
@@ -25,16 +25,38 @@ class _Loop:
     reply = None  # reply(ident, result): sends the answer of a request (set by setup)
     error = None  # error(exc): the result term of an exception
     ok = None  # the atom ok
+    loop_stopped = None  # loop_stopped(ctx_pid, serial): tells the context its worker loop ended
+    worker = None  # (ctx_pid, serial) while the loop is the context's worker loop
 
 
 _s = _Loop()
 
 
-def setup(reply, error, ok) -> None:
-    """The server's way to answer a request, to turn an exception into a result, and its ok."""
+def setup(reply, error, ok, loop_stopped) -> None:
+    """The server's way to answer a request, to turn an exception into a result, its ok, and
+    to tell the context process that its worker loop was stopped under it."""
     _s.reply = reply
     _s.error = error
     _s.ok = ok
+    _s.loop_stopped = loop_stopped
+
+
+def start_worker(ctx_pid, serial) -> bool:
+    """py_context:start_loop/1,2 (src/py_isolated_loop.erl): the loop (made if needed) is the
+    context's worker loop number serial."""
+    context_loop()
+    _s.worker = (ctx_pid, serial)
+    return True
+
+
+def stop_worker(serial, grace: float) -> bool:
+    """py_context:stop_loop/1,2: stops worker loop serial (its tasks cancelled, grace seconds
+    to finish, the loop closed). False when serial is not the running worker loop."""
+    if _s.worker is None or _s.worker[1] != serial:
+        return False
+    _s.worker = None  # this stop reports the end itself
+    stop_context_loop(grace)
+    return True
 
 
 def context_loop() -> None:
@@ -54,6 +76,10 @@ def stop_context_loop(timeout: float = 1.0) -> bool:
         return False
     if loop.is_running():
         raise RuntimeError("the loop cannot be stopped from one of its own tasks")
+    if _s.worker is not None:  # py_event_loop:stop/1 under a worker loop: its owner is told
+        ctx_pid, serial = _s.worker
+        _s.worker = None
+        _s.loop_stopped(ctx_pid, serial)
     pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for task in pending:
         task.cancel()

@@ -14,7 +14,7 @@
 -export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
 -export([start_link/2]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, registered/0, init_registry/0]).
--export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1,
+-export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1, set_loop_state/2,
          submit/4, submit/5, submit_await/4, submit_await/5, submit_await/6]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -343,7 +343,10 @@ start_loop(Ctx) ->
 start_loop(Ctx, Opts) when is_pid(Ctx), is_map(Opts) ->
     Owner = maps:get(owner, Opts, self()),
     is_pid(Owner) orelse erlang:error(badarg),
-    loop_call(Ctx, {start_loop, Owner});
+    case py_isolated:is_isolated(Ctx) of
+        true -> py_isolated_loop:start(Ctx, Owner);
+        false -> loop_call(Ctx, {start_loop, Owner})
+    end;
 start_loop(_, _) ->
     erlang:error(badarg).
 
@@ -366,6 +369,7 @@ stop_loop(Ctx) ->
 stop_loop(Ctx, Grace) when is_pid(Ctx), is_integer(Grace), Grace >= 0 ->
     case loop_call(Ctx, stopping_loop) of
         {ok, Serial, Ref} -> wait_loop_stopped(Ctx, Serial, Ref, Grace);
+        {ok, Serial} -> py_isolated_loop:stop(Ctx, Serial, Grace);   % an isolated context's
         {error, _} = Error -> Error
     end;
 stop_loop(_, _) ->
@@ -406,6 +410,21 @@ wait_loop_stopped(Ctx, Serial, Ref, Grace) ->
     receive {stop_running, Tag} -> Outcome
     after 0 -> Outcome
     end.
+
+%% @private
+%% What submit/5 and loop_ref/1 see of context Ctx's worker loop: `{running, Serial}' (a new
+%% loop reference), `stopped' (submit gives loop_stopped) or `none'. For py_isolated, whose
+%% context process keeps its loop's state itself.
+-spec set_loop_state(pid(), {running, pos_integer()} | stopped | none) -> ok.
+set_loop_state(Ctx, {running, Serial}) ->
+    true = ets:insert(?LOOPS, {Ctx, {running, Serial, make_ref()}}),
+    ok;
+set_loop_state(Ctx, stopped) ->
+    true = ets:insert(?LOOPS, {Ctx, stopped}),
+    ok;
+set_loop_state(Ctx, none) ->
+    true = ets:delete(?LOOPS, Ctx),
+    ok.
 
 %% @doc The reference of the worker loop Ctx runs now (a new one at each start_loop/1,2):
 %% `{ok, LoopRef}', `{error, no_loop}' when none runs.

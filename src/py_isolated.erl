@@ -76,7 +76,9 @@
                 backtraces = [] :: [gen_server:from()],
                 backtrace_timer :: reference() | undefined,
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
-                killed = false :: false | interrupt_ignored | bad_frame}).
+                killed = false :: false | interrupt_ignored | bad_frame,
+                %% the worker loop (py_isolated_loop): its serial, owner and owner monitor
+                loop :: {pos_integer(), pid(), reference()} | undefined}).
 
 %% --- API ---------------------------------------------------------------------------------------
 
@@ -427,11 +429,32 @@ handle_call(backtrace, From, #state{child = Child} = State) ->
     send_signal(Child, "USR2"),
     Timer = erlang:send_after(?BACKTRACE_DEADLINE, self(), backtrace_timeout),
     {noreply, State#state{backtraces = [From], backtrace_timer = Timer}};
-handle_call({start_loop, _Owner}, _From, State) ->
-    %% Worker loops (py_context:start_loop/1,2) are not provided on isolated contexts.
-    {reply, {error, {isolated_unsupported, worker_loop}}, State};
+handle_call({claim_loop, Owner}, _From, #state{loop = undefined, down = undefined} = State) ->
+    %% py_isolated_loop:start/2 starts it in the child next.
+    Serial = erlang:unique_integer([positive]),
+    {reply, {ok, Serial}, State#state{loop = {Serial, Owner, erlang:monitor(process, Owner)}}};
+handle_call({claim_loop, _Owner}, _From, #state{down = Crash} = State) when Crash =/= undefined ->
+    {reply, {error, {context_down, Crash}}, State};
+handle_call({claim_loop, _Owner}, _From, State) ->
+    {reply, {error, loop_running}, State};
+handle_call({loop_failed, Serial}, _From, #state{loop = {Serial, _, Mon}} = State) ->
+    %% The child did not start it: nobody was told it ran, nobody is told it ended.
+    erlang:demonitor(Mon, [flush]),
+    {reply, ok, State#state{loop = undefined}};
+handle_call({loop_failed, _Serial}, _From, State) ->
+    {reply, ok, State};
+handle_call({loop_started, Serial}, _From, #state{loop = {Serial, _, _}} = State) ->
+    py_context:set_loop_state(self(), {running, Serial}),
+    {reply, ok, State};
+handle_call({loop_started, _Serial}, _From, State) ->
+    {reply, {error, loop_stopped}, State};   %% it ended meanwhile (the child crashed)
+handle_call(stopping_loop, _From, #state{loop = {Serial, _, _}} = State) ->
+    py_context:set_loop_state(self(), stopped),
+    {reply, {ok, Serial}, State};
 handle_call(stopping_loop, _From, State) ->
     {reply, {error, no_loop}, State};
+handle_call({loop_ended, Serial, Result}, _From, State) ->
+    {reply, ok, loop_ended(Serial, Result, State)};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -498,6 +521,15 @@ handle_info(backtrace_timeout, State) ->
 handle_info({'DOWN', Mon, process, _, _}, #state{owner_mon = Mon} = State) ->
     ets:delete(?TABLE, self()),
     {stop, normal, shut_down(State)};
+handle_info({'DOWN', Mon, process, _, _}, #state{loop = {_, _, Mon}} = State) ->
+    %% The worker loop's owner is gone: the loop is stopped, by a process of its own (the stop
+    %% is a request this process serves).
+    Ctx = self(),
+    _ = spawn(fun() -> py_context:stop_loop(Ctx) end),
+    {noreply, State};
+handle_info({'$py_loop_exit', Serial, Result}, State) ->
+    %% From the child: its loop was stopped under the worker loop (py_event_loop:stop/1).
+    {noreply, loop_ended(Serial, Result, State)};
 handle_info({{'DOWN', Alias}, _, process, _, _}, State) ->
     %% A caller exited while its request was pending.
     {noreply, pump(abandon(Alias, counted_if_pending(abandoned, Alias, State)))};
@@ -766,13 +798,27 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
                            (answer_backtraces({error, {python_crashed, Crash}}, Cleared))#state{child = undefined, running = [], callbacks = #{}, killed = false,
                                          tasks = Queued},
                            [Id || Id <- Running, is_reference(Id)] ++ InChild),
+    LoopGone = case Answered#state.loop of
+                   {Serial, _, _} -> loop_ended(Serial, {error, {python_crashed, Crash}}, Answered);
+                   undefined -> Answered
+               end,
     case maps:get(restart, Opts, true) of
-        true -> Answered;
+        true -> LoopGone;
         false ->
-            Down = Answered#state{down = Crash, tasks = #{}},
+            Down = LoopGone#state{down = Crash, tasks = #{}},
             lists:foldl(fun(Id, S) -> reply(Id, {error, {context_down, Crash}}, S) end,
-                        Down#state{queue = queue:new()}, queue:to_list(Answered#state.queue))
+                        Down#state{queue = queue:new()}, queue:to_list(LoopGone#state.queue))
     end.
+
+%% Worker loop Serial ended with Result: its owner is told (once; a later report of the same
+%% loop, or of an earlier one, is ignored).
+loop_ended(Serial, Result, #state{loop = {Serial, Owner, Mon}} = State) ->
+    erlang:demonitor(Mon, [flush]),
+    py_context:set_loop_state(self(), stopped),
+    Owner ! {py_loop_exit, self(), Result},
+    State#state{loop = undefined};
+loop_ended(_Serial, _Result, State) ->
+    State.
 
 crash_reason(Status, #state{log = Log, opts = Opts, killed = Killed}) ->
     py_isolated_crash:reason(Status, Log, maps:get(limits, Opts, #{}), Killed).
@@ -787,8 +833,13 @@ shut_down(#state{requests = Reqs} = State) ->
                  end, Reqs),
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
     _ = answer_backtraces({error, context_stopped}, State),
+    py_context:set_loop_state(self(), none),
+    case State#state.loop of
+        {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
+        undefined -> ok
+    end,
     State#state{child = undefined, backtraces = [], backtrace_timer = undefined, requests = #{}, running = [], queue = queue:new(),
-                callbacks = #{}, tasks = #{}}.
+                callbacks = #{}, tasks = #{}, loop = undefined}.
 
 %% Closing the port ends an idle child (end of file); the group kill ends a busy one and what it
 %% forked. The BEAM reaps the child.

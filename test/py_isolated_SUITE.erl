@@ -11,7 +11,7 @@
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
-         interrupt_on_demand/1, not_yet_supported/1, timeouts_never_hit_other_callers/1,
+         interrupt_on_demand/1, worker_loop_start_stop/1, worker_loop_ends/1, timeouts_never_hit_other_callers/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1, kill_then_call_at_once/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          timeout_in_callback/1,
@@ -34,7 +34,7 @@ all() ->
 
 groups() ->
     [{api, [], [call_eval_exec, conversions, python_output_kept_off_the_pipe, options_checked,
-                callbacks_reentrant, send_to_pid, concurrent_callers, not_yet_supported,
+                callbacks_reentrant, send_to_pid, concurrent_callers,
                 codec_edges, codec_malformed_input,
                 object_references, object_references_released, object_references_refused,
                 local_envs, logging_forwarded, node_paths_reach_child]},
@@ -46,7 +46,8 @@ groups() ->
      {cleanup, [], [forked_processes_killed_with_child, owner_exit_stops_child, churn_100_contexts]},
      {network, [], [network_off, network_namespace_refused]},
      {async, [], [async_tasks_run_at_once, async_cancelled_by_timeout_and_exit, async_task_blocking_loop_killed,
-                  async_loop_start_stop, async_child_dies, async_callbacks]},
+                  async_loop_start_stop, async_child_dies, async_callbacks, worker_loop_start_stop,
+                  worker_loop_ends]},
      {observe, [], [stats_counted, backtrace_stacks, backtrace_in_c_code_times_out, reset_namespace]}].
 
 init_per_suite(Config) ->
@@ -491,14 +492,65 @@ timeouts_never_hit_other_callers(_Config) ->
     [] = [R || R <- Results, R =/= {ok, 4999950000}],
     ok = py_context:stop(Ctx).
 
-%% Documented as not yet available on isolated contexts (docs/contexts.md).
-not_yet_supported(_Config) ->
+%% --- worker loops (py_isolated_loop) ----------------------------------------------------------
+
+-define(LOOP_CODE, <<"import asyncio\n"
+                    "async def twice(x):\n"
+                    "    await asyncio.sleep(0)\n"
+                    "    return 2 * x\n"
+                    "async def forever():\n"
+                    "    await asyncio.sleep(3600)\n">>).
+
+%% start, a second start refused, loop_ref, tasks (calls served meanwhile), stop_loop: the
+%% task cancelled, the owner told `ok', submit refused until the next start.
+worker_loop_start_stop(_Config) ->
     Ctx = new(#{}),
-    {error, {isolated_unsupported, worker_loop}} = py_context:start_loop(Ctx),
+    ok = py:exec(Ctx, ?LOOP_CODE),
+    {error, no_loop} = py_context:loop_ref(Ctx),
     {error, no_loop} = py_context:stop_loop(Ctx),
-    %% Without a worker loop, submit runs the task on the child's loop (as in-process).
-    {ok, 3} = py_context:submit_await(Ctx, asyncio, sleep, [0, 3], #{}, 60000),
-    {ok, 1} = py:eval(Ctx, <<"1">>),
+    ok = py_context:start_loop(Ctx),
+    {error, loop_running} = py_context:start_loop(Ctx),
+    {ok, Ref} = py_context:loop_ref(Ctx),
+    true = is_reference(Ref),
+    {ok, 42} = py_context:submit_await(Ctx, '__main__', twice, [21]),
+    {ok, Task} = py_context:submit(Ctx, '__main__', forever, []),
+    {ok, 2.0} = py:call(Ctx, math, sqrt, [4.0]),
+    ok = py_context:stop_loop(Ctx, 100),
+    {error, {'CancelledError', _}} = py_event_loop:await(Task, 10000),
+    receive {py_loop_exit, Ctx, ok} -> ok after 10000 -> ct:fail(no_loop_exit) end,
+    {error, loop_stopped} = py_context:submit(Ctx, '__main__', twice, [1]),
+    {error, no_loop} = py_context:loop_ref(Ctx),
+    ok = py_context:start_loop(Ctx),
+    {ok, Ref2} = py_context:loop_ref(Ctx),
+    true = Ref2 =/= Ref,
+    {ok, 10} = py_context:submit_await(Ctx, '__main__', twice, [5]),
+    ok = py_context:stop(Ctx),
+    receive {py_loop_exit, Ctx, {error, context_stopped}} -> ok after 10000 -> ct:fail(no_loop_exit) end.
+
+%% The loop ends under its owner: py_event_loop:stop/1 (loop_stopped), the child dying
+%% (python_crashed; the next start runs in the new child), the owner exiting (the loop stopped).
+worker_loop_ends(_Config) ->
+    Ctx = new(#{}),
+    ok = py_context:start_loop(Ctx),
+    ok = py_event_loop:stop(Ctx),
+    receive {py_loop_exit, Ctx, {error, loop_stopped}} -> ok after 10000 -> ct:fail(no_loop_exit) end,
+    ok = py_context:start_loop(Ctx),
+    {error, {python_crashed, _}} = py:exec(Ctx, <<"import os; os._exit(3)">>),
+    receive {py_loop_exit, Ctx, {error, {python_crashed, #{exit_status := 3}}}} -> ok
+    after 10000 -> ct:fail(no_loop_exit)
+    end,
+    ok = py:exec(Ctx, ?LOOP_CODE),
+    ok = py_context:start_loop(Ctx),
+    {ok, 8} = py_context:submit_await(Ctx, '__main__', twice, [4]),
+    ok = py_context:stop_loop(Ctx),
+    receive {py_loop_exit, Ctx, ok} -> ok after 10000 -> ct:fail(no_loop_exit) end,
+    {Owner, Mon} = spawn_monitor(fun() -> ok = py_context:start_loop(Ctx), receive stop -> ok end end),
+    true = py_test_util:wait_until(fun() -> element(1, py_context:loop_ref(Ctx)) =:= ok end, 20000),
+    Owner ! stop,
+    receive {'DOWN', Mon, process, Owner, normal} -> ok end,
+    true = py_test_util:wait_until(fun() -> py_context:submit(Ctx, '__main__', twice, [1]) =:= {error, loop_stopped} end,
+                                   20000),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
 
 %% The node's paths (py_import:add_path/1, app env `paths') reach a running child and the next one;
