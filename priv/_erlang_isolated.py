@@ -125,6 +125,7 @@ class _Env:
 
     def __init__(self) -> None:
         self.globals = {"__builtins__": __builtins__, "__name__": "__main__"}
+        self.globals.update(_preloaded())
 
 
 def _new_env() -> _Env:
@@ -436,7 +437,21 @@ def _reset() -> None:
     import gc
     _main.clear()
     _main.update(_main_initial)
+    _main.update(_preloaded())
     gc.collect()
+
+
+def _preloaded() -> dict:
+    """The globals of the node's preload code (py_preload), as the setup step left them in this
+    process (priv/_erlang_setup.py): every namespace made here starts with a copy."""
+    setup = sys.modules.get("_erlang_setup")
+    return dict(setup.preloaded) if setup is not None else {}
+
+
+def _adopt_preload() -> None:
+    """Run by the context once the child took its setup steps: __main__, made before them,
+    starts with the node's preload globals."""
+    _main.update(_preloaded())
 
 
 _BACKTRACE = Atom("backtrace")

@@ -293,7 +293,15 @@ start_child(#state{opts = Opts, log = Log, generation = Gen} = State) ->
                                            serial = erlang:unique_integer([positive])},
                             Up = State#state{child = Child, generation = Gen + 1, down = undefined},
                             ok = run_setup_steps(Up),
-                            preload(Up, maps:get(preload, Opts, undefined));
+                            %% The node's preload globals, then the context's own preload code.
+                            Adopt = case py_preload:has_preload() of
+                                        true -> <<"__import__('_erlang_isolated')._adopt_preload()">>;
+                                        false -> undefined
+                                    end,
+                            case preload(Up, Adopt) of
+                                {ok, Ready} -> preload(Ready, maps:get(preload, Opts, undefined));
+                                {error, _} = Error -> Error
+                            end;
                         _ ->
                             catch port_close(Port),
                             {error, {child_not_started, bad_hello}}
@@ -345,11 +353,12 @@ all() ->
 
 %% @private
 %% The py_setup steps an isolated context's child runs: `logging' (py:configure_logging/1),
-%% `venv' (py:activate_venv/1), `paths' and `imports' (py_import). The node's preload code and
-%% tracing are not applied in the child (a context's own `preload' option is).
+%% `venv' (py:activate_venv/1), `paths' and `imports' (py_import), and the node's preload code
+%% (py_preload: the child's __main__ starts with its globals, as do local envs made later).
+%% Tracing is not applied in the child.
 -spec setup_keys() -> [atom()].
 setup_keys() ->
-    [logging, venv, paths, imports].
+    [logging, venv, paths, imports, preload].
 
 %% The py_setup steps this child takes, in the order they were set, before the preload code.
 %% A step that fails is reported and skipped (as for a new in-process context).
@@ -709,9 +718,19 @@ result({error, {<<"KeyboardInterrupt">>, _}}) ->
     %% The SIGINT of py:interrupt/1 (a timed-out request's caller has its answer already).
     {error, interrupted};
 result({error, {Name, Message}}) when is_binary(Name) ->
-    {error, {exception_name(Name), Message}};
+    {error, {exception_name(Name), message(Message)}};
 result(Result) ->
     Result.
+
+%% An exception's message as the in-process modes give it: a string (the binary itself only
+%% if it is not UTF-8).
+message(Message) when is_binary(Message) ->
+    case unicode:characters_to_list(Message) of
+        List when is_list(List) -> List;
+        _ -> Message
+    end;
+message(Message) ->
+    Message.
 
 exception_name(Name) ->
     try binary_to_existing_atom(Name, utf8)

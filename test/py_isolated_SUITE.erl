@@ -11,7 +11,7 @@
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
-         interrupt_on_demand/1, worker_loop_start_stop/1, worker_loop_ends/1, timeouts_never_hit_other_callers/1,
+         interrupt_on_demand/1, worker_loop_start_stop/1, worker_loop_ends/1, node_preload_reaches_child/1, timeouts_never_hit_other_callers/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1, kill_then_call_at_once/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          timeout_in_callback/1,
@@ -37,7 +37,7 @@ groups() ->
                 callbacks_reentrant, send_to_pid, concurrent_callers,
                 codec_edges, codec_malformed_input,
                 object_references, object_references_released, object_references_refused,
-                local_envs, logging_forwarded, node_paths_reach_child]},
+                local_envs, logging_forwarded, node_paths_reach_child, node_preload_reaches_child]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
@@ -118,6 +118,12 @@ call_eval_exec(_Config) ->
     {error, {'ZeroDivisionError', _}} = py:eval(Ctx, <<"1/0">>),
     {error, {'ModuleNotFoundError', _}} = py:call(Ctx, no_such_module_here, f, []),
     {error, {'SyntaxError', _}} = py:exec(Ctx, <<"def (">>),
+    %% An exception's message has the in-process modes' shape (a string), non-ASCII included.
+    {ok, W} = py_context:new(#{mode => worker}),
+    Raise = <<"(_ for _ in ()).throw(ValueError('caf\\u00e9 ' + str(2 + 2)))">>,
+    {error, {'ValueError', "café 4" = Msg}} = py:eval(Ctx, Raise),
+    {error, {'ValueError', Msg}} = py:eval(W, Raise),
+    ok = py_context:stop(W),
     %% Its own process: not the node's.
     true = child_pid(Ctx) =/= list_to_integer(os:getpid()),
     ok = py_context:stop(Ctx),
@@ -552,6 +558,36 @@ worker_loop_ends(_Config) ->
                                    20000),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
+
+%% The node's preload code (py_preload) reaches isolated children as it reaches interpreters:
+%% a new child's __main__ and its local envs start with its globals, so does __main__ after
+%% py_context:reset/1; a running child's existing namespaces keep theirs when the code changes
+%% (as in-process), its new ones and the next child get the new code; cleared, none.
+node_preload_reaches_child(_Config) ->
+    ok = py_preload:set_code(<<"ANSWER = 42\ndef helper(x):\n    return x + ANSWER\n">>),
+    try
+        Ctx = new(#{}),
+        {ok, 43} = py:eval(Ctx, <<"helper(1)">>),
+        {ok, 44} = py:call(Ctx, '__main__', helper, [2]),
+        {ok, Env} = py_context:create_local_env(Ctx),
+        {ok, 42} = py_context:eval(Ctx, <<"ANSWER">>, #{}, 5000, Env),
+        ok = py:exec(Ctx, <<"ANSWER = 0">>),
+        ok = py_context:reset(Ctx),
+        {ok, 42} = py:eval(Ctx, <<"ANSWER">>),
+        ok = py_preload:set_code(<<"ANSWER = 7\n">>),
+        {ok, 42} = py:eval(Ctx, <<"ANSWER">>),
+        {ok, Env2} = py_context:create_local_env(Ctx),
+        {ok, 7} = py_context:eval(Ctx, <<"ANSWER">>, #{}, 5000, Env2),
+        {error, {python_crashed, _}} = py:exec(Ctx, <<"import os; os._exit(1)">>),
+        {ok, 7} = py:eval(Ctx, <<"ANSWER">>),   % the next child
+        ok = py_preload:clear_code(),
+        Fresh = new(#{}),
+        {error, {'NameError', _}} = py:eval(Fresh, <<"ANSWER">>),
+        ok = py_context:stop(Fresh),
+        ok = py_context:stop(Ctx)
+    after
+        py_preload:clear_code()
+    end.
 
 %% The node's paths (py_import:add_path/1, app env `paths') reach a running child and the next one;
 %% removing them reaches it too.
