@@ -203,11 +203,16 @@ class _State:
 _state = _State()
 
 
+# The message of the KeyboardInterrupt that py:interrupt/1's SIGINT raises: the context answers
+# {error, interrupted} for it, and {'KeyboardInterrupt', Message} for one the code raised itself.
+_INTERRUPTED = "erlang_python: interrupted"
+
+
 def _on_sigint(signum, frame):
     if _state.sending or _state.in_backtrace:
         _state.sigint_deferred = True  # a frame is being written: raised after it (_take_sigint)
     elif _state.interruptible:
-        raise KeyboardInterrupt()
+        raise KeyboardInterrupt(_INTERRUPTED)
 
 
 def _take_sigint() -> None:
@@ -216,7 +221,7 @@ def _take_sigint() -> None:
     if _state.sigint_deferred and not _state.in_backtrace:
         _state.sigint_deferred = False
         if _state.interruptible:
-            raise KeyboardInterrupt()
+            raise KeyboardInterrupt(_INTERRUPTED)
 
 
 def _read_exact(n: int) -> bytes:

@@ -714,8 +714,9 @@ callback_result(Other) -> {error, {<<"error">>, iolist_to_binary(io_lib:format("
 %% The child's answer as the in-process modes give it: exception names as atoms.
 result({reply, Id, Result}) ->
     {reply, Id, result(Result)};
-result({error, {<<"KeyboardInterrupt">>, _}}) ->
-    %% The SIGINT of py:interrupt/1 (a timed-out request's caller has its answer already).
+result({error, {<<"KeyboardInterrupt">>, <<"erlang_python: interrupted">>}}) ->
+    %% The SIGINT of py:interrupt/1 (a timed-out request's caller has its answer already); a
+    %% KeyboardInterrupt the code raised itself is an exception like any other.
     {error, interrupted};
 result({error, {Name, Message}}) when is_binary(Name) ->
     {error, {exception_name(Name), message(Message)}};

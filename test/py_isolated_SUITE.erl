@@ -11,7 +11,8 @@
 -export([call_eval_exec/1, conversions/1, python_output_kept_off_the_pipe/1, options_checked/1,
          callbacks_reentrant/1, send_to_pid/1, concurrent_callers/1,
          timeout_interrupts/1, interrupt_ignored_is_killed/1, caller_exit_interrupts/1,
-         interrupt_on_demand/1, worker_loop_start_stop/1, worker_loop_ends/1, node_preload_reaches_child/1, timeouts_never_hit_other_callers/1,
+         interrupt_on_demand/1, worker_loop_start_stop/1, worker_loop_ends/1, node_preload_reaches_child/1,
+         same_results_as_worker/1, timeouts_never_hit_other_callers/1,
          segfault/1, abort_with_stderr/1, os_exit/1, kill_from_outside/1, kill_then_call_at_once/1,
          callback_in_flight_when_child_dies/1, restart_false_stays_down/1, forged_frame_kills_child/1,
          timeout_in_callback/1,
@@ -37,7 +38,8 @@ groups() ->
                 callbacks_reentrant, send_to_pid, concurrent_callers,
                 codec_edges, codec_malformed_input,
                 object_references, object_references_released, object_references_refused,
-                local_envs, logging_forwarded, node_paths_reach_child, node_preload_reaches_child]},
+                local_envs, logging_forwarded, node_paths_reach_child, node_preload_reaches_child,
+                same_results_as_worker]},
      {interrupts, [], [timeout_interrupts, interrupt_ignored_is_killed, caller_exit_interrupts,
                        interrupt_on_demand, timeout_in_callback, timeouts_never_hit_other_callers]},
      {crashes, [], [segfault, abort_with_stderr, os_exit, kill_from_outside, kill_then_call_at_once,
@@ -558,6 +560,44 @@ worker_loop_ends(_Config) ->
                                    20000),
     {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     ok = py_context:stop(Ctx).
+
+%% "Behind the same API": the same calls on a worker context and an isolated one give the same
+%% terms, values and errors alike (exception names and messages included; references compared
+%% by kind only).
+same_results_as_worker(_Config) ->
+    {ok, W} = py_context:new(#{mode => worker}),
+    I = new(#{}),
+    Self = self(),
+    Fun = fun() -> ok end,
+    Cases = [{eval, <<"1/0">>, #{}}, {eval, <<"undefined_name">>, #{}},
+             {eval, <<"[1, 2.5, 'a', b'b', None, True]">>, #{}}, {eval, <<"{'a': 1, 2: [3]}">>, #{}},
+             {eval, <<"(1, (2, 3))">>, #{}}, {eval, <<"v">>, #{v => [1 | 2]}},
+             {eval, <<"v">>, #{v => {a, "str", <<"bin">>, 3.0, -7, 1 bsl 80}}}, {eval, <<"v">>, #{v => Self}},
+             {eval, <<"v">>, #{v => Fun}}, {eval, <<"v">>, #{v => an_atom}}, {eval, <<"v">>, #{v => undefined}},
+             {eval, <<"v">>, #{v => #{<<"k">> => #{nested => [1]}}}}, {eval, <<"set([1])">>, #{}},
+             {eval, <<"1j">>, #{}}, {eval, <<"float('inf')">>, #{}}, {eval, <<"range(3)">>, #{}},
+             {eval, <<"'\\ud800'">>, #{}}, {eval, <<"bytearray(b'x')">>, #{}}, {eval, <<"2 ** 100">>, #{}},
+             {call, math, sqrt, [-1]}, {call, math, nope, []}, {call, nomod_x, f, []},
+             {call, builtins, sorted, [[3, 1, 2]]}, {call, operator, truediv, [1, 0]},
+             {exec, <<"def (">>}, {exec, <<"x = 1">>}, {exec, <<"raise KeyError('k')">>},
+             {exec, <<"raise SystemExit(3)">>}, {exec, <<"raise KeyboardInterrupt">>},
+             {exec, <<"class E(Exception): pass\nraise E('custom')">>}, {exec, <<"assert False, 'no'">>}],
+    Run = fun(Ctx, {eval, Code, Locals}) -> py:eval(Ctx, Code, Locals);
+             (Ctx, {call, M, F, A}) -> py:call(Ctx, M, F, A);
+             (Ctx, {exec, Code}) -> py:exec(Ctx, Code)
+          end,
+    [] = [{Case, Worker, Isolated} || Case <- Cases,
+                                      Worker <- [refs_as_kind(Run(W, Case))],
+                                      Isolated <- [refs_as_kind(Run(I, Case))],
+                                      Worker =/= Isolated],
+    ok = py_context:stop(W),
+    ok = py_context:stop(I).
+
+refs_as_kind(T) when is_reference(T) -> reference;
+refs_as_kind(T) when is_tuple(T) -> list_to_tuple(refs_as_kind(tuple_to_list(T)));
+refs_as_kind([H | T]) -> [refs_as_kind(H) | refs_as_kind(T)];
+refs_as_kind(T) when is_map(T) -> maps:map(fun(_, V) -> refs_as_kind(V) end, T);
+refs_as_kind(T) -> T.
 
 %% The node's preload code (py_preload) reaches isolated children as it reaches interpreters:
 %% a new child's __main__ and its local envs start with its globals, so does __main__ after

@@ -156,7 +156,7 @@ private:
             return nullptr;
         }
         if (!need(1) || *pos_ != kNil) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "improper list");
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "improper lists cannot be converted");
             Py_DECREF(out);
             return nullptr;
         }
