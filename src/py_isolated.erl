@@ -734,14 +734,9 @@ message(Message) ->
     Message.
 
 exception_name(Name) ->
-    try binary_to_existing_atom(Name, utf8)
-    catch error:badarg ->
-        %% Class names come from code, not data; past most of the atom table they stay binaries.
-        case erlang:system_info(atom_count) < erlang:system_info(atom_limit) div 2 of
-            true -> binary_to_atom(Name, utf8);
-            false -> Name
-        end
-    end.
+    %% The in-process rule and budget (one for the node): an existing atom, a new one while the
+    %% budget lasts, else the binary.
+    py_nif:code_name_atom(Name).
 
 reply(Alias, Result, #state{requests = Reqs} = State) ->
     case maps:take(Alias, Reqs) of

@@ -16,6 +16,8 @@
        channel_notify/2, channel_unnotify/2]).
 -export([dup_fd/1]).
 -nifs([dup_fd/1]).
+-export([code_name_atom/1]).
+-nifs([code_name_atom/1]).
 -export([loop_signal/1]).
 -nifs([loop_signal/1]).
 -export([isolated_ref_new/3, isolated_ref_info/1]).
@@ -141,6 +143,11 @@ object_owner(_Ref) -> erlang:nif_error(nif_not_loaded).
 
 -spec is_ref(term()) -> boolean().
 is_ref(_Term) -> erlang:nif_error(nif_not_loaded).
+
+%% An exception class name as an atom by the in-process rule (an existing atom, a new one while
+%% the node's budget of 10,000 lasts), else the binary itself.
+-spec code_name_atom(binary()) -> atom() | binary().
+code_name_atom(_Name) -> erlang:nif_error(nif_not_loaded).
 
 %% Answers an erlang.call made from a Python thread that is no context's (py_thread_callback).
 -spec thread_callback_reply(reference(), term()) -> ok | already_answered.

@@ -44,6 +44,15 @@ ERL_NIF_TERM object_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     });
 }
 
+// code_name_atom(Binary) -> atom() | binary(): an exception class name (UTF-8) as the
+// in-process modes give it (erl::make_code_name_atom: an existing atom, a new one while the
+// node's budget lasts, else the binary). For isolated contexts, whose names arrive as binaries.
+ERL_NIF_TERM code_name_atom(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ErlNifBinary bin;
+    if (!enif_inspect_binary(env, argv[0], &bin)) return enif_make_badarg(env);
+    return erl::make_code_name_atom(env, std::string_view(reinterpret_cast<const char*>(bin.data), bin.size));
+}
+
 // is_ref(Term) -> boolean(): whether Term is an opaque reference to a Python object.
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return bridge::ObjectRefResource::get(env, argv[0]) ? erl::atoms().true_ : erl::atoms().false_;

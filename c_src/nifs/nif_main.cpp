@@ -80,6 +80,7 @@ ErlNifFunc nif_funcs[] = {
     {"python_version", 0, nifs::python_version, 0},
     {"runtime_status", 0, nifs::runtime_status, 0},
     {"is_ref", 1, nifs::is_ref, 0},
+    {"code_name_atom", 1, nifs::code_name_atom, 0},
     {"object_owner", 1, nifs::object_owner, 0},
     {"thread_callback_reply", 2, nifs::thread_callback_reply, 0},
     {"callback_names", 2, nifs::callback_names, 0},

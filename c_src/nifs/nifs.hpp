@@ -36,6 +36,7 @@ ERL_NIF_TERM loop_signal(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 // info_nifs.cpp
 ERL_NIF_TERM python_version(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM is_ref(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM code_name_atom(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM object_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM runtime_status(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 // Load callback only: why Python did not start (runtime_status/0 answers it).
