@@ -849,10 +849,10 @@ shut_down(#state{requests = Reqs} = State) ->
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
     _ = answer_backtraces({error, context_stopped}, State),
     py_context:set_loop_state(self(), none),
-    case State#state.loop of
-        {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
-        undefined -> ok
-    end,
+    _ = case State#state.loop of
+            {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
+            undefined -> ok
+        end,
     State#state{child = undefined, backtraces = [], backtrace_timer = undefined, requests = #{}, running = [], queue = queue:new(),
                 callbacks = #{}, tasks = #{}, loop = undefined}.
 
