@@ -10,6 +10,8 @@
 %% Message a string; the traceback of the last one is kept for {@link last_traceback/0}.
 -module(py).
 
+-include("py_timeout.hrl").
+
 -export([call/3, call/4, call/5,
          eval/1, eval/2, eval/3,
          exec/1, exec/2,
@@ -881,8 +883,7 @@ is_name(N) -> is_atom(N) orelse is_binary(N) orelse is_list(N).
 
 check_map(M) -> is_map(M) orelse erlang:error(badarg).
 
-check_timeout(infinity) -> ok;
-check_timeout(T) when is_integer(T), T >= 0, T =< 16#FFFFFFFF -> ok;   % the longest wait a receive takes
+check_timeout(T) when ?IS_TIMEOUT(T) -> ok;
 check_timeout(_) -> erlang:error(badarg).
 
 %% @doc A duplicate of a file descriptor, for Python to own: `{ok, NewFd}' or

@@ -6,6 +6,8 @@
 %% iteration). `max_size' counts binary bytes. See docs/channels.md.
 -module(py_byte_channel).
 
+-include("py_timeout.hrl").
+
 -export([new/0, new/1, send/2, try_receive/1, recv/1, recv/2, close/1, info/1]).
 %% erlang_python 4.1's names for reading a byte channel from Erlang (its Python class called them).
 -export([register_callbacks/0, handle_receive_bytes/1, handle_try_receive_bytes/1]).
@@ -41,7 +43,7 @@ recv(Channel) -> recv(Channel, infinity).
 %% `receive': the process waits, no scheduler does). `{error, closed}' once the channel is
 %% closed and drained; `{error, timeout}'; no message is left in the mailbox either way.
 -spec recv(channel(), timeout()) -> {ok, binary()} | {error, closed | timeout}.
-recv(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
+recv(Channel, Timeout) when ?IS_TIMEOUT(Timeout) ->
     py_channel_wait:take(Channel, Timeout).
 
 %% @doc No more sends: readers get what was queued, then ByteChannelClosed. Idempotent.

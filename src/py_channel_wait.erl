@@ -6,12 +6,14 @@
 %% processes may wait on one channel at once; each takes its own message.
 -module(py_channel_wait).
 
+-include("py_timeout.hrl").
+
 -export([take/2]).
 
 %% The oldest queued message, waiting up to Timeout ms for one. `{error, closed}' once the
 %% channel is closed and drained, `{error, timeout}'; no message is left in the mailbox.
 -spec take(reference(), timeout()) -> {ok, term()} | {error, closed | timeout}.
-take(Channel, Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
+take(Channel, Timeout) when ?IS_TIMEOUT(Timeout) ->
     Deadline = case Timeout of
                    infinity -> infinity;
                    _ -> erlang:monotonic_time(millisecond) + Timeout

@@ -27,6 +27,8 @@
 %% See docs/distributed.md.
 -module(py_dist).
 
+-include("py_timeout.hrl").
+
 -export([call/4, call/5, eval/2, eval/3, eval/4, exec/2, exec/3,
          new_context/1, new_context/2]).
 %% Run by erpc on the target node.
@@ -187,8 +189,7 @@ node_of(_) -> erlang:error(badarg).
 
 timeout(Opts) ->
     case maps:get(timeout, Opts, py:default_timeout()) of
-        infinity -> infinity;
-        T when is_integer(T), T >= 0, T =< 16#FFFFFFFF -> T;
+        T when ?IS_TIMEOUT(T) -> T;
         _ -> erlang:error(badarg)
     end.
 

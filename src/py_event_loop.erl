@@ -23,6 +23,8 @@
 %% '''
 -module(py_event_loop).
 
+-include("py_timeout.hrl").
+
 -export([start/0, start/1, stop/0, stop/1,
          run/3, run/4, create_task/3, create_task/4, await/1, await/2, spawn_task/3, spawn_task/4,
          exec/1, eval/1,
@@ -99,8 +101,7 @@ await(Ref) ->
 %% cancelled and its late result never reaches the mailbox. Also takes the references of
 %% `py:async_call/3,4' and `py:spawn_call/3,4,5'.
 -spec await(reference(), py:timeout_ms()) -> py:py_result().
-await(Ref, Timeout) when is_reference(Ref), Timeout =:= infinity;
-                         is_reference(Ref), is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
+await(Ref, Timeout) when is_reference(Ref), ?IS_TIMEOUT(Timeout) ->
     case py_async:is_pending(Ref) of
         true -> py:async_await(Ref, Timeout);
         false -> py_task:await(Ref, Timeout)

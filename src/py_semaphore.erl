@@ -15,6 +15,8 @@
 %% is free; a process killed at any point leaves no slot counted that nobody can give back);
 %% the `py_semaphore' process only queues the callers that wait.
 -module(py_semaphore).
+
+-include("py_timeout.hrl").
 -behaviour(gen_server).
 
 -export([max_concurrent/0, current/0, acquire/1, release/0, set_max_concurrent/1]).
@@ -61,7 +63,7 @@ set_max_concurrent(_) ->
 %% bound) for one: `ok', or `{error, max_concurrent}' when none came in time. Without a limit,
 %% `ok' at once (the slot is still counted). Give it back with {@link release/0}.
 -spec acquire(py:timeout_ms()) -> ok | {error, max_concurrent}.
-acquire(Timeout) when Timeout =:= infinity; is_integer(Timeout), Timeout >= 0, Timeout =< 16#FFFFFFFF ->
+acquire(Timeout) when ?IS_TIMEOUT(Timeout) ->
     case take(py_request:deadline(Timeout)) of
         ok -> ok;
         timeout -> {error, max_concurrent}
