@@ -21,7 +21,7 @@ check() ->
 
 %% Whether Value is one Key can take.
 -spec valid(atom(), term()) -> boolean().
-valid(num_contexts, N) -> is_integer(N) andalso N >= 1 andalso N =< 1024;  % py_context_router's pool size bound
+valid(num_contexts, N) -> py_context_router:valid_size(N);
 valid(context_mode, Mode) -> Mode =:= worker orelse Mode =:= owngil;
 valid(thread_priority, P) -> lists:member(P, [auto, normal, batch, low, idle]);
 valid(max_concurrent, M) -> M =:= infinity orelse (is_integer(M) andalso M >= 1);

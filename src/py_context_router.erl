@@ -23,7 +23,7 @@
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0]).
 -export([start_link/0, pick/0, pick/1, forget_pick/0, forget_pick/1, route/2, route/3,
-         policy/0, set_limit/1]).
+         policy/0, set_limit/1, valid_size/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([pool_name/0, start_opts/0]).
@@ -202,13 +202,19 @@ start_pool(Pool, Size) ->
 start_pool(Pool, Size, auto) ->
     start_pool(Pool, Size, worker);
 start_pool(Pool, Size, Mode) when is_atom(Pool) ->
-    if
-        not (is_integer(Size) andalso Size >= 1 andalso Size =< ?MAX_POOL_SIZE) -> {error, {invalid_size, Size}};
-        Mode =/= worker, Mode =/= owngil -> {error, {invalid_mode, Mode}};
+    case valid_size(Size) of
+        false -> {error, {invalid_size, Size}};
+        true when Mode =/= worker, Mode =/= owngil -> {error, {invalid_mode, Mode}};
         true -> call_router({start_pool, Pool, Size, Mode})
     end;
 start_pool(_, _, _) ->
     erlang:error(badarg).
+
+%% @private
+%% Whether Size is a pool size start_pool/3 takes (also the check of the `num_contexts' app env).
+-spec valid_size(term()) -> boolean().
+valid_size(Size) ->
+    is_integer(Size) andalso Size >= 1 andalso Size =< ?MAX_POOL_SIZE.
 
 %% @doc Stops pool Pool (`ok' also when it is not running). Registrations that route to it
 %% stay: calls they route fail with `{error, {pool_not_started, Pool}}' until it runs again.
