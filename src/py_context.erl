@@ -14,15 +14,19 @@
 -export([call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, call_method/4, destroy/1, interrupt/1]).
 -export([start_link/2]).
 -export([start_link/1, lookup/1, any_worker/0, owngil_refs/0, registered/0, init_registry/0]).
--export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1, set_loop_state/2,
+-export([start_loop/1, start_loop/2, stop_loop/1, stop_loop/2, loop_ref/1, set_loop_state/2, end_loop/2,
+         drop_loop/1,
          submit/4, submit/5, submit_await/4, submit_await/5, submit_await/6]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([context/0, mode/0, thread_priority/0]).
+-export_type([context/0, mode/0, thread_priority/0, worker_loop/0]).
 
 -type context() :: pid().
 -type mode() :: worker | owngil | isolated.
 -type thread_priority() :: auto | normal | batch | low | idle.
+%% A context's worker loop as its context process keeps it: the loop's serial, its owner and
+%% the monitor of the owner.
+-type worker_loop() :: {pos_integer(), pid(), reference()}.
 
 -define(REGISTRY, py_context_registry).
 %% Worker loops: Ctx -> {running, Serial, LoopRef} | stopped (read by submit/5 and loop_ref/1).
@@ -44,7 +48,7 @@
                 owner_mon :: reference() | undefined,
                 stopped = false :: boolean(),
                 %% The worker loop: its serial, owner and the owner's monitor.
-                loop :: {integer(), pid(), reference()} | undefined}).
+                loop :: worker_loop() | undefined}).
 
 %% @doc Starts a new context owned by the calling process.
 %%
@@ -426,6 +430,27 @@ set_loop_state(Ctx, none) ->
     true = ets:delete(?LOOPS, Ctx),
     ok.
 
+%% @private
+%% Context process only: its worker loop Loop ended with Result. The owner gets
+%% `{py_loop_exit, Ctx, Result}' and submit/5 refuses tasks until the next start.
+-spec end_loop(worker_loop(), term()) -> ok.
+end_loop({_Serial, Owner, Mon}, Result) ->
+    erlang:demonitor(Mon, [flush]),
+    set_loop_state(self(), stopped),
+    Owner ! {py_loop_exit, self(), Result},
+    ok.
+
+%% @private
+%% Context process only, as it goes: the owner of its worker loop Loop (undefined: none) gets
+%% `{py_loop_exit, Ctx, {error, context_stopped}}', and the loop's state is forgotten.
+-spec drop_loop(worker_loop() | undefined) -> ok.
+drop_loop(Loop) ->
+    set_loop_state(self(), none),
+    case Loop of
+        {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}}, ok;
+        undefined -> ok
+    end.
+
 %% @doc The reference of the worker loop Ctx runs now (a new one at each start_loop/1,2):
 %% `{ok, LoopRef}', `{error, no_loop}' when none runs.
 -spec loop_ref(context()) -> {ok, reference()} | {error, no_loop}.
@@ -686,7 +711,7 @@ handle_call({start_loop, Owner}, _From, #state{ref = Ref, loop = undefined} = St
     Start = fun(R, Ns, Tag) -> py_nif:submit_call(R, Ns, Tag, '_erlang_worker', start, [self(), Serial], #{}, plain) end,
     case py_request:run(Ref, undefined, ?LOOP_START_TIMEOUT, Start) of
         {ok, true} ->
-            ets:insert(?LOOPS, {self(), {running, Serial, make_ref()}}),
+            set_loop_state(self(), {running, Serial}),
             {reply, ok, State#state{loop = {Serial, Owner, erlang:monitor(process, Owner)}}};
         {error, _} = Error ->
             {reply, Error, State}
@@ -694,7 +719,7 @@ handle_call({start_loop, Owner}, _From, #state{ref = Ref, loop = undefined} = St
 handle_call({start_loop, _Owner}, _From, State) ->
     {reply, {error, loop_running}, State};
 handle_call(stopping_loop, _From, #state{loop = {Serial, _, _}} = State) ->
-    ets:insert(?LOOPS, {self(), stopped}),
+    set_loop_state(self(), stopped),
     {reply, {ok, Serial, State#state.ref}, State};
 handle_call(stopping_loop, _From, State) ->
     {reply, {error, no_loop}, State};
@@ -743,18 +768,11 @@ terminate(_Reason, #state{ref = Ref} = State) ->
 
 %% The context is gone: the owner of its worker loop learns it.
 context_ended(#state{loop = Loop}) ->
-    ets:delete(?LOOPS, self()),
-    _ = case Loop of
-            {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
-            undefined -> ok
-        end,
-    ok.
+    drop_loop(Loop).
 
 %% Worker loop Serial ended with Result (once: a later report of the same loop is ignored).
-loop_ended(Serial, Result, #state{loop = {Serial, Owner, Mon}} = State) ->
-    erlang:demonitor(Mon, [flush]),
-    ets:insert(?LOOPS, {self(), stopped}),
-    Owner ! {py_loop_exit, self(), Result},
+loop_ended(Serial, Result, #state{loop = {Serial, _, _} = Loop} = State) ->
+    end_loop(Loop, Result),
     State#state{loop = undefined};
 loop_ended(_Serial, _Result, State) ->
     State.

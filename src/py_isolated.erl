@@ -18,7 +18,7 @@
 -export([new/1, request/3, interrupt/1, is_isolated/1, init_table/0, start_link/1, all/0,
          setup_keys/0]).
 -export([start_async/2, send_async/4, wait_async/3]).
--export([stats/1, backtrace/1, reset/1]).
+-export([stats/1, backtrace/1, reset/1, context_call/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([limits/0, crash/0, pending/0, request/0, async_request/0]).
@@ -78,7 +78,7 @@
                 signal_pending :: reference() | undefined,   %% a SIGINT on its way (interrupt/1)
                 killed = false :: false | interrupt_ignored | bad_frame,
                 %% the worker loop (py_isolated_loop): its serial, owner and owner monitor
-                loop :: {pos_integer(), pid(), reference()} | undefined}).
+                loop :: py_context:worker_loop() | undefined}).
 
 %% --- API ---------------------------------------------------------------------------------------
 
@@ -208,6 +208,10 @@ reset(Ctx) ->
         {error, _} = Error -> Error
     end.
 
+%% @private
+%% A call to the process of isolated context Ctx; {error, context_not_found} when it is not one
+%% (or is gone).
+-spec context_call(pid(), term()) -> term().
 context_call(Ctx, Msg) ->
     case is_isolated(Ctx) of
         false -> {error, context_not_found};
@@ -827,10 +831,8 @@ crashed(Crash, #state{running = Running, opts = Opts} = State) ->
 
 %% Worker loop Serial ended with Result: its owner is told (once; a later report of the same
 %% loop, or of an earlier one, is ignored).
-loop_ended(Serial, Result, #state{loop = {Serial, Owner, Mon}} = State) ->
-    erlang:demonitor(Mon, [flush]),
-    py_context:set_loop_state(self(), stopped),
-    Owner ! {py_loop_exit, self(), Result},
+loop_ended(Serial, Result, #state{loop = {Serial, _, _} = Loop} = State) ->
+    py_context:end_loop(Loop, Result),
     State#state{loop = undefined};
 loop_ended(_Serial, _Result, State) ->
     State.
@@ -848,11 +850,7 @@ shut_down(#state{requests = Reqs} = State) ->
                  end, Reqs),
     [exit(Pid, kill) || {Pid, _} <- maps:values(State#state.callbacks)],
     _ = answer_backtraces({error, context_stopped}, State),
-    py_context:set_loop_state(self(), none),
-    _ = case State#state.loop of
-            {_, Owner, _} -> Owner ! {py_loop_exit, self(), {error, context_stopped}};
-            undefined -> ok
-        end,
+    py_context:drop_loop(State#state.loop),
     State#state{child = undefined, backtraces = [], backtrace_timer = undefined, requests = #{}, running = [], queue = queue:new(),
                 callbacks = #{}, tasks = #{}, loop = undefined}.
 

@@ -23,14 +23,14 @@
 %% `{error, loop_running}', or the error of the start request (the context stays without one).
 -spec start(pid(), pid()) -> ok | {error, term()}.
 start(Ctx, Owner) ->
-    case context_call(Ctx, {claim_loop, Owner}) of
+    case py_isolated:context_call(Ctx, {claim_loop, Owner}) of
         {ok, Serial} ->
             case py_isolated:request(Ctx, {call, '_erlang_isolated_loop', start_worker, [Ctx, Serial], #{}},
                                      ?START_TIMEOUT) of
                 {ok, true} ->
-                    context_call(Ctx, {loop_started, Serial});
+                    py_isolated:context_call(Ctx, {loop_started, Serial});
                 {error, _} = Error ->
-                    _ = context_call(Ctx, {loop_failed, Serial}),
+                    _ = py_isolated:context_call(Ctx, {loop_failed, Serial}),
                     Error
             end;
         {error, _} = Error ->
@@ -48,10 +48,5 @@ stop(Ctx, Serial, Grace) ->
                  {ok, _} -> ok;
                  {error, _} = Error -> Error
              end,
-    _ = context_call(Ctx, {loop_ended, Serial, Result}),
+    _ = py_isolated:context_call(Ctx, {loop_ended, Serial, Result}),
     Result.
-
-context_call(Ctx, Request) ->
-    try gen_server:call(Ctx, Request, infinity)
-    catch exit:_ -> {error, context_not_found}
-    end.
