@@ -552,13 +552,7 @@ worker_loop_ends(_Config) ->
     {ok, 8} = py_context:submit_await(Ctx, '__main__', twice, [4]),
     ok = py_context:stop_loop(Ctx),
     receive {py_loop_exit, Ctx, ok} -> ok after 10000 -> ct:fail(no_loop_exit) end,
-    {Owner, Mon} = spawn_monitor(fun() -> ok = py_context:start_loop(Ctx), receive stop -> ok end end),
-    true = py_test_util:wait_until(fun() -> element(1, py_context:loop_ref(Ctx)) =:= ok end, 20000),
-    Owner ! stop,
-    receive {'DOWN', Mon, process, Owner, normal} -> ok end,
-    true = py_test_util:wait_until(fun() -> py_context:submit(Ctx, '__main__', twice, [1]) =:= {error, loop_stopped} end,
-                                   20000),
-    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_test_util:loop_stops_with_owner(Ctx, twice),
     ok = py_context:stop(Ctx).
 
 %% "Behind the same API": the same calls on a worker context and an isolated one give the same

@@ -4,7 +4,7 @@
 %% peer nodes for the suites that need a second node.
 -module(py_test_util).
 
--export([mode_group/2, under_asan/0, owngil_works/0]).
+-export([mode_group/2, under_asan/0, owngil_works/0, loop_stops_with_owner/2]).
 -export([rss_kb/0, os_threads/0, context_threads/0, fds/0, snapshot/0, gc_all/0,
          flush/0, wait_until/2, best_of/3,
          probe_start/0, probe_stop/1, percentile/2, stats/1,
@@ -77,6 +77,20 @@ wait_until_deadline(F, Deadline) ->
                 false -> timer:sleep(10), wait_until_deadline(F, Deadline)
             end
     end.
+
+%% A worker loop of context Ctx started by a process that then exits is stopped: once the owner
+%% is gone, submit of Function (in __main__, called with [1]) comes to give {error,
+%% loop_stopped} (waited for), and the context still serves calls. Any mode.
+-spec loop_stops_with_owner(pid(), atom()) -> ok.
+loop_stops_with_owner(Ctx, Function) ->
+    {Owner, Mon} = spawn_monitor(fun() -> ok = py_context:start_loop(Ctx), receive stop -> ok end end),
+    true = wait_until(fun() -> element(1, py_context:loop_ref(Ctx)) =:= ok end, 20000),
+    Owner ! stop,
+    receive {'DOWN', Mon, process, Owner, normal} -> ok end,
+    true = wait_until(fun() -> py_context:submit(Ctx, '__main__', Function, [1]) =:= {error, loop_stopped} end,
+                      20000),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok.
 
 %% Runs Measure up to N times, until Ok(Result) holds: {Result, Attempts} for the first result
 %% that passes, or the last one. For figures that other jobs on the machine inflate now and then

@@ -241,13 +241,7 @@ loop_exit_to_owner(Config) ->
 
 owner_exit_stops_loop(Config) ->
     Ctx = new_ctx(Config),
-    {Owner, Mon} = spawn_monitor(fun() -> ok = py_context:start_loop(Ctx), receive stop -> ok end end),
-    true = py_test_util:wait_until(fun() -> element(1, py_context:loop_ref(Ctx)) =:= ok end, 10000),
-    Owner ! stop,
-    receive {'DOWN', Mon, process, Owner, normal} -> ok end,
-    true = py_test_util:wait_until(fun() -> py_context:submit(Ctx, '__main__', plain, [1]) =:= {error, loop_stopped} end,
-                                   20000),
-    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    ok = py_test_util:loop_stops_with_owner(Ctx, plain),
     ok = py_context:stop(Ctx).
 
 %% A task that catches its CancelledError and goes on: stop_loop gives it the grace period,
