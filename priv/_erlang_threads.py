@@ -51,8 +51,11 @@ def install():
         start = getattr(_thread, name, None)
         if start is not None and not getattr(start, "_erlang_leaves_idle", False):
             setattr(_thread, name, _wrapped_start(start))
-    threading = sys.modules.get("threading")
-    if threading is not None:
+    if "threading" in sys.modules:
+        # Imported already, or being imported by another thread of this interpreter (worker
+        # contexts share one): the import statement waits for that import to finish, where
+        # sys.modules would give the partially initialized module, without Thread yet.
+        import threading
         bootstrap = threading.Thread._bootstrap
         if not getattr(bootstrap, "_erlang_leaves_idle", False):
             threading.Thread._bootstrap = _starting(bootstrap)  # a method again, on the class
